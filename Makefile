@@ -1,0 +1,35 @@
+# The newcomer's entry points. `make test` is what .ci/run calls.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?= -LE fuzz
+
+.PHONY: deps configure build test fuzz run clean
+
+deps:
+	bash scripts/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Installs dependencies, builds everything and runs every test but the
+# fuzzers (run those with `make fuzz`).
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# libFuzzer targets need clang; they live in their own build tree.
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHANGAR_BUILD_FUZZERS=ON \
+	  -DHANGAR_BUILD_BENCHMARKS=OFF
+	cmake --build build-fuzz -j $(JOBS)
+	cd build-fuzz && ctest --output-on-failure -L fuzz
+
+# Runs the whole suite locally (PostgreSQL under .hangar/ + every service).
+run: build
+	bash scripts/run-suite.sh
+
+clean:
+	rm -rf $(BUILD_DIR) build-fuzz
