@@ -1,0 +1,52 @@
+#include "common/config/flags.h"
+
+#include "absl/flags/flag.h"
+#include "common/testing/status_matchers.h"
+#include "gtest/gtest.h"
+
+ABSL_FLAG(int, test_port, 7101, "a port");
+ABSL_FLAG(std::string, test_db, "", "a conninfo");
+
+namespace hangar {
+namespace {
+
+using ::hangar::testing::IsOk;
+using ::hangar::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+class FlagsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::SetFlag(&FLAGS_test_port, 7101);
+    absl::SetFlag(&FLAGS_test_db, "");
+  }
+};
+
+TEST_F(FlagsTest, ServiceSpecificVariableWinsOverGenericOne) {
+  EXPECT_THAT(ApplyEnvironmentToFlags("HANGAR_CATALOG_",
+                                      {{"HANGAR_CATALOG_TEST_PORT", "9000"},
+                                       {"HANGAR_TEST_PORT", "8000"},
+                                       {"HANGAR_TEST_DB", "host=x"}}),
+              IsOk());
+  EXPECT_EQ(absl::GetFlag(FLAGS_test_port), 9000);
+  EXPECT_EQ(absl::GetFlag(FLAGS_test_db), "host=x");
+}
+
+TEST_F(FlagsTest, UnsetVariablesKeepDefaults) {
+  EXPECT_THAT(ApplyEnvironmentToFlags("HANGAR_CATALOG_", {{"OTHER", "1"}}),
+              IsOk());
+  EXPECT_EQ(absl::GetFlag(FLAGS_test_port), 7101);
+}
+
+TEST_F(FlagsTest, MalformedValueNamesTheVariableAndFlag) {
+  EXPECT_THAT(
+      ApplyEnvironmentToFlags("HANGAR_CATALOG_",
+                              {{"HANGAR_CATALOG_TEST_PORT", "seventy"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("HANGAR_CATALOG_TEST_PORT"),
+                     HasSubstr("--test_port"))));
+}
+
+}  // namespace
+}  // namespace hangar

@@ -1,0 +1,174 @@
+#include "common/server/server.h"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/server/shutdown_signal.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+
+namespace hangar {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": cannot read ", path));
+  }
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_cert_file and tls_key_file: give both or neither");
+  }
+  if (options.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  auto cert = ReadFile(options.tls_cert_file, "tls_cert_file");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile(options.tls_key_file, "tls_key_file");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+absl::Status Validate(const ServerOptions& options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port: must be in [0, 65535]; was ", options.port));
+  }
+  if (options.metrics_port < -1 || options.metrics_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_port: must be in [-1, 65535]; was ", options.metrics_port));
+  }
+  if (options.drain_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("drain_timeout: must be >= 0");
+  }
+  if (options.max_message_bytes < 1024 ||
+      options.max_message_bytes > (1 << 30)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes: must be in [1024, 1073741824]; was ",
+                     options.max_message_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, MetricsRegistry* metrics)
+    : options_(std::move(options)),
+      metrics_(metrics),
+      server_metrics_(metrics->registry()) {}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(
+    const ServerOptions& options, const std::vector<grpc::Service*>& services,
+    MetricsRegistry* metrics) {
+  if (metrics == nullptr) {
+    return absl::InvalidArgumentError("metrics: must not be null");
+  }
+  if (absl::Status valid = Validate(options); !valid.ok()) return valid;
+  auto credentials = Credentials(options);
+  if (!credentials.ok()) return credentials.status();
+
+  std::unique_ptr<Server> server(new Server(options, metrics));
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::string address = absl::StrCat(options.host, ":", options.port);
+  builder.AddListeningPort(address, *credentials, &server->port_);
+  // Two servers must never share a port by accident (gRPC sets SO_REUSEPORT
+  // by default, which would let a second instance bind silently).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  builder.RegisterService(&server->health_);
+
+  std::vector<std::unique_ptr<
+      grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<MetricsInterceptorFactory>(&server->server_metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat(options.name, ": cannot listen on ", address,
+                     " (in use, or not an address of this host)"));
+  }
+  if (options.metrics_port >= 0) {
+    absl::Status serving = metrics->Serve(options.host, options.metrics_port);
+    if (!serving.ok()) {
+      server->server_->Shutdown();
+      return serving;
+    }
+  }
+  server->health_.SetAll(grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+std::string Server::address() const {
+  std::string host = options_.host == "0.0.0.0" ? "127.0.0.1" : options_.host;
+  return absl::StrCat(host, ":", port_);
+}
+
+int Server::metrics_port() const { return metrics_->port(); }
+
+void Server::SetServing(bool serving) {
+  health_.SetAll(serving ? grpc::health::v1::HealthCheckResponse::SERVING
+                         : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+void Server::RequestShutdown() {
+  absl::MutexLock lock(&request_mu_);
+  shutdown_requested_ = true;
+}
+
+void Server::Shutdown() {
+  RequestShutdown();
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  // Health first, so load balancers and watchers stop sending; then end
+  // health Watch streams, which would otherwise hold the drain open.
+  health_.Shutdown();
+  // Stops accepting calls and waits for in-flight ones until the deadline,
+  // then cancels whatever is left.
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    absl::ToChronoNanoseconds(options_.drain_timeout));
+  server_->Wait();
+  metrics_->StopServing();
+  absl::MutexLock request_lock(&request_mu_);
+  if (signal_callback_id_ >= 0) RemoveShutdownCallback(signal_callback_id_);
+}
+
+void Server::HandleSignals() {
+  absl::MutexLock lock(&request_mu_);
+  if (signal_callback_id_ >= 0) return;
+  signal_callback_id_ = OnShutdownSignal([this](int signal_number) {
+    std::cerr << options_.name << ": received signal " << signal_number
+              << ", draining for up to "
+              << absl::FormatDuration(options_.drain_timeout) << std::endl;
+    RequestShutdown();
+  });
+}
+
+void Server::WaitForTermination() {
+  HandleSignals();
+  {
+    absl::MutexLock lock(&request_mu_);
+    request_mu_.Await(absl::Condition(&shutdown_requested_));
+  }
+  Shutdown();
+}
+
+}  // namespace hangar
