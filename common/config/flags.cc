@@ -36,10 +36,9 @@ absl::Status ApplyEnvironmentToFlags(
       if (it == environment.end()) continue;
       std::string error;
       if (!flag->ParseFrom(it->second, &error)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            variable, ": not a valid value for --", std::string(name), " (",
-            flag->TypeName() == "" ? "value" : std::string(flag->TypeName()),
-            "): ", error));
+        return absl::InvalidArgumentError(
+            absl::StrCat(variable, ": not a valid value for --",
+                         std::string(name), ": ", error));
       }
       break;  // The service-specific variable wins over the generic one.
     }
