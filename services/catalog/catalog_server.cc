@@ -1,0 +1,107 @@
+#include "services/catalog/catalog_server.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "grpcpp/grpcpp.h"
+#include "services/catalog/curated_models.h"
+#include "services/catalog/grpc_deployment_usage.h"
+
+namespace hangar::catalog {
+
+absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
+    Options options) {
+  if (options.db.empty()) {
+    return absl::InvalidArgumentError("--db: required (a libpq conninfo or URI)");
+  }
+  if (options.model_store.empty()) {
+    return absl::InvalidArgumentError("--model_store: required (a directory)");
+  }
+  if (options.curated_models.empty()) {
+    return absl::InvalidArgumentError("--curated_models: required (a JSON file)");
+  }
+  if (options.hf_endpoint.empty()) {
+    return absl::InvalidArgumentError("--hf_endpoint: must not be empty");
+  }
+  std::unique_ptr<CatalogServer> server(new CatalogServer());
+
+  // Validate the data file before touching the database.
+  ASSIGN_OR_RETURN(std::vector<v1::Model> curated,
+                   LoadCuratedModels(options.curated_models,
+                                     {.cpu_max_parameters = options.cpu_max_parameters}));
+
+  ASSIGN_OR_RETURN(server->pool_, db::Pool::Create({.conninfo = options.db,
+                                                    .size = options.db_pool_size,
+                                                    .clock = options.clock}));
+  RETURN_IF_ERROR(PgModelStore::Migrate(*server->pool_));
+  server->store_ = std::make_unique<PgModelStore>(server->pool_.get());
+
+  server->hub_ = std::make_unique<HuggingFaceClient>(HuggingFaceClient::Options{
+      .endpoint = options.hf_endpoint, .stall_timeout = options.hf_stall_timeout});
+
+  std::string key_file = options.secret_key_file;
+  if (key_file.empty()) {
+    std::error_code ignored;
+    std::filesystem::create_directories(options.model_store, ignored);
+    key_file = (std::filesystem::path(options.model_store) / ".catalog-secret.key")
+                   .string();
+  }
+  absl::StatusOr<std::unique_ptr<auth::SecretBox>> secrets =
+      auth::SecretBox::FromKeyFile(key_file);
+  if (!secrets.ok()) {
+    return absl::Status(secrets.status().code(),
+                        absl::StrCat("--secret_key_file: ", secrets.status().message()));
+  }
+  server->secrets_ = *std::move(secrets);
+
+  DeploymentUsage* usage = options.deployment_usage;
+  if (usage == nullptr) {
+    if (options.deployment_address.empty()) {
+      server->owned_usage_ = std::make_unique<NoDeploymentUsage>();
+    } else {
+      server->owned_usage_ = std::make_unique<GrpcDeploymentUsage>(
+          grpc::CreateChannel(options.deployment_address,
+                              grpc::InsecureChannelCredentials()),
+          GrpcDeploymentUsage::Options{});
+    }
+    usage = server->owned_usage_.get();
+  }
+
+  server->catalog_metrics_ =
+      std::make_unique<CatalogMetrics>(server->metrics_.registry());
+  ASSIGN_OR_RETURN(server->catalog_,
+                   Catalog::Create({.model_store = options.model_store,
+                                    .local_model_root = options.local_model_root,
+                                    .curated_models = std::move(curated),
+                                    .cpu_max_parameters = options.cpu_max_parameters,
+                                    .progress_interval = options.progress_interval,
+                                    .download = options.download,
+                                    .store = server->store_.get(),
+                                    .hub = server->hub_.get(),
+                                    .deployment_usage = usage,
+                                    .secrets = server->secrets_.get(),
+                                    .metrics = server->catalog_metrics_.get(),
+                                    .clock = options.clock}));
+  server->service_ = std::make_unique<CatalogServiceImpl>(server->catalog_.get());
+  ASSIGN_OR_RETURN(server->server_,
+                   Server::Create({.name = "catalog",
+                                   .host = options.host,
+                                   .port = options.port,
+                                   .metrics_port = options.metrics_port,
+                                   .drain_timeout = options.drain_timeout,
+                                   .tls_cert_file = options.tls_cert_file,
+                                   .tls_key_file = options.tls_key_file},
+                                  {server->service_.get()}, &server->metrics_));
+  server->server_->SetServing(true);
+  return server;
+}
+
+CatalogServer::~CatalogServer() {
+  if (server_ != nullptr) server_->Shutdown();
+  server_.reset();
+  catalog_.reset();  // Cancels and joins background work.
+}
+
+}  // namespace hangar::catalog

@@ -1,0 +1,131 @@
+// The catalog process's composition root: builds every piece from Options,
+// in dependency order, and owns them.
+//
+//   PostgreSQL pool -> migrations -> PgModelStore
+//   curated list file -> validated models
+//   HuggingFaceClient (--hf_endpoint), SecretBox (--secret_key_file),
+//   DeploymentUsage (gRPC to --deployment_address, or "none in use")
+//   -> Catalog -> CatalogServiceImpl -> hangar::Server (reflection, health,
+//   metrics, graceful drain)
+//
+// Create() fails with one clear status when anything is wrong (a bad
+// option, an unreachable database, a malformed curated file, a port in use)
+// and leaves nothing running. main.cc turns flags into Options; tests build
+// the server the same way with port 0 and injected fakes.
+//
+//   ASSIGN_OR_RETURN(auto server, CatalogServer::Create({
+//       .db = "postgresql://hangar@127.0.0.1/hangar",
+//       .model_store = "/var/lib/hangar/models",
+//       .curated_models = "/usr/share/hangar/catalog/curated_models.json"}));
+//   server->WaitForTermination();
+#ifndef HANGAR_SERVICES_CATALOG_CATALOG_SERVER_H_
+#define HANGAR_SERVICES_CATALOG_CATALOG_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/auth/secret_box.h"
+#include "common/db/pool.h"
+#include "common/metrics/metrics.h"
+#include "common/server/server.h"
+#include "common/time/clock.h"
+#include "services/catalog/catalog.h"
+#include "services/catalog/catalog_metrics.h"
+#include "services/catalog/catalog_service.h"
+#include "services/catalog/deployment_usage.h"
+#include "services/catalog/downloader.h"
+#include "services/catalog/hugging_face_client.h"
+#include "services/catalog/pg_model_store.h"
+
+namespace hangar::catalog {
+
+class CatalogServer {
+ public:
+  struct Options {
+    // --- Serving ---
+    // Address to bind; loopback by default (control plane).
+    std::string host = "127.0.0.1";
+    // gRPC port; 0 picks a free one.
+    int port = 7101;
+    // Prometheus port; 0 picks a free one, -1 serves none.
+    int metrics_port = 9101;
+    // How long in-flight calls may finish after SIGTERM.
+    absl::Duration drain_timeout = absl::Seconds(10);
+    // PEM files for TLS; both or neither.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+
+    // --- State ---
+    // libpq connection string or URI. Required.
+    std::string db;
+    // Database connections, in [1, 64].
+    int db_pool_size = 8;
+    // Directory of prepared weights. Required.
+    std::string model_store;
+    // Local imports must lie under this directory; empty disables them.
+    std::string local_model_root;
+    // The curated model list (JSON). Required.
+    std::string curated_models;
+    // Key file for sealing connection tokens; created (0600) when missing.
+    // Empty: <model_store>/.catalog-secret.key.
+    std::string secret_key_file;
+
+    // --- Dependencies ---
+    // The Hugging Face Hub or a mirror.
+    std::string hf_endpoint = "https://huggingface.co";
+    // A download that moves no byte for this long is retried.
+    absl::Duration hf_stall_timeout = absl::Seconds(30);
+    // host:port of the deployment service, asked before deleting a model;
+    // empty: no deployment service, nothing is in use.
+    std::string deployment_address;
+    // Imported models with at most this many parameters run on CPU.
+    int64_t cpu_max_parameters = 2'000'000'000;
+    // How often download progress is stored and streamed.
+    absl::Duration progress_interval = absl::Seconds(1);
+    // Download retries.
+    FileDownloader::Options download;
+
+    // --- Injected for tests (not owned) ---
+    // Replaces the gRPC client built from deployment_address.
+    DeploymentUsage* deployment_usage = nullptr;
+    Clock* clock = Clock::Real();
+  };
+
+  static absl::StatusOr<std::unique_ptr<CatalogServer>> Create(Options options);
+
+  // Shuts the server down (drain) before the catalog stops its work.
+  ~CatalogServer();
+  CatalogServer(const CatalogServer&) = delete;
+  CatalogServer& operator=(const CatalogServer&) = delete;
+
+  // "host:port" to dial, and the bound ports.
+  std::string address() const { return server_->address(); }
+  int port() const { return server_->port(); }
+  int metrics_port() const { return server_->metrics_port(); }
+  Catalog& catalog() { return *catalog_; }
+
+  // Blocks until SIGTERM/SIGINT or Shutdown(), then drains.
+  void WaitForTermination() { server_->WaitForTermination(); }
+  void Shutdown() { server_->Shutdown(); }
+
+ private:
+  CatalogServer() = default;
+
+  // Declared in construction order; destroyed in reverse.
+  MetricsRegistry metrics_;
+  std::unique_ptr<CatalogMetrics> catalog_metrics_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<PgModelStore> store_;
+  std::unique_ptr<HuggingFaceClient> hub_;
+  std::unique_ptr<auth::SecretBox> secrets_;
+  std::unique_ptr<DeploymentUsage> owned_usage_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<CatalogServiceImpl> service_;
+  std::unique_ptr<Server> server_;
+};
+
+}  // namespace hangar::catalog
+
+#endif  // HANGAR_SERVICES_CATALOG_CATALOG_SERVER_H_

@@ -1,0 +1,103 @@
+#include "services/catalog/catalog_service.h"
+
+#include "absl/time/clock.h"
+#include "common/status/grpc_status.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace hangar::catalog {
+namespace {
+
+// Copies a StatusOr's value into the response, or returns its status.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status CatalogServiceImpl::ListModels(grpc::ServerContext*,
+                                            const v1::ListModelsRequest* request,
+                                            v1::ListModelsResponse* response) {
+  return Reply(catalog_->ListModels(*request), response);
+}
+
+grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext*,
+                                          const v1::GetModelRequest* request,
+                                          v1::Model* response) {
+  return Reply(catalog_->GetModel(request->name()), response);
+}
+
+grpc::Status CatalogServiceImpl::ImportModel(grpc::ServerContext*,
+                                             const v1::ImportModelRequest* request,
+                                             v1::Model* response) {
+  return Reply(catalog_->ImportModel(*request), response);
+}
+
+grpc::Status CatalogServiceImpl::UpdateModel(grpc::ServerContext*,
+                                             const v1::UpdateModelRequest* request,
+                                             v1::Model* response) {
+  return Reply(catalog_->UpdateModel(*request), response);
+}
+
+grpc::Status CatalogServiceImpl::DeleteModel(grpc::ServerContext*,
+                                             const v1::DeleteModelRequest* request,
+                                             v1::DeleteModelResponse*) {
+  return ToGrpcStatus(catalog_->DeleteModel(*request));
+}
+
+grpc::Status CatalogServiceImpl::PrepareModel(grpc::ServerContext*,
+                                              const v1::PrepareModelRequest* request,
+                                              v1::Preparation* response) {
+  return Reply(catalog_->PrepareModel(request->name()), response);
+}
+
+grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
+                                            const v1::WatchModelRequest* request,
+                                            grpc::ServerWriter<v1::Model>* writer) {
+  // Read the generation before the model, so no change falls in between.
+  uint64_t seen = catalog_->ChangeGeneration(request->name());
+  absl::StatusOr<v1::Model> model = catalog_->GetModel(request->name());
+  if (!model.ok()) return ToGrpcStatus(model.status());
+  if (!writer->Write(*model)) return grpc::Status::OK;
+  v1::Model last = *std::move(model);
+  while (!context->IsCancelled()) {
+    uint64_t now = catalog_->WaitForChange(request->name(), seen,
+                                           absl::Now() + watch_poll_);
+    if (now == seen) continue;
+    seen = now;
+    model = catalog_->GetModel(request->name());
+    if (!model.ok()) return ToGrpcStatus(model.status());
+    if (google::protobuf::util::MessageDifferencer::Equals(*model, last)) continue;
+    if (!writer->Write(*model)) break;
+    last = *std::move(model);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CatalogServiceImpl::CreateConnection(
+    grpc::ServerContext*, const v1::CreateConnectionRequest* request,
+    v1::Connection* response) {
+  return Reply(catalog_->CreateConnection(request->connection()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetConnection(grpc::ServerContext*,
+                                               const v1::GetConnectionRequest* request,
+                                               v1::Connection* response) {
+  return Reply(catalog_->GetConnection(request->name()), response);
+}
+
+grpc::Status CatalogServiceImpl::ListConnections(
+    grpc::ServerContext*, const v1::ListConnectionsRequest* request,
+    v1::ListConnectionsResponse* response) {
+  return Reply(catalog_->ListConnections(*request), response);
+}
+
+grpc::Status CatalogServiceImpl::DeleteConnection(
+    grpc::ServerContext*, const v1::DeleteConnectionRequest* request,
+    v1::DeleteConnectionResponse*) {
+  return ToGrpcStatus(catalog_->DeleteConnection(request->name()));
+}
+
+}  // namespace hangar::catalog
