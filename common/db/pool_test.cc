@@ -186,6 +186,53 @@ TEST_F(PoolTest, SqlMetacharactersRoundTripVerbatim) {
   EXPECT_THAT(Count(*pool_, "s"), IsOkAndHolds(values.size()));
 }
 
+TEST_F(PoolTest, SearchPathOptionAppliesToEveryConnection) {
+  ASSERT_OK(Exec(*pool_, "CREATE SCHEMA svc; CREATE TABLE svc.t (v int)"));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo(), .search_path = "svc, public"}));
+  ASSERT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
+  EXPECT_THAT(Count(*pool_, "svc.t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolTest, WaitsForAFreeConnectionUpToTheAcquireTimeout) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo(),
+                                     .size = 1,
+                                     .acquire_timeout = absl::Seconds(10),
+                                     .clock = &clock}));
+  absl::Mutex mu;
+  bool release = false;
+  bool holding = false;
+  std::thread holder([&] {
+    ASSERT_OK(pool->Transact([&](pqxx::work&) {
+      absl::MutexLock lock(&mu);
+      holding = true;
+      mu.Await(absl::Condition(&release));
+      return absl::OkStatus();
+    }));
+  });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&holding));
+  }
+  absl::Status waited;
+  std::thread waiter([&] { waited = Exec(*pool, "SELECT 1"); });
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Seconds(11));
+  waiter.join();
+  EXPECT_THAT(waited, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("busy")));
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  holder.join();
+  EXPECT_OK(Exec(*pool, "SELECT 1"));
+  EXPECT_EQ(pool->open_connections(), 1);
+}
+
 // Two SERIALIZABLE transactions that each read the whole table and then
 // insert into it (write skew): PostgreSQL aborts one with 40001 and the pool
 // runs it again.

@@ -363,22 +363,25 @@ absl::Status PostgresServer::Restart() {
 
 namespace {
 
-// Stops the shared server after the binary's last test.
-class SharedServerEnvironment : public ::testing::Environment {
- public:
-  explicit SharedServerEnvironment(std::unique_ptr<PostgresServer>* server)
-      : server_(server) {}
-  void TearDown() override { server_->reset(); }
-
- private:
-  std::unique_ptr<PostgresServer>* server_;
-};
-
 absl::Mutex shared_mu(absl::kConstInit);  // Guards the shared server.
 std::unique_ptr<PostgresServer>* shared_server ABSL_GUARDED_BY(shared_mu) =
     nullptr;
 absl::Status* shared_error ABSL_GUARDED_BY(shared_mu) = nullptr;
 std::atomic<int> database_counter{0};
+
+// Stops the shared server after the binary's last test.
+class SharedServerEnvironment : public ::testing::Environment {
+ public:
+  explicit SharedServerEnvironment(std::unique_ptr<PostgresServer>* server)
+      : server_(server) {}
+  void TearDown() override {
+    absl::MutexLock lock(&shared_mu);
+    server_->reset();
+  }
+
+ private:
+  std::unique_ptr<PostgresServer>* server_;
+};
 
 }  // namespace
 
@@ -386,18 +389,21 @@ absl::StatusOr<PostgresServer*> PostgresTest::SharedServer() {
   absl::MutexLock lock(&shared_mu);
   if (shared_error != nullptr) return *shared_error;
   if (shared_server == nullptr) {
-    absl::StatusOr<std::unique_ptr<PostgresServer>> started =
-        PostgresServer::Start();
-    if (!started.ok()) {
-      shared_error = new absl::Status(started.status());
-      return *shared_error;
-    }
-    shared_server = new std::unique_ptr<PostgresServer>(*std::move(started));
+    shared_server = new std::unique_ptr<PostgresServer>();
     ::testing::AddGlobalTestEnvironment(
         new SharedServerEnvironment(shared_server));
   }
+  // Started on first use, and again after the environment's TearDown (with
+  // --gtest_repeat and --gtest_recreate_environments_when_repeating).
   if (*shared_server == nullptr) {
-    return absl::FailedPreconditionError("the shared server was torn down");
+    absl::StatusOr<std::unique_ptr<PostgresServer>> started =
+        PostgresServer::Start();
+    if (!started.ok()) {
+      // Every later test fails at once with the same reason.
+      shared_error = new absl::Status(started.status());
+      return *shared_error;
+    }
+    *shared_server = *std::move(started);
   }
   return shared_server->get();
 }
