@@ -1,0 +1,52 @@
+#include "common/auth/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <climits>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace hangar::auth {
+
+std::string HexEncode(absl::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * bytes.size());
+  for (unsigned char c : bytes) {
+    hex.push_back(kHex[c >> 4]);
+    hex.push_back(kHex[c & 0xf]);
+  }
+  return hex;
+}
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  return HexEncode(
+      absl::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+absl::StatusOr<std::string> RandomBytes(size_t count) {
+  if (count > static_cast<size_t>(INT_MAX)) {
+    return absl::InvalidArgumentError("too many random bytes requested");
+  }
+  std::string bytes(count, '\0');
+  if (count > 0 &&
+      RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()),
+                 static_cast<int>(count)) != 1) {
+    return absl::InternalError("the system random number generator failed");
+  }
+  return bytes;
+}
+
+}  // namespace hangar::auth

@@ -1,0 +1,342 @@
+#include "common/db/pool.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <string>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/db/errors.h"
+
+namespace hangar::db {
+namespace {
+
+// How one attempt at a transaction ended.
+enum class Outcome {
+  kDone,       // Committed, or failed for good: return the status.
+  kRetry,      // Serialization failure or deadlock: run it again.
+  kReconnect,  // The connection broke before COMMIT: reconnect, run again.
+};
+
+struct Attempt {
+  Outcome outcome;
+  absl::Status status;
+};
+
+// libpq counts connect_timeout in whole seconds and treats 1 as 2.
+int64_t ConnectTimeoutSeconds(absl::Duration timeout) {
+  return std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(
+                                  timeout, absl::Seconds(1))));
+}
+
+std::string WithConnectTimeout(const std::string& conninfo,
+                               absl::Duration timeout) {
+  const int64_t seconds = ConnectTimeoutSeconds(timeout);
+  if (absl::StartsWith(conninfo, "postgresql://") ||
+      absl::StartsWith(conninfo, "postgres://")) {
+    const char separator =
+        conninfo.find('?') == std::string::npos ? '?' : '&';
+    return absl::StrCat(conninfo, std::string(1, separator),
+                        "connect_timeout=", seconds);
+  }
+  return absl::StrCat(conninfo, " connect_timeout=", seconds);
+}
+
+const char* IsolationName(Isolation isolation) {
+  switch (isolation) {
+    case Isolation::kReadCommitted:
+      return "READ COMMITTED";
+    case Isolation::kRepeatableRead:
+      return "REPEATABLE READ";
+    case Isolation::kSerializable:
+      return "SERIALIZABLE";
+  }
+  return "READ COMMITTED";
+}
+
+bool IsBroken(const pqxx::connection& connection) {
+  return !connection.is_open();
+}
+
+// Runs `fn` once in a transaction on `connection`.
+Attempt RunOnce(pqxx::connection& connection,
+                const std::function<absl::Status(pqxx::work&)>& fn,
+                const TransactOptions& options) {
+  bool committing = false;
+  try {
+    pqxx::work tx(connection);
+    if (options.isolation != Isolation::kReadCommitted || options.read_only) {
+      std::string set = absl::StrCat("SET TRANSACTION ISOLATION LEVEL ",
+                                     IsolationName(options.isolation));
+      if (options.read_only) absl::StrAppend(&set, " READ ONLY");
+      tx.exec0(set);
+    }
+    absl::Status status = fn(tx);
+    if (!status.ok()) {
+      tx.abort();
+      return {Outcome::kDone, std::move(status)};
+    }
+    committing = true;
+    tx.commit();
+    return {Outcome::kDone, absl::OkStatus()};
+  } catch (const pqxx::in_doubt_error& e) {
+    return {Outcome::kDone, StatusFromException(e)};
+  } catch (const pqxx::serialization_failure& e) {
+    return {Outcome::kRetry, StatusFromException(e)};
+  } catch (const pqxx::deadlock_detected& e) {
+    return {Outcome::kRetry, StatusFromException(e)};
+  } catch (const pqxx::broken_connection& e) {
+    if (committing) {
+      return {Outcome::kDone,
+              absl::UnavailableError(
+                  "connection lost while committing; the transaction may or "
+                  "may not have been applied")};
+    }
+    return {Outcome::kReconnect, StatusFromException(e)};
+  } catch (const pqxx::sql_error& e) {
+    if (IsRetryableSqlState(e.sqlstate())) {
+      return {Outcome::kRetry, StatusFromException(e)};
+    }
+    if ((IsConnectionSqlState(e.sqlstate()) || IsBroken(connection)) &&
+        !committing) {
+      return {Outcome::kReconnect, StatusFromException(e)};
+    }
+    return {Outcome::kDone, StatusFromException(e)};
+  } catch (const std::exception& e) {
+    if (IsBroken(connection) && !committing) {
+      return {Outcome::kReconnect, StatusFromException(e)};
+    }
+    return {Outcome::kDone, StatusFromException(e)};
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
+    const PoolOptions& options) {
+  if (options.conninfo.empty()) {
+    return absl::InvalidArgumentError("conninfo must not be empty");
+  }
+  if (DescribeEndpoint(options.conninfo) == "<malformed conninfo>") {
+    return absl::InvalidArgumentError(
+        "conninfo is not a valid libpq connection string");
+  }
+  if (options.size < 1 || options.size > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "size must be in [1, 64]; was ", options.size));
+  }
+  if (options.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("connect_timeout must be positive; was ",
+                     absl::FormatDuration(options.connect_timeout)));
+  }
+  if (options.reconnect_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reconnect_timeout must not be negative; was ",
+                     absl::FormatDuration(options.reconnect_timeout)));
+  }
+  if (options.acquire_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("acquire_timeout must be positive; was ",
+                     absl::FormatDuration(options.acquire_timeout)));
+  }
+  if (options.initial_backoff <= absl::ZeroDuration() ||
+      options.max_backoff < options.initial_backoff) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backoff must satisfy 0 < initial_backoff <= max_backoff; was ",
+        absl::FormatDuration(options.initial_backoff), " and ",
+        absl::FormatDuration(options.max_backoff)));
+  }
+  if (options.clock == nullptr) {
+    return absl::InvalidArgumentError("clock must not be null");
+  }
+  auto pool = std::unique_ptr<Pool>(new Pool(options));
+  // Open the first connection now so that a bad --db fails at start-up.
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> first = pool->Connect();
+  if (!first.ok()) return first.status();
+  {
+    absl::MutexLock lock(&pool->mu_);
+    pool->idle_.push_back(*std::move(first));
+  }
+  return pool;
+}
+
+Pool::Pool(const PoolOptions& options)
+    : options_(options),
+      conninfo_(WithConnectTimeout(options.conninfo, options.connect_timeout)),
+      endpoint_(DescribeEndpoint(options.conninfo)),
+      database_(DatabaseName(options.conninfo)) {}
+
+Pool::~Pool() {
+  absl::MutexLock lock(&mu_);
+  // Every lease must have been returned: Transact() never outlives its call.
+  idle_.clear();
+}
+
+int Pool::open_connections() {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(idle_.size()) + open_leased_;
+}
+
+absl::Status Pool::UnavailableError(absl::string_view detail) const {
+  std::string where = endpoint_;
+  if (!database_.empty()) absl::StrAppend(&where, " (database \"", database_,
+                                          "\")");
+  return absl::UnavailableError(
+      absl::StrCat("cannot reach PostgreSQL at ", where, ": ", detail));
+}
+
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Pool::Connect() {
+  try {
+    auto connection = std::make_unique<pqxx::connection>(conninfo_);
+    if (!options_.search_path.empty()) {
+      pqxx::nontransaction tx(*connection);
+      // search_path is a list of identifiers and cannot be a parameter;
+      // set_config() takes it as a value instead, so nothing is spliced.
+      tx.exec_params("SELECT pg_catalog.set_config('search_path', $1, false)",
+                     options_.search_path);
+    }
+    return connection;
+  } catch (const pqxx::sql_error& e) {
+    if (IsConnectionSqlState(e.sqlstate())) {
+      return UnavailableError(StatusFromException(e).message());
+    }
+    return StatusFromException(e, "setting up a new connection");
+  } catch (const std::exception& e) {
+    return UnavailableError(StatusFromException(e).message());
+  }
+}
+
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Pool::Acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    auto free_slot = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return leased_ < options_.size;
+    };
+    const absl::Time deadline =
+        options_.clock->Now() + options_.acquire_timeout;
+    if (!options_.clock->AwaitWithDeadline(&mu_, absl::Condition(&free_slot),
+                                           deadline)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "all ", options_.size, " connections to ", endpoint_,
+          " stayed busy for ", absl::FormatDuration(options_.acquire_timeout)));
+    }
+    ++leased_;
+    if (!idle_.empty()) {
+      std::unique_ptr<pqxx::connection> connection = std::move(idle_.back());
+      idle_.pop_back();
+      ++open_leased_;
+      return connection;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Connect();
+  absl::MutexLock lock(&mu_);
+  if (!connection.ok()) {
+    --leased_;
+    return connection.status();
+  }
+  ++open_leased_;
+  return connection;
+}
+
+void Pool::Release(std::unique_ptr<pqxx::connection> connection) {
+  absl::MutexLock lock(&mu_);
+  --leased_;
+  --open_leased_;
+  if (connection != nullptr && connection->is_open()) {
+    idle_.push_back(std::move(connection));
+  }
+}
+
+absl::Duration Pool::Backoff(int attempt) const {
+  absl::Duration backoff = options_.initial_backoff;
+  for (int i = 1; i < attempt && backoff < options_.max_backoff; ++i) {
+    backoff *= 2;
+  }
+  return std::min(backoff, options_.max_backoff);
+}
+
+absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
+                            const TransactOptions& options) {
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_attempts must be at least 1; was ", options.max_attempts));
+  }
+  Clock* const clock = options_.clock;
+  const absl::Time reconnect_deadline =
+      clock->Now() + options_.reconnect_timeout;
+  int attempts = 0;    // Attempts that ended in serialization failures.
+  int reconnects = 0;  // Failed connection attempts.
+  int broken = 0;      // Attempts whose connection broke.
+  while (true) {
+    absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Acquire();
+    if (!connection.ok()) {
+      if (!absl::IsUnavailable(connection.status())) {
+        return connection.status();
+      }
+      ++reconnects;
+      if (clock->Now() + Backoff(reconnects) > reconnect_deadline) {
+        return connection.status();
+      }
+      clock->SleepFor(Backoff(reconnects));
+      continue;
+    }
+    Attempt attempt = RunOnce(**connection, fn, options);
+    const bool healthy = (*connection)->is_open() &&
+                         attempt.outcome != Outcome::kReconnect;
+    if (!healthy) connection->reset();
+    Release(*std::move(connection));
+    switch (attempt.outcome) {
+      case Outcome::kDone:
+        if (absl::IsUnavailable(attempt.status) &&
+            !absl::StrContains(attempt.status.message(), endpoint_)) {
+          return UnavailableError(attempt.status.message());
+        }
+        return attempt.status;
+      case Outcome::kRetry:
+        ++attempts;
+        if (attempts >= options.max_attempts) {
+          return absl::AbortedError(absl::StrCat(
+              "transaction gave up after ", attempts, " attempts: ",
+              attempt.status.message()));
+        }
+        clock->SleepFor(Backoff(attempts));
+        continue;
+      case Outcome::kReconnect:
+        // The first reconnect is immediate: after a server restart every
+        // idle connection is stale, and a fresh one usually works.
+        ++broken;
+        if (clock->Now() > reconnect_deadline) {
+          return UnavailableError(attempt.status.message());
+        }
+        if (broken > 1) clock->SleepFor(Backoff(broken - 1));
+        continue;
+    }
+  }
+}
+
+absl::Status Pool::WithConnection(
+    const std::function<absl::Status(pqxx::connection&)>& fn) {
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Acquire();
+  if (!connection.ok()) return connection.status();
+  absl::Status status;
+  try {
+    status = fn(**connection);
+  } catch (const std::exception& e) {
+    status = StatusFromException(e);
+  }
+  if (!(*connection)->is_open()) connection->reset();
+  Release(*std::move(connection));
+  if (absl::IsUnavailable(status) &&
+      !absl::StrContains(status.message(), endpoint_)) {
+    return UnavailableError(status.message());
+  }
+  return status;
+}
+
+}  // namespace hangar::db

@@ -1,0 +1,188 @@
+// A fixed-size pool of PostgreSQL connections that runs functions inside
+// transactions, retrying what is safe to retry.
+//
+// Every service talks to PostgreSQL through one Pool:
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<db::Pool> pool,
+//                    db::Pool::Create({.conninfo = flags.db, .size = 8}));
+//   RETURN_IF_ERROR(pool->Transact([&](pqxx::work& tx) -> absl::Status {
+//     tx.exec_params("INSERT INTO catalog.models (name) VALUES ($1)", name);
+//     return absl::OkStatus();
+//   }));
+//   ASSIGN_OR_RETURN(int64_t count, pool->Transact<int64_t>(
+//       [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+//         return tx.exec1("SELECT count(*) FROM catalog.models")[0]
+//             .as<int64_t>();
+//       }));
+//
+// Guarantees:
+//  * Create() opens one connection before it returns, so a service started
+//    against an unreachable database fails at once with one UNAVAILABLE
+//    status naming host:port and database (never the password). Other
+//    connections open lazily, up to `size`.
+//  * Transact() commits when the function returns OK and rolls back when it
+//    returns an error or throws. Exceptions never escape: libpqxx errors
+//    become canonical codes (common/db/errors.h), e.g. a unique violation is
+//    ALREADY_EXISTS.
+//  * Serialization failures and deadlocks (SQLSTATE 40001, 40P01) run the
+//    whole function again, up to `max_attempts` times in all, with
+//    exponential backoff read from the injected clock; after the last attempt
+//    the result is ABORTED.
+//  * A broken connection (the server restarted, the network dropped) is
+//    discarded, a new one is opened and the function runs again once the
+//    server answers, until `reconnect_timeout` has passed since Transact()
+//    began; then the result is UNAVAILABLE naming host:port. A connection
+//    lost during COMMIT is not retried (the outcome is unknown): UNAVAILABLE.
+//  So the function may run more than once: it must not have side effects
+//  outside the transaction that are unsafe to repeat.
+//  * Queries must be parameterized (exec_params) — never build SQL by
+//    concatenating values.
+//
+// Thread-safe; Transact() may be called from any number of threads and blocks
+// while all `size` connections are in use (up to `acquire_timeout`).
+#ifndef HANGAR_COMMON_DB_POOL_H_
+#define HANGAR_COMMON_DB_POOL_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <pqxx/connection>
+#include <pqxx/transaction>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+
+namespace hangar::db {
+
+struct PoolOptions {
+  // libpq connection string: "host=127.0.0.1 port=5432 dbname=hangar
+  // user=hangar" or "postgresql://hangar@127.0.0.1:5432/hangar". Required.
+  std::string conninfo;
+
+  // Most connections open at once. Must be in [1, 64].
+  int size = 4;
+
+  // Longest a single connection attempt may take (libpq's connect_timeout,
+  // which counts whole seconds, at least 2). Must be positive.
+  absl::Duration connect_timeout = absl::Seconds(5);
+
+  // How long Transact() keeps reconnecting after the connection broke before
+  // it gives up with UNAVAILABLE. Zero fails at the first broken connection.
+  absl::Duration reconnect_timeout = absl::Seconds(30);
+
+  // How long Transact() waits for a free connection when all are in use
+  // before it returns RESOURCE_EXHAUSTED. Must be positive.
+  absl::Duration acquire_timeout = absl::Seconds(30);
+
+  // First backoff between attempts (after a serialization failure or a
+  // failed reconnect); doubles up to `max_backoff`.
+  absl::Duration initial_backoff = absl::Milliseconds(10);
+  absl::Duration max_backoff = absl::Seconds(1);
+
+  // When not empty, every connection runs SET search_path TO this list
+  // (e.g. "catalog, public") right after connecting.
+  std::string search_path;
+
+  // --- Injected dependencies ---
+  // Reads time for deadlines and sleeps for backoff. Not owned; never null.
+  Clock* clock = Clock::Real();
+};
+
+enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
+
+struct TransactOptions {
+  // The transaction's isolation level.
+  Isolation isolation = Isolation::kReadCommitted;
+
+  // Attempts in all when the transaction fails with a serialization failure
+  // or deadlock. Must be at least 1.
+  int max_attempts = 5;
+
+  // Runs the transaction READ ONLY.
+  bool read_only = false;
+};
+
+class Pool {
+ public:
+  static absl::StatusOr<std::unique_ptr<Pool>> Create(
+      const PoolOptions& options);
+
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  ~Pool();
+
+  // Runs `fn` in a transaction as described above.
+  absl::Status Transact(const std::function<absl::Status(pqxx::work&)>& fn,
+                        const TransactOptions& options = {});
+
+  // Like Transact(), returning the value `fn` produced in the attempt that
+  // committed:  pool->Transact<Model>([&](pqxx::work& tx) ->
+  // absl::StatusOr<Model> { ... });
+  template <typename T>
+  absl::StatusOr<T> Transact(
+      const std::function<absl::StatusOr<T>(pqxx::work&)>& fn,
+      const TransactOptions& options = {}) {
+    std::optional<T> result;
+    absl::Status status = Transact(
+        [&](pqxx::work& tx) -> absl::Status {
+          result.reset();
+          absl::StatusOr<T> value = fn(tx);
+          if (!value.ok()) return value.status();
+          result.emplace(*std::move(value));
+          return absl::OkStatus();
+        },
+        options);
+    if (!status.ok()) return status;
+    return *std::move(result);
+  }
+
+  // Lends one connection for the duration of `fn`, outside any transaction
+  // the pool manages: for session-level state such as advisory locks (the
+  // migration runner) or LISTEN. No retries; exceptions become statuses and
+  // a connection that broke is discarded.
+  absl::Status WithConnection(
+      const std::function<absl::Status(pqxx::connection&)>& fn);
+
+  // "host:port" of the database, for messages.
+  const std::string& endpoint() const { return endpoint_; }
+  // The database name from the conninfo (may be empty).
+  const std::string& database() const { return database_; }
+  int size() const { return options_.size; }
+
+  // Connections currently open (idle or in use). For tests and metrics.
+  int open_connections();
+
+ private:
+  explicit Pool(const PoolOptions& options);
+
+  // Takes a free slot (waiting up to acquire_timeout) and returns an open
+  // connection for it, reusing an idle one or connecting.
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Acquire();
+  // Returns a slot; `connection` goes back to the idle list unless null.
+  void Release(std::unique_ptr<pqxx::connection> connection);
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
+  absl::Status UnavailableError(absl::string_view detail) const;
+  absl::Duration Backoff(int attempt) const;
+
+  const PoolOptions options_;
+  const std::string conninfo_;  // options_.conninfo plus connect_timeout.
+  const std::string endpoint_;
+  const std::string database_;
+
+  absl::Mutex mu_;  // Protects the idle list and the slot accounting.
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
+  // Slots handed out by Acquire() and not yet Release()d.
+  int leased_ ABSL_GUARDED_BY(mu_) = 0;
+  // Connections open in leased slots.
+  int open_leased_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace hangar::db
+
+#endif  // HANGAR_COMMON_DB_POOL_H_

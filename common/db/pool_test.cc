@@ -1,0 +1,384 @@
+// Integration tests of the pool against a real PostgreSQL 15 cluster.
+#include "common/db/pool.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/testing/fake_clock.h"
+#include "common/testing/postgres_server.h"
+#include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hangar::db {
+namespace {
+
+using ::hangar::testing::FakeClock;
+using ::hangar::testing::IsOk;
+using ::hangar::testing::IsOkAndHolds;
+using ::hangar::testing::PostgresServer;
+using ::hangar::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A port on 127.0.0.1 that nothing listens on (bound, then released).
+int ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::Status Exec(Pool& pool, const std::string& sql) {
+  return pool.Transact([&](pqxx::work& tx) {
+    tx.exec(sql);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> Count(Pool& pool, const std::string& table) {
+  return pool.Transact<int64_t>(
+      [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+        return tx.exec1("SELECT count(*) FROM " + table)[0].as<int64_t>();
+      });
+}
+
+TEST(PoolOptionsTest, RejectsBadOptionsNamingTheRule) {
+  EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1", .size = 0}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "size must be in [1, 64]; was 0"));
+  EXPECT_THAT(Pool::Create({.conninfo = ""}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("conninfo")));
+  EXPECT_THAT(
+      Pool::Create({.conninfo = "host=x password='oops"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("oops"))));
+}
+
+TEST(PoolStartupTest, UnreachableDatabaseIsOneQuickUnavailableError) {
+  const int port = ClosedPort();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create(
+      {.conninfo = absl::StrCat("host=127.0.0.1 port=", port,
+                                " dbname=hangar user=svc password=hunter2")});
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_THAT(pool, StatusIs(absl::StatusCode::kUnavailable,
+                             AllOf(HasSubstr(absl::StrCat("127.0.0.1:", port)),
+                                   HasSubstr("hangar"), Not(HasSubstr("\n")),
+                                   Not(HasSubstr("hunter2")))));
+}
+
+class PoolTest : public hangar::testing::PostgresTest {
+ protected:
+  void SetUp() override {
+    PostgresTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_OK_AND_ASSIGN(pool_, Pool::Create({.conninfo = conninfo()}));
+  }
+  std::unique_ptr<Pool> pool_;
+};
+
+TEST_F(PoolTest, CommitsWhenTheFunctionSucceeds) {
+  ASSERT_OK(Exec(*pool_, "CREATE TABLE t (v int)"));
+  ASSERT_OK(pool_->Transact([](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO t VALUES ($1)", 7);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolTest, RollsBackWhenTheFunctionFails) {
+  ASSERT_OK(Exec(*pool_, "CREATE TABLE t (v int)"));
+  EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO t VALUES ($1)", 7);
+    return absl::NotFoundError("model x");
+  }),
+              StatusIs(absl::StatusCode::kNotFound, "model x"));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+}
+
+TEST_F(PoolTest, SqlErrorsBecomeStatusesAndRollBack) {
+  ASSERT_OK(Exec(*pool_, "CREATE TABLE t (v int)"));
+  EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO t VALUES ($1)", 1);
+    tx.exec("SELEC 1");
+    return absl::OkStatus();
+  }),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("42601")));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+}
+
+TEST_F(PoolTest, UniqueViolationIsAlreadyExists) {
+  ASSERT_OK(Exec(*pool_, "CREATE TABLE m (name text PRIMARY KEY)"));
+  auto insert = [&] {
+    return pool_->Transact([](pqxx::work& tx) {
+      tx.exec_params("INSERT INTO m VALUES ($1)", "tiny");
+      return absl::OkStatus();
+    });
+  };
+  ASSERT_OK(insert());
+  EXPECT_THAT(insert(), StatusIs(absl::StatusCode::kAlreadyExists,
+                                 HasSubstr("23505")));
+}
+
+TEST_F(PoolTest, ForeignKeyAndCheckViolationsMapToTheirCodes) {
+  ASSERT_OK(Exec(*pool_,
+                 "CREATE TABLE p (id int PRIMARY KEY);"
+                 "CREATE TABLE c (p int REFERENCES p, n int CHECK (n > 0))"));
+  EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO c VALUES ($1, $2)", 1, 1);
+    return absl::OkStatus();
+  }),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("23503")));
+  EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO c VALUES (NULL, $1)", -1);
+    return absl::OkStatus();
+  }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("23514")));
+}
+
+TEST_F(PoolTest, SqlMetacharactersRoundTripVerbatim) {
+  ASSERT_OK(Exec(*pool_, "CREATE TABLE s (id int PRIMARY KEY, v text)"));
+  const std::vector<std::string> values = {
+      "'; DROP TABLE s; --",
+      "Robert'); DELETE FROM s WHERE ('1'='1",
+      "$1 $2 ? %s %d",
+      "back\\slash \\x00 E'\\n'",
+      "\"double\" 'single' `tick`",
+      "line\nbreak\ttab\r",
+      "unicode: \xc3\xa9\xe2\x82\xac\xf0\x9f\x9a\x80",
+      "",
+  };
+  ASSERT_OK(pool_->Transact([&](pqxx::work& tx) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      tx.exec_params("INSERT INTO s (id, v) VALUES ($1, $2)",
+                     static_cast<int>(i), values[i]);
+    }
+    return absl::OkStatus();
+  }));
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_THAT(pool_->Transact<std::string>(
+                    [&](pqxx::work& tx) -> absl::StatusOr<std::string> {
+                      return tx
+                          .exec_params1("SELECT v FROM s WHERE id = $1",
+                                        static_cast<int>(i))[0]
+                          .as<std::string>();
+                    }),
+                IsOkAndHolds(values[i]));
+  }
+  EXPECT_THAT(Count(*pool_, "s"), IsOkAndHolds(values.size()));
+}
+
+TEST_F(PoolTest, SearchPathOptionAppliesToEveryConnection) {
+  ASSERT_OK(Exec(*pool_, "CREATE SCHEMA svc; CREATE TABLE svc.t (v int)"));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo(), .search_path = "svc, public"}));
+  ASSERT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
+  EXPECT_THAT(Count(*pool_, "svc.t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolTest, WaitsForAFreeConnectionUpToTheAcquireTimeout) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo(),
+                                     .size = 1,
+                                     .acquire_timeout = absl::Seconds(10),
+                                     .clock = &clock}));
+  absl::Mutex mu;
+  bool release = false;
+  bool holding = false;
+  std::thread holder([&] {
+    ASSERT_OK(pool->Transact([&](pqxx::work&) {
+      absl::MutexLock lock(&mu);
+      holding = true;
+      mu.Await(absl::Condition(&release));
+      return absl::OkStatus();
+    }));
+  });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&holding));
+  }
+  absl::Status waited;
+  std::thread waiter([&] { waited = Exec(*pool, "SELECT 1"); });
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Seconds(11));
+  waiter.join();
+  EXPECT_THAT(waited, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("busy")));
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  holder.join();
+  EXPECT_OK(Exec(*pool, "SELECT 1"));
+  EXPECT_EQ(pool->open_connections(), 1);
+}
+
+// Two SERIALIZABLE transactions that each read the whole table and then
+// insert into it (write skew): PostgreSQL aborts one with 40001 and the pool
+// runs it again.
+class SerializationTest : public PoolTest {
+ protected:
+  // Runs both transactions; on their first attempts both read before either
+  // writes. Returns the statuses; `calls` counts every run of a function.
+  std::vector<absl::Status> RunWriteSkew(int max_attempts,
+                                         std::atomic<int>* calls) {
+    absl::Mutex mu;
+    int readers = 0;  // First attempts that finished reading.
+    std::vector<absl::Status> results(2);
+    auto body = [&](int id) {
+      bool first_attempt = true;
+      results[id] = pool_->Transact(
+          [&](pqxx::work& tx) -> absl::Status {
+            calls->fetch_add(1);
+            const int64_t seen =
+                tx.exec1("SELECT count(*) FROM ledger")[0].as<int64_t>();
+            if (first_attempt) {
+              first_attempt = false;
+              absl::MutexLock lock(&mu);
+              ++readers;
+              auto both_read = [&readers] { return readers >= 2; };
+              if (!mu.AwaitWithTimeout(absl::Condition(&both_read),
+                                       absl::Seconds(30))) {
+                return absl::DeadlineExceededError("peer never read");
+              }
+            }
+            tx.exec_params("INSERT INTO ledger (writer, seen) VALUES ($1, $2)",
+                           id, seen);
+            return absl::OkStatus();
+          },
+          {.isolation = Isolation::kSerializable,
+           .max_attempts = max_attempts});
+    };
+    std::thread a(body, 0);
+    std::thread b(body, 1);
+    a.join();
+    b.join();
+    return results;
+  }
+
+  void SetUp() override {
+    PoolTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_OK(Exec(*pool_, "CREATE TABLE ledger (writer int, seen bigint)"));
+  }
+};
+
+TEST_F(SerializationTest, RetriesARealSerializationFailure) {
+  std::atomic<int> calls{0};
+  std::vector<absl::Status> results = RunWriteSkew(5, &calls);
+  EXPECT_OK(results[0]);
+  EXPECT_OK(results[1]);
+  EXPECT_GE(calls.load(), 3) << "one transaction must have run again";
+  EXPECT_THAT(Count(*pool_, "ledger"), IsOkAndHolds(2));
+  // The retried writer saw the other's row: the outcome is serializable.
+  EXPECT_THAT(pool_->Transact<int64_t>(
+                  [](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+                    return tx.exec1("SELECT max(seen) FROM ledger")[0]
+                        .as<int64_t>();
+                  }),
+              IsOkAndHolds(1));
+}
+
+TEST_F(SerializationTest, GivesUpWithAbortedAfterMaxAttempts) {
+  std::atomic<int> calls{0};
+  std::vector<absl::Status> results = RunWriteSkew(1, &calls);
+  const int ok = results[0].ok() + results[1].ok();
+  EXPECT_EQ(ok, 1);
+  for (const absl::Status& status : results) {
+    if (!status.ok()) {
+      EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted,
+                                   HasSubstr("40001")));
+    }
+  }
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_THAT(Count(*pool_, "ledger"), IsOkAndHolds(1));
+}
+
+TEST(PoolRestartTest, ReconnectsTransparentlyAfterTheServerRestarts) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo, .size = 2}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+
+  // Every pooled connection is stale after the restart.
+  ASSERT_OK(server->Restart());
+  ASSERT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+}
+
+TEST(PoolRestartTest, WaitsForTheServerToComeBack) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo,
+                    .size = 1,
+                    .reconnect_timeout = absl::Seconds(30),
+                    .clock = &clock}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+  ASSERT_OK(server->Stop());
+
+  absl::Status result = absl::UnknownError("not run");
+  std::thread writer([&] { result = Exec(*pool, "INSERT INTO t VALUES (1)"); });
+  // The writer failed to reconnect and now waits out its backoff.
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  ASSERT_OK(server->Resume());
+  clock.Advance(absl::Seconds(1));
+  writer.join();
+  EXPECT_OK(result);
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+}
+
+TEST(PoolRestartTest, GivesUpWithUnavailableNamingTheServer) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo,
+                                     .reconnect_timeout = absl::Seconds(5),
+                                     .clock = &clock}));
+  ASSERT_OK(server->Stop());
+  absl::Status result;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    result = Exec(*pool, "SELECT 1");
+    done = true;
+  });
+  // Move fake time past the reconnect deadline, one backoff at a time.
+  while (!done) {
+    clock.BlockUntilWaiters(1, absl::Milliseconds(100));
+    clock.Advance(absl::Seconds(1));
+  }
+  writer.join();
+  EXPECT_THAT(result,
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr(absl::StrCat("127.0.0.1:", server->port()))));
+}
+
+}  // namespace
+}  // namespace hangar::db
