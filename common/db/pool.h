@@ -17,9 +17,10 @@
 //
 // Guarantees:
 //  * Create() opens one connection before it returns, so a service started
-//    against an unreachable database fails at once with one UNAVAILABLE
-//    status naming host:port and database (never the password). Other
-//    connections open lazily, up to `size`.
+//    against an unreachable database fails at once (or after
+//    `startup_timeout`) with one UNAVAILABLE status naming host:port and
+//    database (never the password). Other connections open lazily, up to
+//    `size`.
 //  * Transact() commits when the function returns OK and rolls back when it
 //    returns an error or throws. Exceptions never escape: libpqxx errors
 //    become canonical codes (common/db/errors.h), e.g. a unique violation is
@@ -71,6 +72,11 @@ struct PoolOptions {
   // Longest a single connection attempt may take (libpq's connect_timeout,
   // which counts whole seconds, at least 2). Must be positive.
   absl::Duration connect_timeout = absl::Seconds(5);
+
+  // How long Create() keeps retrying while the database refuses connections
+  // (a container starting beside PostgreSQL). Zero: one attempt, so an
+  // unreachable database fails start-up at once.
+  absl::Duration startup_timeout = absl::ZeroDuration();
 
   // How long Transact() keeps reconnecting after the connection broke before
   // it gives up with UNAVAILABLE. Zero fails at the first broken connection.
