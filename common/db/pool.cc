@@ -77,7 +77,12 @@ Attempt RunOnce(pqxx::connection& connection,
     }
     absl::Status status = fn(tx);
     if (!status.ok()) {
-      tx.abort();
+      // The function's own error wins; a failed ROLLBACK (the connection
+      // broke) only means the server rolls back on its own.
+      try {
+        tx.abort();
+      } catch (const std::exception&) {
+      }
       return {Outcome::kDone, std::move(status)};
     }
     committing = true;

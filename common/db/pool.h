@@ -40,15 +40,17 @@
 //    concatenating values.
 //
 // Thread-safe; Transact() may be called from any number of threads and blocks
-// while all `size` connections are in use (up to `acquire_timeout`).
+// while all `size` connections are in use (up to `acquire_timeout`). Do not
+// call Transact() from inside a transaction's function: with every
+// connection taken it would wait for itself. The pool must outlive every
+// call into it.
 #ifndef HANGAR_COMMON_DB_POOL_H_
 #define HANGAR_COMMON_DB_POOL_H_
 
 #include <functional>
 #include <memory>
 #include <optional>
-#include <pqxx/connection>
-#include <pqxx/transaction>
+#include <pqxx/pqxx>  // Callers use the whole pqxx API in their functions.
 #include <string>
 #include <utility>
 #include <vector>
