@@ -324,15 +324,23 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
         }
         clock->SleepFor(Backoff(attempts));
         continue;
-      case Outcome::kReconnect:
-        // The first reconnect is immediate: after a server restart every
-        // idle connection is stale, and a fresh one usually works.
+      case Outcome::kReconnect: {
+        // The idle connections most likely broke the same way (a server
+        // restart ends them all): drop them rather than trip over each in
+        // turn. The first reconnect is immediate, later ones back off.
+        std::vector<std::unique_ptr<pqxx::connection>> stale;
+        {
+          absl::MutexLock lock(&mu_);
+          stale.swap(idle_);
+        }
+        stale.clear();
         ++broken;
         if (clock->Now() > reconnect_deadline) {
           return UnavailableError(attempt.status.message());
         }
         if (broken > 1) clock->SleepFor(Backoff(broken - 1));
         continue;
+      }
     }
   }
 }
