@@ -42,9 +42,9 @@ std::string Base62(absl::string_view bytes) {
 
 absl::StatusOr<ApiKey> ApiKeyFromBytes(absl::string_view random_bytes) {
   if (random_bytes.size() != kApiKeyRandomBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "an API key needs ", kApiKeyRandomBytes, " random bytes; got ",
-        random_bytes.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an API key needs ", kApiKeyRandomBytes,
+                     " random bytes; got ", random_bytes.size()));
   }
   ApiKey key;
   key.plaintext = absl::StrCat(kApiKeyPrefix, Base62(random_bytes));
@@ -67,9 +67,9 @@ absl::Status ValidateApiKeyFormat(absl::string_view key) {
         "malformed API key: it must start with \"hk_\"");
   }
   if (key.size() != kApiKeyLength) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "malformed API key: it must be ", kApiKeyLength,
-        " characters long; was ", key.size()));
+    return absl::UnauthenticatedError(
+        absl::StrCat("malformed API key: it must be ", kApiKeyLength,
+                     " characters long; was ", key.size()));
   }
   const absl::string_view digits = key.substr(3);
   if (!std::all_of(digits.begin(), digits.end(),

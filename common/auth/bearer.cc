@@ -25,9 +25,9 @@ bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 bool IsToken68(absl::string_view token) {
   size_t i = 0;
   while (i < token.size() &&
-         (absl::ascii_isalnum(token[i]) || token[i] == '-' ||
-          token[i] == '.' || token[i] == '_' || token[i] == '~' ||
-          token[i] == '+' || token[i] == '/')) {
+         (absl::ascii_isalnum(token[i]) || token[i] == '-' || token[i] == '.' ||
+          token[i] == '_' || token[i] == '~' || token[i] == '+' ||
+          token[i] == '/')) {
     ++i;
   }
   if (i == 0) return false;
@@ -76,9 +76,9 @@ absl::StatusOr<std::string> ParseBearerToken(absl::string_view header_value) {
         "the authorization metadata has no token after \"Bearer\"");
   }
   if (value.size() > kMaxBearerTokenLength) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "malformed bearer token: longer than ", kMaxBearerTokenLength,
-        " characters"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("malformed bearer token: longer than ",
+                     kMaxBearerTokenLength, " characters"));
   }
   if (!IsToken68(value)) {
     return absl::UnauthenticatedError(

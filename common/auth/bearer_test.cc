@@ -56,11 +56,10 @@ TEST(ParseBearerTokenTest, RejectsEverythingElseWithoutEchoingIt) {
   };
   for (const Case& c : cases) {
     absl::StatusOr<std::string> token = ParseBearerToken(c.header);
-    EXPECT_THAT(token, StatusIs(absl::StatusCode::kUnauthenticated,
-                                HasSubstr(c.why)))
+    EXPECT_THAT(token,
+                StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr(c.why)))
         << c.header;
-    EXPECT_THAT(std::string(token.status().message()),
-                Not(HasSubstr("secret")))
+    EXPECT_THAT(std::string(token.status().message()), Not(HasSubstr("secret")))
         << c.header;
   }
 }
@@ -85,9 +84,9 @@ class AdminTokenTest : public ::testing::Test {
 };
 
 TEST_F(AdminTokenTest, AuthorizesOnlyTheTokenFromTheFile) {
-  ASSERT_OK_AND_ASSIGN(auto admin,
-                       AdminToken::FromFile(WriteToken(
-                           "  s3cret-admin-token-0123456789\n")));
+  ASSERT_OK_AND_ASSIGN(
+      auto admin,
+      AdminToken::FromFile(WriteToken("  s3cret-admin-token-0123456789\n")));
   EXPECT_OK(admin->Authorize("Bearer s3cret-admin-token-0123456789"));
   EXPECT_TRUE(admin->Matches("s3cret-admin-token-0123456789"));
   EXPECT_EQ(admin->AuthorizationHeader(),
@@ -115,8 +114,9 @@ TEST_F(AdminTokenTest, RefusesBadFilesNamingTheFileNotTheToken) {
   EXPECT_THAT(AdminToken::FromFile(WriteToken("s3cret token with spaces\n")),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Not(HasSubstr("with spaces"))));
-  EXPECT_THAT(AdminToken::FromString(""),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 16")));
+  EXPECT_THAT(
+      AdminToken::FromString(""),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least 16")));
 }
 
 }  // namespace

@@ -41,9 +41,8 @@ absl::StatusOr<std::string> RandomBytes(size_t count) {
     return absl::InvalidArgumentError("too many random bytes requested");
   }
   std::string bytes(count, '\0');
-  if (count > 0 &&
-      RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()),
-                 static_cast<int>(count)) != 1) {
+  if (count > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()),
+                              static_cast<int>(count)) != 1) {
     return absl::InternalError("the system random number generator failed");
   }
   return bytes;

@@ -23,9 +23,9 @@ TEST(Sha256HexTest, MatchesOpenSslsOneShotApi) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
          digest);
-  EXPECT_EQ(Sha256Hex(data),
-            HexEncode(std::string(reinterpret_cast<char*>(digest),
-                                  sizeof(digest))));
+  EXPECT_EQ(
+      Sha256Hex(data),
+      HexEncode(std::string(reinterpret_cast<char*>(digest), sizeof(digest))));
 }
 
 TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
@@ -36,7 +36,8 @@ TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
   EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
   EXPECT_FALSE(ConstantTimeEquals("abcd", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("", "a"));
-  EXPECT_TRUE(ConstantTimeEquals(std::string("a\0b", 3), std::string("a\0b", 3)));
+  EXPECT_TRUE(
+      ConstantTimeEquals(std::string("a\0b", 3), std::string("a\0b", 3)));
   EXPECT_FALSE(
       ConstantTimeEquals(std::string("a\0b", 3), std::string("a\0c", 3)));
 }

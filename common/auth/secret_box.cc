@@ -159,16 +159,16 @@ absl::StatusOr<std::unique_ptr<SecretBox>> SecretBox::FromKeyFile(
   }
   absl::string_view hex = absl::StripAsciiWhitespace(text);
   std::string key;
-  const bool valid =
-      hex.size() == 2 * kKeyBytes &&
-      std::all_of(hex.begin(), hex.end(),
-                  [](char c) { return absl::ascii_isxdigit(c); });
+  const bool valid = hex.size() == 2 * kKeyBytes &&
+                     std::all_of(hex.begin(), hex.end(), [](char c) {
+                       return absl::ascii_isxdigit(c);
+                     });
   if (valid) key = absl::HexStringToBytes(hex);
   OPENSSL_cleanse(text.data(), text.size());
   if (!valid) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the key file ", path, " must hold ", 2 * kKeyBytes,
-        " hex digits (a ", kKeyBytes, "-byte key)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the key file ", path, " must hold ", 2 * kKeyBytes,
+                     " hex digits (a ", kKeyBytes, "-byte key)"));
   }
   auto box = std::unique_ptr<SecretBox>(new SecretBox(key));
   OPENSSL_cleanse(key.data(), key.size());

@@ -55,14 +55,13 @@ class SecretBox {
   ~SecretBox();
 
   // Encrypts and authenticates `plaintext` together with `associated_data`.
-  absl::StatusOr<std::string> Seal(absl::string_view plaintext,
-                                   absl::string_view associated_data = "")
-      const;
+  absl::StatusOr<std::string> Seal(
+      absl::string_view plaintext,
+      absl::string_view associated_data = "") const;
 
   // Checks and decrypts what Seal() produced with the same associated data.
-  absl::StatusOr<std::string> Open(absl::string_view sealed,
-                                   absl::string_view associated_data = "")
-      const;
+  absl::StatusOr<std::string> Open(
+      absl::string_view sealed, absl::string_view associated_data = "") const;
 
  private:
   explicit SecretBox(absl::string_view key);

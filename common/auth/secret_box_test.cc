@@ -67,9 +67,9 @@ TEST(SecretBoxTest, DetectsTamperingAnywhere) {
           << "byte " << i;
     }
   }
-  EXPECT_THAT(box->Open("v1:" + absl::Base64Escape(blob.substr(0, 27)),
-                        "conn-1"),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("altered")));
+  EXPECT_THAT(
+      box->Open("v1:" + absl::Base64Escape(blob.substr(0, 27)), "conn-1"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("altered")));
   EXPECT_THAT(box->Open("v1:" + absl::Base64Escape(blob.substr(1)), "conn-1"),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("altered")));
   EXPECT_THAT(box->Open("v2:" + sealed.substr(3), "conn-1"),

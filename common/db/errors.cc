@@ -137,8 +137,7 @@ absl::Status StatusFromException(const std::exception& e,
                      OneLine(e.what()))));
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
-      dynamic_cast<const pqxx::statement_completion_unknown*>(&e) !=
-          nullptr) {
+      dynamic_cast<const pqxx::statement_completion_unknown*>(&e) != nullptr) {
     return absl::UnavailableError(WithContext(context, OneLine(e.what())));
   }
   // libpqxx 6 reports these without their SQLSTATE; put it back.

@@ -135,9 +135,8 @@ absl::Status ApplyLocked(pqxx::connection& connection,
     if (applied.count(m.version) > 0) continue;
     try {
       pqxx::work tx(connection);
-      tx.exec_params(
-          "SELECT pg_catalog.set_config('search_path', $1, true)",
-          absl::StrCat(tx.quote_name(schema), ", public"));
+      tx.exec_params("SELECT pg_catalog.set_config('search_path', $1, true)",
+                     absl::StrCat(tx.quote_name(schema), ", public"));
       tx.exec(m.sql);
       tx.exec_params0(absl::StrCat("INSERT INTO ", table,
                                    " (version, name, checksum)"
@@ -154,7 +153,8 @@ absl::Status ApplyLocked(pqxx::connection& connection,
 
   if (report != nullptr) {
     int64_t current = newest_applied;
-    for (const Migration& m : migrations) current = std::max(current, m.version);
+    for (const Migration& m : migrations)
+      current = std::max(current, m.version);
     report->current_version = current;
   }
   return absl::OkStatus();
@@ -178,9 +178,9 @@ Migration MakeMigration(int64_t version, std::string name, std::string sql) {
 absl::Status ParseMigrationFileName(absl::string_view file_name,
                                     int64_t* version, std::string* name) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "migration file name \"", file_name,
-        "\" must look like NNNN_name.sql: ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("migration file name \"", file_name,
+                     "\" must look like NNNN_name.sql: ", why));
   };
   absl::string_view rest = file_name;
   if (!absl::ConsumeSuffix(&rest, ".sql")) return bad("no .sql suffix");
@@ -199,8 +199,7 @@ absl::Status ParseMigrationFileName(absl::string_view file_name,
   if (!absl::SimpleAtoi(digits, &parsed) || parsed <= 0) {
     return bad("the version must be a positive number");
   }
-  if (label.empty() ||
-      !std::all_of(label.begin(), label.end(), [](char c) {
+  if (label.empty() || !std::all_of(label.begin(), label.end(), [](char c) {
         return absl::ascii_isalnum(c) || c == '_' || c == '-';
       })) {
     return bad("the name must be letters, digits, '_' or '-'");
@@ -215,8 +214,8 @@ absl::StatusOr<std::vector<Migration>> LoadMigrationsFromDir(
   std::error_code error;
   std::filesystem::directory_iterator it(dir, error);
   if (error) {
-    return absl::NotFoundError(absl::StrCat(
-        "cannot read migrations directory ", dir, ": ", error.message()));
+    return absl::NotFoundError(absl::StrCat("cannot read migrations directory ",
+                                            dir, ": ", error.message()));
   }
   std::vector<Migration> migrations;
   for (const auto& entry : it) {
@@ -255,8 +254,8 @@ absl::Status ApplyMigrations(Pool& pool, absl::string_view schema_view,
   const std::string schema(schema_view);
   if (!IsValidSchemaName(schema)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "schema must match [a-z_][a-z0-9_]* (at most 63 bytes); was \"",
-        schema, "\""));
+        "schema must match [a-z_][a-z0-9_]* (at most 63 bytes); was \"", schema,
+        "\""));
   }
   RETURN_IF_ERROR(CheckMigrationList(migrations));
   if (report != nullptr) *report = MigrationReport();

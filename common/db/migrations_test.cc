@@ -98,9 +98,9 @@ TEST_F(MigrationsTest, AppliesOnceAndIsIdempotent) {
   const auto& all = migrations::embedded_test::Migrations();
   MigrationReport report;
   ASSERT_OK(ApplyMigrations(*pool_, "embedded_test", all, &report));
-  EXPECT_THAT(report.applied, ElementsAre("0001_create_models.sql",
-                                          "0002_seed.sql",
-                                          "0010_add_tags.sql"));
+  EXPECT_THAT(report.applied,
+              ElementsAre("0001_create_models.sql", "0002_seed.sql",
+                          "0010_add_tags.sql"));
   EXPECT_EQ(report.current_version, 10);
 
   ASSERT_OK(ApplyMigrations(*pool_, "embedded_test", all, &report));
@@ -117,9 +117,11 @@ TEST_F(MigrationsTest, AppliesOnceAndIsIdempotent) {
               IsOkAndHolds(1));
   EXPECT_THAT(pool_->Transact<std::string>(
                   [](pqxx::work& tx) -> absl::StatusOr<std::string> {
-                    return tx.exec1("SELECT checksum FROM "
-                                    "embedded_test.schema_migrations WHERE "
-                                    "version = 1")[0]
+                    return tx
+                        .exec1(
+                            "SELECT checksum FROM "
+                            "embedded_test.schema_migrations WHERE "
+                            "version = 1")[0]
                         .as<std::string>();
                   }),
               IsOkAndHolds(all[0].checksum));
@@ -150,8 +152,7 @@ TEST_F(MigrationsTest, AFailingMigrationRollsBackAndEarlierOnesStay) {
   migrations[1] = MakeMigration(2, "broken", "CREATE TABLE second (x int);");
   MigrationReport report;
   ASSERT_OK(ApplyMigrations(*pool_, "svc", migrations, &report));
-  EXPECT_THAT(report.applied,
-              ElementsAre("0002_broken.sql", "0003_third.sql"));
+  EXPECT_THAT(report.applied, ElementsAre("0002_broken.sql", "0003_third.sql"));
   EXPECT_THAT(TableExists("svc.third"), IsOkAndHolds(true));
 }
 
@@ -179,10 +180,10 @@ TEST_F(MigrationsTest, RefusesAMigrationOlderThanTheNewestApplied) {
 }
 
 TEST_F(MigrationsTest, LeavesMigrationsOfANewerReleaseAlone) {
-  ASSERT_OK(ApplyMigrations(
-      *pool_, "svc",
-      {MakeMigration(1, "one", "CREATE TABLE t1 (x int);"),
-       MakeMigration(2, "two", "CREATE TABLE t2 (x int);")}));
+  ASSERT_OK(
+      ApplyMigrations(*pool_, "svc",
+                      {MakeMigration(1, "one", "CREATE TABLE t1 (x int);"),
+                       MakeMigration(2, "two", "CREATE TABLE t2 (x int);")}));
   MigrationReport report;
   ASSERT_OK(ApplyMigrations(
       *pool_, "svc", {MakeMigration(1, "one", "CREATE TABLE t1 (x int);")},
@@ -192,14 +193,13 @@ TEST_F(MigrationsTest, LeavesMigrationsOfANewerReleaseAlone) {
 }
 
 TEST_F(MigrationsTest, ValidatesSchemaAndOrder) {
-  EXPECT_THAT(ApplyMigrations(*pool_, "Bad-Name", {}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("Bad-Name")));
-  EXPECT_THAT(ApplyMigrations(*pool_, "svc",
-                              {MakeMigration(2, "b", ""),
-                               MakeMigration(1, "a", "")}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("increasing")));
+  EXPECT_THAT(
+      ApplyMigrations(*pool_, "Bad-Name", {}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Bad-Name")));
+  EXPECT_THAT(
+      ApplyMigrations(*pool_, "svc",
+                      {MakeMigration(2, "b", ""), MakeMigration(1, "a", "")}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("increasing")));
 }
 
 // Runs hangar-migrate with `args`; returns its exit status and output.
@@ -272,17 +272,16 @@ TEST_F(MigrationsTest, TwoConcurrentProcessesApplyEachMigrationOnce) {
           applied.emplace_back(line);
         }
       }
-      EXPECT_THAT(output, HasSubstr(absl::StrCat("schema ", schema,
-                                                 " at version 10")));
+      EXPECT_THAT(output,
+                  HasSubstr(absl::StrCat("schema ", schema, " at version 10")));
     }
     std::sort(applied.begin(), applied.end());
-    EXPECT_THAT(applied,
-                ElementsAre("0001_create_models.sql", "0002_seed.sql",
-                            "0010_add_tags.sql"))
+    EXPECT_THAT(applied, ElementsAre("0001_create_models.sql", "0002_seed.sql",
+                                     "0010_add_tags.sql"))
         << a.output << b.output;
-    EXPECT_THAT(Scalar(absl::StrCat("SELECT count(*) FROM ", schema,
-                                    ".applications")),
-                IsOkAndHolds(2));
+    EXPECT_THAT(
+        Scalar(absl::StrCat("SELECT count(*) FROM ", schema, ".applications")),
+        IsOkAndHolds(2));
     EXPECT_THAT(Scalar(absl::StrCat("SELECT count(*) FROM ", schema,
                                     ".schema_migrations")),
                 IsOkAndHolds(3));

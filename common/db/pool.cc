@@ -30,8 +30,8 @@ struct Attempt {
 
 // libpq counts connect_timeout in whole seconds and treats 1 as 2.
 int64_t ConnectTimeoutSeconds(absl::Duration timeout) {
-  return std::max<int64_t>(2, absl::ToInt64Seconds(absl::Ceil(
-                                  timeout, absl::Seconds(1))));
+  return std::max<int64_t>(
+      2, absl::ToInt64Seconds(absl::Ceil(timeout, absl::Seconds(1))));
 }
 
 std::string WithConnectTimeout(const std::string& conninfo,
@@ -39,8 +39,7 @@ std::string WithConnectTimeout(const std::string& conninfo,
   const int64_t seconds = ConnectTimeoutSeconds(timeout);
   if (absl::StartsWith(conninfo, "postgresql://") ||
       absl::StartsWith(conninfo, "postgres://")) {
-    const char separator =
-        conninfo.find('?') == std::string::npos ? '?' : '&';
+    const char separator = conninfo.find('?') == std::string::npos ? '?' : '&';
     return absl::StrCat(conninfo, std::string(1, separator),
                         "connect_timeout=", seconds);
   }
@@ -78,7 +77,12 @@ Attempt RunOnce(pqxx::connection& connection,
     }
     absl::Status status = fn(tx);
     if (!status.ok()) {
-      tx.abort();
+      // The function's own error wins; a failed ROLLBACK (the connection
+      // broke) only means the server rolls back on its own.
+      try {
+        tx.abort();
+      } catch (const std::exception&) {
+      }
       return {Outcome::kDone, std::move(status)};
     }
     committing = true;
@@ -117,8 +121,7 @@ Attempt RunOnce(pqxx::connection& connection,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
-    const PoolOptions& options) {
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (options.conninfo.empty()) {
     return absl::InvalidArgumentError("conninfo must not be empty");
   }
@@ -127,13 +130,18 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
         "conninfo is not a valid libpq connection string");
   }
   if (options.size < 1 || options.size > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "size must be in [1, 64]; was ", options.size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("size must be in [1, 64]; was ", options.size));
   }
   if (options.connect_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("connect_timeout must be positive; was ",
                      absl::FormatDuration(options.connect_timeout)));
+  }
+  if (options.startup_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("startup_timeout must not be negative; was ",
+                     absl::FormatDuration(options.startup_timeout)));
   }
   if (options.reconnect_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -157,8 +165,17 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
   }
   auto pool = std::unique_ptr<Pool>(new Pool(options));
   // Open the first connection now so that a bad --db fails at start-up.
+  const absl::Time deadline = options.clock->Now() + options.startup_timeout;
   absl::StatusOr<std::unique_ptr<pqxx::connection>> first = pool->Connect();
-  if (!first.ok()) return first.status();
+  for (int attempt = 1; !first.ok(); ++attempt) {
+    const absl::Duration backoff = pool->Backoff(attempt);
+    if (!absl::IsUnavailable(first.status()) ||
+        options.clock->Now() + backoff > deadline) {
+      return first.status();
+    }
+    options.clock->SleepFor(backoff);
+    first = pool->Connect();
+  }
   {
     absl::MutexLock lock(&pool->mu_);
     pool->idle_.push_back(*std::move(first));
@@ -185,8 +202,8 @@ int Pool::open_connections() {
 
 absl::Status Pool::UnavailableError(absl::string_view detail) const {
   std::string where = endpoint_;
-  if (!database_.empty()) absl::StrAppend(&where, " (database \"", database_,
-                                          "\")");
+  if (!database_.empty())
+    absl::StrAppend(&where, " (database \"", database_, "\")");
   return absl::UnavailableError(
       absl::StrCat("cannot reach PostgreSQL at ", where, ": ", detail));
 }
@@ -287,8 +304,8 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
       continue;
     }
     Attempt attempt = RunOnce(**connection, fn, options);
-    const bool healthy = (*connection)->is_open() &&
-                         attempt.outcome != Outcome::kReconnect;
+    const bool healthy =
+        (*connection)->is_open() && attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();
     Release(*std::move(connection));
     switch (attempt.outcome) {
@@ -301,21 +318,29 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
       case Outcome::kRetry:
         ++attempts;
         if (attempts >= options.max_attempts) {
-          return absl::AbortedError(absl::StrCat(
-              "transaction gave up after ", attempts, " attempts: ",
-              attempt.status.message()));
+          return absl::AbortedError(
+              absl::StrCat("transaction gave up after ", attempts,
+                           " attempts: ", attempt.status.message()));
         }
         clock->SleepFor(Backoff(attempts));
         continue;
-      case Outcome::kReconnect:
-        // The first reconnect is immediate: after a server restart every
-        // idle connection is stale, and a fresh one usually works.
+      case Outcome::kReconnect: {
+        // The idle connections most likely broke the same way (a server
+        // restart ends them all): drop them rather than trip over each in
+        // turn. The first reconnect is immediate, later ones back off.
+        std::vector<std::unique_ptr<pqxx::connection>> stale;
+        {
+          absl::MutexLock lock(&mu_);
+          stale.swap(idle_);
+        }
+        stale.clear();
         ++broken;
         if (clock->Now() > reconnect_deadline) {
           return UnavailableError(attempt.status.message());
         }
         if (broken > 1) clock->SleepFor(Backoff(broken - 1));
         continue;
+      }
     }
   }
 }

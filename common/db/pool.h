@@ -17,9 +17,10 @@
 //
 // Guarantees:
 //  * Create() opens one connection before it returns, so a service started
-//    against an unreachable database fails at once with one UNAVAILABLE
-//    status naming host:port and database (never the password). Other
-//    connections open lazily, up to `size`.
+//    against an unreachable database fails at once (or after
+//    `startup_timeout`) with one UNAVAILABLE status naming host:port and
+//    database (never the password). Other connections open lazily, up to
+//    `size`.
 //  * Transact() commits when the function returns OK and rolls back when it
 //    returns an error or throws. Exceptions never escape: libpqxx errors
 //    become canonical codes (common/db/errors.h), e.g. a unique violation is
@@ -39,15 +40,17 @@
 //    concatenating values.
 //
 // Thread-safe; Transact() may be called from any number of threads and blocks
-// while all `size` connections are in use (up to `acquire_timeout`).
+// while all `size` connections are in use (up to `acquire_timeout`). Do not
+// call Transact() from inside a transaction's function: with every
+// connection taken it would wait for itself. The pool must outlive every
+// call into it.
 #ifndef HANGAR_COMMON_DB_POOL_H_
 #define HANGAR_COMMON_DB_POOL_H_
 
 #include <functional>
 #include <memory>
 #include <optional>
-#include <pqxx/connection>
-#include <pqxx/transaction>
+#include <pqxx/pqxx>  // Callers use the whole pqxx API in their functions.
 #include <string>
 #include <utility>
 #include <vector>
@@ -71,6 +74,11 @@ struct PoolOptions {
   // Longest a single connection attempt may take (libpq's connect_timeout,
   // which counts whole seconds, at least 2). Must be positive.
   absl::Duration connect_timeout = absl::Seconds(5);
+
+  // How long Create() keeps retrying while the database refuses connections
+  // (a container starting beside PostgreSQL). Zero: one attempt, so an
+  // unreachable database fails start-up at once.
+  absl::Duration startup_timeout = absl::ZeroDuration();
 
   // How long Transact() keeps reconnecting after the connection broke before
   // it gives up with UNAVAILABLE. Zero fails at the first broken connection.

@@ -54,19 +54,18 @@ absl::Status Exec(Pool& pool, const std::string& sql) {
 }
 
 absl::StatusOr<int64_t> Count(Pool& pool, const std::string& table) {
-  return pool.Transact<int64_t>(
-      [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
-        return tx.exec1("SELECT count(*) FROM " + table)[0].as<int64_t>();
-      });
+  return pool.Transact<int64_t>([&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+    return tx.exec1("SELECT count(*) FROM " + table)[0].as<int64_t>();
+  });
 }
 
 TEST(PoolOptionsTest, RejectsBadOptionsNamingTheRule) {
   EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1", .size = 0}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "size must be in [1, 64]; was 0"));
-  EXPECT_THAT(Pool::Create({.conninfo = ""}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("conninfo")));
+  EXPECT_THAT(
+      Pool::Create({.conninfo = ""}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("conninfo")));
   EXPECT_THAT(
       Pool::Create({.conninfo = "host=x password='oops"}),
       StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("oops"))));
@@ -134,19 +133,20 @@ TEST_F(PoolTest, UniqueViolationIsAlreadyExists) {
     });
   };
   ASSERT_OK(insert());
-  EXPECT_THAT(insert(), StatusIs(absl::StatusCode::kAlreadyExists,
-                                 HasSubstr("23505")));
+  EXPECT_THAT(insert(),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("23505")));
 }
 
 TEST_F(PoolTest, ForeignKeyAndCheckViolationsMapToTheirCodes) {
   ASSERT_OK(Exec(*pool_,
                  "CREATE TABLE p (id int PRIMARY KEY);"
                  "CREATE TABLE c (p int REFERENCES p, n int CHECK (n > 0))"));
-  EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
-    tx.exec_params("INSERT INTO c VALUES ($1, $2)", 1, 1);
-    return absl::OkStatus();
-  }),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("23503")));
+  EXPECT_THAT(
+      pool_->Transact([](pqxx::work& tx) {
+        tx.exec_params("INSERT INTO c VALUES ($1, $2)", 1, 1);
+        return absl::OkStatus();
+      }),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("23503")));
   EXPECT_THAT(pool_->Transact([](pqxx::work& tx) {
     tx.exec_params("INSERT INTO c VALUES (NULL, $1)", -1);
     return absl::OkStatus();
@@ -184,6 +184,53 @@ TEST_F(PoolTest, SqlMetacharactersRoundTripVerbatim) {
                 IsOkAndHolds(values[i]));
   }
   EXPECT_THAT(Count(*pool_, "s"), IsOkAndHolds(values.size()));
+}
+
+TEST_F(PoolTest, SearchPathOptionAppliesToEveryConnection) {
+  ASSERT_OK(Exec(*pool_, "CREATE SCHEMA svc; CREATE TABLE svc.t (v int)"));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo(), .search_path = "svc, public"}));
+  ASSERT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
+  EXPECT_THAT(Count(*pool_, "svc.t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolTest, WaitsForAFreeConnectionUpToTheAcquireTimeout) {
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo(),
+                                     .size = 1,
+                                     .acquire_timeout = absl::Seconds(10),
+                                     .clock = &clock}));
+  absl::Mutex mu;
+  bool release = false;
+  bool holding = false;
+  std::thread holder([&] {
+    ASSERT_OK(pool->Transact([&](pqxx::work&) {
+      absl::MutexLock lock(&mu);
+      holding = true;
+      mu.Await(absl::Condition(&release));
+      return absl::OkStatus();
+    }));
+  });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&holding));
+  }
+  absl::Status waited;
+  std::thread waiter([&] { waited = Exec(*pool, "SELECT 1"); });
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Seconds(11));
+  waiter.join();
+  EXPECT_THAT(waited, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("busy")));
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  holder.join();
+  EXPECT_OK(Exec(*pool, "SELECT 1"));
+  EXPECT_EQ(pool->open_connections(), 1);
 }
 
 // Two SERIALIZABLE transactions that each read the whole table and then
@@ -244,12 +291,11 @@ TEST_F(SerializationTest, RetriesARealSerializationFailure) {
   EXPECT_GE(calls.load(), 3) << "one transaction must have run again";
   EXPECT_THAT(Count(*pool_, "ledger"), IsOkAndHolds(2));
   // The retried writer saw the other's row: the outcome is serializable.
-  EXPECT_THAT(pool_->Transact<int64_t>(
-                  [](pqxx::work& tx) -> absl::StatusOr<int64_t> {
-                    return tx.exec1("SELECT max(seen) FROM ledger")[0]
-                        .as<int64_t>();
-                  }),
-              IsOkAndHolds(1));
+  EXPECT_THAT(
+      pool_->Transact<int64_t>([](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+        return tx.exec1("SELECT max(seen) FROM ledger")[0].as<int64_t>();
+      }),
+      IsOkAndHolds(1));
 }
 
 TEST_F(SerializationTest, GivesUpWithAbortedAfterMaxAttempts) {
@@ -259,8 +305,8 @@ TEST_F(SerializationTest, GivesUpWithAbortedAfterMaxAttempts) {
   EXPECT_EQ(ok, 1);
   for (const absl::Status& status : results) {
     if (!status.ok()) {
-      EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted,
-                                   HasSubstr("40001")));
+      EXPECT_THAT(status,
+                  StatusIs(absl::StatusCode::kAborted, HasSubstr("40001")));
     }
   }
   EXPECT_EQ(calls.load(), 2);
@@ -286,12 +332,11 @@ TEST(PoolRestartTest, WaitsForTheServerToComeBack) {
                        PostgresServer::Start());
   ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
   FakeClock clock;
-  ASSERT_OK_AND_ASSIGN(
-      std::unique_ptr<Pool> pool,
-      Pool::Create({.conninfo = conninfo,
-                    .size = 1,
-                    .reconnect_timeout = absl::Seconds(30),
-                    .clock = &clock}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo,
+                                     .size = 1,
+                                     .reconnect_timeout = absl::Seconds(30),
+                                     .clock = &clock}));
   ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
   ASSERT_OK(server->Stop());
 
@@ -304,6 +349,26 @@ TEST(PoolRestartTest, WaitsForTheServerToComeBack) {
   writer.join();
   EXPECT_OK(result);
   EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+}
+
+TEST(PoolRestartTest, CreateWaitsForADatabaseThatIsStillStarting) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  ASSERT_OK(server->Stop());
+  FakeClock clock;
+  absl::StatusOr<std::unique_ptr<Pool>> pool;
+  std::thread starter([&] {
+    pool = Pool::Create({.conninfo = conninfo,
+                         .startup_timeout = absl::Seconds(60),
+                         .clock = &clock});
+  });
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));  // A failed attempt's backoff.
+  ASSERT_OK(server->Resume());
+  clock.Advance(absl::Seconds(2));
+  starter.join();
+  ASSERT_OK(pool);
+  EXPECT_OK(Exec(**pool, "SELECT 1"));
 }
 
 TEST(PoolRestartTest, GivesUpWithUnavailableNamingTheServer) {

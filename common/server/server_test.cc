@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/server/admin_auth.h"
 #include "common/server/reflection_client.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -27,14 +28,22 @@ using ::hangar::testing::IsOk;
 using ::hangar::testing::StatusIs;
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using HealthResponse = grpc::health::v1::HealthCheckResponse;
 
 // A RunnerService whose Generate streams one delta, then holds the call open
 // until the test releases it: an in-flight call to drain.
 class HeldRunner final : public v1::RunnerService::Service {
  public:
-  grpc::Status Info(grpc::ServerContext*, const v1::RunnerInfoRequest*,
+  // Info is admin-only when `admin_token` is set.
+  const auth::AdminToken* admin_token = nullptr;
+
+  grpc::Status Info(grpc::ServerContext* context, const v1::RunnerInfoRequest*,
                     v1::RunnerInfo* info) override {
+    if (grpc::Status denied = AuthorizeAdmin(admin_token, *context);
+        !denied.ok()) {
+      return denied;
+    }
     info->set_architecture("TestForCausalLM");
     info->set_batch_capacity(4);
     return grpc::Status::OK;
@@ -203,6 +212,38 @@ TEST(ServerTest, PortInUseIsUnavailable) {
                              &other_metrics),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat(first->port()))));
+}
+
+TEST(AdminAuthTest, AdminOnlyCallsNeedTheTokenButHealthAndReflectionDoNot) {
+  auto token = auth::AdminToken::FromString("s3cret-admin-token-0123456789");
+  ASSERT_THAT(token, IsOk());
+  HeldRunner runner;
+  runner.admin_token = token->get();
+  MetricsRegistry metrics;
+  auto server = StartServer(&runner, &metrics);
+  ASSERT_NE(server, nullptr);
+  server->SetServing(true);
+
+  ReflectionClient client(Dial(*server));
+  EXPECT_THAT(client.ListServices(), IsOk());
+  EXPECT_THAT(client.CallUnary("grpc.health.v1.Health/Check", "{}"), IsOk());
+  auto denied = client.CallUnary("hangar.v1.RunnerService/Info", "{}");
+  EXPECT_THAT(denied, StatusIs(absl::StatusCode::kUnauthenticated,
+                               HasSubstr("admin token")));
+  EXPECT_THAT(client.CallUnary("hangar.v1.RunnerService/Info", "{}",
+                               {{"authorization", "Bearer wrong-token-000000"}}),
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       Not(HasSubstr("wrong-token"))));
+  EXPECT_THAT(client.CallUnary("hangar.v1.RunnerService/Info", "{}",
+                               {{"authorization",
+                                 (*token)->AuthorizationHeader()}}),
+              IsOk());
+
+  grpc::ClientContext context;
+  AttachAdminToken(token->get(), &context);
+  v1::RunnerInfo info;
+  EXPECT_TRUE(
+      v1::RunnerService::NewStub(Dial(*server))->Info(&context, {}, &info).ok());
 }
 
 // Waits (in real time, up to a deadline) for `condition` to hold.

@@ -80,7 +80,8 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args,
                             const std::string& log_path,
                             const Credentials& credentials) {
   std::vector<char*> argv;
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : args)
+    argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -168,7 +169,8 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(
     const std::string path = absl::StrCat(options.bin_dir, "/", binary);
     if (::access(path.c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          path, " is missing; install postgresql-15 (scripts/install-deps.sh)"));
+          path,
+          " is missing; install postgresql-15 (scripts/install-deps.sh)"));
     }
   }
   auto server = std::unique_ptr<PostgresServer>(new PostgresServer(options));
@@ -202,10 +204,11 @@ absl::Status PostgresServer::Init() {
   if (::geteuid() == 0) {
     struct passwd* user = ::getpwnam(options_.run_as_user.c_str());
     if (user == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "running as root, and PostgreSQL refuses root: user ",
-          options_.run_as_user, " is needed to run the server but does not "
-          "exist"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("running as root, and PostgreSQL refuses root: user ",
+                       options_.run_as_user,
+                       " is needed to run the server but does not "
+                       "exist"));
     }
     as_other_user_ = true;
     uid_ = user->pw_uid;
@@ -215,11 +218,11 @@ absl::Status PostgresServer::Init() {
     }
   }
   const std::string log = absl::StrCat(dir_, "/initdb.log");
-  absl::StatusOr<pid_t> pid = Spawn(
-      {absl::StrCat(options_.bin_dir, "/initdb"), "-D",
-       absl::StrCat(dir_, "/data"), "-U", "postgres", "--auth=trust",
-       "--no-sync", "--encoding=UTF8", "--locale=C", "--no-instructions"},
-      log, {as_other_user_, uid_, gid_});
+  absl::StatusOr<pid_t> pid =
+      Spawn({absl::StrCat(options_.bin_dir, "/initdb"), "-D",
+             absl::StrCat(dir_, "/data"), "-U", "postgres", "--auth=trust",
+             "--no-sync", "--encoding=UTF8", "--locale=C", "--no-instructions"},
+            log, {as_other_user_, uid_, gid_});
   if (!pid.ok()) return pid.status();
   absl::StatusOr<int> exit =
       WaitForExit(*pid, absl::Now() + options_.start_timeout);
@@ -231,9 +234,8 @@ absl::Status PostgresServer::Init() {
         absl::FormatDuration(options_.start_timeout), ": ", ReadTail(log, 10)));
   }
   if (!WIFEXITED(*exit) || WEXITSTATUS(*exit) != 0) {
-    return absl::InternalError(absl::StrCat("initdb failed (",
-                                            DescribeExit(*exit),
-                                            "): ", ReadTail(log, 10)));
+    return absl::InternalError(absl::StrCat(
+        "initdb failed (", DescribeExit(*exit), "): ", ReadTail(log, 10)));
   }
   return absl::OkStatus();
 }
@@ -269,17 +271,17 @@ absl::Status PostgresServer::Launch() {
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
 
-  const std::string ping = absl::StrCat(ConnInfo("postgres"),
-                                        " connect_timeout=2");
+  const std::string ping =
+      absl::StrCat(ConnInfo("postgres"), " connect_timeout=2");
   const absl::Time deadline = absl::Now() + options_.start_timeout;
   while (true) {
     if (PQping(ping.c_str()) == PQPING_OK) return absl::OkStatus();
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::InternalError(absl::StrCat(
-          "postgres exited while starting (", DescribeExit(status),
-          "): ", LogTail()));
+      return absl::InternalError(
+          absl::StrCat("postgres exited while starting (", DescribeExit(status),
+                       "): ", LogTail()));
     }
     if (absl::Now() >= deadline) {
       std::string tail = LogTail();
@@ -320,7 +322,8 @@ absl::StatusOr<std::string> PostgresServer::CreateDatabase(
   try {
     pqxx::connection connection(ConnInfo("postgres"));
     pqxx::nontransaction tx(connection);
-    tx.exec0(absl::StrCat("CREATE DATABASE ", tx.quote_name(std::string(name))));
+    tx.exec0(
+        absl::StrCat("CREATE DATABASE ", tx.quote_name(std::string(name))));
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("CREATE DATABASE ", name, " failed: ", e.what()));
@@ -363,22 +366,25 @@ absl::Status PostgresServer::Restart() {
 
 namespace {
 
-// Stops the shared server after the binary's last test.
-class SharedServerEnvironment : public ::testing::Environment {
- public:
-  explicit SharedServerEnvironment(std::unique_ptr<PostgresServer>* server)
-      : server_(server) {}
-  void TearDown() override { server_->reset(); }
-
- private:
-  std::unique_ptr<PostgresServer>* server_;
-};
-
 absl::Mutex shared_mu(absl::kConstInit);  // Guards the shared server.
 std::unique_ptr<PostgresServer>* shared_server ABSL_GUARDED_BY(shared_mu) =
     nullptr;
 absl::Status* shared_error ABSL_GUARDED_BY(shared_mu) = nullptr;
 std::atomic<int> database_counter{0};
+
+// Stops the shared server after the binary's last test.
+class SharedServerEnvironment : public ::testing::Environment {
+ public:
+  explicit SharedServerEnvironment(std::unique_ptr<PostgresServer>* server)
+      : server_(server) {}
+  void TearDown() override {
+    absl::MutexLock lock(&shared_mu);
+    server_->reset();
+  }
+
+ private:
+  std::unique_ptr<PostgresServer>* server_;
+};
 
 }  // namespace
 
@@ -386,18 +392,21 @@ absl::StatusOr<PostgresServer*> PostgresTest::SharedServer() {
   absl::MutexLock lock(&shared_mu);
   if (shared_error != nullptr) return *shared_error;
   if (shared_server == nullptr) {
-    absl::StatusOr<std::unique_ptr<PostgresServer>> started =
-        PostgresServer::Start();
-    if (!started.ok()) {
-      shared_error = new absl::Status(started.status());
-      return *shared_error;
-    }
-    shared_server = new std::unique_ptr<PostgresServer>(*std::move(started));
+    shared_server = new std::unique_ptr<PostgresServer>();
     ::testing::AddGlobalTestEnvironment(
         new SharedServerEnvironment(shared_server));
   }
+  // Started on first use, and again after the environment's TearDown (with
+  // --gtest_repeat and --gtest_recreate_environments_when_repeating).
   if (*shared_server == nullptr) {
-    return absl::FailedPreconditionError("the shared server was torn down");
+    absl::StatusOr<std::unique_ptr<PostgresServer>> started =
+        PostgresServer::Start();
+    if (!started.ok()) {
+      // Every later test fails at once with the same reason.
+      shared_error = new absl::Status(started.status());
+      return *shared_error;
+    }
+    *shared_server = *std::move(started);
   }
   return shared_server->get();
 }

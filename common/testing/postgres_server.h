@@ -110,7 +110,7 @@ class PostgresServer {
   const std::string host_ = "127.0.0.1";
   std::string dir_;
   int port_ = 0;
-  pid_t pid_ = -1;          // The postmaster, when running.
+  pid_t pid_ = -1;  // The postmaster, when running.
   bool as_other_user_ = false;
   uid_t uid_ = 0;
   gid_t gid_ = 0;

@@ -1,0 +1,178 @@
+#include "engine/kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hangar::engine {
+namespace {
+
+struct Matrix {
+  WeightMatrix w;
+  std::string bytes;
+  std::vector<float> scales;
+};
+
+// Builds a rows x cols matrix of `dtype` from random values.
+Matrix Make(DType dtype, int rows, int cols, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  Matrix m;
+  m.w.dtype = dtype;
+  m.w.rows = rows;
+  m.w.cols = cols;
+  m.bytes.resize(size_t(DTypeRowBytes(dtype, cols) * rows));
+  uint8_t* p = reinterpret_cast<uint8_t*>(m.bytes.data());
+  for (int r = 0; r < rows; ++r) {
+    uint8_t* row = p + r * DTypeRowBytes(dtype, cols);
+    if (DTypeHasRowScale(dtype)) m.scales.push_back(0.01f + 0.001f * r);
+    for (int k = 0; k < cols; ++k) {
+      float v = dist(rng);
+      switch (dtype) {
+        case DType::kF32:
+          std::memcpy(row + 4 * k, &v, 4);
+          break;
+        case DType::kF16: {
+          uint16_t h = F32ToF16(v);
+          std::memcpy(row + 2 * k, &h, 2);
+          break;
+        }
+        case DType::kBF16: {
+          uint16_t h = F32ToBf16(v);
+          std::memcpy(row + 2 * k, &h, 2);
+          break;
+        }
+        case DType::kI8:
+          row[k] = uint8_t(int8_t(std::lround(v * 40)));
+          break;
+        case DType::kI16: {
+          int16_t q = int16_t(std::lround(v * 9000));
+          std::memcpy(row + 2 * k, &q, 2);
+          break;
+        }
+        case DType::kF8E4M3:
+          row[k] = F32ToFp8E4M3(v * 100);
+          break;
+        case DType::kQ8_0: {
+          uint8_t* b = row + (k / 32) * 34;
+          if (k % 32 == 0) {
+            uint16_t d = F32ToF16(0.02f + 0.001f * r);
+            std::memcpy(b, &d, 2);
+          }
+          b[2 + k % 32] = uint8_t(int8_t(std::lround(std::clamp(v * 40, -127.0f, 127.0f))));
+          break;
+        }
+        case DType::kQ4_0: {
+          uint8_t* b = row + (k / 32) * 18;
+          if (k % 32 == 0) {
+            uint16_t d = F32ToF16(0.1f + 0.01f * r);
+            std::memcpy(b, &d, 2);
+            std::memset(b + 2, 0, 16);
+          }
+          int q = int(std::clamp(std::lround(v * 3 + 8), 0L, 15L));
+          int j = k % 32;
+          if (j < 16) {
+            b[2 + j] = uint8_t((b[2 + j] & 0xf0) | q);
+          } else {
+            b[2 + j - 16] = uint8_t((b[2 + j - 16] & 0x0f) | (q << 4));
+          }
+          break;
+        }
+      }
+    }
+  }
+  m.w.data = p;
+  m.w.scales = m.scales.empty() ? nullptr : m.scales.data();
+  return m;
+}
+
+class KernelsTest : public ::testing::TestWithParam<std::tuple<DType, KernelIsa>> {
+ protected:
+  void TearDown() override { SetKernelIsa(DetectKernelIsa()); }
+};
+
+TEST_P(KernelsTest, MatchesScalarDefinition) {
+  auto [dtype, isa] = GetParam();
+  if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
+  std::mt19937 rng(7);
+  bool block = dtype == DType::kQ8_0 || dtype == DType::kQ4_0;
+  ThreadPool pool(2);
+  for (int cols : {96, 160, 40}) {
+    if (block && cols % 32 != 0) continue;
+    Matrix m = Make(dtype, 37, cols, rng);
+    for (int n : {1, 2, 3, 5, 8}) {
+      std::vector<float> x(size_t(n) * cols);
+      std::normal_distribution<float> dist;
+      for (float& v : x) v = dist(rng);
+      std::vector<float> bias(37);
+      for (float& v : bias) v = dist(rng);
+      std::vector<float> y(size_t(n) * 40, -1.0f);
+      MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, y.data(), 40, bias.data()}});
+      for (int b = 0; b < n; ++b) {
+        for (int r = 0; r < 37; ++r) {
+          double want = bias[size_t(r)], mag = 0;
+          for (int k = 0; k < cols; ++k) {
+            double t = double(internal::DequantElement(m.w, r, k)) * x[size_t(b * cols + k)];
+            want += t;
+            mag += std::fabs(t);
+          }
+          ASSERT_NEAR(y[size_t(b * 40 + r)], want, 1e-4 * (1 + std::fabs(want)) + 1e-6 * mag)
+              << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n << " cols=" << cols << " r=" << r;
+        }
+        // Columns past `rows` in y are untouched.
+        EXPECT_EQ(y[size_t(b * 40 + 38)], -1.0f);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllTypes, KernelsTest,
+    ::testing::Combine(::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kI16,
+                                         DType::kF8E4M3, DType::kQ8_0, DType::kQ4_0),
+                       ::testing::Values(KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512)));
+
+TEST(DTypeTest, Fp8RoundTripsEveryCode) {
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;  // NaN
+    float v = Fp8E4M3ToF32(uint8_t(c));
+    uint8_t back = F32ToFp8E4M3(v);
+    if (v == 0) {
+      EXPECT_EQ(back & 0x7f, 0);
+    } else {
+      EXPECT_EQ(back, c) << v;
+    }
+  }
+  EXPECT_EQ(Fp8E4M3ToF32(F32ToFp8E4M3(1000.0f)), 448.0f);
+  EXPECT_EQ(Fp8E4M3ToF32(0x08), std::ldexp(1.0f, -6));
+  EXPECT_EQ(Fp8E4M3ToF32(0x01), std::ldexp(1.0f, -9));
+}
+
+TEST(DTypeTest, HalfAndBfloatConversions) {
+  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.1f}) {
+    EXPECT_NEAR(F16ToF32(F32ToF16(v)), v, std::fabs(v) * 1e-3 + 1e-8) << v;
+    EXPECT_NEAR(Bf16ToF32(F32ToBf16(v)), v, std::fabs(v) * 1e-2 + 1e-30) << v;
+  }
+  EXPECT_EQ(F32ToF16(1.0f), 0x3c00);
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
+  EXPECT_TRUE(std::isinf(F16ToF32(F32ToF16(1e6f))));
+}
+
+TEST(ThreadPoolTest, RunsEveryThreadOncePerJob) {
+  ThreadPool pool(3);
+  for (int iter = 0; iter < 100; ++iter) {
+    std::vector<int> hits(3, 0);
+    pool.Run([&](int t, int n) {
+      EXPECT_EQ(n, 3);
+      hits[size_t(t)]++;
+    });
+    EXPECT_THAT(hits, ::testing::ElementsAre(1, 1, 1));
+  }
+}
+
+}  // namespace
+}  // namespace hangar::engine

@@ -1,0 +1,130 @@
+#include "engine/quantize.h"
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/testing/status_matchers.h"
+#include "engine/batch_decoder.h"
+#include "engine/file_util.h"
+#include "engine/model.h"
+#include "engine/safetensors.h"
+#include "engine/test_util.h"
+#include "engine/tiny_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hangar::engine {
+namespace {
+
+using ::hangar::engine::testing::MakeTempDir;
+using ::hangar::testing::StatusIs;
+using ::testing::HasSubstr;
+
+struct Case {
+  std::string engine, quantization, linear_dtype, other_dtype, weight_dtype;
+  double max_error;  // bound on max |logit error| for the tiny model
+};
+
+class QuantizeTest : public ::testing::TestWithParam<Case> {
+ protected:
+  static void SetUpTestSuite() {
+    source_ = new std::string(MakeTempDir("qsource"));
+    TinyModelOptions o;
+    o.num_layers = 2;
+    ASSERT_OK(WriteTinyModel(o, *source_));
+  }
+  static std::string* source_;
+};
+std::string* QuantizeTest::source_ = nullptr;
+
+TEST_P(QuantizeTest, WritesALoadableArtifactWithManifest) {
+  const Case& c = GetParam();
+  std::string out = MakeTempDir("artifact") + "/" + c.quantization;
+  std::vector<std::string> stages;
+  ASSERT_OK_AND_ASSIGN(QuantizeReport report,
+                       QuantizeModel({.source_dir = *source_,
+                                      .output_dir = out,
+                                      .engine = c.engine,
+                                      .quantization = c.quantization,
+                                      .threads = 1,
+                                      .progress = [&](double, const std::string& s) { stages.push_back(s); }}));
+  EXPECT_EQ(stages.back(), "done");
+  EXPECT_LE(report.max_abs_logit_error, c.max_error);
+  EXPECT_LE(report.mean_abs_logit_error, report.max_abs_logit_error);
+  EXPECT_GT(report.tokens_compared, 10);
+  ASSERT_OK_AND_ASSIGN(std::string sha, Sha256OfFiles({*source_ + "/model.safetensors"}));
+  EXPECT_EQ(report.source_sha256, sha);
+
+  // Tensors follow the naming convention.
+  ASSERT_OK_AND_ASSIGN(auto st, SafetensorsFile::Open(out + "/model.safetensors"));
+  const SafetensorsTensor* q = st->Find("model.layers.0.self_attn.q_proj.weight");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->dtype, c.linear_dtype);
+  EXPECT_EQ(st->Find("model.layers.0.input_layernorm.weight")->dtype, c.other_dtype);
+  EXPECT_EQ(st->Find("model.embed_tokens.weight")->dtype, c.other_dtype);
+  bool scaled = c.linear_dtype == "I8" || c.linear_dtype == "I16" || c.linear_dtype == "F8_E4M3";
+  const SafetensorsTensor* scale = st->Find("model.layers.0.self_attn.q_proj.weight_scale");
+  ASSERT_EQ(scale != nullptr, scaled);
+  if (scaled) {
+    EXPECT_EQ(scale->dtype, "F32");
+    EXPECT_EQ(scale->shape, std::vector<int64_t>{q->shape[0]});
+  }
+
+  // The manifest.
+  ASSERT_OK_AND_ASSIGN(std::string text, ReadFileToString(out + "/hangar_manifest.json"));
+  auto m = nlohmann::json::parse(text);
+  EXPECT_EQ(m["recipe"]["engine"], c.engine);
+  EXPECT_EQ(m["recipe"]["quantization"], c.quantization);
+  EXPECT_EQ(m["source"]["sha256"], sha);
+  EXPECT_EQ(m["size_bytes"].get<int64_t>(), report.size_bytes);
+  EXPECT_DOUBLE_EQ(m["quality"]["max_abs_logit_error"].get<double>(), report.max_abs_logit_error);
+  EXPECT_TRUE(FileExists(out + "/tokenizer.json"));
+  EXPECT_TRUE(FileExists(out + "/generation_config.json"));
+
+  // The engine loads and runs it.
+  ASSERT_OK_AND_ASSIGN(auto model, Model::Load(out, {.threads = 1}));
+  EXPECT_EQ(model->info().weight_dtype, c.weight_dtype);
+  EXPECT_EQ(model->info().quantization, c.engine + ":" + c.quantization);
+  ASSERT_OK_AND_ASSIGN(auto d, BatchDecoder::Create(model.get(), {.max_batch = 1}));
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 4;
+  p.ignore_eos = true;
+  ASSERT_OK(d->Add({*model->tokenizer().Encode("The pilot"), p}).status());
+  int tokens = 0;
+  while (d->HasWork()) {
+    ASSERT_OK_AND_ASSIGN(auto events, d->Step());
+    for (const auto& e : events) tokens += e.token >= 0;
+  }
+  EXPECT_EQ(tokens, 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Recipes, QuantizeTest,
+    ::testing::Values(Case{"CTRANSLATE2", "int8", "I8", "F32", "int8", 0.15},
+                      Case{"CTRANSLATE2", "int8_float32", "I8", "F32", "int8", 0.15},
+                      Case{"CTRANSLATE2", "int8_float16", "I8", "F16", "int8", 0.15},
+                      Case{"CTRANSLATE2", "int8_bfloat16", "I8", "BF16", "int8", 0.3},
+                      Case{"CTRANSLATE2", "int16", "I16", "F32", "int16", 1e-3},
+                      Case{"CTRANSLATE2", "float16", "F16", "F16", "float16", 0.02},
+                      Case{"CTRANSLATE2", "bfloat16", "BF16", "BF16", "bfloat16", 0.3},
+                      Case{"CTRANSLATE2", "float32", "F32", "F32", "float32", 0.0},
+                      Case{"VLLM", "float16", "F16", "F16", "float16", 0.02},
+                      Case{"VLLM", "float32", "F32", "F32", "float32", 0.0},
+                      Case{"VLLM", "fp8", "F8_E4M3", "BF16", "fp8_e4m3", 1.0}),
+    [](const auto& info) { return info.param.engine + "_" + info.param.quantization; });
+
+TEST(QuantizeRecipeTest, RejectsUnknownRecipes) {
+  EXPECT_THAT(ValidateRecipe("TENSORRT", "int8"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("engine: must be CTRANSLATE2 or VLLM")));
+  EXPECT_THAT(ValidateRecipe("VLLM", "int8"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("quantization: must be one of")));
+  EXPECT_OK(ValidateRecipe("ctranslate2", "int8_bfloat16"));
+  EXPECT_THAT(QuantizeModel({.source_dir = "/nonexistent", .output_dir = "/tmp/x", .engine = "VLLM",
+                             .quantization = "fp8"}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent")));
+}
+
+}  // namespace
+}  // namespace hangar::engine
