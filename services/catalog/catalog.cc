@@ -217,7 +217,7 @@ absl::Status Catalog::Start() {
 }
 
 Catalog::~Catalog() {
-  std::vector<std::thread> workers;
+  std::map<uint64_t, std::thread> workers;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
@@ -225,13 +225,31 @@ Catalog::~Catalog() {
     for (auto& [name, job] : downloads_) job->cancelled = true;
     workers.swap(workers_);
   }
-  for (std::thread& worker : workers) worker.join();
+  for (auto& [id, worker] : workers) worker.join();
 }
 
 void Catalog::RunInBackground(std::function<void()> work) {
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return;
-  workers_.emplace_back(std::move(work));
+  JoinFinishedLocked();
+  const uint64_t id = next_worker_id_++;
+  workers_.emplace(id, std::thread([this, id, work = std::move(work)] {
+                     work();
+                     absl::MutexLock done_lock(&mu_);
+                     finished_workers_.push_back(id);
+                   }));
+}
+
+void Catalog::JoinFinishedLocked() {
+  // A finished worker only has to return from its lambda; joining it under
+  // the lock is safe because it takes no lock after announcing itself.
+  for (uint64_t id : finished_workers_) {
+    auto it = workers_.find(id);
+    if (it == workers_.end()) continue;
+    it->second.join();
+    workers_.erase(it);
+  }
+  finished_workers_.clear();
 }
 
 void Catalog::Notify(const std::string& name) {
@@ -245,7 +263,8 @@ uint64_t Catalog::ChangeGeneration(const std::string& name) {
 }
 
 uint64_t Catalog::WaitForChange(const std::string& name, uint64_t seen,
-                                absl::Time deadline) {
+                                absl::Duration timeout) {
+  const absl::Time deadline = options_.clock->Now() + timeout;
   absl::MutexLock lock(&mu_);
   auto changed = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return generations_[name] != seen || shutting_down_;

@@ -112,10 +112,11 @@ class Catalog {
   // Change notifications for WatchModel: a counter per model name that
   // grows whenever the model (or its preparation progress) changes.
   uint64_t ChangeGeneration(const std::string& name);
-  // Blocks until the counter of `name` differs from `seen` or `deadline`
-  // passes; returns the counter.
+  // Blocks until the counter of `name` differs from `seen`, `timeout`
+  // passes on the catalog's clock, or the catalog shuts down; returns the
+  // counter.
   uint64_t WaitForChange(const std::string& name, uint64_t seen,
-                         absl::Time deadline);
+                         absl::Duration timeout);
 
   // --- Connections ---
   absl::StatusOr<v1::Connection> CreateConnection(
@@ -159,8 +160,10 @@ class Catalog {
   void OverlayLiveProgress(v1::Model& model);
   void Notify(const std::string& name);
   void RefreshStateGauge();
-  // Runs `work` on a thread the catalog joins at destruction.
+  // Runs `work` on a thread the catalog owns; finished threads are joined
+  // by the next call, the rest at destruction.
   void RunInBackground(std::function<void()> work);
+  void JoinFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const FileDownloader downloader_;
@@ -170,7 +173,10 @@ class Catalog {
   std::map<std::string, uint64_t> generations_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<DownloadJob>> downloads_
       ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::thread> workers_ ABSL_GUARDED_BY(mu_);
+  // Workers whose work is done (their threads are about to exit).
+  std::vector<uint64_t> finished_workers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_worker_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

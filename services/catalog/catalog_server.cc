@@ -56,6 +56,16 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
   }
   server->secrets_ = *std::move(secrets);
 
+  if (!options.admin_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<auth::AdminToken>> admin =
+        auth::AdminToken::FromFile(options.admin_token_file);
+    if (!admin.ok()) {
+      return absl::Status(admin.status().code(),
+                          absl::StrCat("--admin_token_file: ", admin.status().message()));
+    }
+    server->admin_token_ = *std::move(admin);
+  }
+
   DeploymentUsage* usage = options.deployment_usage;
   if (usage == nullptr) {
     if (options.deployment_address.empty()) {
@@ -64,7 +74,7 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
       server->owned_usage_ = std::make_unique<GrpcDeploymentUsage>(
           grpc::CreateChannel(options.deployment_address,
                               grpc::InsecureChannelCredentials()),
-          GrpcDeploymentUsage::Options{});
+          GrpcDeploymentUsage::Options{.admin_token = server->admin_token_.get()});
     }
     usage = server->owned_usage_.get();
   }
@@ -84,7 +94,8 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                                     .secrets = server->secrets_.get(),
                                     .metrics = server->catalog_metrics_.get(),
                                     .clock = options.clock}));
-  server->service_ = std::make_unique<CatalogServiceImpl>(server->catalog_.get());
+  server->service_ = std::make_unique<CatalogServiceImpl>(server->catalog_.get(),
+                                                          server->admin_token_.get());
   ASSIGN_OR_RETURN(server->server_,
                    Server::Create({.name = "catalog",
                                    .host = options.host,

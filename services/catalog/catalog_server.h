@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth/bearer.h"
 #include "common/auth/secret_box.h"
 #include "common/db/pool.h"
 #include "common/metrics/metrics.h"
@@ -56,6 +57,10 @@ class CatalogServer {
     // PEM files for TLS; both or neither.
     std::string tls_cert_file;
     std::string tls_key_file;
+    // When set, every call but health and reflection must carry
+    // "authorization: Bearer <the token in this file>", and calls to the
+    // deployment service carry it too.
+    std::string admin_token_file;
 
     // --- State ---
     // libpq connection string or URI. Required.
@@ -120,6 +125,7 @@ class CatalogServer {
   std::unique_ptr<PgModelStore> store_;
   std::unique_ptr<HuggingFaceClient> hub_;
   std::unique_ptr<auth::SecretBox> secrets_;
+  std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.
   std::unique_ptr<DeploymentUsage> owned_usage_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<CatalogServiceImpl> service_;

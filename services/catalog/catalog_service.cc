@@ -1,6 +1,6 @@
 #include "services/catalog/catalog_service.h"
 
-#include "absl/time/clock.h"
+#include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -17,45 +17,66 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 }  // namespace
 
-grpc::Status CatalogServiceImpl::ListModels(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::ListModels(grpc::ServerContext* context,
                                             const v1::ListModelsRequest* request,
                                             v1::ListModelsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->ListModels(*request), response);
 }
 
-grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext* context,
                                           const v1::GetModelRequest* request,
                                           v1::Model* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->GetModel(request->name()), response);
 }
 
-grpc::Status CatalogServiceImpl::ImportModel(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::ImportModel(grpc::ServerContext* context,
                                              const v1::ImportModelRequest* request,
                                              v1::Model* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->ImportModel(*request), response);
 }
 
-grpc::Status CatalogServiceImpl::UpdateModel(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::UpdateModel(grpc::ServerContext* context,
                                              const v1::UpdateModelRequest* request,
                                              v1::Model* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->UpdateModel(*request), response);
 }
 
-grpc::Status CatalogServiceImpl::DeleteModel(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::DeleteModel(grpc::ServerContext* context,
                                              const v1::DeleteModelRequest* request,
                                              v1::DeleteModelResponse*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return ToGrpcStatus(catalog_->DeleteModel(*request));
 }
 
-grpc::Status CatalogServiceImpl::PrepareModel(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::PrepareModel(grpc::ServerContext* context,
                                               const v1::PrepareModelRequest* request,
                                               v1::Preparation* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->PrepareModel(request->name()), response);
 }
 
 grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
                                             const v1::WatchModelRequest* request,
                                             grpc::ServerWriter<v1::Model>* writer) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   // Read the generation before the model, so no change falls in between.
   uint64_t seen = catalog_->ChangeGeneration(request->name());
   absl::StatusOr<v1::Model> model = catalog_->GetModel(request->name());
@@ -63,8 +84,7 @@ grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
   if (!writer->Write(*model)) return grpc::Status::OK;
   v1::Model last = *std::move(model);
   while (!context->IsCancelled()) {
-    uint64_t now = catalog_->WaitForChange(request->name(), seen,
-                                           absl::Now() + watch_poll_);
+    uint64_t now = catalog_->WaitForChange(request->name(), seen, watch_poll_);
     if (now == seen) continue;
     seen = now;
     model = catalog_->GetModel(request->name());
@@ -77,26 +97,38 @@ grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
 }
 
 grpc::Status CatalogServiceImpl::CreateConnection(
-    grpc::ServerContext*, const v1::CreateConnectionRequest* request,
+    grpc::ServerContext* context, const v1::CreateConnectionRequest* request,
     v1::Connection* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->CreateConnection(request->connection()), response);
 }
 
-grpc::Status CatalogServiceImpl::GetConnection(grpc::ServerContext*,
+grpc::Status CatalogServiceImpl::GetConnection(grpc::ServerContext* context,
                                                const v1::GetConnectionRequest* request,
                                                v1::Connection* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->GetConnection(request->name()), response);
 }
 
 grpc::Status CatalogServiceImpl::ListConnections(
-    grpc::ServerContext*, const v1::ListConnectionsRequest* request,
+    grpc::ServerContext* context, const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return Reply(catalog_->ListConnections(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::DeleteConnection(
-    grpc::ServerContext*, const v1::DeleteConnectionRequest* request,
+    grpc::ServerContext* context, const v1::DeleteConnectionRequest* request,
     v1::DeleteConnectionResponse*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+    return denied;
+  }
   return ToGrpcStatus(catalog_->DeleteConnection(request->name()));
 }
 

@@ -4,6 +4,10 @@
 // counts and latencies are recorded by the server bootstrap's interceptor;
 // domain metrics by the Catalog itself.
 //
+// When an admin token is configured, every call must carry
+// `authorization: Bearer <admin token>` (UNAUTHENTICATED otherwise); health
+// and reflection stay open (common/server/admin_auth.h).
+//
 // WatchModel sends the model at once, then again after every change,
 // until the client cancels, the model is deleted (NOT_FOUND ends the
 // stream) or the server shuts down.
@@ -11,6 +15,7 @@
 #define HANGAR_SERVICES_CATALOG_CATALOG_SERVICE_H_
 
 #include "absl/time/time.h"
+#include "common/auth/bearer.h"
 #include "hangar/v1/catalog.grpc.pb.h"
 #include "services/catalog/catalog.h"
 
@@ -18,11 +23,12 @@ namespace hangar::catalog {
 
 class CatalogServiceImpl final : public v1::CatalogService::Service {
  public:
-  // `catalog` is not owned and must outlive the service. `watch_poll` bounds
-  // how long a WatchModel waits before checking for cancellation.
-  explicit CatalogServiceImpl(Catalog* catalog,
-                              absl::Duration watch_poll = absl::Milliseconds(500))
-      : catalog_(catalog), watch_poll_(watch_poll) {}
+  // `catalog` and `admin_token` are not owned and must outlive the service;
+  // a null `admin_token` turns the check off. `watch_poll` bounds how long a
+  // WatchModel waits before checking for cancellation.
+  CatalogServiceImpl(Catalog* catalog, const auth::AdminToken* admin_token,
+                     absl::Duration watch_poll = absl::Milliseconds(500))
+      : catalog_(catalog), admin_token_(admin_token), watch_poll_(watch_poll) {}
 
   grpc::Status ListModels(grpc::ServerContext* context,
                           const v1::ListModelsRequest* request,
@@ -60,6 +66,7 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
 
  private:
   Catalog* const catalog_;
+  const auth::AdminToken* const admin_token_;
   const absl::Duration watch_poll_;
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
 
 namespace hangar::catalog {
@@ -17,7 +18,7 @@ absl::StatusOr<std::vector<std::string>> GrpcDeploymentUsage::DeploymentsUsing(
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        absl::ToChronoMilliseconds(options_.timeout));
-  for (const auto& [key, value] : options_.metadata) context.AddMetadata(key, value);
+  AttachAdminToken(options_.admin_token, &context);
   v1::ListDeploymentsRequest request;
   request.set_model(model);
   request.set_page_size(10);

@@ -3,15 +3,16 @@
 // names are reported).
 //
 //   GrpcDeploymentUsage usage(grpc::CreateChannel(address, credentials),
-//                             {.timeout = absl::Seconds(5)});
+//                             {.timeout = absl::Seconds(5),
+//                              .admin_token = admin_token});
 #ifndef HANGAR_SERVICES_CATALOG_GRPC_DEPLOYMENT_USAGE_H_
 #define HANGAR_SERVICES_CATALOG_GRPC_DEPLOYMENT_USAGE_H_
 
-#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/auth/bearer.h"
 #include "grpcpp/grpcpp.h"
 #include "hangar/v1/deployment.grpc.pb.h"
 #include "services/catalog/deployment_usage.h"
@@ -23,8 +24,9 @@ class GrpcDeploymentUsage final : public DeploymentUsage {
   struct Options {
     // Deadline of each ListDeployments call.
     absl::Duration timeout = absl::Seconds(5);
-    // Call metadata, e.g. {"authorization", "Bearer <admin token>"}.
-    std::multimap<std::string, std::string> metadata;
+    // Sent with every call when not null (internal calls carry the admin
+    // token). Not owned; must outlive this object.
+    const auth::AdminToken* admin_token = nullptr;
   };
 
   GrpcDeploymentUsage(std::shared_ptr<grpc::Channel> channel, Options options);

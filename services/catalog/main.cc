@@ -24,6 +24,8 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "How long in-flight calls may finish after SIGTERM");
 ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate for TLS (with --tls_key_file)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TLS");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "When set, every call but health/reflection needs 'authorization: Bearer <token>'");
 ABSL_FLAG(std::string, db, "", "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
 ABSL_FLAG(std::string, model_store, "", "Directory of prepared model weights (required)");
 ABSL_FLAG(std::string, local_model_root, "",
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
       .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
       .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
       .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
+      .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
       .db = absl::GetFlag(FLAGS_db),
       .model_store = absl::GetFlag(FLAGS_model_store),
       .local_model_root = absl::GetFlag(FLAGS_local_model_root),

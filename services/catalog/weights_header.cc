@@ -163,10 +163,11 @@ absl::StatusOr<WeightsSummary> ParseSafetensorsHeader(
       if (!dim.is_number_unsigned() || dim.get<uint64_t>() > (uint64_t{1} << 40)) {
         return malformed(absl::StrCat("tensor \"", name, "\" has a bad shape"));
       }
-      elements *= static_cast<int64_t>(dim.get<uint64_t>());
-      if (elements > (int64_t{1} << 50)) {
+      const int64_t size = static_cast<int64_t>(dim.get<uint64_t>());
+      if (size != 0 && elements > (int64_t{1} << 50) / size) {
         return malformed(absl::StrCat("tensor \"", name, "\" is too large"));
       }
+      elements *= size;
     }
     std::string dtype = DtypeFromSafetensors(tensor["dtype"].get<std::string>());
     if (dtype.empty()) {
@@ -291,8 +292,10 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
     for (uint32_t d = 0; d < dims; ++d) {
       ASSIGN_OR_RETURN(uint64_t dim, reader.Scalar<uint64_t>());
       if (dim > (uint64_t{1} << 40)) return reader.Malformed("tensor dimension too large");
+      if (dim != 0 && elements > (int64_t{1} << 50) / static_cast<int64_t>(dim)) {
+        return reader.Malformed("tensor too large");
+      }
       elements *= static_cast<int64_t>(dim);
-      if (elements > (int64_t{1} << 50)) return reader.Malformed("tensor too large");
     }
     ASSIGN_OR_RETURN(uint32_t type, reader.Scalar<uint32_t>());
     ASSIGN_OR_RETURN(uint64_t offset, reader.Scalar<uint64_t>());

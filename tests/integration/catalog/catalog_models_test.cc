@@ -457,5 +457,29 @@ TEST_F(CatalogTest, ReflectionHealthAndMetricsWork) {
   EXPECT_THAT(body, HasSubstr("hangar_catalog_models{state=\"ready\"}"));
 }
 
+TEST_F(CatalogTest, AdminTokenGuardsEveryCallButHealthAndReflection) {
+  const std::string token_file = dir_ + "/admin.token";
+  std::ofstream(token_file) << "admin-token-0123456789abcdef\n";
+  StartServer([&](catalog::CatalogServer::Options& options) {
+    options.admin_token_file = token_file;
+  });
+  v1::GetModelRequest request;
+  request.set_name("Qwen/Qwen2.5-0.5B-Instruct");
+  v1::Model model;
+  grpc::ClientContext anonymous;
+  EXPECT_EQ(stub().GetModel(&anonymous, request, &model).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext wrong;
+  wrong.AddMetadata("authorization", "Bearer not-the-admin-token-at-all");
+  EXPECT_EQ(stub().GetModel(&wrong, request, &model).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext admin;
+  admin.AddMetadata("authorization", "Bearer admin-token-0123456789abcdef");
+  EXPECT_TRUE(stub().GetModel(&admin, request, &model).ok());
+  ReflectionClient reflection(channel_);
+  EXPECT_TRUE(reflection.ListServices().ok());
+  EXPECT_TRUE(reflection.CallUnary("grpc.health.v1.Health/Check", "{}").ok());
+}
+
 }  // namespace
 }  // namespace hangar::testing
