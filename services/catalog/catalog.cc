@@ -45,16 +45,21 @@ absl::Status WithPrefix(absl::string_view prefix, const absl::Status& status) {
 // Files of a repository that a replica needs: configs, tokenizer, and the
 // safetensors weights (top level only; other formats are not fetched).
 bool IsNeededFile(const std::string& path) {
-  if (absl::StrContains(path, "/") || path.empty() || path[0] == '.') return false;
-  static const std::set<std::string> kExact = {
-      "config.json",          "generation_config.json", "tokenizer.json",
-      "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-      "model.safetensors.index.json"};
+  if (absl::StrContains(path, "/") || path.empty() || path[0] == '.')
+    return false;
+  static const std::set<std::string> kExact = {"config.json",
+                                               "generation_config.json",
+                                               "tokenizer.json",
+                                               "tokenizer_config.json",
+                                               "special_tokens_map.json",
+                                               "tokenizer.model",
+                                               "model.safetensors.index.json"};
   return kExact.count(path) > 0 || absl::EndsWith(path, ".safetensors");
 }
 
 std::string PageToken(absl::string_view fingerprint, absl::string_view after) {
-  return absl::WebSafeBase64Escape(absl::StrCat("v1\n", fingerprint, "\n", after));
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("v1\n", fingerprint, "\n", after));
 }
 
 // Returns the name to continue after, or INVALID_ARGUMENT.
@@ -65,7 +70,8 @@ absl::StatusOr<std::string> ParsePageToken(absl::string_view token,
   const absl::Status invalid = absl::InvalidArgumentError(
       "page_token: not a token this call returned with the same filters");
   if (!absl::WebSafeBase64Unescape(token, &text)) return invalid;
-  std::vector<std::string> parts = absl::StrSplit(text, absl::MaxSplits('\n', 2));
+  std::vector<std::string> parts =
+      absl::StrSplit(text, absl::MaxSplits('\n', 2));
   if (parts.size() != 3 || parts[0] != "v1" || parts[1] != fingerprint) {
     return invalid;
   }
@@ -73,10 +79,12 @@ absl::StatusOr<std::string> ParsePageToken(absl::string_view token,
 }
 
 std::string FilterFingerprint(const v1::ListModelsRequest& request) {
-  return auth::Sha256Hex(absl::StrCat(
-             request.source(), "\x1f", request.family(), "\x1f", request.tag(),
-             "\x1f", request.query(), "\x1f", request.supports_engine(), "\x1f",
-             request.fits_gpu_memory_bytes(), "\x1f", request.runs_on_cpu()))
+  return auth::Sha256Hex(absl::StrCat(request.source(), "\x1f",
+                                      request.family(), "\x1f", request.tag(),
+                                      "\x1f", request.query(), "\x1f",
+                                      request.supports_engine(), "\x1f",
+                                      request.fits_gpu_memory_bytes(), "\x1f",
+                                      request.runs_on_cpu()))
       .substr(0, 16);
 }
 
@@ -102,9 +110,9 @@ std::string DefaultDisplayName(const std::string& name) {
 }
 
 // Fills the architecture-derived fields of `model` and marks it READY.
-void ApplyInspection(const ArchitectureSpec& spec, const WeightsSummary& weights,
-                     const std::string& dtype, int64_t cpu_max_parameters,
-                     v1::Model& model) {
+void ApplyInspection(const ArchitectureSpec& spec,
+                     const WeightsSummary& weights, const std::string& dtype,
+                     int64_t cpu_max_parameters, v1::Model& model) {
   model.set_architecture(spec.architecture);
   model.set_family(FamilyOfArchitecture(spec.architecture));
   model.set_context_length(static_cast<int32_t>(spec.max_position_embeddings));
@@ -123,7 +131,8 @@ std::string PublishedDtype(const WeightsSummary& weights,
                            absl::string_view config_text) {
   std::string main = weights.MainDtype();
   if (IsFloatDtype(main)) return main;
-  json config = json::parse(config_text.begin(), config_text.end(), nullptr, false);
+  json config =
+      json::parse(config_text.begin(), config_text.end(), nullptr, false);
   if (config.is_object() && config.contains("torch_dtype") &&
       config["torch_dtype"].is_string() &&
       IsFloatDtype(config["torch_dtype"].get<std::string>())) {
@@ -135,8 +144,7 @@ std::string PublishedDtype(const WeightsSummary& weights,
 }  // namespace
 
 Catalog::Catalog(Options options)
-    : options_(std::move(options)),
-      downloader_(options_.hub, [this] {
+    : options_(std::move(options)), downloader_(options_.hub, [this] {
         FileDownloader::Options download = options_.download;
         download.clock = options_.clock;
         return download;
@@ -197,9 +205,9 @@ absl::Status Catalog::Start() {
       });
     }
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> downloading,
-                   options_.store->ListNamesPreparing(
-                       v1::PREPARATION_STATE_DOWNLOADING));
+  ASSIGN_OR_RETURN(
+      std::vector<std::string> downloading,
+      options_.store->ListNamesPreparing(v1::PREPARATION_STATE_DOWNLOADING));
   for (const std::string& name : downloading) {
     RunInBackground([this, name] {
       absl::StatusOr<v1::Preparation> preparation = PrepareModel(name);
@@ -297,23 +305,27 @@ void Catalog::OverlayLiveProgress(v1::Model& model) {
 absl::StatusOr<v1::ListModelsResponse> Catalog::ListModels(
     const v1::ListModelsRequest& request) {
   if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_size: must be in [0, ", kMaxPageSize, "]; was ", request.page_size()));
+    return absl::InvalidArgumentError(absl::StrCat("page_size: must be in [0, ",
+                                                   kMaxPageSize, "]; was ",
+                                                   request.page_size()));
   }
   RETURN_IF_ERROR(ValidateText("family", request.family(), kMaxTagLength));
   RETURN_IF_ERROR(ValidateText("tag", request.tag(), kMaxTagLength));
   RETURN_IF_ERROR(ValidateText("query", request.query(), kMaxQueryLength));
   if (request.fits_gpu_memory_bytes() < 0) {
-    return absl::InvalidArgumentError("fits_gpu_memory_bytes: must not be negative");
+    return absl::InvalidArgumentError(
+        "fits_gpu_memory_bytes: must not be negative");
   }
   if (!v1::ModelSource_IsValid(request.source()) ||
       !v1::Engine_IsValid(request.supports_engine())) {
-    return absl::InvalidArgumentError("source/supports_engine: unknown enum value");
+    return absl::InvalidArgumentError(
+        "source/supports_engine: unknown enum value");
   }
   const std::string fingerprint = FilterFingerprint(request);
   ASSIGN_OR_RETURN(std::string after,
                    ParsePageToken(request.page_token(), fingerprint));
-  const int limit = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  const int limit =
+      request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   ModelFilter filter{.source = request.source(),
                      .family = request.family(),
                      .tag = request.tag(),
@@ -321,7 +333,8 @@ absl::StatusOr<v1::ListModelsResponse> Catalog::ListModels(
                      .supports_engine = request.supports_engine(),
                      .fits_gpu_memory_bytes = request.fits_gpu_memory_bytes(),
                      .runs_on_cpu = request.runs_on_cpu()};
-  ASSIGN_OR_RETURN(ModelPage page, options_.store->ListModels(filter, after, limit));
+  ASSIGN_OR_RETURN(ModelPage page,
+                   options_.store->ListModels(filter, after, limit));
   v1::ListModelsResponse response;
   for (v1::Model& model : page.models) {
     OverlayLiveProgress(model);
@@ -347,7 +360,8 @@ absl::StatusOr<v1::Model> Catalog::ImportModel(
   RETURN_IF_ERROR(ValidateText("description", request.description(),
                                kMaxDescriptionLength));
   RETURN_IF_ERROR(ValidateTags(
-      "tags", std::vector<std::string>(request.tags().begin(), request.tags().end())));
+      "tags",
+      std::vector<std::string>(request.tags().begin(), request.tags().end())));
   switch (request.source_case()) {
     case v1::ImportModelRequest::kHuggingFace:
       return ImportFromHub(request);
@@ -363,27 +377,32 @@ absl::StatusOr<v1::Model> Catalog::ImportFromHub(
     const v1::ImportModelRequest& request) {
   const v1::HuggingFaceSource& source = request.hugging_face();
   RETURN_IF_ERROR(ValidateRepoId("hugging_face.repo", source.repo()));
-  const std::string revision = source.revision().empty() ? "main" : source.revision();
+  const std::string revision =
+      source.revision().empty() ? "main" : source.revision();
   RETURN_IF_ERROR(ValidateRevision("hugging_face.revision", revision));
-  const std::string name = request.name().empty() ? source.repo() : request.name();
+  const std::string name =
+      request.name().empty() ? source.repo() : request.name();
   RETURN_IF_ERROR(ValidateModelName("name", name));
   std::string token;
   if (!source.connection().empty()) {
     RETURN_IF_ERROR(
         ValidateConnectionName("hugging_face.connection", source.connection()));
-    ASSIGN_OR_RETURN(token, OpenToken("hugging_face.connection", source.connection()));
+    ASSIGN_OR_RETURN(token,
+                     OpenToken("hugging_face.connection", source.connection()));
   }
   if (options_.store->GetModel(name).ok()) {
     return absl::AlreadyExistsError(
         absl::StrCat("name: model \"", name, "\" already exists"));
   }
-  absl::StatusOr<RepoInfo> info = options_.hub->GetRepoInfo(source.repo(), revision, token);
+  absl::StatusOr<RepoInfo> info =
+      options_.hub->GetRepoInfo(source.repo(), revision, token);
   if (!info.ok()) {
     const bool revision_missing =
         absl::StartsWith(info.status().message(), "revision not found");
     return WithPrefix(
-        absl::StrCat(revision_missing ? "hugging_face.revision" : "hugging_face.repo",
-                     ": \"", source.repo(), "\" at revision \"", revision, "\": "),
+        absl::StrCat(
+            revision_missing ? "hugging_face.revision" : "hugging_face.repo",
+            ": \"", source.repo(), "\" at revision \"", revision, "\": "),
         info.status());
   }
 
@@ -407,11 +426,13 @@ absl::StatusOr<v1::Model> Catalog::ImportFromHub(
   return created;
 }
 
-absl::StatusOr<v1::Model> Catalog::ImportLocal(const v1::ImportModelRequest& request) {
+absl::StatusOr<v1::Model> Catalog::ImportLocal(
+    const v1::ImportModelRequest& request) {
   ASSIGN_OR_RETURN(std::string path,
                    ResolvePathUnderRoot("local.path", options_.local_model_root,
                                         request.local().path()));
-  const bool is_gguf = fs::is_regular_file(path) && absl::EndsWith(path, ".gguf");
+  const bool is_gguf =
+      fs::is_regular_file(path) && absl::EndsWith(path, ".gguf");
   if (!is_gguf && !fs::is_directory(path)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "local.path: must be a model directory or a .gguf file; was ",
@@ -445,10 +466,12 @@ absl::StatusOr<v1::Model> Catalog::ImportLocal(const v1::ImportModelRequest& req
   return created;
 }
 
-void Catalog::FinishHubImport(const std::string& name, const std::string& token) {
+void Catalog::FinishHubImport(const std::string& name,
+                              const std::string& token) {
   absl::StatusOr<v1::Model> model = options_.store->GetModel(name);
   if (!model.ok()) return;  // Deleted meanwhile.
-  CompleteImport(name, v1::MODEL_SOURCE_HUGGING_FACE, InspectHubModel(*model, token));
+  CompleteImport(name, v1::MODEL_SOURCE_HUGGING_FACE,
+                 InspectHubModel(*model, token));
 }
 
 void Catalog::FinishLocalImport(const std::string& name) {
@@ -497,10 +520,13 @@ absl::StatusOr<v1::Model> Catalog::InspectHubModel(const v1::Model& model,
                                                    const std::string& token) {
   const std::string& repo = model.hf_repo();
   const std::string& revision = model.resolved_revision();
-  ASSIGN_OR_RETURN(RepoInfo info, options_.hub->GetRepoInfo(repo, revision, token));
-  ASSIGN_OR_RETURN(std::string config_text,
-                   options_.hub->GetFile(repo, revision, "config.json", token, 1 << 20));
-  ASSIGN_OR_RETURN(ArchitectureSpec spec, ArchitectureSpecFromConfigText(config_text));
+  ASSIGN_OR_RETURN(RepoInfo info,
+                   options_.hub->GetRepoInfo(repo, revision, token));
+  ASSIGN_OR_RETURN(
+      std::string config_text,
+      options_.hub->GetFile(repo, revision, "config.json", token, 1 << 20));
+  ASSIGN_OR_RETURN(ArchitectureSpec spec,
+                   ArchitectureSpecFromConfigText(config_text));
 
   std::vector<std::string> shards;
   auto has_file = [&](absl::string_view path) {
@@ -508,10 +534,10 @@ absl::StatusOr<v1::Model> Catalog::InspectHubModel(const v1::Model& model,
                        [&](const HubFile& f) { return f.path == path; });
   };
   if (has_file("model.safetensors.index.json")) {
-    ASSIGN_OR_RETURN(std::string index_text,
-                     options_.hub->GetFile(repo, revision,
-                                           "model.safetensors.index.json", token,
-                                           16 << 20));
+    ASSIGN_OR_RETURN(
+        std::string index_text,
+        options_.hub->GetFile(repo, revision, "model.safetensors.index.json",
+                              token, 16 << 20));
     json index = json::parse(index_text, nullptr, false);
     if (index.is_discarded() || !index.contains("weight_map") ||
         !index["weight_map"].is_object()) {
@@ -525,7 +551,8 @@ absl::StatusOr<v1::Model> Catalog::InspectHubModel(const v1::Model& model,
     shards.assign(unique.begin(), unique.end());
   } else {
     for (const HubFile& file : info.files) {
-      if (IsNeededFile(file.path) && absl::EndsWith(file.path, ".safetensors")) {
+      if (IsNeededFile(file.path) &&
+          absl::EndsWith(file.path, ".safetensors")) {
         shards.push_back(file.path);
       }
     }
@@ -538,12 +565,15 @@ absl::StatusOr<v1::Model> Catalog::InspectHubModel(const v1::Model& model,
   WeightsSummary weights;
   for (const std::string& shard : shards) {
     if (stopping_) return absl::CancelledError("shutting down");
-    ASSIGN_OR_RETURN(std::string first,
-                     options_.hub->GetRange(repo, revision, shard, token, 0, 8));
+    ASSIGN_OR_RETURN(
+        std::string first,
+        options_.hub->GetRange(repo, revision, shard, token, 0, 8));
     ASSIGN_OR_RETURN(int64_t length, SafetensorsHeaderLength(first, shard));
-    ASSIGN_OR_RETURN(std::string header,
-                     options_.hub->GetRange(repo, revision, shard, token, 8, length));
-    ASSIGN_OR_RETURN(WeightsSummary summary, ParseSafetensorsHeader(header, shard));
+    ASSIGN_OR_RETURN(
+        std::string header,
+        options_.hub->GetRange(repo, revision, shard, token, 8, length));
+    ASSIGN_OR_RETURN(WeightsSummary summary,
+                     ParseSafetensorsHeader(header, shard));
     weights.Merge(summary);
   }
   v1::Model result = model;
@@ -559,13 +589,15 @@ absl::StatusOr<v1::Model> Catalog::InspectLocalModel(const v1::Model& model) {
   if (absl::EndsWith(path, ".gguf")) {
     ASSIGN_OR_RETURN(GgufSummary gguf, ReadGgufFile(path));
     if (result.license().empty()) result.set_license(gguf.license);
-    ApplyInspection(gguf.spec, gguf.weights, gguf.dtype, options_.cpu_max_parameters,
-                    result);
+    ApplyInspection(gguf.spec, gguf.weights, gguf.dtype,
+                    options_.cpu_max_parameters, result);
     return result;
   }
-  ASSIGN_OR_RETURN(std::string config_text,
-                   ReadSmallFile((fs::path(path) / "config.json").string(), 1 << 20));
-  ASSIGN_OR_RETURN(ArchitectureSpec spec, ArchitectureSpecFromConfigText(config_text));
+  ASSIGN_OR_RETURN(
+      std::string config_text,
+      ReadSmallFile((fs::path(path) / "config.json").string(), 1 << 20));
+  ASSIGN_OR_RETURN(ArchitectureSpec spec,
+                   ArchitectureSpecFromConfigText(config_text));
   if (!fs::exists(fs::path(path) / "tokenizer.json")) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " has no tokenizer.json"));
@@ -577,7 +609,8 @@ absl::StatusOr<v1::Model> Catalog::InspectLocalModel(const v1::Model& model) {
         !absl::EndsWith(entry.path().filename().string(), ".safetensors")) {
       continue;
     }
-    ASSIGN_OR_RETURN(WeightsSummary summary, ReadSafetensorsFile(entry.path().string()));
+    ASSIGN_OR_RETURN(WeightsSummary summary,
+                     ReadSafetensorsFile(entry.path().string()));
     weights.Merge(summary);
     ++files;
   }
@@ -590,12 +623,14 @@ absl::StatusOr<v1::Model> Catalog::InspectLocalModel(const v1::Model& model) {
   return result;
 }
 
-absl::StatusOr<v1::Model> Catalog::UpdateModel(const v1::UpdateModelRequest& request) {
+absl::StatusOr<v1::Model> Catalog::UpdateModel(
+    const v1::UpdateModelRequest& request) {
   const v1::Model& changes = request.model();
   RETURN_IF_ERROR(ValidateModelName("model.name", changes.name()));
   if (request.update_mask().paths_size() == 0) {
     return absl::InvalidArgumentError(
-        "update_mask: required; updatable paths: description, display_name, tags");
+        "update_mask: required; updatable paths: description, display_name, "
+        "tags");
   }
   for (const std::string& path : request.update_mask().paths()) {
     if (path == "description") {
@@ -605,9 +640,9 @@ absl::StatusOr<v1::Model> Catalog::UpdateModel(const v1::UpdateModelRequest& req
       RETURN_IF_ERROR(ValidateText("model.display_name", changes.display_name(),
                                    kMaxDisplayNameLength));
     } else if (path == "tags") {
-      RETURN_IF_ERROR(ValidateTags("model.tags",
-                                   std::vector<std::string>(changes.tags().begin(),
-                                                            changes.tags().end())));
+      RETURN_IF_ERROR(ValidateTags(
+          "model.tags", std::vector<std::string>(changes.tags().begin(),
+                                                 changes.tags().end())));
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "update_mask: path ", QuoteForMessage(path),
@@ -619,13 +654,16 @@ absl::StatusOr<v1::Model> Catalog::UpdateModel(const v1::UpdateModelRequest& req
       options_.store->UpdateModel(
           changes.name(), [&](v1::Model& current) -> absl::Status {
             if (!changes.etag().empty() && changes.etag() != current.etag()) {
-              return absl::AbortedError(absl::StrCat(
-                  "model.etag: \"", changes.etag(), "\" is stale; the model is at \"",
-                  current.etag(), "\": read it again"));
+              return absl::AbortedError(
+                  absl::StrCat("model.etag: \"", changes.etag(),
+                               "\" is stale; the model is at \"",
+                               current.etag(), "\": read it again"));
             }
             for (const std::string& path : request.update_mask().paths()) {
-              if (path == "description") current.set_description(changes.description());
-              if (path == "display_name") current.set_display_name(changes.display_name());
+              if (path == "description")
+                current.set_description(changes.description());
+              if (path == "display_name")
+                current.set_display_name(changes.display_name());
               if (path == "tags") *current.mutable_tags() = changes.tags();
             }
             return absl::OkStatus();
@@ -639,8 +677,9 @@ absl::Status Catalog::DeleteModel(const v1::DeleteModelRequest& request) {
   RETURN_IF_ERROR(ValidateModelName("name", request.name()));
   ASSIGN_OR_RETURN(v1::Model model, options_.store->GetModel(request.name()));
   if (model.source() == v1::MODEL_SOURCE_CURATED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "name: \"", request.name(), "\" is a curated model and cannot be deleted"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: \"", request.name(),
+                     "\" is a curated model and cannot be deleted"));
   }
   auto check_etag = [&](const v1::Model& current) -> absl::Status {
     if (!request.etag().empty() && request.etag() != current.etag()) {
@@ -654,9 +693,9 @@ absl::Status Catalog::DeleteModel(const v1::DeleteModelRequest& request) {
   ASSIGN_OR_RETURN(std::vector<std::string> users,
                    options_.deployment_usage->DeploymentsUsing(request.name()));
   if (!users.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "name: \"", request.name(), "\" is used by deployment(s) ",
-        absl::StrJoin(users, ", "), "; delete them first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: \"", request.name(), "\" is used by deployment(s) ",
+                     absl::StrJoin(users, ", "), "; delete them first"));
   }
   RETURN_IF_ERROR(options_.store->DeleteModel(request.name(), check_etag));
   {
@@ -684,9 +723,10 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareModel(const std::string& name) {
     absl::StatusOr<std::string> path = ResolvePathUnderRoot(
         "local_path", options_.local_model_root, model.local_path());
     if (!path.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "\"", name, "\" is served from --local_model_root/", model.local_path(),
-          ", which is unusable: ", path.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("\"", name, "\" is served from --local_model_root/",
+                       model.local_path(),
+                       ", which is unusable: ", path.status().message()));
     }
     if (model.preparation().state() != v1::PREPARATION_STATE_PREPARED ||
         model.preparation().local_path() != *path) {
@@ -702,7 +742,8 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareModel(const std::string& name) {
   return PrepareFromHub(model);
 }
 
-absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(const v1::Model& model) {
+absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(
+    const v1::Model& model) {
   const std::string& name = model.name();
   auto live = [&]() -> std::optional<v1::Preparation> {
     absl::MutexLock lock(&mu_);
@@ -719,11 +760,13 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(const v1::Model& model) 
   }
   std::string token;
   if (!model.connection().empty()) {
-    absl::StatusOr<std::string> opened = OpenToken("connection", model.connection());
+    absl::StatusOr<std::string> opened =
+        OpenToken("connection", model.connection());
     if (!opened.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "\"", name, "\" was imported through connection \"", model.connection(),
-          "\", which is unusable: ", opened.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("\"", name, "\" was imported through connection \"",
+                       model.connection(),
+                       "\", which is unusable: ", opened.status().message()));
     }
     token = *std::move(opened);
   }
@@ -735,7 +778,8 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(const v1::Model& model) 
                    options_.hub->GetRepoInfo(model.hf_repo(), revision, token));
   const std::string commit = info.sha.empty() ? revision : info.sha;
   if (!ValidateRevision("revision", commit).ok()) {
-    return absl::FailedPreconditionError("the Hub returned an invalid commit id");
+    return absl::FailedPreconditionError(
+        "the Hub returned an invalid commit id");
   }
   const std::string directory =
       (fs::path(options_.model_store) / model.hf_repo() / commit).string();
@@ -761,7 +805,8 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(const v1::Model& model) 
   }
   {
     absl::MutexLock lock(&mu_);
-    if (shutting_down_) return absl::UnavailableError("the catalog is shutting down");
+    if (shutting_down_)
+      return absl::UnavailableError("the catalog is shutting down");
     if (auto it = downloads_.find(name); it != downloads_.end()) {
       absl::MutexLock job_lock(&it->second->mu);  // Lost a race: share it.
       return it->second->preparation;
@@ -770,15 +815,16 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(const v1::Model& model) 
   }
   RETURN_IF_ERROR(options_.store->SetPreparation(name, preparation));
   Notify(name);
-  RunInBackground([this, name, job, repo = model.hf_repo(), info = std::move(info),
-                   token, directory]() mutable {
+  RunInBackground([this, name, job, repo = model.hf_repo(),
+                   info = std::move(info), token, directory]() mutable {
     RunDownload(name, job, repo, std::move(info), token, directory);
   });
   return preparation;
 }
 
-void Catalog::RunDownload(const std::string& name, std::shared_ptr<DownloadJob> job,
-                          std::string repo, RepoInfo info, std::string token,
+void Catalog::RunDownload(const std::string& name,
+                          std::shared_ptr<DownloadJob> job, std::string repo,
+                          RepoInfo info, std::string token,
                           std::string directory) {
   const absl::Time start = options_.clock->Now();
   absl::Time last_report = start;
@@ -816,7 +862,8 @@ void Catalog::RunDownload(const std::string& name, std::shared_ptr<DownloadJob> 
             v1::Progress* progress = job->preparation.mutable_progress();
             progress->set_done(progress->done() + delta);
           }
-          if (options_.metrics != nullptr) options_.metrics->BytesDownloaded(delta);
+          if (options_.metrics != nullptr)
+            options_.metrics->BytesDownloaded(delta);
           report(false);
         },
         &job->cancelled);
@@ -847,7 +894,8 @@ void Catalog::RunDownload(const std::string& name, std::shared_ptr<DownloadJob> 
     }
   }
   if (!status.ok()) {
-    result = status.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed";
+    result =
+        status.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed";
     if (result == "cancelled" && stopping_) {
       // Shutting down: leave DOWNLOADING so the next start resumes it.
       absl::MutexLock lock(&mu_);
@@ -882,11 +930,13 @@ absl::StatusOr<std::string> Catalog::OpenToken(const std::string& field,
     }
     return stored.status();
   }
-  absl::StatusOr<std::string> token = options_.secrets->Open(stored->sealed_token, name);
+  absl::StatusOr<std::string> token =
+      options_.secrets->Open(stored->sealed_token, name);
   if (!token.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "connection \"", name,
-        "\": its token cannot be decrypted (was the secret key file replaced?)"));
+    return absl::DataLossError(
+        absl::StrCat("connection \"", name,
+                     "\": its token cannot be decrypted (was the secret key "
+                     "file replaced?)"));
   }
   return token;
 }
@@ -894,11 +944,13 @@ absl::StatusOr<std::string> Catalog::OpenToken(const std::string& field,
 absl::StatusOr<v1::Connection> Catalog::CreateConnection(
     const v1::Connection& connection) {
   RETURN_IF_ERROR(ValidateConnectionName("connection.name", connection.name()));
-  RETURN_IF_ERROR(ValidateText("connection.description", connection.description(),
+  RETURN_IF_ERROR(ValidateText("connection.description",
+                               connection.description(),
                                kMaxDescriptionLength));
   RETURN_IF_ERROR(ValidateToken("connection.token", connection.token()));
-  ASSIGN_OR_RETURN(std::string sealed,
-                   options_.secrets->Seal(connection.token(), connection.name()));
+  ASSIGN_OR_RETURN(
+      std::string sealed,
+      options_.secrets->Seal(connection.token(), connection.name()));
   StoredConnection stored;
   stored.connection.set_name(connection.name());
   stored.connection.set_description(connection.description());
@@ -912,19 +964,22 @@ absl::StatusOr<v1::Connection> Catalog::CreateConnection(
 
 absl::StatusOr<v1::Connection> Catalog::GetConnection(const std::string& name) {
   RETURN_IF_ERROR(ValidateConnectionName("name", name));
-  ASSIGN_OR_RETURN(StoredConnection stored, options_.store->GetConnection(name));
+  ASSIGN_OR_RETURN(StoredConnection stored,
+                   options_.store->GetConnection(name));
   return stored.connection;
 }
 
 absl::StatusOr<v1::ListConnectionsResponse> Catalog::ListConnections(
     const v1::ListConnectionsRequest& request) {
   if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_size: must be in [0, ", kMaxPageSize, "]; was ", request.page_size()));
+    return absl::InvalidArgumentError(absl::StrCat("page_size: must be in [0, ",
+                                                   kMaxPageSize, "]; was ",
+                                                   request.page_size()));
   }
   ASSIGN_OR_RETURN(std::string after,
                    ParsePageToken(request.page_token(), "connections"));
-  const int limit = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  const int limit =
+      request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   ASSIGN_OR_RETURN(auto page, options_.store->ListConnections(after, limit));
   v1::ListConnectionsResponse response;
   for (v1::Connection& connection : page.first) {

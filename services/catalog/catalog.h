@@ -137,7 +137,8 @@ class Catalog {
   explicit Catalog(Options options);
 
   absl::Status Start();
-  absl::StatusOr<v1::Model> ImportFromHub(const v1::ImportModelRequest& request);
+  absl::StatusOr<v1::Model> ImportFromHub(
+      const v1::ImportModelRequest& request);
   absl::StatusOr<v1::Model> ImportLocal(const v1::ImportModelRequest& request);
   // Background halves of the imports: inspect, then READY or FAILED.
   void FinishHubImport(const std::string& name, const std::string& token);

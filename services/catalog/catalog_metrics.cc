@@ -5,10 +5,14 @@ namespace {
 
 std::string SourceLabel(v1::ModelSource source) {
   switch (source) {
-    case v1::MODEL_SOURCE_HUGGING_FACE: return "hugging_face";
-    case v1::MODEL_SOURCE_LOCAL: return "local";
-    case v1::MODEL_SOURCE_CURATED: return "curated";
-    default: return "unspecified";
+    case v1::MODEL_SOURCE_HUGGING_FACE:
+      return "hugging_face";
+    case v1::MODEL_SOURCE_LOCAL:
+      return "local";
+    case v1::MODEL_SOURCE_CURATED:
+      return "curated";
+    default:
+      return "unspecified";
   }
 }
 
@@ -19,10 +23,11 @@ CatalogMetrics::CatalogMetrics(prometheus::Registry& registry)
                    .Name("hangar_catalog_imports_total")
                    .Help("Model imports finished, by source and result.")
                    .Register(registry)),
-      downloads_(prometheus::BuildCounter()
-                     .Name("hangar_catalog_downloads_total")
-                     .Help("Model preparations (downloads) finished, by result.")
-                     .Register(registry)),
+      downloads_(
+          prometheus::BuildCounter()
+              .Name("hangar_catalog_downloads_total")
+              .Help("Model preparations (downloads) finished, by result.")
+              .Register(registry)),
       download_bytes_(prometheus::BuildCounter()
                           .Name("hangar_catalog_download_bytes_total")
                           .Help("Bytes of weights written to the model store.")
@@ -33,8 +38,9 @@ CatalogMetrics::CatalogMetrics(prometheus::Registry& registry)
               .Name("hangar_catalog_download_duration_seconds")
               .Help("Duration of one model preparation, start to end.")
               .Register(registry)
-              .Add({}, prometheus::Histogram::BucketBoundaries{
-                           0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 10800})),
+              .Add({},
+                   prometheus::Histogram::BucketBoundaries{
+                       0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 10800})),
       models_(prometheus::BuildGauge()
                   .Name("hangar_catalog_models")
                   .Help("Models in the catalog, by state.")
@@ -42,10 +48,12 @@ CatalogMetrics::CatalogMetrics(prometheus::Registry& registry)
 
 void CatalogMetrics::ImportFinished(v1::ModelSource source,
                                     const std::string& result) {
-  imports_.Add({{"source", SourceLabel(source)}, {"result", result}}).Increment();
+  imports_.Add({{"source", SourceLabel(source)}, {"result", result}})
+      .Increment();
 }
 
-void CatalogMetrics::DownloadFinished(const std::string& result, double seconds) {
+void CatalogMetrics::DownloadFinished(const std::string& result,
+                                      double seconds) {
   downloads_.Add({{"result", result}}).Increment();
   download_duration_.Observe(seconds);
 }

@@ -4,9 +4,10 @@
 //
 //   hangar_catalog_imports_total{source, result}      imports finished
 //   hangar_catalog_downloads_total{result}            preparations finished
-//   hangar_catalog_download_bytes_total               bytes written to the store
-//   hangar_catalog_download_duration_seconds          one preparation, start to end
-//   hangar_catalog_models{state}                      models per state, now
+//   hangar_catalog_download_bytes_total               bytes written to the
+//   store hangar_catalog_download_duration_seconds          one preparation,
+//   start to end hangar_catalog_models{state}                      models per
+//   state, now
 //
 // `source` is hugging_face|local; `result` is ok|failed|cancelled; `state` is
 // importing|ready|failed.

@@ -14,13 +14,15 @@ namespace hangar::catalog {
 absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
     Options options) {
   if (options.db.empty()) {
-    return absl::InvalidArgumentError("--db: required (a libpq conninfo or URI)");
+    return absl::InvalidArgumentError(
+        "--db: required (a libpq conninfo or URI)");
   }
   if (options.model_store.empty()) {
     return absl::InvalidArgumentError("--model_store: required (a directory)");
   }
   if (options.curated_models.empty()) {
-    return absl::InvalidArgumentError("--curated_models: required (a JSON file)");
+    return absl::InvalidArgumentError(
+        "--curated_models: required (a JSON file)");
   }
   if (options.hf_endpoint.empty()) {
     return absl::InvalidArgumentError("--hf_endpoint: must not be empty");
@@ -28,31 +30,36 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
   std::unique_ptr<CatalogServer> server(new CatalogServer());
 
   // Validate the data file before touching the database.
-  ASSIGN_OR_RETURN(std::vector<v1::Model> curated,
-                   LoadCuratedModels(options.curated_models,
-                                     {.cpu_max_parameters = options.cpu_max_parameters}));
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Model> curated,
+      LoadCuratedModels(options.curated_models,
+                        {.cpu_max_parameters = options.cpu_max_parameters}));
 
-  ASSIGN_OR_RETURN(server->pool_, db::Pool::Create({.conninfo = options.db,
-                                                    .size = options.db_pool_size,
-                                                    .clock = options.clock}));
+  ASSIGN_OR_RETURN(server->pool_,
+                   db::Pool::Create({.conninfo = options.db,
+                                     .size = options.db_pool_size,
+                                     .clock = options.clock}));
   RETURN_IF_ERROR(PgModelStore::Migrate(*server->pool_));
   server->store_ = std::make_unique<PgModelStore>(server->pool_.get());
 
-  server->hub_ = std::make_unique<HuggingFaceClient>(HuggingFaceClient::Options{
-      .endpoint = options.hf_endpoint, .stall_timeout = options.hf_stall_timeout});
+  server->hub_ = std::make_unique<HuggingFaceClient>(
+      HuggingFaceClient::Options{.endpoint = options.hf_endpoint,
+                                 .stall_timeout = options.hf_stall_timeout});
 
   std::string key_file = options.secret_key_file;
   if (key_file.empty()) {
     std::error_code ignored;
     std::filesystem::create_directories(options.model_store, ignored);
-    key_file = (std::filesystem::path(options.model_store) / ".catalog-secret.key")
-                   .string();
+    key_file =
+        (std::filesystem::path(options.model_store) / ".catalog-secret.key")
+            .string();
   }
   absl::StatusOr<std::unique_ptr<auth::SecretBox>> secrets =
       auth::SecretBox::FromKeyFile(key_file);
   if (!secrets.ok()) {
-    return absl::Status(secrets.status().code(),
-                        absl::StrCat("--secret_key_file: ", secrets.status().message()));
+    return absl::Status(
+        secrets.status().code(),
+        absl::StrCat("--secret_key_file: ", secrets.status().message()));
   }
   server->secrets_ = *std::move(secrets);
 
@@ -60,8 +67,9 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
     absl::StatusOr<std::unique_ptr<auth::AdminToken>> admin =
         auth::AdminToken::FromFile(options.admin_token_file);
     if (!admin.ok()) {
-      return absl::Status(admin.status().code(),
-                          absl::StrCat("--admin_token_file: ", admin.status().message()));
+      return absl::Status(
+          admin.status().code(),
+          absl::StrCat("--admin_token_file: ", admin.status().message()));
     }
     server->admin_token_ = *std::move(admin);
   }
@@ -74,28 +82,30 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
       server->owned_usage_ = std::make_unique<GrpcDeploymentUsage>(
           grpc::CreateChannel(options.deployment_address,
                               grpc::InsecureChannelCredentials()),
-          GrpcDeploymentUsage::Options{.admin_token = server->admin_token_.get()});
+          GrpcDeploymentUsage::Options{.admin_token =
+                                           server->admin_token_.get()});
     }
     usage = server->owned_usage_.get();
   }
 
   server->catalog_metrics_ =
       std::make_unique<CatalogMetrics>(server->metrics_.registry());
-  ASSIGN_OR_RETURN(server->catalog_,
-                   Catalog::Create({.model_store = options.model_store,
-                                    .local_model_root = options.local_model_root,
-                                    .curated_models = std::move(curated),
-                                    .cpu_max_parameters = options.cpu_max_parameters,
-                                    .progress_interval = options.progress_interval,
-                                    .download = options.download,
-                                    .store = server->store_.get(),
-                                    .hub = server->hub_.get(),
-                                    .deployment_usage = usage,
-                                    .secrets = server->secrets_.get(),
-                                    .metrics = server->catalog_metrics_.get(),
-                                    .clock = options.clock}));
-  server->service_ = std::make_unique<CatalogServiceImpl>(server->catalog_.get(),
-                                                          server->admin_token_.get());
+  ASSIGN_OR_RETURN(
+      server->catalog_,
+      Catalog::Create({.model_store = options.model_store,
+                       .local_model_root = options.local_model_root,
+                       .curated_models = std::move(curated),
+                       .cpu_max_parameters = options.cpu_max_parameters,
+                       .progress_interval = options.progress_interval,
+                       .download = options.download,
+                       .store = server->store_.get(),
+                       .hub = server->hub_.get(),
+                       .deployment_usage = usage,
+                       .secrets = server->secrets_.get(),
+                       .metrics = server->catalog_metrics_.get(),
+                       .clock = options.clock}));
+  server->service_ = std::make_unique<CatalogServiceImpl>(
+      server->catalog_.get(), server->admin_token_.get());
   ASSIGN_OR_RETURN(server->server_,
                    Server::Create({.name = "catalog",
                                    .host = options.host,

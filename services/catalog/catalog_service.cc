@@ -17,10 +17,11 @@ grpc::Status Reply(absl::StatusOr<T> result, T* response) {
 
 }  // namespace
 
-grpc::Status CatalogServiceImpl::ListModels(grpc::ServerContext* context,
-                                            const v1::ListModelsRequest* request,
-                                            v1::ListModelsResponse* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::ListModels(
+    grpc::ServerContext* context, const v1::ListModelsRequest* request,
+    v1::ListModelsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->ListModels(*request), response);
@@ -29,52 +30,58 @@ grpc::Status CatalogServiceImpl::ListModels(grpc::ServerContext* context,
 grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext* context,
                                           const v1::GetModelRequest* request,
                                           v1::Model* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->GetModel(request->name()), response);
 }
 
-grpc::Status CatalogServiceImpl::ImportModel(grpc::ServerContext* context,
-                                             const v1::ImportModelRequest* request,
-                                             v1::Model* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::ImportModel(
+    grpc::ServerContext* context, const v1::ImportModelRequest* request,
+    v1::Model* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->ImportModel(*request), response);
 }
 
-grpc::Status CatalogServiceImpl::UpdateModel(grpc::ServerContext* context,
-                                             const v1::UpdateModelRequest* request,
-                                             v1::Model* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::UpdateModel(
+    grpc::ServerContext* context, const v1::UpdateModelRequest* request,
+    v1::Model* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->UpdateModel(*request), response);
 }
 
-grpc::Status CatalogServiceImpl::DeleteModel(grpc::ServerContext* context,
-                                             const v1::DeleteModelRequest* request,
-                                             v1::DeleteModelResponse*) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::DeleteModel(
+    grpc::ServerContext* context, const v1::DeleteModelRequest* request,
+    v1::DeleteModelResponse*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return ToGrpcStatus(catalog_->DeleteModel(*request));
 }
 
-grpc::Status CatalogServiceImpl::PrepareModel(grpc::ServerContext* context,
-                                              const v1::PrepareModelRequest* request,
-                                              v1::Preparation* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::PrepareModel(
+    grpc::ServerContext* context, const v1::PrepareModelRequest* request,
+    v1::Preparation* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->PrepareModel(request->name()), response);
 }
 
-grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
-                                            const v1::WatchModelRequest* request,
-                                            grpc::ServerWriter<v1::Model>* writer) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::WatchModel(
+    grpc::ServerContext* context, const v1::WatchModelRequest* request,
+    grpc::ServerWriter<v1::Model>* writer) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   // Read the generation before the model, so no change falls in between.
@@ -89,7 +96,8 @@ grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
     seen = now;
     model = catalog_->GetModel(request->name());
     if (!model.ok()) return ToGrpcStatus(model.status());
-    if (google::protobuf::util::MessageDifferencer::Equals(*model, last)) continue;
+    if (google::protobuf::util::MessageDifferencer::Equals(*model, last))
+      continue;
     if (!writer->Write(*model)) break;
     last = *std::move(model);
   }
@@ -99,16 +107,18 @@ grpc::Status CatalogServiceImpl::WatchModel(grpc::ServerContext* context,
 grpc::Status CatalogServiceImpl::CreateConnection(
     grpc::ServerContext* context, const v1::CreateConnectionRequest* request,
     v1::Connection* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->CreateConnection(request->connection()), response);
 }
 
-grpc::Status CatalogServiceImpl::GetConnection(grpc::ServerContext* context,
-                                               const v1::GetConnectionRequest* request,
-                                               v1::Connection* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+grpc::Status CatalogServiceImpl::GetConnection(
+    grpc::ServerContext* context, const v1::GetConnectionRequest* request,
+    v1::Connection* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->GetConnection(request->name()), response);
@@ -117,7 +127,8 @@ grpc::Status CatalogServiceImpl::GetConnection(grpc::ServerContext* context,
 grpc::Status CatalogServiceImpl::ListConnections(
     grpc::ServerContext* context, const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return Reply(catalog_->ListConnections(*request), response);
@@ -126,7 +137,8 @@ grpc::Status CatalogServiceImpl::ListConnections(
 grpc::Status CatalogServiceImpl::DeleteConnection(
     grpc::ServerContext* context, const v1::DeleteConnectionRequest* request,
     v1::DeleteConnectionResponse*) {
-  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context); !denied.ok()) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
     return denied;
   }
   return ToGrpcStatus(catalog_->DeleteConnection(request->name()));

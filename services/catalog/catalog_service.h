@@ -60,9 +60,9 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
   grpc::Status ListConnections(grpc::ServerContext* context,
                                const v1::ListConnectionsRequest* request,
                                v1::ListConnectionsResponse* response) override;
-  grpc::Status DeleteConnection(grpc::ServerContext* context,
-                                const v1::DeleteConnectionRequest* request,
-                                v1::DeleteConnectionResponse* response) override;
+  grpc::Status DeleteConnection(
+      grpc::ServerContext* context, const v1::DeleteConnectionRequest* request,
+      v1::DeleteConnectionResponse* response) override;
 
  private:
   Catalog* const catalog_;

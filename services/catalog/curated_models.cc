@@ -18,9 +18,9 @@ using ::nlohmann::json;
 class EntryErrors {
  public:
   EntryErrors(absl::string_view file, size_t index, std::string name)
-      : prefix_(absl::StrCat(file, ": models[", index, "]",
-                             name.empty() ? "" : absl::StrCat(" (\"", name, "\")"),
-                             ": ")) {}
+      : prefix_(absl::StrCat(
+            file, ": models[", index, "]",
+            name.empty() ? "" : absl::StrCat(" (\"", name, "\")"), ": ")) {}
   absl::Status Field(absl::string_view field, absl::string_view rule) const {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix_, "\"", field, "\": ", rule));
@@ -33,8 +33,7 @@ class EntryErrors {
   std::string prefix_;
 };
 
-absl::StatusOr<std::string> RequiredString(const json& entry,
-                                           const char* field,
+absl::StatusOr<std::string> RequiredString(const json& entry, const char* field,
                                            const EntryErrors& errors) {
   auto it = entry.find(field);
   if (it == entry.end()) return errors.Field(field, "required");
@@ -44,8 +43,7 @@ absl::StatusOr<std::string> RequiredString(const json& entry,
   return it->get<std::string>();
 }
 
-absl::StatusOr<std::string> OptionalString(const json& entry,
-                                           const char* field,
+absl::StatusOr<std::string> OptionalString(const json& entry, const char* field,
                                            const EntryErrors& errors,
                                            std::string fallback = "") {
   auto it = entry.find(field);
@@ -58,17 +56,17 @@ absl::StatusOr<v1::Model> ParseEntry(const json& entry, size_t index,
                                      absl::string_view file,
                                      const CuratedModelsOptions& options) {
   std::string name;
-  if (entry.is_object() && entry.contains("name") && entry["name"].is_string()) {
+  if (entry.is_object() && entry.contains("name") &&
+      entry["name"].is_string()) {
     name = entry["name"].get<std::string>();
   }
   EntryErrors errors(file, index, name);
   if (!entry.is_object()) return errors.Field("", "entry must be an object");
   for (const auto& [key, value] : entry.items()) {
     static const std::set<std::string> kKnown = {
-        "name",    "display_name", "description", "family",
-        "license", "default_dtype", "context_length", "tags",
-        "hf_repo", "revision",     "local_path",  "engines",
-        "config"};
+        "name",          "display_name",   "description", "family",  "license",
+        "default_dtype", "context_length", "tags",        "hf_repo", "revision",
+        "local_path",    "engines",        "config"};
     if (!kKnown.count(key)) return errors.Field(key, "unknown field");
   }
 
@@ -83,8 +81,8 @@ absl::StatusOr<v1::Model> ParseEntry(const json& entry, size_t index,
     }
     model.set_name(*value);
   }
-  for (auto [field, setter] :
-       std::initializer_list<std::pair<const char*, void (v1::Model::*)(const std::string&)>>{
+  for (auto [field, setter] : std::initializer_list<
+           std::pair<const char*, void (v1::Model::*)(const std::string&)>>{
            {"display_name", &v1::Model::set_display_name},
            {"family", &v1::Model::set_family},
            {"license", &v1::Model::set_license},
@@ -94,14 +92,16 @@ absl::StatusOr<v1::Model> ParseEntry(const json& entry, size_t index,
     (model.*setter)(*value);
   }
   if (!IsFloatDtype(model.default_dtype())) {
-    return errors.Field("default_dtype",
-                        absl::StrCat("must be float32, bfloat16 or float16; was \"",
-                                     model.default_dtype(), "\""));
+    return errors.Field(
+        "default_dtype",
+        absl::StrCat("must be float32, bfloat16 or float16; was \"",
+                     model.default_dtype(), "\""));
   }
   {
     auto value = OptionalString(entry, "description", errors);
     if (!value.ok()) return value.status();
-    if (absl::Status s = ValidateText("description", *value, kMaxDescriptionLength);
+    if (absl::Status s =
+            ValidateText("description", *value, kMaxDescriptionLength);
         !s.ok()) {
       return errors.Wrap(s);
     }
@@ -111,28 +111,34 @@ absl::StatusOr<v1::Model> ParseEntry(const json& entry, size_t index,
   if (context == entry.end()) return errors.Field("context_length", "required");
   if (!context->is_number_integer() || context->get<int64_t>() <= 0 ||
       context->get<int64_t>() > (int64_t{1} << 24)) {
-    return errors.Field("context_length", "must be an integer in [1, 16777216]");
+    return errors.Field("context_length",
+                        "must be an integer in [1, 16777216]");
   }
   model.set_context_length(context->get<int32_t>());
 
   if (auto tags = entry.find("tags"); tags != entry.end()) {
-    if (!tags->is_array()) return errors.Field("tags", "must be a list of strings");
+    if (!tags->is_array())
+      return errors.Field("tags", "must be a list of strings");
     std::vector<std::string> values;
     for (const json& tag : *tags) {
-      if (!tag.is_string()) return errors.Field("tags", "must be a list of strings");
+      if (!tag.is_string())
+        return errors.Field("tags", "must be a list of strings");
       values.push_back(tag.get<std::string>());
     }
-    if (absl::Status s = ValidateTags("tags", values); !s.ok()) return errors.Wrap(s);
+    if (absl::Status s = ValidateTags("tags", values); !s.ok())
+      return errors.Wrap(s);
     for (const std::string& tag : values) model.add_tags(tag);
   }
 
   auto local_path = OptionalString(entry, "local_path", errors);
   if (!local_path.ok()) return local_path.status();
   if (!local_path->empty()) {
-    if (local_path->front() == '/' || local_path->find("..") != std::string::npos ||
+    if (local_path->front() == '/' ||
+        local_path->find("..") != std::string::npos ||
         local_path->find('\0') != std::string::npos) {
-      return errors.Field("local_path",
-                          "must be relative to --local_model_root, without \"..\"");
+      return errors.Field(
+          "local_path",
+          "must be relative to --local_model_root, without \"..\"");
     }
     model.set_local_path(*local_path);
   } else {
@@ -163,7 +169,8 @@ absl::StatusOr<v1::Model> ParseEntry(const json& entry, size_t index,
           !v1::Engine_Parse(absl::StrCat("ENGINE_", item.get<std::string>()),
                             &engine) ||
           engine == v1::ENGINE_UNSPECIFIED) {
-        return errors.Field("engines", "entries must be NONE, CTRANSLATE2 or VLLM");
+        return errors.Field("engines",
+                            "entries must be NONE, CTRANSLATE2 or VLLM");
       }
       engines.push_back(engine);
     }
@@ -188,9 +195,11 @@ absl::StatusOr<std::vector<v1::Model>> ParseCuratedModels(
   json root = json::parse(text.begin(), text.end(), nullptr,
                           /*allow_exceptions=*/false);
   if (root.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(file_name, ": not valid JSON"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name, ": not valid JSON"));
   }
-  if (!root.is_object() || !root.contains("models") || !root["models"].is_array()) {
+  if (!root.is_object() || !root.contains("models") ||
+      !root["models"].is_array()) {
     return absl::InvalidArgumentError(
         absl::StrCat(file_name, ": must be an object with a \"models\" list"));
   }
@@ -198,7 +207,8 @@ absl::StatusOr<std::vector<v1::Model>> ParseCuratedModels(
   std::set<std::string> names;
   const json& entries = root["models"];
   for (size_t i = 0; i < entries.size(); ++i) {
-    absl::StatusOr<v1::Model> model = ParseEntry(entries[i], i, file_name, options);
+    absl::StatusOr<v1::Model> model =
+        ParseEntry(entries[i], i, file_name, options);
     if (!model.ok()) return model.status();
     if (!names.insert(model->name()).second) {
       return absl::InvalidArgumentError(

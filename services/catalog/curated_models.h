@@ -8,8 +8,8 @@
 //      "description": "...",                          // optional
 //      "family": "llama",                             // required
 //      "license": "llama3.1",                         // required, SPDX-style
-//      "default_dtype": "bfloat16",                   // float32|bfloat16|float16
-//      "context_length": 131072,                      // required, > 0
+//      "default_dtype": "bfloat16",                   //
+//      float32|bfloat16|float16 "context_length": 131072, // required, > 0
 //      "tags": ["chat", "instruct"],                  // optional
 //      "hf_repo": "...",       // optional; default: the name
 //      "revision": "main",     // optional; default "main"

@@ -28,7 +28,8 @@ TEST(CuratedModelsTest, ShippedFileLoadsWithEveryRequiredModel) {
     EXPECT_FALSE(model.supported_recipes().empty()) << model.name();
   }
   for (const char* required :
-       {"HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct",
+       {"HuggingFaceTB/SmolLM2-135M-Instruct",
+        "HuggingFaceTB/SmolLM2-360M-Instruct",
         "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "Qwen/Qwen2.5-0.5B-Instruct",
         "meta-llama/Llama-3.1-8B-Instruct", "hangar/tiny-random-llama"}) {
     EXPECT_TRUE(names.count(required)) << required;
@@ -64,9 +65,11 @@ std::string File(const std::string& extra) {
 
 TEST(CuratedModelsTest, ErrorsNameTheEntryAndTheField) {
   EXPECT_THAT(ParseCuratedModels(File(""), "f.json"), IsOk());
-  EXPECT_THAT(ParseCuratedModels(File(", \"bogus\": 1"), "f.json"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("f.json: models[0] (\"a/b\"): \"bogus\": unknown field")));
+  EXPECT_THAT(
+      ParseCuratedModels(File(", \"bogus\": 1"), "f.json"),
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          HasSubstr("f.json: models[0] (\"a/b\"): \"bogus\": unknown field")));
   EXPECT_THAT(
       ParseCuratedModels(
           R"({"models": [{"name": "x/y", "display_name": "Y", "family": "llama",
@@ -74,23 +77,26 @@ TEST(CuratedModelsTest, ErrorsNameTheEntryAndTheField) {
           "f.json"),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("models[0] (\"x/y\"): \"license\": required")));
-  EXPECT_THAT(ParseCuratedModels(File(", \"default_dtype\": \"int4\""), "f.json"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("default_dtype")));
+  EXPECT_THAT(
+      ParseCuratedModels(File(", \"default_dtype\": \"int4\""), "f.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("default_dtype")));
   std::string twice = std::string("{\"models\": [{") + kValidEntry + "}, {" +
                       kValidEntry + "}]}";
   EXPECT_THAT(ParseCuratedModels(twice, "f.json"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("models[1] (\"a/b\"): \"name\": duplicate")));
-  EXPECT_THAT(ParseCuratedModels("[", "f.json"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f.json")));
+  EXPECT_THAT(
+      ParseCuratedModels("[", "f.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f.json")));
 }
 
 TEST(CuratedModelsTest, UnsupportedArchitectureNamesEntry) {
   std::string text = File("");
   text.replace(text.find("LlamaForCausalLM"), 16, "GPT2LMHeadModel");
-  EXPECT_THAT(ParseCuratedModels(text, "f.json"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("models[0] (\"a/b\"): unsupported architecture")));
+  EXPECT_THAT(
+      ParseCuratedModels(text, "f.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("models[0] (\"a/b\"): unsupported architecture")));
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
   }
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                               &EVP_MD_CTX_free);
-  if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+  if (ctx == nullptr ||
+      EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
     return absl::InternalError("SHA-256 init failed");
   }
   std::string buffer(1 << 20, '\0');
@@ -61,9 +62,9 @@ absl::StatusOr<std::string> FileDownloader::Download(
   auto verify = [&](const std::string& path) -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(std::string sha256, Sha256OfFile(path));
     if (!file.sha256.empty() && sha256 != file.sha256) {
-      return absl::DataLossError(absl::StrCat(
-          file.path, ": checksum mismatch: the Hub says sha256 ", file.sha256,
-          ", the downloaded bytes hash to ", sha256));
+      return absl::DataLossError(
+          absl::StrCat(file.path, ": checksum mismatch: the Hub says sha256 ",
+                       file.sha256, ", the downloaded bytes hash to ", sha256));
     }
     return sha256;
   };
@@ -91,7 +92,8 @@ absl::StatusOr<std::string> FileDownloader::Download(
   absl::Status last = absl::OkStatus();
   while (true) {
     if (cancelled != nullptr && cancelled->load()) {
-      return absl::CancelledError(absl::StrCat("download of ", file.path, " cancelled"));
+      return absl::CancelledError(
+          absl::StrCat("download of ", file.path, " cancelled"));
     }
     std::unique_ptr<FILE, FileCloser> out(std::fopen(partial.c_str(), "ab"));
     if (out == nullptr) {
@@ -103,7 +105,8 @@ absl::StatusOr<std::string> FileDownloader::Download(
     absl::Status status = hub_->Download(
         target.repo, target.revision, file.path, target.token, offset,
         [&](absl::string_view chunk) {
-          if (std::fwrite(chunk.data(), 1, chunk.size(), out.get()) != chunk.size()) {
+          if (std::fwrite(chunk.data(), 1, chunk.size(), out.get()) !=
+              chunk.size()) {
             write_failed = true;
             return false;
           }
@@ -119,9 +122,10 @@ absl::StatusOr<std::string> FileDownloader::Download(
           absl::StrCat("cannot write ", partial, " (disk full?)"));
     }
     if (status.ok() && file.size >= 0 && offset < file.size) {
-      status = absl::UnavailableError(absl::StrCat(
-          "transfer of ", hub_->FileUrl(target.repo, target.revision, file.path),
-          " ended at byte ", offset, " of ", file.size));
+      status = absl::UnavailableError(
+          absl::StrCat("transfer of ",
+                       hub_->FileUrl(target.repo, target.revision, file.path),
+                       " ended at byte ", offset, " of ", file.size));
     }
     if (status.ok()) break;
     if (status.code() != absl::StatusCode::kUnavailable) return status;
@@ -148,8 +152,8 @@ absl::StatusOr<std::string> FileDownloader::Download(
   std::error_code error;
   fs::rename(partial, target.destination, error);
   if (error) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot rename ", partial, ": ", error.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot rename ", partial, ": ", error.message()));
   }
   return sha256;
 }

@@ -27,9 +27,9 @@ absl::StatusOr<std::vector<std::string>> GrpcDeploymentUsage::DeploymentsUsing(
   if (!status.ok()) {
     // Whatever went wrong there, the answer is unknown here: retryable.
     return absl::UnavailableError(absl::StrCat(
-        "cannot ask the deployment service whether \"", model,
-        "\" is in use: ", FromGrpcStatus(status, "DeploymentService.ListDeployments")
-                              .ToString()));
+        "cannot ask the deployment service whether \"", model, "\" is in use: ",
+        FromGrpcStatus(status, "DeploymentService.ListDeployments")
+            .ToString()));
   }
   std::vector<std::string> names;
   for (const v1::Deployment& deployment : response.deployments()) {

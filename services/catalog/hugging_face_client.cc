@@ -54,11 +54,11 @@ struct HuggingFaceClient::Request {
   const std::atomic<bool>* cancelled = nullptr;
 
   // Results.
-  std::string body;        // When no sink; and the error body (first 4 KiB)
+  std::string body;  // When no sink; and the error body (first 4 KiB)
   long http_code = 0;
   std::string error_code;  // X-Error-Code
   std::string error_message;
-  int64_t to_skip = 0;     // Bytes still to drop (server ignored Range)
+  int64_t to_skip = 0;  // Bytes still to drop (server ignored Range)
   bool started = false;
   bool stopped_by_sink = false;
   bool too_large = false;
@@ -85,11 +85,13 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
   curl_slist* raw_headers = nullptr;
   if (!request.token.empty()) {
     raw_headers = curl_slist_append(
-        raw_headers, absl::StrCat("Authorization: Bearer ", request.token).c_str());
+        raw_headers,
+        absl::StrCat("Authorization: Bearer ", request.token).c_str());
   }
   if (request.offset > 0 || request.length >= 0) {
     std::string range = absl::StrCat("Range: bytes=", request.offset, "-");
-    if (request.length >= 0) absl::StrAppend(&range, request.offset + request.length - 1);
+    if (request.length >= 0)
+      absl::StrAppend(&range, request.offset + request.length - 1);
     raw_headers = curl_slist_append(raw_headers, range.c_str());
   }
   std::unique_ptr<curl_slist, SlistDeleter> headers(raw_headers);
@@ -99,16 +101,18 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, options_.user_agent.c_str());
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(
+      h, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
   if (request.streaming) {
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
                      static_cast<long>(std::max<int64_t>(
                          1, absl::ToInt64Seconds(options_.stall_timeout))));
   } else {
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
+    curl_easy_setopt(
+        h, CURLOPT_TIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
   }
   request.to_skip = 0;
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &request);
@@ -123,12 +127,14 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
         }
         auto header = [&](absl::string_view name) -> absl::string_view {
           if (line.size() > name.size() &&
-              absl::StartsWithIgnoreCase(line, name) && line[name.size()] == ':') {
+              absl::StartsWithIgnoreCase(line, name) &&
+              line[name.size()] == ':') {
             return absl::StripAsciiWhitespace(line.substr(name.size() + 1));
           }
           return {};
         };
-        if (auto v = header("x-error-code"); !v.empty()) r->error_code = std::string(v);
+        if (auto v = header("x-error-code"); !v.empty())
+          r->error_code = std::string(v);
         if (auto v = header("x-error-message"); !v.empty()) {
           r->error_message = std::string(v.substr(0, 300));
         }
@@ -147,12 +153,14 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
         const size_t bytes = size * count;
         if (!r->started) {
           r->started = true;
-          curl_easy_getinfo(context->curl, CURLINFO_RESPONSE_CODE, &r->http_code);
+          curl_easy_getinfo(context->curl, CURLINFO_RESPONSE_CODE,
+                            &r->http_code);
           // A server that ignored Range sends the whole file from byte 0.
           if (r->http_code == 200 && r->offset > 0) r->to_skip = r->offset;
         }
         if (r->http_code >= 300) {
-          if (r->body.size() < 4096) r->body.append(data, std::min<size_t>(bytes, 4096));
+          if (r->body.size() < 4096)
+            r->body.append(data, std::min<size_t>(bytes, 4096));
           return bytes;
         }
         absl::string_view chunk(data, bytes);
@@ -165,7 +173,8 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
           // A whole file where a range was asked: keep only the range.
           int64_t room = r->length - static_cast<int64_t>(r->body.size());
           if (room <= 0) return 0;
-          if (static_cast<int64_t>(chunk.size()) > room) chunk = chunk.substr(0, room);
+          if (static_cast<int64_t>(chunk.size()) > room)
+            chunk = chunk.substr(0, room);
         }
         if (r->sink != nullptr) {
           if (!(*r->sink)(chunk)) {
@@ -175,7 +184,8 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
           return bytes;
         }
         if (r->max_bytes >= 0 &&
-            static_cast<int64_t>(r->body.size() + chunk.size()) > r->max_bytes) {
+            static_cast<int64_t>(r->body.size() + chunk.size()) >
+                r->max_bytes) {
           r->too_large = true;
           return 0;
         }
@@ -197,7 +207,8 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
   }
   if (request.stopped_by_sink ||
       (request.cancelled != nullptr && request.cancelled->load())) {
-    return absl::CancelledError(absl::StrCat("download of ", request.url, " stopped"));
+    return absl::CancelledError(
+        absl::StrCat("download of ", request.url, " stopped"));
   }
   if (request.too_large) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -208,7 +219,8 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
     std::string detail = request.error_message.empty()
                              ? ""
                              : absl::StrCat(": ", request.error_message);
-    std::string where = absl::StrCat(" (HTTP ", code, " from ", request.url, ")");
+    std::string where =
+        absl::StrCat(" (HTTP ", code, " from ", request.url, ")");
     if (code == 401) {
       return absl::PermissionDeniedError(absl::StrCat(
           "repository not found, or private and the request carried no "
@@ -224,15 +236,18 @@ absl::Status HuggingFaceClient::Perform(Request& request) const {
     if (code == 404) {
       std::string what = request.error_code == "RevisionNotFound" ? "revision"
                          : request.error_code == "EntryNotFound"  ? "file"
-                         : request.error_code == "RepoNotFound"   ? "repository"
-                                                                  : "repository, revision or file";
-      return absl::NotFoundError(absl::StrCat(what, " not found", detail, where));
+                         : request.error_code == "RepoNotFound"
+                             ? "repository"
+                             : "repository, revision or file";
+      return absl::NotFoundError(
+          absl::StrCat(what, " not found", detail, where));
     }
     if (code == 429 || code >= 500) {
       return absl::UnavailableError(absl::StrCat(
           "the Hub at ", options_.endpoint, " is unavailable", detail, where));
     }
-    return absl::FailedPreconditionError(absl::StrCat("request refused", detail, where));
+    return absl::FailedPreconditionError(
+        absl::StrCat("request refused", detail, where));
   }
   if (result != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat(
@@ -246,8 +261,9 @@ absl::StatusOr<RepoInfo> HuggingFaceClient::GetRepoInfo(
     const std::string& repo, const std::string& revision,
     const std::string& token) const {
   Request request;
-  request.url = absl::StrCat(options_.endpoint, "/api/models/", repo,
-                             "/revision/", Escape(revision, false), "?blobs=true");
+  request.url =
+      absl::StrCat(options_.endpoint, "/api/models/", repo, "/revision/",
+                   Escape(revision, false), "?blobs=true");
   request.token = token;
   request.max_bytes = 64 << 20;
   RETURN_IF_ERROR(Perform(request));
@@ -260,7 +276,8 @@ absl::StatusOr<RepoInfo> HuggingFaceClient::GetRepoInfo(
   repo_info.id = info.value("id", repo);
   repo_info.sha = info.value("sha", "");
   repo_info.is_private = info.value("private", false);
-  if (auto card = info.find("cardData"); card != info.end() && card->is_object()) {
+  if (auto card = info.find("cardData");
+      card != info.end() && card->is_object()) {
     if (auto license = card->find("license");
         license != card->end() && license->is_string()) {
       repo_info.license = license->get<std::string>();
@@ -279,9 +296,11 @@ absl::StatusOr<RepoInfo> HuggingFaceClient::GetRepoInfo(
           size != sibling.end() && size->is_number_integer()) {
         file.size = size->get<int64_t>();
       }
-      if (auto lfs = sibling.find("lfs"); lfs != sibling.end() && lfs->is_object()) {
+      if (auto lfs = sibling.find("lfs");
+          lfs != sibling.end() && lfs->is_object()) {
         file.sha256 = lfs->value("sha256", "");
-        if (file.size < 0 && lfs->contains("size") && (*lfs)["size"].is_number_integer()) {
+        if (file.size < 0 && lfs->contains("size") &&
+            (*lfs)["size"].is_number_integer()) {
           file.size = (*lfs)["size"].get<int64_t>();
         }
       }
@@ -292,8 +311,9 @@ absl::StatusOr<RepoInfo> HuggingFaceClient::GetRepoInfo(
 }
 
 absl::StatusOr<std::string> HuggingFaceClient::GetFile(
-    const std::string& repo, const std::string& revision, const std::string& path,
-    const std::string& token, int64_t max_bytes) const {
+    const std::string& repo, const std::string& revision,
+    const std::string& path, const std::string& token,
+    int64_t max_bytes) const {
   Request request;
   request.url = FileUrl(repo, revision, path);
   request.token = token;
@@ -303,8 +323,9 @@ absl::StatusOr<std::string> HuggingFaceClient::GetFile(
 }
 
 absl::StatusOr<std::string> HuggingFaceClient::GetRange(
-    const std::string& repo, const std::string& revision, const std::string& path,
-    const std::string& token, int64_t offset, int64_t length) const {
+    const std::string& repo, const std::string& revision,
+    const std::string& path, const std::string& token, int64_t offset,
+    int64_t length) const {
   Request request;
   request.url = FileUrl(repo, revision, path);
   request.token = token;
@@ -313,16 +334,16 @@ absl::StatusOr<std::string> HuggingFaceClient::GetRange(
   request.max_bytes = length;
   RETURN_IF_ERROR(Perform(request));
   if (static_cast<int64_t>(request.body.size()) != length) {
-    return absl::UnavailableError(absl::StrCat(
-        request.url, ": asked for ", length, " bytes at ", offset, ", got ",
-        request.body.size()));
+    return absl::UnavailableError(absl::StrCat(request.url, ": asked for ",
+                                               length, " bytes at ", offset,
+                                               ", got ", request.body.size()));
   }
   return std::move(request.body);
 }
 
 absl::Status HuggingFaceClient::Download(
-    const std::string& repo, const std::string& revision, const std::string& path,
-    const std::string& token, int64_t offset,
+    const std::string& repo, const std::string& revision,
+    const std::string& path, const std::string& token, int64_t offset,
     const std::function<bool(absl::string_view)>& sink,
     const std::atomic<bool>* cancelled) const {
   Request request;

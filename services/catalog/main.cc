@@ -17,21 +17,27 @@
 #include "common/config/flags.h"
 #include "services/catalog/catalog_server.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "Address to bind (0.0.0.0 in containers)");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to bind (0.0.0.0 in containers)");
 ABSL_FLAG(int, port, 7101, "gRPC port (0 picks a free one)");
 ABSL_FLAG(int, metrics_port, 9101, "Prometheus /metrics port (-1: none)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "How long in-flight calls may finish after SIGTERM");
-ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate for TLS (with --tls_key_file)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate for TLS (with --tls_key_file)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TLS");
 ABSL_FLAG(std::string, admin_token_file, "",
-          "When set, every call but health/reflection needs 'authorization: Bearer <token>'");
-ABSL_FLAG(std::string, db, "", "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
-ABSL_FLAG(std::string, model_store, "", "Directory of prepared model weights (required)");
+          "When set, every call but health/reflection needs 'authorization: "
+          "Bearer <token>'");
+ABSL_FLAG(std::string, db, "",
+          "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
+ABSL_FLAG(std::string, model_store, "",
+          "Directory of prepared model weights (required)");
 ABSL_FLAG(std::string, local_model_root, "",
           "Local imports must lie under this directory (empty: disabled)");
 ABSL_FLAG(std::string, hf_endpoint, "",
-          "Hugging Face Hub or mirror (default: $HF_ENDPOINT, else https://huggingface.co)");
+          "Hugging Face Hub or mirror (default: $HF_ENDPOINT, else "
+          "https://huggingface.co)");
 ABSL_FLAG(std::string, curated_models, "",
           "Curated model list (default: the installed curated_models.json)");
 ABSL_FLAG(std::string, secret_key_file, "",
@@ -53,7 +59,8 @@ std::string DefaultCuratedModels(const char* argv0) {
   for (const fs::path& candidate :
        {dir / "data" / "curated_models.json",
         dir / ".." / "share" / "hangar" / "catalog" / "curated_models.json"}) {
-    if (fs::exists(candidate, error)) return candidate.lexically_normal().string();
+    if (fs::exists(candidate, error))
+      return candidate.lexically_normal().string();
   }
   return (dir / "data" / "curated_models.json").string();
 }
@@ -66,7 +73,8 @@ int main(int argc, char** argv) {
   std::string hf_endpoint = absl::GetFlag(FLAGS_hf_endpoint);
   if (hf_endpoint.empty()) {
     const char* env = std::getenv("HF_ENDPOINT");
-    hf_endpoint = env != nullptr && *env != '\0' ? env : "https://huggingface.co";
+    hf_endpoint =
+        env != nullptr && *env != '\0' ? env : "https://huggingface.co";
   }
   std::string curated = absl::GetFlag(FLAGS_curated_models);
   if (curated.empty()) curated = DefaultCuratedModels(argv[0]);
@@ -91,8 +99,8 @@ int main(int argc, char** argv) {
     std::cerr << "catalog: " << server.status().message() << std::endl;
     return 1;
   }
-  std::cerr << "catalog: serving on " << (*server)->address() << ", metrics on port "
-            << (*server)->metrics_port() << std::endl;
+  std::cerr << "catalog: serving on " << (*server)->address()
+            << ", metrics on port " << (*server)->metrics_port() << std::endl;
   (*server)->WaitForTermination();
   return 0;
 }

@@ -73,12 +73,14 @@ Split SplitParameters(const ArchitectureSpec& spec) {
     split.projection_params += spec.vocab_size * spec.hidden_size;
     split.projection_rows += spec.vocab_size;
   }
-  const int64_t norms = spec.num_layers * 2 * spec.hidden_size + spec.hidden_size;
+  const int64_t norms =
+      spec.num_layers * 2 * spec.hidden_size + spec.hidden_size;
   const int64_t biases =
-      spec.attention_bias ? spec.num_layers * (spec.num_attention_heads +
-                                               2 * spec.num_key_value_heads) *
-                                spec.head_dim
-                          : 0;
+      spec.attention_bias
+          ? spec.num_layers *
+                (spec.num_attention_heads + 2 * spec.num_key_value_heads) *
+                spec.head_dim
+          : 0;
   split.other_params = spec.vocab_size * spec.hidden_size + norms + biases;
   return split;
 }
@@ -116,9 +118,9 @@ absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfig(
   }
   spec.architecture = (*architectures)[0].get<std::string>();
   if (!IsSupportedArchitecture(spec.architecture)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported architecture \"", spec.architecture,
-        "\"; supported: ", SupportedArchitecturesList()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported architecture \"", spec.architecture,
+                     "\"; supported: ", SupportedArchitecturesList()));
   }
   if (absl::Status s = ReadInt(config, "num_hidden_layers", &spec.num_layers);
       !s.ok())
@@ -145,8 +147,7 @@ absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfig(
           ReadInt(config, "intermediate_size", &spec.intermediate_size);
       !s.ok())
     return s;
-  if (absl::Status s = ReadInt(config, "vocab_size", &spec.vocab_size);
-      !s.ok())
+  if (absl::Status s = ReadInt(config, "vocab_size", &spec.vocab_size); !s.ok())
     return s;
   if (absl::Status s = ReadInt(config, "max_position_embeddings",
                                &spec.max_position_embeddings);
@@ -221,8 +222,8 @@ bool IsFloatDtype(absl::string_view dtype) {
 WeightLayout LayoutForRecipe(const v1::OptimizationRecipe& recipe,
                              absl::string_view default_dtype) {
   const std::string published(default_dtype);
-  const std::string sixteen = ElementBytes(published) == 2 ? published
-                                                           : "bfloat16";
+  const std::string sixteen =
+      ElementBytes(published) == 2 ? published : "bfloat16";
   auto uniform = [](const std::string& t) { return WeightLayout{t, t, t}; };
   if (recipe.engine() == v1::ENGINE_NONE) return uniform(published);
   switch (recipe.quantization()) {
@@ -250,8 +251,9 @@ WeightLayout LayoutForRecipe(const v1::OptimizationRecipe& recipe,
 
 int64_t WeightBytes(const ArchitectureSpec& spec, const WeightLayout& layout) {
   Split split = SplitParameters(spec);
-  int64_t bytes = split.projection_params * ElementBytes(layout.projection_dtype) +
-                  split.other_params * ElementBytes(layout.other_dtype);
+  int64_t bytes =
+      split.projection_params * ElementBytes(layout.projection_dtype) +
+      split.other_params * ElementBytes(layout.other_dtype);
   if (IsQuantizedDtype(layout.projection_dtype)) {
     bytes += split.projection_rows * 4;  // One float32 scale per row.
   }
@@ -281,10 +283,11 @@ std::vector<v1::OptimizationRecipe> RecipesOfEngine(v1::Engine engine) {
       quantizations = {v1::QUANTIZATION_UNSPECIFIED};
       break;
     case v1::ENGINE_CTRANSLATE2:
-      quantizations = {v1::QUANTIZATION_INT8,         v1::QUANTIZATION_INT8_FLOAT32,
-                       v1::QUANTIZATION_INT8_FLOAT16, v1::QUANTIZATION_INT8_BFLOAT16,
-                       v1::QUANTIZATION_INT16,        v1::QUANTIZATION_FLOAT16,
-                       v1::QUANTIZATION_BFLOAT16,     v1::QUANTIZATION_FLOAT32};
+      quantizations = {
+          v1::QUANTIZATION_INT8,         v1::QUANTIZATION_INT8_FLOAT32,
+          v1::QUANTIZATION_INT8_FLOAT16, v1::QUANTIZATION_INT8_BFLOAT16,
+          v1::QUANTIZATION_INT16,        v1::QUANTIZATION_FLOAT16,
+          v1::QUANTIZATION_BFLOAT16,     v1::QUANTIZATION_FLOAT32};
       break;
     case v1::ENGINE_VLLM:
       quantizations = {v1::QUANTIZATION_FLOAT16, v1::QUANTIZATION_BFLOAT16,

@@ -58,11 +58,11 @@ std::string FamilyOfArchitecture(absl::string_view architecture);
 struct ArchitectureSpec {
   // The Hugging Face class, "LlamaForCausalLM".
   std::string architecture;
-  int64_t num_layers = 0;           // num_hidden_layers
+  int64_t num_layers = 0;  // num_hidden_layers
   int64_t hidden_size = 0;
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;  // equals num_attention_heads without GQA
-  int64_t head_dim = 0;             // hidden_size / num_attention_heads unless given
+  int64_t head_dim = 0;  // hidden_size / num_attention_heads unless given
   int64_t intermediate_size = 0;
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;

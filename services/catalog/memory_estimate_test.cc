@@ -32,20 +32,20 @@ ArchitectureSpec Spec(const char* architecture, int64_t layers, int64_t hidden,
 // Parameter counts as Hugging Face reports them for the real checkpoints.
 TEST(ParameterCountTest, MatchesPublishedModels) {
   // HuggingFaceTB/SmolLM2-135M: 134,515,008.
-  EXPECT_EQ(ParameterCount(Spec("LlamaForCausalLM", 30, 576, 9, 3, 1536, 49152,
-                                true)),
+  EXPECT_EQ(ParameterCount(
+                Spec("LlamaForCausalLM", 30, 576, 9, 3, 1536, 49152, true)),
             134'515'008);
   // meta-llama/Llama-3.1-8B: 8,030,261,248.
   EXPECT_EQ(ParameterCount(Spec("LlamaForCausalLM", 32, 4096, 32, 8, 14336,
                                 128256, false)),
             8'030'261'248);
   // TinyLlama-1.1B: 1,100,048,384.
-  EXPECT_EQ(ParameterCount(Spec("LlamaForCausalLM", 22, 2048, 32, 4, 5632,
-                                32000, false)),
+  EXPECT_EQ(ParameterCount(
+                Spec("LlamaForCausalLM", 22, 2048, 32, 4, 5632, 32000, false)),
             1'100'048'384);
   // Qwen/Qwen2.5-0.5B (q/k/v biases, tied embeddings): 494,032,768.
-  EXPECT_EQ(ParameterCount(Spec("Qwen2ForCausalLM", 24, 896, 14, 2, 4864,
-                                151936, true)),
+  EXPECT_EQ(ParameterCount(
+                Spec("Qwen2ForCausalLM", 24, 896, 14, 2, 4864, 151936, true)),
             494'032'768);
   // mistralai/Mistral-7B-v0.1: 7,241,732,096.
   EXPECT_EQ(ParameterCount(Spec("MistralForCausalLM", 32, 4096, 32, 8, 14336,
@@ -70,21 +70,21 @@ TEST(WeightBytesTest, Int8AddsOneScalePerRowAndKeepsOthersInSuffixType) {
   const int64_t rows = 8 + 4 + 4 + 8 + 16 + 16 + 8;
   const int64_t other = 10 * 8 + 2 * 8 + 8;  // embeddings + norms
   EXPECT_EQ(ParameterCount(spec), projection + other);
-  EXPECT_EQ(WeightBytes(spec, LayoutForRecipe(
-                                  [] {
-                                    v1::OptimizationRecipe r;
-                                    r.set_engine(v1::ENGINE_CTRANSLATE2);
-                                    r.set_quantization(
-                                        v1::QUANTIZATION_INT8_FLOAT16);
-                                    return r;
-                                  }(),
-                                  "bfloat16")),
-            projection * 1 + rows * 4 + other * 2);
+  EXPECT_EQ(
+      WeightBytes(spec, LayoutForRecipe(
+                            [] {
+                              v1::OptimizationRecipe r;
+                              r.set_engine(v1::ENGINE_CTRANSLATE2);
+                              r.set_quantization(v1::QUANTIZATION_INT8_FLOAT16);
+                              return r;
+                            }(),
+                            "bfloat16")),
+      projection * 1 + rows * 4 + other * 2);
 }
 
 TEST(MinGpuMemoryTest, IsWeightsPlusFullContextKvCachePlusOverhead) {
-  ArchitectureSpec spec = Spec("LlamaForCausalLM", 32, 4096, 32, 8, 14336,
-                               128256, false, 131072);
+  ArchitectureSpec spec =
+      Spec("LlamaForCausalLM", 32, 4096, 32, 8, 14336, 128256, false, 131072);
   v1::OptimizationRecipe none;
   none.set_engine(v1::ENGINE_NONE);
   const int64_t weights = 2 * ParameterCount(spec);
@@ -101,9 +101,10 @@ TEST(MinGpuMemoryTest, IsWeightsPlusFullContextKvCachePlusOverhead) {
 
 TEST(ArchitectureSpecTest, RefusesUnsupportedArchitectureNamingIt) {
   nlohmann::json config = {{"architectures", {"GPT2LMHeadModel"}}};
-  EXPECT_THAT(ArchitectureSpecFromConfig(config),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("unsupported architecture \"GPT2LMHeadModel\"")));
+  EXPECT_THAT(
+      ArchitectureSpecFromConfig(config),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("unsupported architecture \"GPT2LMHeadModel\"")));
 }
 
 TEST(ArchitectureSpecTest, NamesMissingAndBadFields) {
@@ -112,7 +113,8 @@ TEST(ArchitectureSpecTest, NamesMissingAndBadFields) {
   EXPECT_THAT(ArchitectureSpecFromConfig(config),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("\"hidden_size\"")));
-  ArchitectureSpec spec = Spec("LlamaForCausalLM", 2, 64, 4, 2, 128, 512, false);
+  ArchitectureSpec spec =
+      Spec("LlamaForCausalLM", 2, 64, 4, 2, 128, 512, false);
   spec.num_key_value_heads = 3;
   EXPECT_THAT(ValidateArchitectureSpec(spec),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -123,13 +125,13 @@ TEST(ArchitectureSpecTest, NamesMissingAndBadFields) {
 }
 
 TEST(FillComputedFieldsTest, ListsEveryRecipeOfTheEngines) {
-  ArchitectureSpec spec = Spec("LlamaForCausalLM", 2, 64, 4, 2, 128, 512, false);
+  ArchitectureSpec spec =
+      Spec("LlamaForCausalLM", 2, 64, 4, 2, 128, 512, false);
   v1::Model model;
   model.set_default_dtype("float32");
   model.set_context_length(512);
-  FillComputedFields(spec, {v1::ENGINE_NONE, v1::ENGINE_CTRANSLATE2,
-                            v1::ENGINE_VLLM},
-                     &model);
+  FillComputedFields(
+      spec, {v1::ENGINE_NONE, v1::ENGINE_CTRANSLATE2, v1::ENGINE_VLLM}, &model);
   EXPECT_EQ(model.parameter_count(), ParameterCount(spec));
   EXPECT_EQ(model.supported_recipes_size(), 1 + 8 + 4);
   EXPECT_EQ(model.weight_sizes_size(), 6);

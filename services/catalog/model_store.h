@@ -6,8 +6,8 @@
 // whenever the model's metadata changes (UpdateModel), not when only its
 // preparation progress does (SetPreparation).
 //
-// Connections carry their token sealed (common/auth/secret_box.h); the store never
-// sees a plaintext token.
+// Connections carry their token sealed (common/auth/secret_box.h); the store
+// never sees a plaintext token.
 //
 // Every method is thread-safe. Errors use canonical codes: NOT_FOUND,
 // ALREADY_EXISTS, ABORTED (stale etag), UNAVAILABLE (database down).

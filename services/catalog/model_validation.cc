@@ -46,37 +46,40 @@ bool IsValidOwnerName(absl::string_view value) {
 std::string QuoteForMessage(absl::string_view value) {
   constexpr size_t kMax = 64;
   std::string shown = absl::CHexEscape(value.substr(0, kMax));
-  return absl::StrCat("\"", shown, value.size() > kMax ? "\"..." : "\"",
-                      value.size() > kMax
-                          ? absl::StrCat(" (", value.size(), " bytes)")
-                          : "");
+  return absl::StrCat(
+      "\"", shown, value.size() > kMax ? "\"..." : "\"",
+      value.size() > kMax ? absl::StrCat(" (", value.size(), " bytes)") : "");
 }
 
 absl::Status ValidateModelName(absl::string_view field,
                                absl::string_view name) {
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (name.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   if (name.size() > kMaxModelNameLength) {
-    return Invalid(field,
-                   absl::StrCat("must be at most ", kMaxModelNameLength,
-                                " characters"),
-                   name);
+    return Invalid(
+        field,
+        absl::StrCat("must be at most ", kMaxModelNameLength, " characters"),
+        name);
   }
   if (!IsValidOwnerName(name)) {
-    return Invalid(field,
-                   "must be \"owner/name\" with each part 1 to 96 characters "
-                   "of [A-Za-z0-9._-], not starting with '.' and without \"..\"",
-                   name);
+    return Invalid(
+        field,
+        "must be \"owner/name\" with each part 1 to 96 characters "
+        "of [A-Za-z0-9._-], not starting with '.' and without \"..\"",
+        name);
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateRepoId(absl::string_view field, absl::string_view repo) {
-  if (repo.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (repo.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   if (!IsValidOwnerName(repo)) {
-    return Invalid(field,
-                   "must be \"owner/name\" with each part 1 to 96 characters "
-                   "of [A-Za-z0-9._-], not starting with '.' and without \"..\"",
-                   repo);
+    return Invalid(
+        field,
+        "must be \"owner/name\" with each part 1 to 96 characters "
+        "of [A-Za-z0-9._-], not starting with '.' and without \"..\"",
+        repo);
   }
   return absl::OkStatus();
 }
@@ -113,7 +116,8 @@ absl::Status ValidateConnectionName(absl::string_view field,
                                     absl::string_view name) {
   constexpr absl::string_view kRule =
       "must be 1 to 63 characters of [a-z0-9-], starting with a letter";
-  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (name.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
   if (name.size() > kMaxConnectionNameLength ||
       !absl::ascii_islower(static_cast<unsigned char>(name.front()))) {
     return Invalid(field, kRule, name);
@@ -139,9 +143,10 @@ absl::Status ValidateToken(absl::string_view field, absl::string_view token) {
   for (char c : token) {
     if (c <= ' ' || c > '~') {
       // Never echo the token, not even in part.
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": must be printable ASCII without spaces or control "
-                 "characters"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       ": must be printable ASCII without spaces or control "
+                       "characters"));
     }
   }
   return absl::OkStatus();
@@ -150,8 +155,8 @@ absl::Status ValidateToken(absl::string_view field, absl::string_view token) {
 absl::Status ValidateText(absl::string_view field, absl::string_view text,
                           int max_length) {
   if (text.size() > static_cast<size_t>(max_length)) {
-    return Invalid(field, absl::StrCat("must be at most ", max_length, " bytes"),
-                   text);
+    return Invalid(
+        field, absl::StrCat("must be at most ", max_length, " bytes"), text);
   }
   for (char c : text) {
     unsigned char u = static_cast<unsigned char>(c);
@@ -197,20 +202,23 @@ absl::StatusOr<std::string> ResolvePathUnderRoot(absl::string_view field,
   namespace fs = std::filesystem;
   if (root.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        field, ": local import is disabled (the catalog was started without "
-               "--local_model_root)"));
+        field,
+        ": local import is disabled (the catalog was started without "
+        "--local_model_root)"));
   }
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-  if (absl::StrContains(path, absl::string_view("\0", 1)) || path.size() > 4096) {
-    return Invalid(field, "must be a path without NUL bytes, at most 4096 bytes",
-                   path);
+  if (path.empty())
+    return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (absl::StrContains(path, absl::string_view("\0", 1)) ||
+      path.size() > 4096) {
+    return Invalid(
+        field, "must be a path without NUL bytes, at most 4096 bytes", path);
   }
   std::error_code error;
   fs::path canonical_root = fs::canonical(fs::path(std::string(root)), error);
   if (error) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--local_model_root ", QuoteForMessage(root), " is unusable: ",
-        error.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--local_model_root ", QuoteForMessage(root),
+                     " is unusable: ", error.message()));
   }
   fs::path requested{std::string(path)};
   if (requested.is_relative()) requested = canonical_root / requested;
@@ -218,9 +226,8 @@ absl::StatusOr<std::string> ResolvePathUnderRoot(absl::string_view field,
   // as such even when it does not exist.
   fs::path lexical = requested.lexically_normal();
   auto inside = [&](const fs::path& p) {
-    auto [root_end, p_it] = std::mismatch(canonical_root.begin(),
-                                          canonical_root.end(), p.begin(),
-                                          p.end());
+    auto [root_end, p_it] = std::mismatch(
+        canonical_root.begin(), canonical_root.end(), p.begin(), p.end());
     return root_end == canonical_root.end();
   };
   const std::string rule = absl::StrCat("must lie under the local model root ",

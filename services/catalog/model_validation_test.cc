@@ -21,9 +21,9 @@ using ::testing::Not;
 constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
 
 TEST(RepoIdTest, AcceptsRealIds) {
-  for (const char* id : {"meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-0.5B",
-                         "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "a/b",
-                         "01-ai/Yi-1.5-6B-Chat"}) {
+  for (const char* id :
+       {"meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-0.5B",
+        "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "a/b", "01-ai/Yi-1.5-6B-Chat"}) {
     EXPECT_THAT(ValidateRepoId("hugging_face.repo", id), IsOk()) << id;
   }
 }
@@ -31,9 +31,9 @@ TEST(RepoIdTest, AcceptsRealIds) {
 TEST(RepoIdTest, RefusesHostileIdsNamingTheField) {
   const std::string nul("a/b\0c", 5);
   for (const std::string& id :
-       {std::string("../../etc/passwd"), std::string("a/b/c"),
-        std::string("a"), std::string("/a"), std::string("a/"),
-        std::string(".a/b"), std::string("a/..b"), std::string("a b/c"),
+       {std::string("../../etc/passwd"), std::string("a/b/c"), std::string("a"),
+        std::string("/a"), std::string("a/"), std::string(".a/b"),
+        std::string("a/..b"), std::string("a b/c"),
         std::string("a/b;DROP TABLE models"), std::string(300, 'x'),
         std::string("o/") + std::string(97, 'n'), nul}) {
     EXPECT_THAT(ValidateRepoId("hugging_face.repo", id),
@@ -56,17 +56,18 @@ TEST(RepoIdTest, MessagesEscapeAndShortenTheValue) {
 TEST(ModelNameTest, LimitsLengthTo200) {
   std::string name = std::string(96, 'a') + "/" + std::string(96, 'b');
   EXPECT_THAT(ValidateModelName("name", name), IsOk());
-  EXPECT_THAT(ValidateModelName("name", std::string(150, 'a') + "/" +
-                                            std::string(60, 'b')),
+  EXPECT_THAT(ValidateModelName(
+                  "name", std::string(150, 'a') + "/" + std::string(60, 'b')),
               StatusIs(kInvalid, HasSubstr("name: must be")));
 }
 
 TEST(RevisionTest, AcceptsBranchesTagsAndCommits) {
-  for (const char* revision :
-       {"main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"}) {
+  for (const char* revision : {"main", "v1.0", "refs/pr/1",
+                               "0123456789abcdef0123456789abcdef01234567"}) {
     EXPECT_THAT(ValidateRevision("hugging_face.revision", revision), IsOk());
   }
-  for (const char* revision : {"", "../main", "a//b", "a/", "-x", "a b", "a?b"}) {
+  for (const char* revision :
+       {"", "../main", "a//b", "a/", "-x", "a b", "a?b"}) {
     EXPECT_THAT(ValidateRevision("hugging_face.revision", revision),
                 StatusIs(kInvalid, HasSubstr("hugging_face.revision")))
         << revision;
@@ -79,7 +80,8 @@ TEST(ConnectionNameTest, FollowsTheRule) {
   EXPECT_THAT(ValidateConnectionName("connection.name", "hf-prod-1"), IsOk());
   for (const char* name : {"", "1abc", "Abc", "a_b", "a b"}) {
     EXPECT_THAT(ValidateConnectionName("connection.name", name),
-                StatusIs(kInvalid, HasSubstr("connection.name"))) << name;
+                StatusIs(kInvalid, HasSubstr("connection.name")))
+        << name;
   }
 }
 
@@ -93,9 +95,9 @@ TEST(TokenTest, RefusesEmptyAndNeverEchoes) {
 }
 
 TEST(TextTest, AllowsSqlMetacharactersButNotNul) {
-  EXPECT_THAT(ValidateText("description", "it's \"quoted\"; DROP TABLE x; --\n",
-                           100),
-              IsOk());
+  EXPECT_THAT(
+      ValidateText("description", "it's \"quoted\"; DROP TABLE x; --\n", 100),
+      IsOk());
   EXPECT_THAT(ValidateText("description", std::string("a\0b", 3), 100),
               StatusIs(kInvalid, HasSubstr("description")));
   EXPECT_THAT(ValidateText("description", std::string(101, 'a'), 100),
@@ -106,7 +108,8 @@ TEST(TagsTest, RefusesBadAndDuplicateTags) {
   EXPECT_THAT(ValidateTags("tags", {"chat", "small"}), IsOk());
   EXPECT_THAT(ValidateTags("tags", {"chat", "chat"}),
               StatusIs(kInvalid, HasSubstr("tags[1]: duplicate")));
-  EXPECT_THAT(ValidateTags("tags", {"a b"}), StatusIs(kInvalid, HasSubstr("tags[0]")));
+  EXPECT_THAT(ValidateTags("tags", {"a b"}),
+              StatusIs(kInvalid, HasSubstr("tags[0]")));
 }
 
 class PathTest : public ::testing::Test {
@@ -125,9 +128,10 @@ class PathTest : public ::testing::Test {
 };
 
 TEST_F(PathTest, ResolvesPathsInsideTheRoot) {
-  EXPECT_THAT(ResolvePathUnderRoot("local.path", Root(), "model"),
-              IsOkAndHolds((std::filesystem::canonical(base_) / "root" / "model")
-                               .string()));
+  EXPECT_THAT(
+      ResolvePathUnderRoot("local.path", Root(), "model"),
+      IsOkAndHolds(
+          (std::filesystem::canonical(base_) / "root" / "model").string()));
   EXPECT_THAT(ResolvePathUnderRoot("local.path", Root(), Root() + "/model"),
               IsOk());
 }

@@ -56,10 +56,10 @@ std::string WeightSizesJson(const v1::Model& model) {
 std::string RecipesJson(const v1::Model& model) {
   json list = json::array();
   for (const v1::RecipeSupport& support : model.supported_recipes()) {
-    list.push_back(
-        {{"engine", v1::Engine_Name(support.recipe().engine())},
-         {"quantization", v1::Quantization_Name(support.recipe().quantization())},
-         {"min_gpu_memory_bytes", support.min_gpu_memory_bytes()}});
+    list.push_back({{"engine", v1::Engine_Name(support.recipe().engine())},
+                    {"quantization",
+                     v1::Quantization_Name(support.recipe().quantization())},
+                    {"min_gpu_memory_bytes", support.min_gpu_memory_bytes()}});
   }
   return list.dump();
 }
@@ -98,7 +98,8 @@ v1::Model RowToModel(const pqxx::row& row) {
     v1::Quantization_Parse(support.value("quantization", ""), &quantization);
     out->mutable_recipe()->set_engine(engine);
     out->mutable_recipe()->set_quantization(quantization);
-    out->set_min_gpu_memory_bytes(support.value("min_gpu_memory_bytes", int64_t{0}));
+    out->set_min_gpu_memory_bytes(
+        support.value("min_gpu_memory_bytes", int64_t{0}));
   }
   for (const json& tag : json::parse(row[i++].as<std::string>())) {
     model.add_tags(tag.get<std::string>());
@@ -140,10 +141,11 @@ pqxx::result ExecWithMetadata(pqxx::work& tx, const std::string& sql,
 
 absl::StatusOr<v1::Model> SelectModel(pqxx::work& tx, const std::string& name,
                                       bool for_update) {
-  pqxx::result rows = tx.exec_params(
-      absl::StrCat("SELECT ", kModelColumns, " FROM catalog.models WHERE name = $1",
-                   for_update ? " FOR UPDATE" : ""),
-      name);
+  pqxx::result rows =
+      tx.exec_params(absl::StrCat("SELECT ", kModelColumns,
+                                  " FROM catalog.models WHERE name = $1",
+                                  for_update ? " FOR UPDATE" : ""),
+                     name);
   if (rows.empty()) {
     return absl::NotFoundError(absl::StrCat("model \"", name, "\" not found"));
   }
@@ -186,9 +188,9 @@ absl::Status PgModelStore::Migrate(db::Pool& pool) {
 }
 
 absl::Status PgModelStore::UpsertCurated(const std::vector<v1::Model>& models) {
-  const std::string sql = absl::StrCat(
-      "INSERT INTO catalog.models (", kMetadataColumns, ") VALUES (",
-      kMetadataValues, R"sql()
+  const std::string sql =
+      absl::StrCat("INSERT INTO catalog.models (", kMetadataColumns,
+                   ") VALUES (", kMetadataValues, R"sql()
       ON CONFLICT (name) DO UPDATE SET
         display_name = EXCLUDED.display_name,
         description = EXCLUDED.description,
@@ -236,8 +238,8 @@ absl::StatusOr<v1::Model> PgModelStore::CreateModel(const v1::Model& model) {
         pqxx::result inserted = ExecWithMetadata(
             tx, sql, model, static_cast<int>(model.preparation().state()));
         if (inserted.empty()) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("name: model \"", model.name(), "\" already exists"));
+          return absl::AlreadyExistsError(absl::StrCat(
+              "name: model \"", model.name(), "\" already exists"));
         }
         return SelectModel(tx, model.name(), /*for_update=*/false);
       });
@@ -249,9 +251,8 @@ absl::StatusOr<v1::Model> PgModelStore::GetModel(const std::string& name) {
       {.read_only = true});
 }
 
-absl::StatusOr<ModelPage> PgModelStore::ListModels(const ModelFilter& filter,
-                                                   const std::string& after_name,
-                                                   int limit) {
+absl::StatusOr<ModelPage> PgModelStore::ListModels(
+    const ModelFilter& filter, const std::string& after_name, int limit) {
   const std::string engine = filter.supports_engine == v1::ENGINE_UNSPECIFIED
                                  ? ""
                                  : v1::Engine_Name(filter.supports_engine);
@@ -272,13 +273,14 @@ absl::StatusOr<ModelPage> PgModelStore::ListModels(const ModelFilter& filter,
           }
           page.models.push_back(RowToModel(row));
         }
-        page.total = tx.exec_params(
-                           absl::StrCat("SELECT count(*) FROM catalog.models WHERE ",
-                                        kFilterClause),
-                           static_cast<int>(filter.source), filter.family,
-                           filter.tag, filter.query, engine,
-                           filter.fits_gpu_memory_bytes, filter.runs_on_cpu)[0][0]
-                         .as<int64_t>();
+        page.total =
+            tx.exec_params(
+                  absl::StrCat("SELECT count(*) FROM catalog.models WHERE ",
+                               kFilterClause),
+                  static_cast<int>(filter.source), filter.family, filter.tag,
+                  filter.query, engine, filter.fits_gpu_memory_bytes,
+                  filter.runs_on_cpu)[0][0]
+                .as<int64_t>();
         return page;
       },
       {.isolation = db::Isolation::kRepeatableRead, .read_only = true});
@@ -289,9 +291,10 @@ absl::StatusOr<std::vector<std::string>> PgModelStore::ListNamesInState(
   return pool_->Transact<std::vector<std::string>>(
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
         std::vector<std::string> names;
-        for (const pqxx::row& row : tx.exec_params(
-                 "SELECT name FROM catalog.models WHERE state = $1 ORDER BY name",
-                 static_cast<int>(state))) {
+        for (const pqxx::row& row :
+             tx.exec_params("SELECT name FROM catalog.models WHERE state = $1 "
+                            "ORDER BY name",
+                            static_cast<int>(state))) {
           names.push_back(row[0].as<std::string>());
         }
         return names;
@@ -348,7 +351,8 @@ absl::Status PgModelStore::SetPreparation(const std::string& name,
         preparation.progress().message(), preparation.local_path(),
         preparation.sha256(), preparation.failure_reason());
     if (updated.empty()) {
-      return absl::NotFoundError(absl::StrCat("model \"", name, "\" not found"));
+      return absl::NotFoundError(
+          absl::StrCat("model \"", name, "\" not found"));
     }
     return absl::OkStatus();
   });
@@ -369,8 +373,8 @@ absl::StatusOr<std::map<v1::ModelState, int64_t>> PgModelStore::CountByState() {
   return pool_->Transact<std::map<v1::ModelState, int64_t>>(
       [&](pqxx::work& tx) -> absl::StatusOr<std::map<v1::ModelState, int64_t>> {
         std::map<v1::ModelState, int64_t> counts;
-        for (const pqxx::row& row :
-             tx.exec("SELECT state, count(*) FROM catalog.models GROUP BY state")) {
+        for (const pqxx::row& row : tx.exec(
+                 "SELECT state, count(*) FROM catalog.models GROUP BY state")) {
           counts[static_cast<v1::ModelState>(row[0].as<int>())] =
               row[1].as<int64_t>();
         }
@@ -384,12 +388,11 @@ absl::StatusOr<v1::Connection> PgModelStore::CreateConnection(
   return pool_->Transact<v1::Connection>(
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Connection> {
         pqxx::result rows = tx.exec_params(
-            absl::StrCat(
-                "INSERT INTO catalog.connections (name, description, "
-                "sealed_token, token_prefix) VALUES ($1, $2, "
-                "$3, $4) ON CONFLICT (name) DO NOTHING "
-                "RETURNING ",
-                kConnectionColumns),
+            absl::StrCat("INSERT INTO catalog.connections (name, description, "
+                         "sealed_token, token_prefix) VALUES ($1, $2, "
+                         "$3, $4) ON CONFLICT (name) DO NOTHING "
+                         "RETURNING ",
+                         kConnectionColumns),
             stored.connection.name(), stored.connection.description(),
             stored.sealed_token, stored.connection.token_prefix());
         if (rows.empty()) {
@@ -405,11 +408,11 @@ absl::StatusOr<StoredConnection> PgModelStore::GetConnection(
     const std::string& name) {
   return pool_->Transact<StoredConnection>(
       [&](pqxx::work& tx) -> absl::StatusOr<StoredConnection> {
-        pqxx::result rows = tx.exec_params(
-            absl::StrCat("SELECT ", kConnectionColumns,
-                         ", sealed_token FROM "
-                         "catalog.connections WHERE name = $1"),
-            name);
+        pqxx::result rows =
+            tx.exec_params(absl::StrCat("SELECT ", kConnectionColumns,
+                                        ", sealed_token FROM "
+                                        "catalog.connections WHERE name = $1"),
+                           name);
         if (rows.empty()) {
           return absl::NotFoundError(
               absl::StrCat("connection \"", name, "\" not found"));

@@ -36,7 +36,8 @@ class GgufReader {
       : file_(file), path_(std::move(path)) {}
 
   absl::Status Read(void* out, size_t bytes) {
-    if (!file_->read(static_cast<char*>(out), static_cast<std::streamsize>(bytes))) {
+    if (!file_->read(static_cast<char*>(out),
+                     static_cast<std::streamsize>(bytes))) {
       return Malformed("unexpected end of file");
     }
     return absl::OkStatus();
@@ -72,30 +73,60 @@ class GgufReader {
 
 // GGUF metadata value types.
 enum GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 int ScalarSize(uint32_t type) {
   switch (type) {
-    case kU8: case kI8: case kBool: return 1;
-    case kU16: case kI16: return 2;
-    case kU32: case kI32: case kF32: return 4;
-    case kU64: case kI64: case kF64: return 8;
-    default: return 0;
+    case kU8:
+    case kI8:
+    case kBool:
+      return 1;
+    case kU16:
+    case kI16:
+      return 2;
+    case kU32:
+    case kI32:
+    case kF32:
+      return 4;
+    case kU64:
+    case kI64:
+    case kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 // GGML tensor types by number, for the common ones.
 std::string GgmlTypeName(uint32_t type) {
   switch (type) {
-    case 0: return "float32";
-    case 1: return "float16";
-    case 2: return "q4_0";
-    case 3: return "q4_1";
-    case 8: return "q8_0";
-    case 30: return "bfloat16";
-    default: return absl::StrCat("ggml_type_", type);
+    case 0:
+      return "float32";
+    case 1:
+      return "float16";
+    case 2:
+      return "q4_0";
+    case 3:
+      return "q4_1";
+    case 8:
+      return "q8_0";
+    case 30:
+      return "bfloat16";
+    default:
+      return absl::StrCat("ggml_type_", type);
   }
 }
 
@@ -131,10 +162,11 @@ absl::StatusOr<int64_t> SafetensorsHeaderLength(absl::string_view first_8_bytes,
   for (int i = 7; i >= 0; --i) {
     length = (length << 8) | static_cast<unsigned char>(first_8_bytes[i]);
   }
-  if (length < 2 || length > static_cast<uint64_t>(kMaxSafetensorsHeaderBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ": safetensors header length ", length,
-        " is outside [2, ", kMaxSafetensorsHeaderBytes, "]"));
+  if (length < 2 ||
+      length > static_cast<uint64_t>(kMaxSafetensorsHeaderBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name, ": safetensors header length ", length,
+                     " is outside [2, ", kMaxSafetensorsHeaderBytes, "]"));
   }
   return static_cast<int64_t>(length);
 }
@@ -160,7 +192,8 @@ absl::StatusOr<WeightsSummary> ParseSafetensorsHeader(
     }
     int64_t elements = 1;
     for (const json& dim : tensor["shape"]) {
-      if (!dim.is_number_unsigned() || dim.get<uint64_t>() > (uint64_t{1} << 40)) {
+      if (!dim.is_number_unsigned() ||
+          dim.get<uint64_t>() > (uint64_t{1} << 40)) {
         return malformed(absl::StrCat("tensor \"", name, "\" has a bad shape"));
       }
       const int64_t size = static_cast<int64_t>(dim.get<uint64_t>());
@@ -169,7 +202,8 @@ absl::StatusOr<WeightsSummary> ParseSafetensorsHeader(
       }
       elements *= size;
     }
-    std::string dtype = DtypeFromSafetensors(tensor["dtype"].get<std::string>());
+    std::string dtype =
+        DtypeFromSafetensors(tensor["dtype"].get<std::string>());
     if (dtype.empty()) {
       return malformed(absl::StrCat("tensor \"", name, "\" has unknown dtype"));
     }
@@ -224,7 +258,8 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
     } else if (type == kArray) {
       ASSIGN_OR_RETURN(uint32_t element_type, reader.Scalar<uint32_t>());
       ASSIGN_OR_RETURN(uint64_t length, reader.Scalar<uint64_t>());
-      if (length > (uint64_t{1} << 26)) return reader.Malformed("array too long");
+      if (length > (uint64_t{1} << 26))
+        return reader.Malformed("array too long");
       array_lengths[key] = length;
       if (element_type == kString) {
         for (uint64_t j = 0; j < length; ++j) {
@@ -244,9 +279,11 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
       if (type == kI8) raw = static_cast<uint64_t>(static_cast<int8_t>(raw));
       if (type == kI16) raw = static_cast<uint64_t>(static_cast<int16_t>(raw));
       if (type == kI32) raw = static_cast<uint64_t>(static_cast<int32_t>(raw));
-      if (type != kF32 && type != kF64) integers[key] = static_cast<int64_t>(raw);
+      if (type != kF32 && type != kF64)
+        integers[key] = static_cast<int64_t>(raw);
     } else {
-      return reader.Malformed(absl::StrCat("value type ", type, " under \"", key, "\""));
+      return reader.Malformed(
+          absl::StrCat("value type ", type, " under \"", key, "\""));
     }
   }
   GgufSummary summary;
@@ -257,8 +294,9 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
     summary.spec.architecture = "Qwen2ForCausalLM";
     summary.spec.attention_bias = true;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": unsupported GGUF architecture \"", arch, "\"; supported: llama, qwen2"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": unsupported GGUF architecture \"", arch,
+                     "\"; supported: llama, qwen2"));
   }
   auto number = [&](const std::string& key) -> absl::StatusOr<int64_t> {
     auto it = integers.find(absl::StrCat(arch, ".", key));
@@ -269,17 +307,23 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
   };
   ASSIGN_OR_RETURN(summary.spec.num_layers, number("block_count"));
   ASSIGN_OR_RETURN(summary.spec.hidden_size, number("embedding_length"));
-  ASSIGN_OR_RETURN(summary.spec.num_attention_heads, number("attention.head_count"));
+  ASSIGN_OR_RETURN(summary.spec.num_attention_heads,
+                   number("attention.head_count"));
   summary.spec.num_key_value_heads = summary.spec.num_attention_heads;
   if (integers.count(arch + ".attention.head_count_kv")) {
-    summary.spec.num_key_value_heads = integers[arch + ".attention.head_count_kv"];
+    summary.spec.num_key_value_heads =
+        integers[arch + ".attention.head_count_kv"];
   }
-  ASSIGN_OR_RETURN(summary.spec.intermediate_size, number("feed_forward_length"));
-  ASSIGN_OR_RETURN(summary.spec.max_position_embeddings, number("context_length"));
+  ASSIGN_OR_RETURN(summary.spec.intermediate_size,
+                   number("feed_forward_length"));
+  ASSIGN_OR_RETURN(summary.spec.max_position_embeddings,
+                   number("context_length"));
   if (summary.spec.num_attention_heads > 0) {
-    summary.spec.head_dim = summary.spec.hidden_size / summary.spec.num_attention_heads;
+    summary.spec.head_dim =
+        summary.spec.hidden_size / summary.spec.num_attention_heads;
   }
-  summary.spec.vocab_size = static_cast<int64_t>(array_lengths["tokenizer.ggml.tokens"]);
+  summary.spec.vocab_size =
+      static_cast<int64_t>(array_lengths["tokenizer.ggml.tokens"]);
   summary.name = strings["general.name"];
   summary.license = strings["general.license"];
 
@@ -287,12 +331,16 @@ absl::StatusOr<GgufSummary> ReadGgufFile(const std::string& path) {
   for (uint64_t i = 0; i < tensor_count; ++i) {
     ASSIGN_OR_RETURN(std::string name, reader.String());
     ASSIGN_OR_RETURN(uint32_t dims, reader.Scalar<uint32_t>());
-    if (dims > 4) return reader.Malformed(absl::StrCat("tensor \"", name, "\" has ", dims, " dims"));
+    if (dims > 4)
+      return reader.Malformed(
+          absl::StrCat("tensor \"", name, "\" has ", dims, " dims"));
     int64_t elements = 1;
     for (uint32_t d = 0; d < dims; ++d) {
       ASSIGN_OR_RETURN(uint64_t dim, reader.Scalar<uint64_t>());
-      if (dim > (uint64_t{1} << 40)) return reader.Malformed("tensor dimension too large");
-      if (dim != 0 && elements > (int64_t{1} << 50) / static_cast<int64_t>(dim)) {
+      if (dim > (uint64_t{1} << 40))
+        return reader.Malformed("tensor dimension too large");
+      if (dim != 0 &&
+          elements > (int64_t{1} << 50) / static_cast<int64_t>(dim)) {
         return reader.Malformed("tensor too large");
       }
       elements *= static_cast<int64_t>(dim);

@@ -58,7 +58,7 @@ struct GgufSummary {
   WeightsSummary weights;
   // "float32", "float16", "q8_0", "q4_0", ... (the dominant tensor type).
   std::string dtype;
-  std::string name;  // general.name, when present
+  std::string name;     // general.name, when present
   std::string license;  // general.license, when present
 };
 

@@ -40,7 +40,8 @@ TEST(SafetensorsTest, CountsParametersPerDtype) {
 }
 
 TEST(SafetensorsTest, RefusesHostileHeaders) {
-  EXPECT_THAT(SafetensorsHeaderLength("short", "f"), StatusIs(kInvalid, HasSubstr("f")));
+  EXPECT_THAT(SafetensorsHeaderLength("short", "f"),
+              StatusIs(kInvalid, HasSubstr("f")));
   EXPECT_THAT(SafetensorsHeaderLength(LengthPrefix(uint64_t{1} << 40), "f"),
               StatusIs(kInvalid, HasSubstr("outside")));
   EXPECT_THAT(SafetensorsHeaderLength(LengthPrefix(~uint64_t{0}), "f"),
@@ -50,7 +51,8 @@ TEST(SafetensorsTest, RefusesHostileHeaders) {
        {"[1, 2]", "{\"a\": 1}", "{\"a\": {\"dtype\": \"BF16\"}}",
         "{\"a\": {\"dtype\": \"XX\", \"shape\": [1]}}",
         "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1]}}",
-        "{\"a\": {\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776]}}",
+        "{\"a\": {\"dtype\": \"F32\", \"shape\": [1099511627776, "
+        "1099511627776]}}",
         "{not json"}) {
     EXPECT_THAT(ParseSafetensorsHeader(header, "m.safetensors"),
                 StatusIs(kInvalid, HasSubstr("m.safetensors")))
@@ -79,13 +81,15 @@ TEST_F(GgufTest, RefusesMalformedFiles) {
   uint32_t version = 3;
   header.append(reinterpret_cast<char*>(&version), 4);
   Write(header);  // Truncated after the version.
-  EXPECT_THAT(ReadGgufFile(path_), StatusIs(kInvalid, HasSubstr("end of file")));
+  EXPECT_THAT(ReadGgufFile(path_),
+              StatusIs(kInvalid, HasSubstr("end of file")));
   uint64_t huge = uint64_t{1} << 40;
   std::string counts = header;
   counts.append(reinterpret_cast<char*>(&huge), 8);
   counts.append(reinterpret_cast<char*>(&huge), 8);
   Write(counts);
-  EXPECT_THAT(ReadGgufFile(path_), StatusIs(kInvalid, HasSubstr("implausible")));
+  EXPECT_THAT(ReadGgufFile(path_),
+              StatusIs(kInvalid, HasSubstr("implausible")));
   // One metadata entry whose key claims to be 2^40 bytes long.
   std::string key = header;
   uint64_t zero = 0, one = 1;
@@ -93,7 +97,8 @@ TEST_F(GgufTest, RefusesMalformedFiles) {
   key.append(reinterpret_cast<char*>(&one), 8);
   key.append(reinterpret_cast<char*>(&huge), 8);
   Write(key);
-  EXPECT_THAT(ReadGgufFile(path_), StatusIs(kInvalid, HasSubstr("longer than")));
+  EXPECT_THAT(ReadGgufFile(path_),
+              StatusIs(kInvalid, HasSubstr("longer than")));
   EXPECT_THAT(ReadGgufFile(path_ + ".missing"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
 }
@@ -111,8 +116,9 @@ TEST_F(GgufTest, RefusesUnsupportedArchitectures) {
   u64(5);
   bytes += "gpt2x";
   Write(bytes);
-  EXPECT_THAT(ReadGgufFile(path_),
-              StatusIs(kInvalid, HasSubstr("unsupported GGUF architecture \"gpt2x\"")));
+  EXPECT_THAT(
+      ReadGgufFile(path_),
+      StatusIs(kInvalid, HasSubstr("unsupported GGUF architecture \"gpt2x\"")));
 }
 
 }  // namespace

@@ -16,7 +16,8 @@ using ::testing::HasSubstr;
 TEST_F(CatalogTest, EngineTinyModelMatchesTheCuratedEntry) {
   v1::Model curated;
   ASSERT_TRUE(Get("hangar/tiny-random-llama", &curated).ok());
-  absl::StatusOr<engine::TinyModelOptions> preset = engine::TinyModelPreset("tiny");
+  absl::StatusOr<engine::TinyModelOptions> preset =
+      engine::TinyModelPreset("tiny");
   ASSERT_TRUE(preset.ok()) << preset.status();
   const std::string dir = local_root_ + "/tiny-random-llama";
   ASSERT_TRUE(engine::WriteTinyModel(*preset, dir).ok());

@@ -59,7 +59,9 @@ TEST_F(CatalogTest, ImportsAPublicRepositoryReadingOnlyHeaders) {
   EXPECT_EQ(model.family(), "llama");
   EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_NOT_PREPARED);
   // Two small range requests for the header; no weights were fetched.
-  EXPECT_EQ(hub_->RequestsFor("/resolve/" + std::string(kSha) + "/model.safetensors"), 2);
+  EXPECT_EQ(
+      hub_->RequestsFor("/resolve/" + std::string(kSha) + "/model.safetensors"),
+      2);
 }
 
 TEST_F(CatalogTest, PrepareDownloadsOncePerRevisionWithChecksums) {
@@ -76,14 +78,17 @@ TEST_F(CatalogTest, PrepareDownloadsOncePerRevisionWithChecksums) {
   model = WaitForPreparation("acme/tiny-llama", v1::PREPARATION_STATE_PREPARED);
   ASSERT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
       << model.preparation().failure_reason();
-  EXPECT_EQ(model.preparation().progress().done(), model.preparation().progress().total());
+  EXPECT_EQ(model.preparation().progress().done(),
+            model.preparation().progress().total());
   EXPECT_EQ(model.preparation().sha256().size(), 64u);
   const std::string directory = model_store_ + "/acme/tiny-llama/" + kSha;
   EXPECT_EQ(model.preparation().local_path(), directory);
-  EXPECT_EQ(ReadFile(directory + "/model.safetensors"), repo.files["model.safetensors"]);
+  EXPECT_EQ(ReadFile(directory + "/model.safetensors"),
+            repo.files["model.safetensors"]);
   EXPECT_EQ(ReadFile(directory + "/config.json"), repo.files["config.json"]);
   EXPECT_FALSE(std::filesystem::exists(directory + "/README.md"));
-  EXPECT_FALSE(std::filesystem::exists(directory + "/model.safetensors.partial"));
+  EXPECT_FALSE(
+      std::filesystem::exists(directory + "/model.safetensors.partial"));
 
   const int downloads = hub_->RequestsFor("/model.safetensors");
   ASSERT_TRUE(Prepare("acme/tiny-llama", &preparation).ok());
@@ -93,7 +98,8 @@ TEST_F(CatalogTest, PrepareDownloadsOncePerRevisionWithChecksums) {
 
 TEST_F(CatalogTest, DownloadResumesAfterTheServerDropsTheConnection) {
   FakeHub::Repo repo = TinyRepo("acme/flaky");
-  const int64_t size = static_cast<int64_t>(repo.files["model.safetensors"].size());
+  const int64_t size =
+      static_cast<int64_t>(repo.files["model.safetensors"].size());
   hub_->AddRepo(repo);
   v1::Model model;
   ASSERT_TRUE(Import(HubImport("acme/flaky"), &model).ok());
@@ -106,7 +112,8 @@ TEST_F(CatalogTest, DownloadResumesAfterTheServerDropsTheConnection) {
   ASSERT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
       << model.preparation().failure_reason();
   EXPECT_GE(hub_->ResumedRequestsFor("/model.safetensors"), 2);
-  const std::string file = model_store_ + "/acme/flaky/" + kSha + "/model.safetensors";
+  const std::string file =
+      model_store_ + "/acme/flaky/" + kSha + "/model.safetensors";
   EXPECT_EQ(auth::Sha256Hex(ReadFile(file)),
             auth::Sha256Hex(repo.files["model.safetensors"]));
 }
@@ -123,7 +130,8 @@ TEST_F(CatalogTest, ChecksumMismatchFailsThePreparation) {
   ASSERT_TRUE(Prepare("acme/corrupt", &preparation).ok());
   model = WaitForPreparation("acme/corrupt", v1::PREPARATION_STATE_PREPARED);
   EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_FAILED);
-  EXPECT_THAT(model.preparation().failure_reason(), HasSubstr("checksum mismatch"));
+  EXPECT_THAT(model.preparation().failure_reason(),
+              HasSubstr("checksum mismatch"));
   EXPECT_FALSE(std::filesystem::exists(model_store_ + "/acme/corrupt/" + kSha +
                                        "/model.safetensors"));
 }
@@ -134,8 +142,9 @@ TEST_F(CatalogTest, PrivateRepositoryNeedsAConnectionAndTheTokenStaysSecret) {
   v1::Model model;
   grpc::Status status = Import(HubImport("acme/private"), &model);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(status.error_message(), AllOf(HasSubstr("hugging_face.repo"),
-                                            HasSubstr("connection"), HasSubstr("401")));
+  EXPECT_THAT(status.error_message(),
+              AllOf(HasSubstr("hugging_face.repo"), HasSubstr("connection"),
+                    HasSubstr("401")));
   status = Import(HubImport("acme/private", "missing"), &model);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("hugging_face.connection"));
@@ -150,15 +159,18 @@ TEST_F(CatalogTest, PrivateRepositoryNeedsAConnectionAndTheTokenStaysSecret) {
   EXPECT_EQ(connection.token_prefix(), "hf_Se...");
   EXPECT_EQ(CreateConnection("hf-main", kToken, &connection).error_code(),
             grpc::StatusCode::ALREADY_EXISTS);
-  ASSERT_TRUE(CreateConnection("hf-wrong", "hf_not_the_right_one", &connection).ok());
+  ASSERT_TRUE(
+      CreateConnection("hf-wrong", "hf_not_the_right_one", &connection).ok());
 
   // The database holds only the sealed token.
   {
     pqxx::connection db(conninfo());
     pqxx::work tx(db);
-    for (const pqxx::row& row : tx.exec("SELECT sealed_token FROM catalog.connections")) {
+    for (const pqxx::row& row :
+         tx.exec("SELECT sealed_token FROM catalog.connections")) {
       EXPECT_THAT(row[0].as<std::string>(), Not(HasSubstr(kToken)));
-      EXPECT_THAT(row[0].as<std::string>(), Not(HasSubstr("hf_not_the_right_one")));
+      EXPECT_THAT(row[0].as<std::string>(),
+                  Not(HasSubstr("hf_not_the_right_one")));
     }
   }
 
@@ -175,7 +187,8 @@ TEST_F(CatalogTest, PrivateRepositoryNeedsAConnectionAndTheTokenStaysSecret) {
   model = WaitForPreparation("acme/private", v1::PREPARATION_STATE_PREPARED);
   EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
       << model.preparation().failure_reason();
-  EXPECT_THAT(hub_->AuthorizationsSeen(), Contains(absl::StrCat("Bearer ", kToken)));
+  EXPECT_THAT(hub_->AuthorizationsSeen(),
+              Contains(absl::StrCat("Bearer ", kToken)));
   // No response ever carried the token.
   EXPECT_THAT(model.ShortDebugString(), Not(HasSubstr(kToken)));
 }
@@ -205,14 +218,15 @@ TEST_F(CatalogTest, NotFoundGatedAndUnknownRevisionAreErrorsOfTheCall) {
 
 TEST_F(CatalogTest, UnsupportedArchitectureFailsWithTheReason) {
   FakeHub::Repo repo = TinyRepo("acme/gpt2");
-  repo.files["config.json"] = R"({"architectures": ["GPT2LMHeadModel"], "n_layer": 2})";
+  repo.files["config.json"] =
+      R"({"architectures": ["GPT2LMHeadModel"], "n_layer": 2})";
   hub_->AddRepo(repo);
   v1::Model model;
   ASSERT_TRUE(Import(HubImport("acme/gpt2"), &model).ok());
   model = WaitForState("acme/gpt2", v1::MODEL_STATE_READY);
   EXPECT_EQ(model.state(), v1::MODEL_STATE_FAILED);
-  EXPECT_THAT(model.failure_reason(),
-              AllOf(HasSubstr("GPT2LMHeadModel"), HasSubstr("LlamaForCausalLM")));
+  EXPECT_THAT(model.failure_reason(), AllOf(HasSubstr("GPT2LMHeadModel"),
+                                            HasSubstr("LlamaForCausalLM")));
 }
 
 TEST_F(CatalogTest, QwenRepositoryCountsItsBiases) {
@@ -232,7 +246,8 @@ TEST_F(CatalogTest, NoNetworkIsUnavailableNamingTheEndpoint) {
     options.hf_endpoint = "http://127.0.0.1:1";
   });
   v1::Preparation preparation;
-  grpc::Status status = Prepare("HuggingFaceTB/SmolLM2-135M-Instruct", &preparation);
+  grpc::Status status =
+      Prepare("HuggingFaceTB/SmolLM2-135M-Instruct", &preparation);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("http://127.0.0.1:1"));
   v1::Model model;

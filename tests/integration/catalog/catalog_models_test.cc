@@ -28,7 +28,8 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-v1::ImportModelRequest LocalImport(const std::string& path, const std::string& name = "") {
+v1::ImportModelRequest LocalImport(const std::string& path,
+                                   const std::string& name = "") {
   v1::ImportModelRequest request;
   request.mutable_local()->set_path(path);
   request.set_name(name);
@@ -73,7 +74,8 @@ TEST_F(CatalogTest, ListModelsFilters) {
     v1::ListModelsResponse response;
     grpc::Status status = List(request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
-    std::vector<v1::Model> models(response.models().begin(), response.models().end());
+    std::vector<v1::Model> models(response.models().begin(),
+                                  response.models().end());
     EXPECT_EQ(response.total_size(), static_cast<int>(models.size()));
     return models;
   };
@@ -96,7 +98,8 @@ TEST_F(CatalogTest, ListModelsFilters) {
 
   request = {};
   request.set_runs_on_cpu(true);
-  for (const v1::Model& m : names(request)) EXPECT_TRUE(m.runs_on_cpu()) << m.name();
+  for (const v1::Model& m : names(request))
+    EXPECT_TRUE(m.runs_on_cpu()) << m.name();
 
   request = {};
   request.set_supports_engine(v1::ENGINE_VLLM);
@@ -134,11 +137,13 @@ TEST_F(CatalogTest, ListModelsPaginatesInNameOrderWithOpaqueTokens) {
   } while (!request.page_token().empty() && pages < 100);
   EXPECT_EQ(static_cast<int>(seen.size()), total);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
-  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(),
+            seen.size());
 
   v1::ListModelsResponse response;
   request.set_page_token("garbage!");
-  EXPECT_EQ(List(request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(List(request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   // A token from one filter is refused under another.
   request.set_page_token("");
   ASSERT_TRUE(List(request, &response).ok());
@@ -221,12 +226,14 @@ TEST_F(CatalogTest, LocalImportOfAnUnsupportedModelFailsWithTheReason) {
 TEST_F(CatalogTest, LocalImportRefusesPathsOutsideTheRoot) {
   std::filesystem::create_directories(dir_ + "/outside");
   WriteTinyModelDir(dir_ + "/outside/m");
-  std::filesystem::create_directory_symlink(dir_ + "/outside", local_root_ + "/link");
+  std::filesystem::create_directory_symlink(dir_ + "/outside",
+                                            local_root_ + "/link");
   const int total = TotalModels();
   v1::Model model;
   for (const std::string& path :
-       {std::string("../outside/m"), dir_ + "/outside/m", std::string("/etc/passwd"),
-        std::string("link/m"), std::string("a\0b", 3)}) {
+       {std::string("../outside/m"), dir_ + "/outside/m",
+        std::string("/etc/passwd"), std::string("link/m"),
+        std::string("a\0b", 3)}) {
     grpc::Status status = Import(LocalImport(path), &model);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << path;
     EXPECT_THAT(status.error_message(), HasSubstr("local.path")) << path;
@@ -263,7 +270,8 @@ TEST_F(CatalogTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
     request.set_name(c.name);
     v1::Model model;
     grpc::Status status = Import(request, &model);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.field;
     EXPECT_THAT(status.error_message(), HasSubstr(c.field + ":"));
   }
   v1::ImportModelRequest request;
@@ -279,7 +287,8 @@ TEST_F(CatalogTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
   EXPECT_THAT(status.error_message(), HasSubstr("source"));
   EXPECT_EQ(Get("../../etc/passwd", &model).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Get("no/such-model", &model).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("no/such-model", &model).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(TotalModels(), total);
   // Nothing reached the Hub either.
   EXPECT_EQ(hub_->RequestsFor("/"), 0);
@@ -288,13 +297,16 @@ TEST_F(CatalogTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
 TEST_F(CatalogTest, SqlMetacharactersAreStoredVerbatim) {
   WriteTinyModelDir(local_root_ + "/tiny");
   v1::Model model;
-  const std::string nasty = "Robert'); DROP TABLE catalog.models; -- \"x\" \\ % _ $1";
+  const std::string nasty =
+      "Robert'); DROP TABLE catalog.models; -- \"x\" \\ % _ $1";
   v1::ImportModelRequest request = LocalImport("tiny", "o'k/it's-fine");
-  ASSERT_EQ(Import(request, &model).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_EQ(Import(request, &model).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   request = LocalImport("tiny", "acme/tiny");
   request.set_description(nasty);
   request.add_tags("it's");
-  ASSERT_EQ(Import(request, &model).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_EQ(Import(request, &model).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   request.clear_tags();
   request.add_tags("a:b+c");
   ASSERT_TRUE(Import(request, &model).ok());
@@ -365,9 +377,11 @@ TEST_F(CatalogTest, DeleteModelAsksTheDeploymentService) {
   EXPECT_EQ(Delete("local/tiny").error_code(), grpc::StatusCode::UNAVAILABLE);
 
   usage_.SetStatus(absl::OkStatus());
-  EXPECT_EQ(Delete("local/tiny", "stale-etag").error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(Delete("local/tiny", "stale-etag").error_code(),
+            grpc::StatusCode::ABORTED);
   EXPECT_TRUE(Delete("local/tiny", model.etag()).ok());
-  EXPECT_EQ(Get("local/tiny", &model).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("local/tiny", &model).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Delete("local/tiny").error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
@@ -377,7 +391,8 @@ class FakeDeployments final : public v1::DeploymentService::Service {
   grpc::Status ListDeployments(grpc::ServerContext*,
                                const v1::ListDeploymentsRequest* request,
                                v1::ListDeploymentsResponse* response) override {
-    if (request->model() == "local/used") response->add_deployments()->set_name("dep-1");
+    if (request->model() == "local/used")
+      response->add_deployments()->set_name("dep-1");
     return grpc::Status::OK;
   }
 };
@@ -386,7 +401,8 @@ TEST(GrpcDeploymentUsageTest, AsksListDeploymentsByModel) {
   FakeDeployments deployments;
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(&deployments);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);
@@ -422,7 +438,9 @@ TEST_F(CatalogTest, PreparingTheCuratedTestModelUsesTheLocalRoot) {
 }
 
 TEST_F(CatalogTest, ReflectionHealthAndMetricsWork) {
-  StartServer([](catalog::CatalogServer::Options& options) { options.metrics_port = 0; });
+  StartServer([](catalog::CatalogServer::Options& options) {
+    options.metrics_port = 0;
+  });
   ReflectionClient reflection(channel_);
   auto services = reflection.ListServices();
   ASSERT_TRUE(services.ok()) << services.status();
@@ -443,17 +461,22 @@ TEST_F(CatalogTest, ReflectionHealthAndMetricsWork) {
 
   CURL* curl = curl_easy_init();
   std::string body;
-  std::string url = absl::StrCat("http://127.0.0.1:", server_->metrics_port(), "/metrics");
+  std::string url =
+      absl::StrCat("http://127.0.0.1:", server_->metrics_port(), "/metrics");
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION,
-                   +[](char* data, size_t size, size_t count, void* user) {
-                     static_cast<std::string*>(user)->append(data, size * count);
-                     return size * count;
-                   });
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char* data, size_t size, size_t count, void* user) {
+        static_cast<std::string*>(user)->append(data, size * count);
+        return size * count;
+      });
   ASSERT_EQ(curl_easy_perform(curl), CURLE_OK);
   curl_easy_cleanup(curl);
-  EXPECT_THAT(body, HasSubstr("hangar_catalog_imports_total{result=\"ok\",source=\"local\"} 1"));
+  EXPECT_THAT(
+      body,
+      HasSubstr(
+          "hangar_catalog_imports_total{result=\"ok\",source=\"local\"} 1"));
   EXPECT_THAT(body, HasSubstr("hangar_catalog_models{state=\"ready\"}"));
 }
 

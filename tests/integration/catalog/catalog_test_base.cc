@@ -37,7 +37,8 @@ void CatalogTest::StartServer(
   StopServer();
   catalog::CatalogServer::Options options{
       .port = 0,
-      .metrics_port = -1,  // The metrics test turns it on (stopping civetweb takes ~2 s).
+      .metrics_port =
+          -1,  // The metrics test turns it on (stopping civetweb takes ~2 s).
       .drain_timeout = absl::Milliseconds(300),
       .db = conninfo(),
       .db_pool_size = 4,
@@ -58,7 +59,8 @@ void CatalogTest::StartServer(
       catalog::CatalogServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);
-  channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+  channel_ = grpc::CreateChannel(server_->address(),
+                                 grpc::InsecureChannelCredentials());
   stub_ = v1::CatalogService::NewStub(channel_);
 }
 
@@ -69,7 +71,8 @@ void CatalogTest::StopServer() {
 }
 
 namespace {
-std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(30)) {
+std::unique_ptr<grpc::ClientContext> Context(
+    absl::Duration timeout = absl::Seconds(30)) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(timeout));
@@ -77,7 +80,8 @@ std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seco
 }
 }  // namespace
 
-grpc::Status CatalogTest::Import(const v1::ImportModelRequest& request, v1::Model* model) {
+grpc::Status CatalogTest::Import(const v1::ImportModelRequest& request,
+                                 v1::Model* model) {
   return stub_->ImportModel(Context().get(), request, model);
 }
 
@@ -92,13 +96,15 @@ grpc::Status CatalogTest::List(const v1::ListModelsRequest& request,
   return stub_->ListModels(Context().get(), request, response);
 }
 
-grpc::Status CatalogTest::Prepare(const std::string& name, v1::Preparation* preparation) {
+grpc::Status CatalogTest::Prepare(const std::string& name,
+                                  v1::Preparation* preparation) {
   v1::PrepareModelRequest request;
   request.set_name(name);
   return stub_->PrepareModel(Context().get(), request, preparation);
 }
 
-grpc::Status CatalogTest::Delete(const std::string& name, const std::string& etag) {
+grpc::Status CatalogTest::Delete(const std::string& name,
+                                 const std::string& etag) {
   v1::DeleteModelRequest request;
   request.set_name(name);
   request.set_etag(etag);
@@ -115,8 +121,9 @@ grpc::Status CatalogTest::CreateConnection(const std::string& name,
   return stub_->CreateConnection(Context().get(), request, connection);
 }
 
-v1::Model CatalogTest::WaitFor(const std::string& name,
-                               const std::function<bool(const v1::Model&)>& done) {
+v1::Model CatalogTest::WaitFor(
+    const std::string& name,
+    const std::function<bool(const v1::Model&)>& done) {
   auto context = Context(absl::Seconds(30));
   v1::WatchModelRequest request;
   request.set_name(name);
@@ -132,13 +139,15 @@ v1::Model CatalogTest::WaitFor(const std::string& name,
     }
   }
   grpc::Status status = reader->Finish();
-  ADD_FAILURE() << "WatchModel(" << name << ") ended before the condition held: "
-                << status.error_code() << " " << status.error_message()
+  ADD_FAILURE() << "WatchModel(" << name
+                << ") ended before the condition held: " << status.error_code()
+                << " " << status.error_message()
                 << "\nlast: " << last.ShortDebugString();
   return last;
 }
 
-v1::Model CatalogTest::WaitForState(const std::string& name, v1::ModelState state) {
+v1::Model CatalogTest::WaitForState(const std::string& name,
+                                    v1::ModelState state) {
   return WaitFor(name, [&](const v1::Model& m) {
     return m.state() == state ||
            (m.state() != v1::MODEL_STATE_IMPORTING && m.state() != state);
@@ -162,7 +171,8 @@ int CatalogTest::TotalModels() {
   return response.total_size();
 }
 
-FakeHub::Repo CatalogTest::TinyRepo(const std::string& id, const std::string& token,
+FakeHub::Repo CatalogTest::TinyRepo(const std::string& id,
+                                    const std::string& token,
                                     const std::string& architecture) {
   FakeHub::Repo repo;
   repo.id = id;

@@ -68,7 +68,8 @@ class CatalogTest : public PostgresTest {
                     v1::ListModelsResponse* response);
   grpc::Status Prepare(const std::string& name, v1::Preparation* preparation);
   grpc::Status Delete(const std::string& name, const std::string& etag = "");
-  grpc::Status CreateConnection(const std::string& name, const std::string& token,
+  grpc::Status CreateConnection(const std::string& name,
+                                const std::string& token,
                                 v1::Connection* connection);
 
   // Watches `name` until `done` holds (deadline 30 s); returns the last
@@ -76,7 +77,8 @@ class CatalogTest : public PostgresTest {
   v1::Model WaitFor(const std::string& name,
                     const std::function<bool(const v1::Model&)>& done);
   v1::Model WaitForState(const std::string& name, v1::ModelState state);
-  v1::Model WaitForPreparation(const std::string& name, v1::PreparationState state);
+  v1::Model WaitForPreparation(const std::string& name,
+                               v1::PreparationState state);
 
   // Count of all models (to prove nothing was written).
   int TotalModels();

@@ -51,7 +51,8 @@ void Respond(int fd, int code, absl::string_view reason, absl::string_view body,
   std::string head = absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\n",
                                   "Content-Length: ", body.size(), "\r\n",
                                   "Connection: close\r\n");
-  for (const std::string& header : extra_headers) absl::StrAppend(&head, header, "\r\n");
+  for (const std::string& header : extra_headers)
+    absl::StrAppend(&head, header, "\r\n");
   absl::StrAppend(&head, "\r\n");
   SendAll(fd, head) && SendAll(fd, body);
 }
@@ -68,9 +69,11 @@ absl::StatusOr<std::unique_ptr<FakeHub>> FakeHub::Start() {
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   address.sin_port = 0;
-  if (bind(hub->listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+  if (bind(hub->listen_fd_, reinterpret_cast<sockaddr*>(&address),
+           sizeof(address)) != 0 ||
       listen(hub->listen_fd_, 64) != 0) {
-    return absl::InternalError(absl::StrCat("bind/listen: ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("bind/listen: ", std::strerror(errno)));
   }
   socklen_t length = sizeof(address);
   getsockname(hub->listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
@@ -108,14 +111,16 @@ void FakeHub::DropAfter(const std::string& file, int64_t bytes, int times) {
 int FakeHub::RequestsFor(const std::string& needle) {
   absl::MutexLock lock(&mu_);
   int count = 0;
-  for (const std::string& path : paths_) count += absl::StrContains(path, needle);
+  for (const std::string& path : paths_)
+    count += absl::StrContains(path, needle);
   return count;
 }
 
 int FakeHub::ResumedRequestsFor(const std::string& needle) {
   absl::MutexLock lock(&mu_);
   int count = 0;
-  for (const std::string& path : resumed_paths_) count += absl::StrContains(path, needle);
+  for (const std::string& path : resumed_paths_)
+    count += absl::StrContains(path, needle);
   return count;
 }
 
@@ -173,8 +178,10 @@ void FakeHub::Serve(int fd) {
   {
     absl::MutexLock lock(&mu_);
     paths_.push_back(path);
-    if (headers.count("authorization")) authorizations_.push_back(headers["authorization"]);
-    if (headers.count("range") && !absl::StartsWith(headers["range"], "bytes=0-")) {
+    if (headers.count("authorization"))
+      authorizations_.push_back(headers["authorization"]);
+    if (headers.count("range") &&
+        !absl::StartsWith(headers["range"], "bytes=0-")) {
       resumed_paths_.push_back(path);
     }
     std::string repo_id;
@@ -194,12 +201,14 @@ void FakeHub::Serve(int fd) {
     auto it = repos_.find(repo_id);
     if (it == repos_.end()) {
       Respond(fd, 404, "Not Found", "{\"error\":\"Repository not found\"}",
-              {"X-Error-Code: RepoNotFound", "X-Error-Message: Repository not found"});
+              {"X-Error-Code: RepoNotFound",
+               "X-Error-Message: Repository not found"});
       return;
     }
     repo = it->second;
   }
-  if (!repo.token.empty() && headers["authorization"] != "Bearer " + repo.token) {
+  if (!repo.token.empty() &&
+      headers["authorization"] != "Bearer " + repo.token) {
     Respond(fd, 401, "Unauthorized", "{\"error\":\"Invalid credentials\"}",
             {"X-Error-Code: RepoNotFound"});
     return;
@@ -279,14 +288,14 @@ void FakeHub::Serve(int fd) {
       --drop->second.second;
     }
   }
-  std::string head = absl::StrCat(
-      "HTTP/1.1 ", ranged ? "206 Partial Content" : "200 OK", "\r\n",
-      "Content-Length: ", body.size(), "\r\nConnection: close\r\n",
-      "Accept-Ranges: bytes\r\n",
-      ranged ? absl::StrCat("Content-Range: bytes ", begin, "-", end, "/",
-                            content.size(), "\r\n")
-             : "",
-      "\r\n");
+  std::string head =
+      absl::StrCat("HTTP/1.1 ", ranged ? "206 Partial Content" : "200 OK",
+                   "\r\n", "Content-Length: ", body.size(),
+                   "\r\nConnection: close\r\n", "Accept-Ranges: bytes\r\n",
+                   ranged ? absl::StrCat("Content-Range: bytes ", begin, "-",
+                                         end, "/", content.size(), "\r\n")
+                          : "",
+                   "\r\n");
   if (!SendAll(fd, head)) return;
   if (drop_after >= 0 && drop_after < static_cast<int64_t>(body.size())) {
     SendAll(fd, body.substr(0, drop_after));

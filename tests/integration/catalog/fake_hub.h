@@ -35,11 +35,11 @@ namespace hangar::testing {
 class FakeHub {
  public:
   struct Repo {
-    std::string id;       // "owner/name"
-    std::string sha;      // 40 hex characters
+    std::string id;   // "owner/name"
+    std::string sha;  // 40 hex characters
     std::string license = "apache-2.0";
-    std::string token;    // non-empty: private, needs this token
-    bool gated = false;   // always 403
+    std::string token;   // non-empty: private, needs this token
+    bool gated = false;  // always 403
     std::map<std::string, std::string> files;  // path -> content
     // LFS checksums to announce instead of the true ones (corruption tests).
     std::map<std::string, std::string> sha256_overrides;

@@ -14,7 +14,8 @@ namespace {
 
 using Shape = std::vector<int64_t>;
 
-std::vector<std::pair<std::string, Shape>> TinyTensors(const std::string& architecture) {
+std::vector<std::pair<std::string, Shape>> TinyTensors(
+    const std::string& architecture) {
   const int64_t head_dim = kTinyHidden / kTinyHeads;
   const int64_t q = kTinyHeads * head_dim;
   const int64_t kv = kTinyKvHeads * head_dim;
@@ -33,11 +34,15 @@ std::vector<std::pair<std::string, Shape>> TinyTensors(const std::string& archit
       tensors.push_back({prefix + "self_attn.k_proj.bias", {kv}});
       tensors.push_back({prefix + "self_attn.v_proj.bias", {kv}});
     }
-    tensors.push_back({prefix + "mlp.gate_proj.weight", {kTinyIntermediate, kTinyHidden}});
-    tensors.push_back({prefix + "mlp.up_proj.weight", {kTinyIntermediate, kTinyHidden}});
-    tensors.push_back({prefix + "mlp.down_proj.weight", {kTinyHidden, kTinyIntermediate}});
+    tensors.push_back(
+        {prefix + "mlp.gate_proj.weight", {kTinyIntermediate, kTinyHidden}});
+    tensors.push_back(
+        {prefix + "mlp.up_proj.weight", {kTinyIntermediate, kTinyHidden}});
+    tensors.push_back(
+        {prefix + "mlp.down_proj.weight", {kTinyHidden, kTinyIntermediate}});
     tensors.push_back({prefix + "input_layernorm.weight", {kTinyHidden}});
-    tensors.push_back({prefix + "post_attention_layernorm.weight", {kTinyHidden}});
+    tensors.push_back(
+        {prefix + "post_attention_layernorm.weight", {kTinyHidden}});
   }
   return tensors;
 }
@@ -60,7 +65,8 @@ std::string GgufName(const std::string& name) {
       {"input_layernorm", "attn_norm"}};
   std::string out = name;
   for (const auto& [from, to] : kRenames) {
-    if (size_t at = out.find(from); at != std::string::npos) out.replace(at, from.size(), to);
+    if (size_t at = out.find(from); at != std::string::npos)
+      out.replace(at, from.size(), to);
   }
   return out;
 }
@@ -112,19 +118,22 @@ std::string TinySafetensors(const std::string& architecture, uint32_t seed,
   return out;
 }
 
-std::map<std::string, std::string> TinyModelFiles(const std::string& architecture,
-                                                  uint32_t seed) {
+std::map<std::string, std::string> TinyModelFiles(
+    const std::string& architecture, uint32_t seed) {
   return {{"config.json", TinyConfigJson(architecture)},
           {"generation_config.json", "{\"max_new_tokens\": 16}"},
-          {"tokenizer.json", "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}"},
+          {"tokenizer.json",
+           "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}"},
           {"model.safetensors", TinySafetensors(architecture, seed)},
           {"README.md", "# tiny model\n"}};
 }
 
-void WriteTinyModelDir(const std::string& directory, const std::string& architecture) {
+void WriteTinyModelDir(const std::string& directory,
+                       const std::string& architecture) {
   std::filesystem::create_directories(directory);
   for (const auto& [name, content] : TinyModelFiles(architecture)) {
-    std::ofstream(std::filesystem::path(directory) / name, std::ios::binary) << content;
+    std::ofstream(std::filesystem::path(directory) / name, std::ios::binary)
+        << content;
   }
 }
 
@@ -144,9 +153,9 @@ void WriteTinyGguf(const std::string& path) {
       {"llama.feed_forward_length", kTinyIntermediate},
       {"llama.context_length", kTinyContext}};
   auto tensors = TinyTensors("LlamaForCausalLM");
-  u32(3);                        // version
-  u64(tensors.size());           // tensor count
-  u64(numbers.size() + 3);       // metadata count
+  u32(3);                   // version
+  u64(tensors.size());      // tensor count
+  u64(numbers.size() + 3);  // metadata count
   str("general.architecture");
   u32(8);
   str("llama");

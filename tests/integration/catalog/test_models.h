@@ -21,7 +21,8 @@ inline constexpr int kTinyVocab = 512;
 inline constexpr int kTinyContext = 512;
 
 // config.json of a tiny model of `architecture`.
-std::string TinyConfigJson(const std::string& architecture = "LlamaForCausalLM");
+std::string TinyConfigJson(
+    const std::string& architecture = "LlamaForCausalLM");
 
 // A safetensors file holding every tensor of the tiny model (float32), with
 // bytes derived from `seed`. `parameters` receives the tensor element count.
