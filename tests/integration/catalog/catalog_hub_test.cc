@@ -2,6 +2,7 @@
 // by the test: public and private repositories, connections, a 404, a gated
 // repository, an unsupported architecture, an unknown revision, a server
 // that drops the connection mid-download, a wrong checksum, no network.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
@@ -19,6 +20,7 @@ namespace hangar::testing {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -293,6 +295,87 @@ TEST_F(CatalogTest, ConnectionsCanBeListedPagedAndDeleted) {
   grpc::ClientContext again;
   EXPECT_EQ(stub().GetConnection(&again, get, &connection).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CatalogTest, RestartResumesInterruptedImportsAndDownloads) {
+  FakeHub::Repo a = TinyRepo("acme/a");
+  FakeHub::Repo b = TinyRepo("acme/b");
+  hub_->AddRepo(a);
+  hub_->AddRepo(b);
+  v1::Model model;
+  for (const char* repo : {"acme/a", "acme/b"}) {
+    ASSERT_TRUE(Import(HubImport(repo), &model).ok());
+    ASSERT_EQ(WaitForState(repo, v1::MODEL_STATE_READY).state(),
+              v1::MODEL_STATE_READY);
+  }
+  StopServer();
+  // As a crash would leave them: "acme/a" mid-import, "acme/b" with a third
+  // of its weights downloaded.
+  {
+    pqxx::connection db(conninfo());
+    pqxx::work tx(db);
+    tx.exec(
+        "UPDATE catalog.models SET state = 1, parameter_count = 0 "
+        "WHERE name = 'acme/a'");
+    tx.exec(
+        "UPDATE catalog.models SET preparation_state = 2 WHERE name = "
+        "'acme/b'");
+    tx.commit();
+  }
+  const std::string directory = model_store_ + "/acme/b/" + kSha;
+  std::filesystem::create_directories(directory);
+  const std::string& weights = b.files["model.safetensors"];
+  std::ofstream(directory + "/model.safetensors.partial", std::ios::binary)
+      << weights.substr(0, weights.size() / 3);
+
+  const std::string weights_path =
+      "acme/b/resolve/" + std::string(kSha) + "/model.safetensors";
+  const int resumed_before =
+      hub_->ResumedRequestsFor(weights_path);  // Header reads.
+  StartServer();
+  model = WaitForState("acme/a", v1::MODEL_STATE_READY);
+  EXPECT_EQ(model.state(), v1::MODEL_STATE_READY);
+  EXPECT_GT(model.parameter_count(), 0);
+  model = WaitForPreparation("acme/b", v1::PREPARATION_STATE_PREPARED);
+  ASSERT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
+      << model.preparation().failure_reason();
+  EXPECT_EQ(hub_->ResumedRequestsFor(weights_path), resumed_before + 1);
+  EXPECT_EQ(ReadFile(directory + "/model.safetensors"), weights);
+}
+
+TEST_F(CatalogTest, WatchModelStreamsTheDownloadUntilPrepared) {
+  hub_->AddRepo(TinyRepo("acme/watched"));
+  v1::Model model;
+  ASSERT_TRUE(Import(HubImport("acme/watched"), &model).ok());
+  ASSERT_EQ(WaitForState("acme/watched", v1::MODEL_STATE_READY).state(),
+            v1::MODEL_STATE_READY);
+  hub_->Hold("model.safetensors");
+  v1::Preparation preparation;
+  ASSERT_TRUE(Prepare("acme/watched", &preparation).ok());
+  ASSERT_TRUE(hub_->AwaitHeldDownload()) << [&] {
+    v1::Model now;
+    Get("acme/watched", &now);
+    return now.preparation().ShortDebugString();
+  }();
+  // The download is parked: the model shows it in progress, and a second
+  // PrepareModel shares it.
+  model = WaitFor("acme/watched", [](const v1::Model& m) {
+    return m.preparation().state() == v1::PREPARATION_STATE_DOWNLOADING &&
+           absl::StrContains(m.preparation().progress().message(),
+                             "model.safetensors");
+  });
+  EXPECT_GT(model.preparation().progress().total(), 0);
+  EXPECT_LT(model.preparation().progress().done(),
+            model.preparation().progress().total());
+  ASSERT_TRUE(Prepare("acme/watched", &preparation).ok());
+  EXPECT_EQ(preparation.state(), v1::PREPARATION_STATE_DOWNLOADING);
+  hub_->Release();
+  model = WaitForPreparation("acme/watched", v1::PREPARATION_STATE_PREPARED);
+  EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED);
+  EXPECT_EQ(model.preparation().progress().done(),
+            model.preparation().progress().total());
+  EXPECT_EQ(hub_->RequestsFor("/" + std::string(kSha) + "/model.safetensors"),
+            3);
 }
 
 }  // namespace

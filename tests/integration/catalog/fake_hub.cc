@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<FakeHub>> FakeHub::Start() {
 }
 
 FakeHub::~FakeHub() {
+  Release();
   stopping_ = true;
   acceptor_.join();
   close(listen_fd_);
@@ -92,6 +93,24 @@ FakeHub::~FakeHub() {
     connections.swap(connections_);
   }
   for (std::thread& connection : connections) connection.join();
+}
+
+void FakeHub::Hold(const std::string& file) {
+  absl::MutexLock lock(&mu_);
+  held_file_ = file;
+}
+
+void FakeHub::Release() {
+  absl::MutexLock lock(&mu_);
+  held_file_.clear();
+}
+
+bool FakeHub::AwaitHeldDownload() {
+  absl::MutexLock lock(&mu_);
+  auto waiting = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return held_waiters_ > 0;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&waiting), absl::Seconds(30));
 }
 
 std::string FakeHub::endpoint() const {
@@ -258,6 +277,7 @@ void FakeHub::Serve(int fd) {
   int64_t begin = 0;
   int64_t end = static_cast<int64_t>(content.size()) - 1;
   bool ranged = false;
+  bool open_ended = true;
   if (auto range = headers.find("range"); range != headers.end()) {
     absl::string_view spec = range->second;
     if (absl::ConsumePrefix(&spec, "bytes=")) {
@@ -267,6 +287,7 @@ void FakeHub::Serve(int fd) {
         int64_t last = 0;
         if (!bounds[1].empty() && absl::SimpleAtoi(bounds[1], &last)) {
           end = std::min(end, last);
+          open_ended = false;
         }
       }
     }
@@ -286,6 +307,17 @@ void FakeHub::Serve(int fd) {
         drop->second.first < static_cast<int64_t>(body.size())) {
       drop_after = drop->second.first;
       --drop->second.second;
+    }
+  }
+  if (open_ended) {
+    absl::MutexLock lock(&mu_);
+    if (held_file_ == file) {
+      ++held_waiters_;
+      auto released = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return held_file_ != file;
+      };
+      mu_.Await(absl::Condition(&released));
+      --held_waiters_;
     }
   }
   std::string head =

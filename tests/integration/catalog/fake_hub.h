@@ -15,6 +15,9 @@
 // Faults: DropAfter(file, bytes, times) makes the next `times` downloads of
 // `file` send `bytes` of the body and then close the connection.
 //
+// Hold(file) parks whole-file downloads of `file` until Release(), so a test
+// can observe a download in progress without racing it.
+//
 // Every response carries "Connection: close". Thread-safe.
 #ifndef HANGAR_TESTS_INTEGRATION_CATALOG_FAKE_HUB_H_
 #define HANGAR_TESTS_INTEGRATION_CATALOG_FAKE_HUB_H_
@@ -52,6 +55,13 @@ class FakeHub {
   // The next `times` GETs of `file` (any repo) stop after `bytes` bytes.
   void DropAfter(const std::string& file, int64_t bytes, int times);
 
+  // Whole-file downloads of `file` (no Range, or an open-ended one) wait
+  // before sending their body until Release(); header range reads do not.
+  void Hold(const std::string& file);
+  void Release();
+  // Blocks until a download is waiting in Hold (up to 30 s); false on timeout.
+  bool AwaitHeldDownload();
+
   // "http://127.0.0.1:<port>".
   std::string endpoint() const;
 
@@ -80,6 +90,8 @@ class FakeHub {
   std::vector<std::string> resumed_paths_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> connections_ ABSL_GUARDED_BY(mu_);
+  std::string held_file_ ABSL_GUARDED_BY(mu_);
+  int held_waiters_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace hangar::testing
