@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -45,8 +46,14 @@ absl::Status WithPrefix(absl::string_view prefix, const absl::Status& status) {
 // Files of a repository that a replica needs: configs, tokenizer, and the
 // safetensors weights (top level only; other formats are not fetched).
 bool IsNeededFile(const std::string& path) {
-  if (absl::StrContains(path, "/") || path.empty() || path[0] == '.')
-    return false;
+  // Plain top-level names only: they become paths in the model store.
+  if (path.empty() || path.size() > 255 || path[0] == '.') return false;
+  for (char c : path) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '-') {
+      return false;
+    }
+  }
   static const std::set<std::string> kExact = {"config.json",
                                                "generation_config.json",
                                                "tokenizer.json",

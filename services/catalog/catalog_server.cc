@@ -35,10 +35,12 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
       LoadCuratedModels(options.curated_models,
                         {.cpu_max_parameters = options.cpu_max_parameters}));
 
-  ASSIGN_OR_RETURN(server->pool_,
-                   db::Pool::Create({.conninfo = options.db,
-                                     .size = options.db_pool_size,
-                                     .clock = options.clock}));
+  ASSIGN_OR_RETURN(
+      server->pool_,
+      db::Pool::Create({.conninfo = options.db,
+                        .size = options.db_pool_size,
+                        .startup_timeout = options.db_startup_timeout,
+                        .clock = options.clock}));
   RETURN_IF_ERROR(PgModelStore::Migrate(*server->pool_));
   server->store_ = std::make_unique<PgModelStore>(server->pool_.get());
 

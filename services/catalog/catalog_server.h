@@ -67,6 +67,9 @@ class CatalogServer {
     std::string db;
     // Database connections, in [1, 64].
     int db_pool_size = 8;
+    // How long start-up keeps retrying while PostgreSQL refuses connections
+    // (containers starting together); zero fails at once.
+    absl::Duration db_startup_timeout = absl::ZeroDuration();
     // Directory of prepared weights. Required.
     std::string model_store;
     // Local imports must lie under this directory; empty disables them.

@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, admin_token_file, "",
           "Bearer <token>'");
 ABSL_FLAG(std::string, db, "",
           "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
+ABSL_FLAG(
+    absl::Duration, db_startup_timeout, absl::ZeroDuration(),
+    "Keep retrying an unreachable database this long at start (containers)");
 ABSL_FLAG(std::string, model_store, "",
           "Directory of prepared model weights (required)");
 ABSL_FLAG(std::string, local_model_root, "",
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
       .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
       .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
       .db = absl::GetFlag(FLAGS_db),
+      .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),
       .model_store = absl::GetFlag(FLAGS_model_store),
       .local_model_root = absl::GetFlag(FLAGS_local_model_root),
       .curated_models = curated,
