@@ -108,6 +108,7 @@ class ModelStore {
   // In name order, after `after_name`, at most `limit` (+ whether more).
   virtual absl::StatusOr<std::pair<std::vector<v1::Connection>, bool>>
   ListConnections(const std::string& after_name, int limit) = 0;
+  // FAILED_PRECONDITION while models imported through it exist.
   virtual absl::Status DeleteConnection(const std::string& name) = 0;
 };
 

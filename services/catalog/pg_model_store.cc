@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/db/migrations.h"
 #include "common/status/status_macros.h"
@@ -454,6 +455,19 @@ absl::Status PgModelStore::DeleteConnection(const std::string& name) {
     if (deleted.empty()) {
       return absl::NotFoundError(
           absl::StrCat("connection \"", name, "\" not found"));
+    }
+    // Models imported through it need its token to be prepared.
+    pqxx::result users = tx.exec_params(
+        "SELECT name FROM catalog.models WHERE connection = $1 ORDER BY name "
+        "LIMIT 5",
+        name);
+    if (!users.empty()) {
+      std::vector<std::string> names;
+      for (const pqxx::row& row : users)
+        names.push_back(row[0].as<std::string>());
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: connection \"", name, "\" is used by model(s) ",
+                       absl::StrJoin(names, ", "), "; delete them first"));
     }
     return absl::OkStatus();
   });

@@ -191,6 +191,14 @@ TEST_F(CatalogTest, PrivateRepositoryNeedsAConnectionAndTheTokenStaysSecret) {
       << model.preparation().failure_reason();
   EXPECT_THAT(hub_->AuthorizationsSeen(),
               Contains(absl::StrCat("Bearer ", kToken)));
+  // The connection cannot go while a model needs it.
+  grpc::ClientContext delete_context;
+  v1::DeleteConnectionRequest del;
+  del.set_name("hf-main");
+  v1::DeleteConnectionResponse deleted;
+  status = stub().DeleteConnection(&delete_context, del, &deleted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("acme/private"));
   // No response ever carried the token.
   EXPECT_THAT(model.ShortDebugString(), Not(HasSubstr(kToken)));
 }
