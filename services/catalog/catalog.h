@@ -60,7 +60,7 @@
 #include "services/catalog/catalog_metrics.h"
 #include "services/catalog/deployment_usage.h"
 #include "services/catalog/downloader.h"
-#include "services/catalog/hugging_face_client.h"
+#include "services/catalog/hub_client.h"
 #include "services/catalog/model_store.h"
 
 namespace hangar::catalog {
@@ -84,7 +84,7 @@ class Catalog {
 
     // --- Injected dependencies: not owned, must outlive the catalog ---
     ModelStore* store = nullptr;
-    const HuggingFaceClient* hub = nullptr;
+    const HubClient* hub = nullptr;
     DeploymentUsage* deployment_usage = nullptr;
     const auth::SecretBox* secrets = nullptr;
     // Optional.

@@ -29,7 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
-#include "services/catalog/hugging_face_client.h"
+#include "services/catalog/hub_client.h"
 
 namespace hangar::catalog {
 
@@ -61,7 +61,7 @@ class FileDownloader {
   };
 
   // `hub` is not owned and must outlive the downloader.
-  FileDownloader(const HuggingFaceClient* hub, Options options)
+  FileDownloader(const HubClient* hub, Options options)
       : hub_(hub), options_(std::move(options)) {}
 
   // Downloads `target` as described above and returns its SHA-256.
@@ -72,7 +72,7 @@ class FileDownloader {
       const std::atomic<bool>* cancelled = nullptr) const;
 
  private:
-  const HuggingFaceClient* const hub_;
+  const HubClient* const hub_;
   const Options options_;
 };
 

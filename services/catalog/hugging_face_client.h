@@ -32,29 +32,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "services/catalog/hub_client.h"
 
 namespace hangar::catalog {
 
-struct HubFile {
-  // Path in the repository ("model.safetensors").
-  std::string path;
-  // Bytes; -1 when the Hub did not say.
-  int64_t size = -1;
-  // SHA-256 of the content (from the LFS pointer), lower-case hex; empty for
-  // files not stored in LFS.
-  std::string sha256;
-};
-
-struct RepoInfo {
-  std::string id;
-  // The commit the revision resolved to.
-  std::string sha;
-  bool is_private = false;
-  std::string license;  // cardData.license, when present
-  std::vector<HubFile> files;
-};
-
-class HuggingFaceClient {
+class HuggingFaceClient final : public HubClient {
  public:
   struct Options {
     // The Hub or a mirror, without a trailing slash.
@@ -71,26 +53,26 @@ class HuggingFaceClient {
 
   explicit HuggingFaceClient(Options options);
 
-  const std::string& endpoint() const { return options_.endpoint; }
+  const std::string& endpoint() const override { return options_.endpoint; }
 
   // Repository metadata at `revision`, with file sizes and LFS checksums.
   absl::StatusOr<RepoInfo> GetRepoInfo(const std::string& repo,
                                        const std::string& revision,
-                                       const std::string& token) const;
+                                       const std::string& token) const override;
 
   // A whole small file (at most `max_bytes`).
   absl::StatusOr<std::string> GetFile(const std::string& repo,
                                       const std::string& revision,
                                       const std::string& path,
                                       const std::string& token,
-                                      int64_t max_bytes = 16 << 20) const;
+                                      int64_t max_bytes) const override;
 
   // Bytes [offset, offset + length) of a file, by one range request.
   absl::StatusOr<std::string> GetRange(const std::string& repo,
                                        const std::string& revision,
                                        const std::string& path,
                                        const std::string& token, int64_t offset,
-                                       int64_t length) const;
+                                       int64_t length) const override;
 
   // Streams a file from `offset` to its end into `sink`, which returns false
   // to stop (the call then returns CANCELLED). Servers that ignore the Range
@@ -100,11 +82,11 @@ class HuggingFaceClient {
                         const std::string& path, const std::string& token,
                         int64_t offset,
                         const std::function<bool(absl::string_view)>& sink,
-                        const std::atomic<bool>* cancelled = nullptr) const;
+                        const std::atomic<bool>* cancelled) const override;
 
   // URL of a file, for messages and tests.
   std::string FileUrl(const std::string& repo, const std::string& revision,
-                      const std::string& path) const;
+                      const std::string& path) const override;
 
  private:
   struct Request;
