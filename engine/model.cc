@@ -488,7 +488,9 @@ absl::Status Model::Finish(const LoadOptions& options) {
     for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) add(*w);
     info_.weight_bytes += int64_t(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size()) * 4;
   }
-  info_.weight_bytes += embed_.bytes() + int64_t(final_norm_.size()) * 4;
+  info_.weight_bytes += int64_t(final_norm_.size()) * 4;
+  info_.decode_bytes = info_.weight_bytes + lm_head_.bytes();
+  info_.weight_bytes += embed_.bytes();
   if (!c.tie_word_embeddings) add(lm_head_);
   info_.weight_dtype = dtypes.size() == 1 ? DTypeName(*dtypes.begin()) : "mixed";
   if (info_.quantization.empty()) info_.quantization = info_.weight_dtype;
