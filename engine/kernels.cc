@@ -1,5 +1,9 @@
 #include "engine/kernels.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -10,6 +14,15 @@ namespace {
 
 std::atomic<KernelIsa> g_isa{DetectKernelIsa()};
 
+#if defined(__x86_64__)
+// F16C (CPUID.1:ECX bit 29); clang 14's __builtin_cpu_supports lacks "f16c".
+bool HasF16c() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx >> 29) & 1;
+}
+#endif
+
 bool CpuHas(KernelIsa isa) {
 #if defined(__x86_64__)
   switch (isa) {
@@ -17,10 +30,10 @@ bool CpuHas(KernelIsa isa) {
       return true;
     case KernelIsa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+             HasF16c();
     case KernelIsa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
+             __builtin_cpu_supports("avx512vl") && HasF16c() &&
              __builtin_cpu_supports("fma");
   }
   return false;

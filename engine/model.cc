@@ -75,10 +75,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   }
   auto model = std::unique_ptr<Model>(new Model());
   model->info_.path = path;
-  if (IsDirectory(path)) {
-    RETURN_IF_ERROR(model->LoadHuggingFace(path));
-  } else {
-    RETURN_IF_ERROR(model->LoadGguf(path));
+  try {
+    if (IsDirectory(path)) {
+      RETURN_IF_ERROR(model->LoadHuggingFace(path));
+    } else {
+      RETURN_IF_ERROR(model->LoadGguf(path));
+    }
+  } catch (const std::exception& e) {
+    // nlohmann::json type errors in config.json and friends.
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
   RETURN_IF_ERROR(model->Finish(options));
   return model;

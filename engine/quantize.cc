@@ -142,7 +142,7 @@ absl::Status ValidateRecipe(const std::string& engine, const std::string& quanti
   return ResolveRecipe(engine, quantization).status();
 }
 
-absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
+absl::StatusOr<QuantizeReport> QuantizeModelImpl(const QuantizeOptions& options) {
   ASSIGN_OR_RETURN(Recipe recipe, ResolveRecipe(options.engine, options.quantization));
   if (options.output_dir.empty()) return absl::InvalidArgumentError("output_dir: must not be empty");
   auto progress = [&](double f, const std::string& stage) {
@@ -288,6 +288,16 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
   RETURN_IF_ERROR(WriteStringToFile(options.output_dir + "/hangar_manifest.json", manifest.dump(2)));
   progress(1, "done");
   return report;
+}
+
+
+absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
+  try {
+    return QuantizeModelImpl(options);
+  } catch (const std::exception& e) {
+    // nlohmann::json type errors in the source's JSON files.
+    return absl::InvalidArgumentError(absl::StrCat("QuantizeModel: ", e.what()));
+  }
 }
 
 }  // namespace hangar::engine
