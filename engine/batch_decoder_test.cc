@@ -192,6 +192,7 @@ TEST_F(BatchDecoderTest, SeededSamplingIsReproducible) {
 
 TEST_F(BatchDecoderTest, ValidatesRequests) {
   ASSERT_OK_AND_ASSIGN(auto d, BatchDecoder::Create(model_.get(), {.max_batch = 1}));
+  EXPECT_GT(d->kv_cache_bytes(), 0);
   std::vector<int> prompt = Ids("hi");
   auto with = [&](auto mutate) {
     SamplingParams p;

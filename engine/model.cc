@@ -682,7 +682,15 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
             MatMulJob{&L.up, xn, D, s->up_.data(), F, nullptr}});
     float* g = s->gate_.data();
     const float* u = s->up_.data();
-    for (int64_t i = 0; i < N * F; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    auto swiglu = [&](int t, int nt) {
+      const int64_t begin = N * F * t / nt, end = N * F * (t + 1) / nt;
+      for (int64_t i = begin; i < end; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    };
+    if (N * F >= 32768) {
+      pool_->Run(swiglu);
+    } else {
+      swiglu(0, 1);
+    }
     MatMul(pool_.get(), N, {MatMulJob{&L.down, g, F, s->tmp_.data(), D, nullptr}});
     for (int64_t i = 0; i < N * D; ++i) x[i] += s->tmp_[size_t(i)];
   }
