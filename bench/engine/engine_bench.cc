@@ -36,6 +36,7 @@ namespace {
 
 using namespace hangar::engine;
 using Clock = std::chrono::steady_clock;
+constexpr int kRounds = 3;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
@@ -86,7 +87,8 @@ struct Result {
 };
 
 Result Decode(const Model& model, int batch, int steps) {
-  auto decoder = BatchDecoder::Create(&model, {.max_batch = batch, .max_context = 64 + steps, .prefill_chunk = 256});
+  auto decoder = BatchDecoder::Create(&model, {.max_batch = batch, .max_context = 64 + steps * kRounds,
+                                               .prefill_chunk = 256});
   if (!decoder.ok()) {
     std::fprintf(stderr, "decoder: %s\n", std::string(decoder.status().message()).c_str());
     std::exit(1);
@@ -94,21 +96,30 @@ Result Decode(const Model& model, int batch, int steps) {
   SamplingParams p;
   p.temperature = 0;
   p.ignore_eos = true;
-  p.max_new_tokens = steps + 8;
+  p.max_new_tokens = steps * kRounds + 8;
   std::vector<int> prompt = {0, 17, 250, 3, 99, 300, 42, 7};
   for (int b = 0; b < batch; ++b) {
     prompt[1] = 17 + b;  // different sequences
     if (!(*decoder)->Add({prompt, p}).ok()) std::exit(1);
   }
   for (int i = 0; i < 5; ++i) (void)(*decoder)->Step();  // prefill + warm-up
-  auto t0 = Clock::now();
-  int tokens = 0;
-  for (int i = 0; i < steps; ++i) {
-    auto events = (*decoder)->Step();
-    for (const auto& e : *events) tokens += e.token >= 0;
+  // The machine is shared: keep the fastest of `kRounds` rounds.
+  double best = 1e30;
+  int best_tokens = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    auto t0 = Clock::now();
+    int tokens = 0;
+    for (int i = 0; i < steps; ++i) {
+      auto events = (*decoder)->Step();
+      for (const auto& e : *events) tokens += e.token >= 0;
+    }
+    double s = Seconds(t0, Clock::now());
+    if (s < best) {
+      best = s;
+      best_tokens = tokens;
+    }
   }
-  double s = Seconds(t0, Clock::now());
-  return {tokens / s, s / steps};
+  return {best_tokens / best, best / steps};
 }
 
 std::unique_ptr<Model> Load(const std::string& path, int threads) {
