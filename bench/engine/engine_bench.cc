@@ -38,6 +38,17 @@ using namespace hangar::engine;
 using Clock = std::chrono::steady_clock;
 constexpr int kRounds = 3;
 
+std::string LoadAverage() {
+  std::string s;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    char buf[128] = {0};
+    if (std::fgets(buf, sizeof(buf), f) != nullptr) s = buf;
+    std::fclose(f);
+  }
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 __attribute__((target("avx2"))) float SumAvx2(const float* p, size_t n) {
@@ -175,8 +186,8 @@ int main(int argc, char** argv) {
   EnsureQuantized(base, base_i8, "int8");
   EnsureQuantized(base, base_bf16, "bfloat16");
 
-  std::printf("engine_bench: kernels %s, %u hardware threads\n", KernelIsaName(ActiveKernelIsa()),
-              std::thread::hardware_concurrency());
+  std::printf("engine_bench: kernels %s, %u hardware threads, load average %s\n",
+              KernelIsaName(ActiveKernelIsa()), std::thread::hardware_concurrency(), LoadAverage().c_str());
   std::vector<float> buf(size_t(256) << 20 >> 2 << 1);  // 512 MiB
   for (size_t i = 0; i < buf.size(); i += 1024) buf[i] = 1.0f;
   double bw1 = ReadBandwidth(1, buf), bw2 = ReadBandwidth(2, buf);
@@ -222,5 +233,7 @@ int main(int argc, char** argv) {
     std::printf("  (info) base int8 / bf16 batch 8 vs batch 1: %.2f / %.2f\n",
                 tps["base-int8/2/8"] / tps["base-int8/2/1"], tps["base-bf16/2/8"] / tps["base-bf16/2/1"]);
   }
+  std::printf("load average at the end: %s (other work on the machine lowers every number)\n",
+              LoadAverage().c_str());
   return 0;
 }
