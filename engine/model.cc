@@ -563,7 +563,6 @@ absl::StatusOr<std::unique_ptr<DecodeState>> Model::NewState(int slots, int capa
   s->gate_.resize(R * c.intermediate_size);
   s->up_.resize(R * c.intermediate_size);
   s->xl_.resize(R * c.hidden_size);
-  s->scores_.resize(size_t(pool_->size()) * capacity);
   return s;
 }
 
@@ -575,9 +574,12 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
   const float inv_sqrt = 1.0f / std::sqrt(float(hd));
   int64_t work = 0;
   for (const ForwardRow& r : rows) work += int64_t(r.position + 1) * hd * 2 * H;
-  auto job_fn = [&](int t, int nt) {
-    float* scores = s->scores_.data() + size_t(t) * s->capacity_;
-    for (int64_t job = t; job < total; job += nt) {
+  // One chunk per (row, head) pair, handed out dynamically.
+  auto job_fn = [&](int64_t job) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < size_t(s->capacity_)) scratch.resize(size_t(s->capacity_));
+    float* scores = scratch.data();
+    {
       const int64_t r = job / H;
       const int h = int(job % H);
       const ForwardRow& row = rows[size_t(r)];
@@ -611,9 +613,9 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
     }
   };
   if (work < 64 * 1024) {
-    job_fn(0, 1);
+    for (int64_t job = 0; job < total; ++job) job_fn(job);
   } else {
-    pool_->Run(job_fn);
+    pool_->ParallelFor(total, job_fn);
   }
 }
 
@@ -682,14 +684,16 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
             MatMulJob{&L.up, xn, D, s->up_.data(), F, nullptr}});
     float* g = s->gate_.data();
     const float* u = s->up_.data();
-    auto swiglu = [&](int t, int nt) {
-      const int64_t begin = N * F * t / nt, end = N * F * (t + 1) / nt;
+    constexpr int64_t kSwigluChunk = 8192;
+    const int64_t swiglu_chunks = (N * F + kSwigluChunk - 1) / kSwigluChunk;
+    auto swiglu = [&](int64_t c) {
+      const int64_t begin = c * kSwigluChunk, end = std::min(N * F, begin + kSwigluChunk);
       for (int64_t i = begin; i < end; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     };
-    if (N * F >= 32768) {
-      pool_->Run(swiglu);
+    if (swiglu_chunks >= 4) {
+      pool_->ParallelFor(swiglu_chunks, swiglu);
     } else {
-      swiglu(0, 1);
+      for (int64_t c = 0; c < swiglu_chunks; ++c) swiglu(c);
     }
     MatMul(pool_.get(), N, {MatMulJob{&L.down, g, F, s->tmp_.data(), D, nullptr}});
     for (int64_t i = 0; i < N * D; ++i) x[i] += s->tmp_[size_t(i)];

@@ -176,7 +176,7 @@ class DecodeState {
   int slots_ = 0, capacity_ = 0, max_rows_ = 0;
   int64_t kv_dim_ = 0, layers_ = 0;
   std::vector<float> kv_;  // [slot][layer][k|v][capacity][kv_dim]
-  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, xl_, scores_;
+  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, xl_;
   float* K(int slot, int layer) {
     return kv_.data() + ((int64_t(slot) * layers_ + layer) * 2) * capacity_ * kv_dim_;
   }
