@@ -211,13 +211,22 @@ void Run(const RowRangeArgs& a) {
         for (; b + 2 <= gn; b += 2) Tile<L, 2>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
         if (gn - b == 1) Tile<L, 1>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
       }
+      // Four row sums at once per activation row (a transpose-and-add tree).
+      __m128 scale4 = _mm_set1_ps(1.0f);
+      if (w.scales) scale4 = _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(L::kScaleFactor));
       for (int j = 0; j < gn; ++j) {
+        __m256 h[4];
         for (int i = 0; i < 4; ++i) {
-          const float scale = w.scales ? w.scales[r + i] * L::kScaleFactor : 1.0f;
-          float s = kend > 0 ? HorizontalSum(_mm256_load_ps(part + (j * 4 + i) * 8)) * scale : 0.0f;
-          for (int64_t t = kend; t < w.cols; ++t) s += DequantElement(w, r + i, t) * a.x[(g + j) * a.ldx + t];
-          a.y[(g + j) * a.ldy + r + i] = s;
+          const __m256 v = _mm256_load_ps(part + (j * 4 + i) * 8);
+          h[i] = v;
         }
+        __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+        __m128 sums = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        sums = kend > 0 ? _mm_mul_ps(sums, scale4) : _mm_setzero_ps();
+        float* y = a.y + (g + j) * a.ldy + r;
+        _mm_storeu_ps(y, sums);
+        for (int64_t t2 = kend; t2 < w.cols; ++t2)
+          for (int i = 0; i < 4; ++i) y[i] += DequantElement(w, r + i, t2) * a.x[(g + j) * a.ldx + t2];
       }
     }
   }
