@@ -161,7 +161,7 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   // (whole 16-row blocks), handed out dynamically: a thread streams a few
   // hundred KiB sequentially per chunk, and a descheduled thread's share is
   // taken by the others.
-  constexpr int64_t kChunkBytes = 256 * 1024;
+  constexpr int64_t kChunkBytes = 64 * 1024;
   struct Chunk {
     int job;
     int64_t r0, r1;
