@@ -51,7 +51,11 @@ struct BatchDecoder::Sequence {
 
 BatchDecoder::BatchDecoder(const Model* model, const DecoderOptions& options, int context,
                            std::unique_ptr<DecodeState> state)
-    : model_(model), options_(options), context_(context), state_(std::move(state)) {
+    : model_(model),
+      options_(options),
+      context_(context),
+      kv_cache_bytes_(state->bytes()),
+      state_(std::move(state)) {
   slots_.resize(size_t(options.max_batch));
 }
 BatchDecoder::~BatchDecoder() = default;

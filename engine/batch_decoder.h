@@ -100,6 +100,8 @@ class BatchDecoder {
   absl::StatusOr<std::vector<SequenceEvent>> Step();
 
   int capacity() const { return options_.max_batch; }
+  // Bytes of the KV cache (allocated at Create).
+  int64_t kv_cache_bytes() const { return kv_cache_bytes_; }
   int max_context() const { return context_; }
   // Sequences added and not yet finished.
   int active() const;
@@ -115,6 +117,7 @@ class BatchDecoder {
   const Model* model_;
   const DecoderOptions options_;
   const int context_;
+  const int64_t kv_cache_bytes_;
   // Serializes Step; guards what only Step touches.
   absl::Mutex step_mu_;
   std::unique_ptr<DecodeState> state_ ABSL_GUARDED_BY(step_mu_);

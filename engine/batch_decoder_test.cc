@@ -1,7 +1,9 @@
 #include "engine/batch_decoder.h"
 
 #include <cmath>
+#include <atomic>
 #include <map>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -192,6 +194,7 @@ TEST_F(BatchDecoderTest, SeededSamplingIsReproducible) {
 
 TEST_F(BatchDecoderTest, ValidatesRequests) {
   ASSERT_OK_AND_ASSIGN(auto d, BatchDecoder::Create(model_.get(), {.max_batch = 1}));
+  EXPECT_GT(d->kv_cache_bytes(), 0);
   std::vector<int> prompt = Ids("hi");
   auto with = [&](auto mutate) {
     SamplingParams p;
@@ -229,6 +232,56 @@ TEST_F(BatchDecoderTest, ValidatesRequests) {
   EXPECT_OK(d->Add({prompt, Greedy(5)}).status());
   EXPECT_THAT(BatchDecoder::Create(model_.get(), {.max_batch = 0}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_batch: must be in [1, 256]; was 0")));
+}
+
+TEST_F(BatchDecoderTest, AddAndCancelFromOtherThreadsWhileStepping) {
+  ASSERT_OK_AND_ASSIGN(auto d, BatchDecoder::Create(model_.get(), {.max_batch = 4}));
+  std::vector<int> prompt = Ids("The pilot");
+  Output ref = RunAlone(prompt, Greedy(6));
+  constexpr int kSequences = 24;
+  std::atomic<int> added{0};
+  std::vector<SequenceId> ids(kSequences);
+  std::vector<bool> cancelled(kSequences, false);
+  std::thread producer([&] {
+    for (int i = 0; i < kSequences;) {
+      // Every fifth is cancelled; give it room so it is still running.
+      auto id = d->Add({prompt, Greedy((i + 1) % 5 == 0 ? 400 : 6)});
+      if (id.ok()) {
+        ids[size_t(i++)] = *id;
+        added.fetch_add(1);
+        // NOT_FOUND only if it already ended (a very slow producer).
+        if (i % 5 == 0) cancelled[size_t(i - 1)] = d->Cancel(*id).ok();
+      } else {
+        ASSERT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
+        std::this_thread::yield();
+      }
+    }
+  });
+  std::map<SequenceId, Output> out;
+  int finished = 0;
+  while (finished < kSequences) {
+    ASSERT_OK_AND_ASSIGN(auto events, d->Step());
+    for (const auto& e : events) {
+      if (e.token >= 0) out[e.id].tokens.push_back(e.token);
+      if (e.finished) {
+        out[e.id].reason = e.reason;
+        ++finished;
+      }
+    }
+    if (events.empty()) std::this_thread::yield();
+  }
+  producer.join();
+  EXPECT_EQ(added.load(), kSequences);
+  for (int i = 0; i < kSequences; ++i) {
+    const Output& o = out[ids[size_t(i)]];
+    if ((i + 1) % 5 == 0) {
+      EXPECT_EQ(o.reason, cancelled[size_t(i)] ? FinishReason::kCancelled : FinishReason::kLength) << i;
+    } else {
+      EXPECT_EQ(o.reason, FinishReason::kLength) << i;
+      EXPECT_EQ(o.tokens, ref.tokens) << i;
+    }
+  }
+  EXPECT_FALSE(d->HasWork());
 }
 
 }  // namespace

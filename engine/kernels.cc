@@ -1,5 +1,9 @@
 #include "engine/kernels.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -10,6 +14,15 @@ namespace {
 
 std::atomic<KernelIsa> g_isa{DetectKernelIsa()};
 
+#if defined(__x86_64__)
+// F16C (CPUID.1:ECX bit 29); clang 14's __builtin_cpu_supports lacks "f16c".
+bool HasF16c() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx >> 29) & 1;
+}
+#endif
+
 bool CpuHas(KernelIsa isa) {
 #if defined(__x86_64__)
   switch (isa) {
@@ -17,10 +30,10 @@ bool CpuHas(KernelIsa isa) {
       return true;
     case KernelIsa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+             HasF16c();
     case KernelIsa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
+             __builtin_cpu_supports("avx512vl") && HasF16c() &&
              __builtin_cpu_supports("fma");
   }
   return false;
@@ -144,46 +157,42 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   auto kernel = isa == KernelIsa::kAvx512 ? internal::MatMulRowsAvx512
                 : isa == KernelIsa::kAvx2 ? internal::MatMulRowsAvx2
                                           : internal::MatMulRowsScalar;
-  // Rows of all jobs, concatenated, are split in blocks of 16 rows weighted
-  // by bytes so each thread streams about the same amount of memory.
+  // Rows of all jobs are cut into chunks of about kChunkBytes of weights
+  // (whole 16-row blocks), handed out dynamically: a thread streams a few
+  // hundred KiB sequentially per chunk, and a descheduled thread's share is
+  // taken by the others.
+  constexpr int64_t kChunkBytes = 64 * 1024;
+  struct Chunk {
+    int job;
+    int64_t r0, r1;
+  };
+  std::vector<Chunk> chunks;
   int64_t total_bytes = 0;
-  for (const MatMulJob& j : jobs) total_bytes += j.w->rows * j.w->row_bytes();
-  auto work = [&](int t, int nt) {
-    int64_t lo = total_bytes * t / nt, hi = total_bytes * (t + 1) / nt;
-    int64_t base = 0;
-    for (const MatMulJob& j : jobs) {
-      const WeightMatrix& w = *j.w;
-      int64_t rb = w.row_bytes();
-      int64_t jb = w.rows * rb;
-      int64_t s = std::max(lo, base), e = std::min(hi, base + jb);
-      if (s < e) {
-        // Byte range -> row range, rounded to 16-row blocks so neighbouring
-        // threads agree on the boundary.
-        auto to_row = [&](int64_t byte) {
-          int64_t r = (byte - base + rb / 2) / rb;
-          if (r < w.rows) r = r / 16 * 16;
-          return std::min(r, w.rows);
-        };
-        int64_t r0 = (s == base) ? 0 : to_row(s);
-        int64_t r1 = (e == base + jb) ? w.rows : to_row(e);
-        if (r0 < r1) {
-          internal::RowRangeArgs args{&w, j.x, j.ldx, j.y, j.ldy, n, r0, r1};
-          kernel(args);
-          if (j.bias != nullptr) {
-            for (int b = 0; b < n; ++b)
-              for (int64_t r = r0; r < r1; ++r) j.y[b * j.ldy + r] += j.bias[r];
-          }
-        }
-      }
-      base += jb;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const WeightMatrix& w = *jobs[j].w;
+    const int64_t rb = std::max<int64_t>(w.row_bytes(), 1);
+    int64_t rows_per_chunk = std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
+    for (int64_t r = 0; r < w.rows; r += rows_per_chunk) {
+      chunks.push_back(Chunk{int(j), r, std::min(w.rows, r + rows_per_chunk)});
+    }
+    total_bytes += w.rows * w.row_bytes();
+  }
+  auto run_chunk = [&](int64_t c) {
+    const Chunk& ch = chunks[size_t(c)];
+    const MatMulJob& j = jobs[size_t(ch.job)];
+    internal::RowRangeArgs args{j.w, j.x, j.ldx, j.y, j.ldy, n, ch.r0, ch.r1};
+    kernel(args);
+    if (j.bias != nullptr) {
+      for (int b = 0; b < n; ++b)
+        for (int64_t r = ch.r0; r < ch.r1; ++r) j.y[b * j.ldy + r] += j.bias[r];
     }
   };
   // Small products finish faster on one thread than a fork-join takes.
   constexpr int64_t kMinParallelWork = 256 * 1024;
   if (pool == nullptr || pool->size() == 1 || total_bytes * n < kMinParallelWork) {
-    work(0, 1);
+    for (size_t c = 0; c < chunks.size(); ++c) run_chunk(int64_t(c));
   } else {
-    pool->Run(work);
+    pool->ParallelFor(int64_t(chunks.size()), run_chunk);
   }
 }
 

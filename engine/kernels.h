@@ -7,13 +7,17 @@
 //   y[b * ldy + r] = sum_k x[b * ldx + k] * W[r, k]     for b < n, r < rows
 //
 // The weight matrix is streamed from memory once per call however large n
-// is: each block of 4 weight rows is dequantized in registers and multiplied
-// against every activation row while it sits in L1. That is what makes
-// batched decoding nearly free until the kernel becomes compute-bound.
+// is. For n = 1 (memory-bound) rows are read strictly in order, one row at a
+// time with 4 accumulators, which is what lets the hardware prefetcher reach
+// full bandwidth. For n > 1 (compute-bound) 4-row x 4-activation register
+// tiles (2 with AVX2) over 256-column chunks dequantize each weight vector
+// once and reuse it for every activation row while it sits in L1. That is
+// what makes batched decoding nearly free until the kernel is compute-bound.
 //
-// Work is split across the pool's threads by output rows (several matrices
-// that share an input — q/k/v, gate/up — go in one call so one fork-join
-// covers them). Three implementations exist and are chosen once at run time
+// Work is split by output rows into chunks of about 256 KiB of weights that
+// the pool's threads claim dynamically (ThreadPool::ParallelFor); several
+// matrices that share an input — q/k/v, gate/up — go in one call so one
+// fork-join covers them. Three implementations exist and are chosen once at run time
 // with __builtin_cpu_supports: AVX-512 (F, BW, VL), AVX2 + FMA + F16C, and
 // portable scalar C++. `SetKernelIsa` overrides the choice (tests compare
 // the paths; the benchmark reports which ran). The environment variable

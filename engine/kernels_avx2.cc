@@ -97,8 +97,16 @@ struct LoadQ4_0 {
   }
 };
 
-template <class L, int R, int NB>
-inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
+// A 4-row x NB-activation register tile over columns [k0, k1): every
+// weight vector is dequantized once and used NB times, every activation
+// vector used 4 times. Partial sums stay vectors in `part` ([NB][4] vectors,
+// zeroed when `first`) across column chunks; the caller reduces them once. Prefetches the next row block (4 rows
+// further, same offset): interleaved rows of a few KiB are too short for
+// the hardware prefetcher.
+template <class L, int NB>
+inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0, int64_t k1, bool first,
+                 float* part) {
+  constexpr int R = 4;
   const WeightMatrix& w = *a.w;
   const int64_t rb = w.row_bytes();
   const uint8_t* rows[R];
@@ -109,8 +117,17 @@ inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kend; k += 8) {
+    for (int j = 0; j < NB; ++j)
+      acc[i][j] = first ? _mm256_setzero_ps() : _mm256_load_ps(part + (j * R + i) * 8);
+  const int64_t ahead = 2 * R * rb;
+  int64_t next_line = k0 * rb / w.cols;
+  for (int64_t k = k0; k < k1; k += 8) {
+    const int64_t kb = k * rb / w.cols;
+    if (kb >= next_line) {
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
+      next_line = kb + 64;
+    }
     __m256 wv[R];
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) wv[i] = L::Load(rows[i], k);
@@ -121,29 +138,103 @@ inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
       for (int i = 0; i < R; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
     }
   }
-  for (int i = 0; i < R; ++i) {
-    float scale = w.scales ? w.scales[r + i] * L::kScaleFactor : 1.0f;
-    for (int j = 0; j < NB; ++j) {
-      float s = HorizontalSum(acc[i][j]) * scale;
-      for (int64_t k = kend; k < w.cols; ++k) s += DequantElement(w, r + i, k) * xs[j][k];
-      a.y[(b0 + j) * a.ldy + r + i] = s;
-    }
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; ++j) _mm256_store_ps(part + (j * R + i) * 8, acc[i][j]);
+}
+
+// One weight row against NB activation rows over all columns, with U
+// independent accumulators per activation row to hide FMA latency. Batch 1
+// uses it for every row: rows visited in order make one sequential stream
+// per thread, which is what reaches full memory bandwidth.
+template <class L, int NB, int U>
+inline void Row(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
+  const WeightMatrix& w = *a.w;
+  const uint8_t* row = w.data + r * w.row_bytes();
+  const float* xs[NB];
+  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
+  __m256 acc[NB][U];
+#pragma GCC unroll 16
+  for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+    for (int u = 0; u < U; ++u) acc[j][u] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 * U <= kend; k += 8 * U) {
+    __m256 wv[U];
+#pragma GCC unroll 16
+    for (int u = 0; u < U; ++u) wv[u] = L::Load(row, k + 8 * u);
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+      for (int u = 0; u < U; ++u) acc[j][u] = _mm256_fmadd_ps(wv[u], _mm256_loadu_ps(xs[j] + k + 8 * u), acc[j][u]);
+  }
+  for (; k < kend; k += 8) {
+    __m256 wv = L::Load(row, k);
+#pragma GCC unroll 16
+    for (int j = 0; j < NB; ++j) acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[j] + k), acc[j][0]);
+  }
+  const float scale = w.scales ? w.scales[r] * L::kScaleFactor : 1.0f;
+  for (int j = 0; j < NB; ++j) {
+    __m256 sum = acc[j][0];
+#pragma GCC unroll 16
+    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[j][u]);
+    float s = HorizontalSum(sum) * scale;
+    for (int64_t t = kend; t < w.cols; ++t) s += DequantElement(w, r, t) * xs[j][t];
+    a.y[(b0 + j) * a.ldy + r] = s;
   }
 }
 
-template <class L, int R>
-inline void RowBlock(const RowRangeArgs& a, int64_t r, int64_t kend) {
-  int b = 0;
-  for (; b + 2 <= a.n; b += 2) Tile<L, R, 2>(a, r, b, kend);
-  if (b < a.n) Tile<L, R, 1>(a, r, b, kend);
-}
-
+// Batch 1 is bound by memory bandwidth: rows stream in order. Larger batches
+// are bound by arithmetic: 4-row register tiles, with the columns cut in
+// chunks of kChunk so a chunk of the weight rows and of every activation row
+// stays in L1 across the batch.
 template <class L>
 void Run(const RowRangeArgs& a) {
-  const int64_t kend = a.w->cols / 8 * 8;
+  const WeightMatrix& w = *a.w;
+  const int64_t kend = w.cols / 8 * 8;
+  if (a.n == 1) {
+    for (int64_t r = a.r0; r < a.r1; ++r) Row<L, 1, 4>(a, r, 0, kend);
+    return;
+  }
+  constexpr int64_t kChunk = 256;
+  constexpr int kGroup = 16;  // activation rows per pass (partials: 4 KiB)
+  alignas(64) float part[kGroup * 4 * 8];
   int64_t r = a.r0;
-  for (; r + 4 <= a.r1; r += 4) RowBlock<L, 4>(a, r, kend);
-  for (; r < a.r1; ++r) RowBlock<L, 1>(a, r, kend);
+  for (; r + 4 <= a.r1; r += 4) {
+    for (int g = 0; g < a.n; g += kGroup) {
+      const int gn = a.n - g < kGroup ? a.n - g : kGroup;
+      for (int64_t k0 = 0; k0 < kend; k0 += kChunk) {
+        const int64_t k1 = k0 + kChunk < kend ? k0 + kChunk : kend;
+        const bool first = k0 == 0;
+        int b = 0;
+        for (; b + 2 <= gn; b += 2) Tile<L, 2>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
+        if (gn - b == 1) Tile<L, 1>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
+      }
+      // Four row sums at once per activation row (a transpose-and-add tree).
+      __m128 scale4 = _mm_set1_ps(1.0f);
+      if (w.scales) scale4 = _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(L::kScaleFactor));
+      for (int j = 0; j < gn; ++j) {
+        __m256 h[4];
+        for (int i = 0; i < 4; ++i) {
+          const __m256 v = _mm256_load_ps(part + (j * 4 + i) * 8);
+          h[i] = v;
+        }
+        __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+        __m128 sums = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        sums = kend > 0 ? _mm_mul_ps(sums, scale4) : _mm_setzero_ps();
+        float* y = a.y + (g + j) * a.ldy + r;
+        _mm_storeu_ps(y, sums);
+        for (int64_t t2 = kend; t2 < w.cols; ++t2)
+          for (int i = 0; i < 4; ++i) y[i] += DequantElement(w, r + i, t2) * a.x[(g + j) * a.ldx + t2];
+      }
+    }
+  }
+  for (; r < a.r1; ++r) {
+    int b = 0;
+    for (; b + 2 <= a.n; b += 2) Row<L, 2, 1>(a, r, b, kend);
+    if (a.n - b == 1) Row<L, 1, 1>(a, r, b, kend);
+  }
 }
 
 }  // namespace

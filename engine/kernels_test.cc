@@ -1,5 +1,6 @@
 #include "engine/kernels.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -171,6 +172,20 @@ TEST(ThreadPoolTest, RunsEveryThreadOncePerJob) {
       hits[size_t(t)]++;
     });
     EXPECT_THAT(hits, ::testing::ElementsAre(1, 1, 1));
+  }
+}
+
+TEST(ThreadPoolTest, ParallelForRunsEveryChunkExactlyOnce) {
+  ThreadPool pool(3);
+  for (int iter = 0; iter < 300; ++iter) {
+    const int64_t chunks = 1 + iter % 37;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
+    pool.ParallelFor(chunks, [&](int64_t c) { hits[size_t(c)].fetch_add(1); });
+    for (int64_t c = 0; c < chunks; ++c) ASSERT_EQ(hits[size_t(c)].load(), 1) << iter << " " << c;
+    // Static jobs interleave with dynamic ones.
+    std::atomic<int> calls{0};
+    pool.Run([&](int, int) { calls.fetch_add(1); });
+    ASSERT_EQ(calls.load(), 3);
   }
 }
 

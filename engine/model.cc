@@ -75,10 +75,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   }
   auto model = std::unique_ptr<Model>(new Model());
   model->info_.path = path;
-  if (IsDirectory(path)) {
-    RETURN_IF_ERROR(model->LoadHuggingFace(path));
-  } else {
-    RETURN_IF_ERROR(model->LoadGguf(path));
+  try {
+    if (IsDirectory(path)) {
+      RETURN_IF_ERROR(model->LoadHuggingFace(path));
+    } else {
+      RETURN_IF_ERROR(model->LoadGguf(path));
+    }
+  } catch (const std::exception& e) {
+    // nlohmann::json type errors in config.json and friends.
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
   RETURN_IF_ERROR(model->Finish(options));
   return model;
@@ -488,7 +493,9 @@ absl::Status Model::Finish(const LoadOptions& options) {
     for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) add(*w);
     info_.weight_bytes += int64_t(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size()) * 4;
   }
-  info_.weight_bytes += embed_.bytes() + int64_t(final_norm_.size()) * 4;
+  info_.weight_bytes += int64_t(final_norm_.size()) * 4;
+  info_.decode_bytes = info_.weight_bytes + lm_head_.bytes();
+  info_.weight_bytes += embed_.bytes();
   if (!c.tie_word_embeddings) add(lm_head_);
   info_.weight_dtype = dtypes.size() == 1 ? DTypeName(*dtypes.begin()) : "mixed";
   if (info_.quantization.empty()) info_.quantization = info_.weight_dtype;
@@ -556,7 +563,6 @@ absl::StatusOr<std::unique_ptr<DecodeState>> Model::NewState(int slots, int capa
   s->gate_.resize(R * c.intermediate_size);
   s->up_.resize(R * c.intermediate_size);
   s->xl_.resize(R * c.hidden_size);
-  s->scores_.resize(size_t(pool_->size()) * capacity);
   return s;
 }
 
@@ -568,9 +574,12 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
   const float inv_sqrt = 1.0f / std::sqrt(float(hd));
   int64_t work = 0;
   for (const ForwardRow& r : rows) work += int64_t(r.position + 1) * hd * 2 * H;
-  auto job_fn = [&](int t, int nt) {
-    float* scores = s->scores_.data() + size_t(t) * s->capacity_;
-    for (int64_t job = t; job < total; job += nt) {
+  // One chunk per (row, head) pair, handed out dynamically.
+  auto job_fn = [&](int64_t job) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < size_t(s->capacity_)) scratch.resize(size_t(s->capacity_));
+    float* scores = scratch.data();
+    {
       const int64_t r = job / H;
       const int h = int(job % H);
       const ForwardRow& row = rows[size_t(r)];
@@ -604,9 +613,9 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
     }
   };
   if (work < 64 * 1024) {
-    job_fn(0, 1);
+    for (int64_t job = 0; job < total; ++job) job_fn(job);
   } else {
-    pool_->Run(job_fn);
+    pool_->ParallelFor(total, job_fn);
   }
 }
 
@@ -675,7 +684,17 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
             MatMulJob{&L.up, xn, D, s->up_.data(), F, nullptr}});
     float* g = s->gate_.data();
     const float* u = s->up_.data();
-    for (int64_t i = 0; i < N * F; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    constexpr int64_t kSwigluChunk = 8192;
+    const int64_t swiglu_chunks = (N * F + kSwigluChunk - 1) / kSwigluChunk;
+    auto swiglu = [&](int64_t c) {
+      const int64_t begin = c * kSwigluChunk, end = std::min(N * F, begin + kSwigluChunk);
+      for (int64_t i = begin; i < end; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    };
+    if (swiglu_chunks >= 4) {
+      pool_->ParallelFor(swiglu_chunks, swiglu);
+    } else {
+      for (int64_t c = 0; c < swiglu_chunks; ++c) swiglu(c);
+    }
     MatMul(pool_.get(), N, {MatMulJob{&L.down, g, F, s->tmp_.data(), D, nullptr}});
     for (int64_t i = 0; i < N * D; ++i) x[i] += s->tmp_[size_t(i)];
   }

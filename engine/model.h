@@ -93,7 +93,9 @@ struct ModelInfo {
   int64_t parameters = 0;      // elements of every weight tensor (not scales)
   std::string weight_dtype;    // of the linear layers: "float32", "int8", "q4_0", "mixed"
   std::string quantization;    // the manifest's recipe ("ctranslate2:int8") or weight_dtype
-  int64_t weight_bytes = 0;    // bytes of weights and scales the kernels read
+  int64_t weight_bytes = 0;    // bytes of all weights and scales
+  int64_t decode_bytes = 0;    // bytes streamed per forward pass (all but the
+                               // embedding table, unless tied to lm_head)
   int context_length = 0;
   int vocab_size = 0;
 };
@@ -174,7 +176,7 @@ class DecodeState {
   int slots_ = 0, capacity_ = 0, max_rows_ = 0;
   int64_t kv_dim_ = 0, layers_ = 0;
   std::vector<float> kv_;  // [slot][layer][k|v][capacity][kv_dim]
-  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, xl_, scores_;
+  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, xl_;
   float* K(int slot, int layer) {
     return kv_.data() + ((int64_t(slot) * layers_ + layer) * 2) * capacity_ * kv_dim_;
   }

@@ -114,6 +114,8 @@ std::pair<std::string, std::vector<float>> QuantizeRows(const std::vector<float>
   return {std::move(out), std::move(scales)};
 }
 
+bool QuantizedDType(const std::string& d) { return d == "I8" || d == "I16" || d == "F8_E4M3"; }
+
 bool IsLinear(const std::string& name, const SafetensorsTensor& t) {
   if (t.shape.size() != 2) return false;
   if (name == "lm_head.weight") return true;
@@ -140,7 +142,7 @@ absl::Status ValidateRecipe(const std::string& engine, const std::string& quanti
   return ResolveRecipe(engine, quantization).status();
 }
 
-absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
+absl::StatusOr<QuantizeReport> QuantizeModelImpl(const QuantizeOptions& options) {
   ASSIGN_OR_RETURN(Recipe recipe, ResolveRecipe(options.engine, options.quantization));
   if (options.output_dir.empty()) return absl::InvalidArgumentError("output_dir: must not be empty");
   auto progress = [&](double f, const std::string& stage) {
@@ -184,6 +186,8 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
   writer.SetMetadata("format", "pt");
   writer.SetMetadata("hangar_recipe", absl::StrCat(report.engine, ":", report.quantization));
   int64_t total = 0, done = 0;
+  const bool tied = source->config().tie_word_embeddings;
+  bool untied = false;
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   for (const std::string& f : weight_files) {
     ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(f));
@@ -200,12 +204,21 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
       report.parameters += t.elements();
       bool linear = IsLinear(name, t);
       const std::string& dtype = linear ? recipe.linear : recipe.other;
-      if (dtype == "I8" || dtype == "I16" || dtype == "F8_E4M3") {
+      if (QuantizedDType(dtype)) {
         auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], dtype);
         RETURN_IF_ERROR(writer.Add(name, dtype, t.shape, std::move(bytes)));
         RETURN_IF_ERROR(writer.Add(name + "_scale", "F32", {t.shape[0]}, Encode(scales, "F32")));
       } else {
         RETURN_IF_ERROR(writer.Add(name, dtype, t.shape, Encode(v, dtype)));
+      }
+      if (name == "model.embed_tokens.weight" && tied && QuantizedDType(recipe.linear)) {
+        // The tied output projection is a linear layer too: store it
+        // quantized as an untied lm_head (the embedding lookup keeps the
+        // unquantized table).
+        auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], recipe.linear);
+        RETURN_IF_ERROR(writer.Add("lm_head.weight", recipe.linear, t.shape, std::move(bytes)));
+        RETURN_IF_ERROR(writer.Add("lm_head.weight_scale", "F32", {t.shape[0]}, Encode(scales, "F32")));
+        untied = true;
       }
       done += t.elements();
       progress(0.1 + 0.6 * double(done) / double(std::max<int64_t>(total, 1)), "quantizing");
@@ -218,6 +231,13 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
     std::string src = options.source_dir + "/" + f;
     if (!FileExists(src)) continue;
     ASSIGN_OR_RETURN(std::string text, ReadFileToString(src));
+    if (untied && std::string(f) == "config.json") {
+      json cfg = json::parse(text, nullptr, false);
+      if (cfg.is_object()) {
+        cfg["tie_word_embeddings"] = false;
+        text = cfg.dump(2);
+      }
+    }
     RETURN_IF_ERROR(WriteStringToFile(options.output_dir + "/" + f, text));
     size += int64_t(text.size());
   }
@@ -268,6 +288,16 @@ absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
   RETURN_IF_ERROR(WriteStringToFile(options.output_dir + "/hangar_manifest.json", manifest.dump(2)));
   progress(1, "done");
   return report;
+}
+
+
+absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options) {
+  try {
+    return QuantizeModelImpl(options);
+  } catch (const std::exception& e) {
+    // nlohmann::json type errors in the source's JSON files.
+    return absl::InvalidArgumentError(absl::StrCat("QuantizeModel: ", e.what()));
+  }
 }
 
 }  // namespace hangar::engine

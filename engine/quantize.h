@@ -14,8 +14,12 @@
 //   VLLM          float16 / bfloat16 / float32            (all in that type)
 //                 fp8            F8_E4M3 + scale          BF16
 //
-// "Linear weights" are the attention and MLP projections and an untied
-// lm_head; embeddings, norms and biases are "everything else". Integer and
+// "Linear weights" are the attention and MLP projections and the lm_head;
+// embeddings, norms and biases are "everything else". When the source ties
+// lm_head to the embeddings and the recipe quantizes linear weights, the
+// artifact stores a quantized untied "lm_head.weight" (config.json gets
+// tie_word_embeddings = false): the output projection then reads 1 or 2
+// bytes per weight like every other linear layer. Integer and
 // fp8 weights are symmetric per output row: scale = max|row| / qmax (127,
 // 32767, 448), q = round-to-nearest(x / scale). A quantized tensor keeps its
 // HF name and gets a sibling "<name>_scale" F32 tensor of shape [rows].

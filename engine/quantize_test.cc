@@ -128,3 +128,29 @@ TEST(QuantizeRecipeTest, RejectsUnknownRecipes) {
 
 }  // namespace
 }  // namespace hangar::engine
+
+namespace hangar::engine {
+namespace {
+
+TEST(QuantizeTiedTest, TiedSourceGetsAQuantizedUntiedLmHead) {
+  std::string src = ::hangar::engine::testing::MakeTempDir("tied");
+  TinyModelOptions o;
+  o.num_layers = 1;
+  o.tie_word_embeddings = true;
+  ASSERT_OK(WriteTinyModel(o, src));
+  std::string out = src + "-int8";
+  ASSERT_OK_AND_ASSIGN(QuantizeReport r, QuantizeModel({.source_dir = src, .output_dir = out,
+                                                         .engine = "CTRANSLATE2", .quantization = "int8_float16",
+                                                         .threads = 1}));
+  EXPECT_LT(r.max_abs_logit_error, 0.3);
+  ASSERT_OK_AND_ASSIGN(auto st, SafetensorsFile::Open(out + "/model.safetensors"));
+  ASSERT_NE(st->Find("lm_head.weight"), nullptr);
+  EXPECT_EQ(st->Find("lm_head.weight")->dtype, "I8");
+  EXPECT_EQ(st->Find("model.embed_tokens.weight")->dtype, "F16");
+  ASSERT_OK_AND_ASSIGN(auto model, Model::Load(out, {.threads = 1}));
+  EXPECT_FALSE(model->config().tie_word_embeddings);
+  EXPECT_EQ(model->info().weight_dtype, "int8");
+}
+
+}  // namespace
+}  // namespace hangar::engine

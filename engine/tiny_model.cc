@@ -461,7 +461,7 @@ std::string QuantizeGgml(const std::vector<float>& v, uint32_t type) {
 
 }  // namespace
 
-absl::Status ConvertToGguf(const std::string& hf_dir, const std::string& gguf_path,
+absl::Status ConvertToGgufImpl(const std::string& hf_dir, const std::string& gguf_path,
                            const std::string& type_name) {
   uint32_t type;
   if (type_name == "f32") {
@@ -580,6 +580,17 @@ absl::Status ConvertToGguf(const std::string& hf_dir, const std::string& gguf_pa
     }
   }
   return w.Write(gguf_path);
+}
+
+
+absl::Status ConvertToGguf(const std::string& hf_dir, const std::string& gguf_path,
+                           const std::string& type_name) {
+  try {
+    return ConvertToGgufImpl(hf_dir, gguf_path, type_name);
+  } catch (const std::exception& e) {
+    // nlohmann::json type errors in the source's JSON files.
+    return absl::InvalidArgumentError(absl::StrCat("ConvertToGguf: ", e.what()));
+  }
 }
 
 }  // namespace hangar::engine

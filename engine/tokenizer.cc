@@ -276,11 +276,11 @@ absl::Status AddNormalizers(const json& n,
   if (n.is_null()) return absl::OkStatus();
   std::string type = n.value("type", "");
   if (type == "Sequence") {
-    for (const json& c : n["normalizers"]) RETURN_IF_ERROR(AddNormalizers(c, out));
+    for (const json& c : n.at("normalizers")) RETURN_IF_ERROR(AddNormalizers(c, out));
   } else if (type == "Prepend") {
     out->push_back({0, {n.value("prepend", ""), ""}});
   } else if (type == "Replace") {
-    const json& p = n["pattern"];
+    const json& p = n.at("pattern");
     if (!p.is_object() || !p.contains("String")) {
       return absl::InvalidArgumentError("tokenizer: normalizer Replace with a regex pattern is not supported");
     }
@@ -435,7 +435,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
     if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
       const json& p = j["pre_tokenizer"];
       if (p.value("type", "") == "Sequence") {
-        for (const json& c : p["pretokenizers"]) pres.push_back(c);
+        for (const json& c : p.at("pretokenizers")) pres.push_back(c);
       } else {
         pres.push_back(p);
       }
@@ -443,7 +443,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
     for (const json& p : pres) {
       std::string type = p.value("type", "");
       if (type == "Split") {
-        const json& pat = p["pattern"];
+        const json& pat = p.at("pattern");
         std::string regex;
         if (pat.contains("Regex")) {
           regex = pat["Regex"].get<std::string>();

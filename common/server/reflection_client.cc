@@ -210,6 +210,7 @@ absl::StatusOr<std::string> ReflectionClient::CallUnary(
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.always_print_primitive_fields = true;
+  options.add_whitespace = true;
   auto printed =
       google::protobuf::util::MessageToJsonString(*response, &json, options);
   if (!printed.ok()) {
