@@ -724,7 +724,15 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareModel(const std::string& name) {
         "name: \"", name, "\" is ", v1::ModelState_Name(model.state()),
         "; only READY models can be prepared"));
   }
-  if (model.source() == v1::MODEL_SOURCE_LOCAL) return model.preparation();
+  if (model.source() == v1::MODEL_SOURCE_LOCAL) {
+    std::error_code error;
+    if (!fs::exists(model.local_path(), error)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("name: \"", name, "\" was imported from ",
+                       model.local_path(), ", which no longer exists"));
+    }
+    return model.preparation();
+  }
   if (!model.local_path().empty()) {
     // A curated model served from the local model root (the test model).
     absl::StatusOr<std::string> path = ResolvePathUnderRoot(

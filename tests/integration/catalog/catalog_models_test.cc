@@ -187,6 +187,12 @@ TEST_F(CatalogTest, ImportsALocalDirectory) {
   ASSERT_TRUE(Prepare("local/tiny", &preparation).ok());
   EXPECT_EQ(preparation.state(), v1::PREPARATION_STATE_PREPARED);
 
+  // Weights removed behind the catalog's back are reported, not hidden.
+  std::filesystem::rename(local_root_ + "/tiny", local_root_ + "/moved");
+  EXPECT_EQ(Prepare("local/tiny", &preparation).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  std::filesystem::rename(local_root_ + "/moved", local_root_ + "/tiny");
+
   // A duplicate import is refused and writes nothing.
   const int total = TotalModels();
   grpc::Status status = Import(LocalImport("tiny"), &model);
