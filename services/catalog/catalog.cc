@@ -773,15 +773,19 @@ absl::StatusOr<v1::Preparation> Catalog::PrepareFromHub(
       fs::exists(fs::path(stored.local_path()) / kPreparedMarker)) {
     return stored;
   }
+  // Imported models use their own connection; curated ones (some are
+  // gated, e.g. meta-llama) the operator's curated_connection, if any.
+  const std::string connection =
+      !model.connection().empty()                  ? model.connection()
+      : model.source() == v1::MODEL_SOURCE_CURATED ? options_.curated_connection
+                                                   : "";
   std::string token;
-  if (!model.connection().empty()) {
-    absl::StatusOr<std::string> opened =
-        OpenToken("connection", model.connection());
+  if (!connection.empty()) {
+    absl::StatusOr<std::string> opened = OpenToken("connection", connection);
     if (!opened.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("\"", name, "\" was imported through connection \"",
-                       model.connection(),
-                       "\", which is unusable: ", opened.status().message()));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "\"", name, "\" is fetched through connection \"", connection,
+          "\", which is unusable: ", opened.status().message()));
     }
     token = *std::move(opened);
   }

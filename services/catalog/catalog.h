@@ -76,6 +76,9 @@ class Catalog {
     std::vector<v1::Model> curated_models;
     // Imported models with at most this many parameters run on CPU.
     int64_t cpu_max_parameters = 2'000'000'000;
+    // The connection whose token fetches curated models (several are gated
+    // on the Hub); empty: curated models are fetched anonymously.
+    std::string curated_connection;
     // How often a running download writes its progress to the database and
     // notifies watchers.
     absl::Duration progress_interval = absl::Seconds(1);

@@ -98,6 +98,7 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                        .local_model_root = options.local_model_root,
                        .curated_models = std::move(curated),
                        .cpu_max_parameters = options.cpu_max_parameters,
+                       .curated_connection = options.curated_connection,
                        .progress_interval = options.progress_interval,
                        .download = options.download,
                        .store = server->store_.get(),

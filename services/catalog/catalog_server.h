@@ -90,6 +90,9 @@ class CatalogServer {
     std::string deployment_address;
     // Imported models with at most this many parameters run on CPU.
     int64_t cpu_max_parameters = 2'000'000'000;
+    // The connection whose token fetches curated models (several are gated
+    // on the Hub); empty: curated models are fetched anonymously.
+    std::string curated_connection;
     // How often download progress is stored and streamed.
     absl::Duration progress_interval = absl::Seconds(1);
     // Download retries.

@@ -46,6 +46,9 @@ ABSL_FLAG(std::string, curated_models, "",
 ABSL_FLAG(std::string, secret_key_file, "",
           "Key for sealing connection tokens, created 0600 if missing "
           "(default: <model_store>/.catalog-secret.key)");
+ABSL_FLAG(std::string, curated_connection, "",
+          "Connection whose token fetches curated models (some are gated on "
+          "the Hub)");
 ABSL_FLAG(std::string, deployment_address, "",
           "Deployment service host:port, asked before deleting a model "
           "(empty: nothing is in use)");
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
       .secret_key_file = absl::GetFlag(FLAGS_secret_key_file),
       .hf_endpoint = hf_endpoint,
       .deployment_address = absl::GetFlag(FLAGS_deployment_address),
+      .curated_connection = absl::GetFlag(FLAGS_curated_connection),
   });
   if (!server.ok()) {
     std::cerr << "catalog: " << server.status().message() << std::endl;

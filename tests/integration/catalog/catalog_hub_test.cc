@@ -251,6 +251,32 @@ TEST_F(CatalogTest, QwenRepositoryCountsItsBiases) {
   EXPECT_EQ(model.family(), "qwen2");
 }
 
+TEST_F(CatalogTest, CuratedGatedModelsArePreparedThroughTheCuratedConnection) {
+  // The Hub holds the curated repository, behind a token.
+  hub_->AddRepo(TinyRepo("HuggingFaceTB/SmolLM2-135M-Instruct", kToken));
+  v1::Preparation preparation;
+  grpc::Status status =
+      Prepare("HuggingFaceTB/SmolLM2-135M-Instruct", &preparation);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  StartServer([](catalog::CatalogServer::Options& options) {
+    options.curated_connection = "hf-curated";
+  });
+  status = Prepare("HuggingFaceTB/SmolLM2-135M-Instruct", &preparation);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("hf-curated"));
+  v1::Connection connection;
+  ASSERT_TRUE(CreateConnection("hf-curated", kToken, &connection).ok());
+  ASSERT_TRUE(
+      Prepare("HuggingFaceTB/SmolLM2-135M-Instruct", &preparation).ok());
+  v1::Model model = WaitForPreparation("HuggingFaceTB/SmolLM2-135M-Instruct",
+                                       v1::PREPARATION_STATE_PREPARED);
+  EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
+      << model.preparation().failure_reason();
+  EXPECT_TRUE(std::filesystem::exists(model_store_ +
+                                      "/HuggingFaceTB/SmolLM2-135M-Instruct/" +
+                                      kSha + "/model.safetensors"));
+}
+
 TEST_F(CatalogTest, NoNetworkIsUnavailableNamingTheEndpoint) {
   StartServer([](catalog::CatalogServer::Options& options) {
     options.hf_endpoint = "http://127.0.0.1:1";
