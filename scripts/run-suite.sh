@@ -29,6 +29,14 @@ psql -h 127.0.0.1 -p "$PG_PORT" -U hangar -d postgres -tc \
 DB="postgresql://hangar@127.0.0.1:$PG_PORT/hangar"
 echo "PostgreSQL: $DB"
 
+# The curated demo model hangar/tiny-random-llama lives under the local root.
+TINY="$STATE/local-models/tiny-random-llama"
+if [[ ! -f "$TINY/config.json" && -x "$BUILD_DIR/tools/make-tiny-model/make-tiny-model" ]]; then
+  mkdir -p "$STATE/local-models"
+  "$BUILD_DIR/tools/make-tiny-model/make-tiny-model" --out "$TINY" >/dev/null
+  echo "generated the demo model at $TINY"
+fi
+
 started=0
 for service in catalog scheduler optimizer deployment gateway; do
   binary="$BUILD_DIR/services/$service/hangar-$service"
