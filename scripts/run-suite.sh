@@ -22,7 +22,13 @@ fi
 [[ $(id -u) -eq 0 ]] && chown -R postgres "$STATE/pg" && chmod 777 "$STATE/logs"
 as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg" -l "$STATE/logs/postgres.log" \
   -o "-p $PG_PORT -k $STATE -c listen_addresses=127.0.0.1" -w start >/dev/null
-trap 'as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null; kill 0' EXIT
+cleanup() {
+  trap - EXIT INT TERM
+  jobs -p | xargs -r kill 2>/dev/null || true
+  wait 2>/dev/null || true
+  as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg" -m fast stop >/dev/null || true
+}
+trap cleanup EXIT INT TERM
 psql -h 127.0.0.1 -p "$PG_PORT" -U hangar -d postgres -tc \
   "SELECT 1 FROM pg_database WHERE datname='hangar'" | grep -q 1 ||
   psql -h 127.0.0.1 -p "$PG_PORT" -U hangar -d postgres -c "CREATE DATABASE hangar" >/dev/null
