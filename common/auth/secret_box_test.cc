@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -95,9 +96,7 @@ TEST(SecretBoxTest, BindsAssociatedDataAndKey) {
 class SecretBoxKeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/hangar-secretbox-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
+    dir_ = hangar::testing::MakeTempDir("hangar-secretbox");
     path_ = dir_ + "/secret.key";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

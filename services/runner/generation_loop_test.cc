@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "engine/tiny_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -20,8 +21,7 @@ using ::testing::HasSubstr;
 class GenerationLoopTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::string dir = absl::StrCat(::testing::TempDir(), "/runner-tiny-XXXXXX");
-    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    std::string dir = hangar::testing::MakeTempDir("runner-tiny");
     engine::TinyModelOptions options;  // ~1 M parameters
     ASSERT_THAT(engine::WriteTinyModel(options, dir), IsOk());
     auto model = engine::Model::Load(dir, {.threads = 1});

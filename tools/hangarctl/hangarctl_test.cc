@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/testing/child_process.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "engine/tiny_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,8 +19,7 @@ using ::testing::HasSubstr;
 class HangarctlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = absl::StrCat(::testing::TempDir(), "/ctl-model-XXXXXX");
-    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    std::string dir = hangar::testing::MakeTempDir("ctl-model");
     ASSERT_THAT(engine::WriteTinyModel({}, dir), IsOk());
     auto runner = runner::RunnerServer::Start(
         {.server = {.name = "runner", .port = 0}, .model_path = dir, .threads = 1});

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/temp_dir.h"
 #include "tests/integration/catalog/test_models.h"
 
 namespace hangar::testing {
@@ -13,10 +14,7 @@ namespace hangar::testing {
 void CatalogTest::SetUp() {
   PostgresTest::SetUp();
   if (HasFatalFailure()) return;
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "catalog_test_XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  dir_ = pattern;
+  dir_ = hangar::testing::MakeTempDir("catalog_test");
   local_root_ = dir_ + "/local";
   model_store_ = dir_ + "/store";
   std::filesystem::create_directories(local_root_);

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "common/testing/child_process.h"
 #include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
 #include "engine/tiny_model.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -26,15 +27,10 @@ namespace {
 using ::hangar::testing::ChildProcess;
 using ::hangar::testing::IsOk;
 using ::hangar::testing::IsOkAndHolds;
+using ::hangar::testing::MakeTempDir;
 using ::hangar::testing::WaitUntil;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string TempDir(const std::string& name) {
-  std::string dir = absl::StrCat(::testing::TempDir(), "/", name, "-XXXXXX");
-  EXPECT_NE(mkdtemp(dir.data()), nullptr);
-  return dir;
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -46,14 +42,14 @@ std::string ReadFile(const std::string& path) {
 class RunnerProcessTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_dir_ = new std::string(TempDir("runner-model"));
+    model_dir_ = new std::string(MakeTempDir("runner-model"));
     ASSERT_THAT(engine::WriteTinyModel({}, *model_dir_), IsOk());
   }
   static void TearDownTestSuite() { delete model_dir_; }
 
   // Starts a runner and waits until it is SERVING.
   void StartRunner(std::vector<std::string> extra = {}) {
-    port_file_ = TempDir("runner-port") + "/port";
+    port_file_ = MakeTempDir("runner-port") + "/port";
     std::vector<std::string> argv = {HANGAR_RUNNER_PATH,
                                      "--model=" + *model_dir_,
                                      "--port_file=" + port_file_,
