@@ -141,6 +141,7 @@ void Server::Shutdown() {
   // Health first, so load balancers and watchers stop sending; then end
   // health Watch streams, which would otherwise hold the drain open.
   health_.Shutdown();
+  for (const auto& callback : shutdown_callbacks_) callback();
   // Stops accepting calls and waits for in-flight ones until the deadline,
   // then cancels whatever is left.
   server_->Shutdown(std::chrono::system_clock::now() +
@@ -149,6 +150,11 @@ void Server::Shutdown() {
   metrics_->StopServing();
   absl::MutexLock request_lock(&request_mu_);
   if (signal_callback_id_ >= 0) RemoveShutdownCallback(signal_callback_id_);
+}
+
+void Server::OnShutdown(std::function<void()> callback) {
+  absl::MutexLock lock(&shutdown_mu_);
+  shutdown_callbacks_.push_back(std::move(callback));
 }
 
 void Server::HandleSignals() {

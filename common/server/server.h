@@ -22,6 +22,7 @@
 #ifndef HANGAR_COMMON_SERVER_SERVER_H_
 #define HANGAR_COMMON_SERVER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,6 +84,11 @@ class Server {
   // Graceful shutdown; idempotent and thread-safe. Returns when drained.
   void Shutdown();
 
+  // Runs `callback` when shutdown begins, before the drain, so that
+  // long-lived streams of a service (Watch calls) can end instead of holding
+  // the drain open until drain_timeout. Register before serving.
+  void OnShutdown(std::function<void()> callback);
+
   // From now on SIGTERM/SIGINT begin a graceful shutdown. Idempotent.
   void HandleSignals();
 
@@ -107,8 +113,10 @@ class Server {
 
   absl::Mutex request_mu_;  // Protects shutdown_requested_.
   bool shutdown_requested_ ABSL_GUARDED_BY(request_mu_) = false;
-  absl::Mutex shutdown_mu_;  // Serializes the drain; protects shut_down_.
+  absl::Mutex shutdown_mu_;  // Serializes the drain; protects the fields below.
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  std::vector<std::function<void()>> shutdown_callbacks_
+      ABSL_GUARDED_BY(shutdown_mu_);
 };
 
 }  // namespace hangar

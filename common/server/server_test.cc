@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -284,6 +285,8 @@ TEST(ServerTest, SigtermDrainsInFlightCallsAndTurnsHealthNotServing) {
   EXPECT_EQ(chunk.delta(), "hello");
   ASSERT_TRUE(runner.started_.WaitForNotificationWithTimeout(absl::Seconds(30)));
 
+  std::atomic<bool> hook_ran{false};
+  server->OnShutdown([&] { hook_ran = true; });
   // With the handlers installed, a real SIGTERM starts the drain.
   server->HandleSignals();
   absl::Notification terminated;
@@ -313,6 +316,7 @@ TEST(ServerTest, SigtermDrainsInFlightCallsAndTurnsHealthNotServing) {
   EXPECT_TRUE(call->Finish().ok());
   ASSERT_TRUE(terminated.WaitForNotificationWithTimeout(absl::Seconds(30)));
   waiter.join();
+  EXPECT_TRUE(hook_ran);
 }
 
 }  // namespace

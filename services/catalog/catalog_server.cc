@@ -118,6 +118,8 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                                    .tls_cert_file = options.tls_cert_file,
                                    .tls_key_file = options.tls_key_file},
                                   {server->service_.get()}, &server->metrics_));
+  server->server_->OnShutdown(
+      [service = server->service_.get()] { service->BeginShutdown(); });
   server->server_->SetServing(true);
   return server;
 }

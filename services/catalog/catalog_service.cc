@@ -90,7 +90,7 @@ grpc::Status CatalogServiceImpl::WatchModel(
   if (!model.ok()) return ToGrpcStatus(model.status());
   if (!writer->Write(*model)) return grpc::Status::OK;
   v1::Model last = *std::move(model);
-  while (!context->IsCancelled()) {
+  while (!context->IsCancelled() && !shutting_down_) {
     uint64_t now = catalog_->WaitForChange(request->name(), seen, watch_poll_);
     if (now == seen) continue;
     seen = now;

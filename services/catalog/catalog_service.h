@@ -14,6 +14,8 @@
 #ifndef HANGAR_SERVICES_CATALOG_CATALOG_SERVICE_H_
 #define HANGAR_SERVICES_CATALOG_CATALOG_SERVICE_H_
 
+#include <atomic>
+
 #include "absl/time/time.h"
 #include "common/auth/bearer.h"
 #include "hangar/v1/catalog.grpc.pb.h"
@@ -29,6 +31,10 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
   CatalogServiceImpl(Catalog* catalog, const auth::AdminToken* admin_token,
                      absl::Duration watch_poll = absl::Milliseconds(500))
       : catalog_(catalog), admin_token_(admin_token), watch_poll_(watch_poll) {}
+
+  // Ends open WatchModel streams (within one watch poll); called when the
+  // server begins its drain.
+  void BeginShutdown() { shutting_down_ = true; }
 
   grpc::Status ListModels(grpc::ServerContext* context,
                           const v1::ListModelsRequest* request,
@@ -68,6 +74,8 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
   Catalog* const catalog_;
   const auth::AdminToken* const admin_token_;
   const absl::Duration watch_poll_;
+  // Set when the server begins shutting down: WatchModel streams end.
+  std::atomic<bool> shutting_down_{false};
 };
 
 }  // namespace hangar::catalog
