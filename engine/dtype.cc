@@ -1,6 +1,7 @@
 #include "engine/dtype.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace hangar::engine {
 
@@ -113,6 +114,21 @@ uint8_t F32ToFp8E4M3(float f) {
   }
   int mant = int(std::lround((qm * 2.0f - 1.0f) * 8.0f));
   return sign | uint8_t(biased << 3) | uint8_t(mant);
+}
+
+std::string EncodeFloats(const std::vector<float>& v, const std::string& dtype) {
+  std::string out;
+  if (dtype == "F32") {
+    out.resize(v.size() * 4);
+    std::memcpy(out.data(), v.data(), out.size());
+    return out;
+  }
+  out.resize(v.size() * 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint16_t h = dtype == "F16" ? F32ToF16(v[i]) : F32ToBf16(v[i]);
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
 }
 
 }  // namespace hangar::engine

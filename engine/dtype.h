@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace hangar::engine {
 
@@ -73,6 +74,10 @@ inline uint16_t F32ToBf16(float f) {
 
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
+
+// Little-endian bytes of `v` stored as a safetensors float dtype: "F32",
+// "F16", or (anything else) "BF16".
+std::string EncodeFloats(const std::vector<float>& v, const std::string& dtype);
 
 // fp8 E4M3 (the "fn" variant: no infinities, 0x7f/0xff are NaN, max 448).
 float Fp8E4M3ToF32(uint8_t v);

@@ -69,21 +69,6 @@ std::vector<float> ToFloats(const SafetensorsTensor& t) {
   return v;
 }
 
-std::string Encode(const std::vector<float>& v, const std::string& dtype) {
-  std::string out;
-  if (dtype == "F32") {
-    out.resize(v.size() * 4);
-    std::memcpy(out.data(), v.data(), out.size());
-    return out;
-  }
-  out.resize(v.size() * 2);
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint16_t h = dtype == "F16" ? F32ToF16(v[i]) : F32ToBf16(v[i]);
-    std::memcpy(out.data() + 2 * i, &h, 2);
-  }
-  return out;
-}
-
 // Per-row symmetric quantization; returns (bytes, scales).
 std::pair<std::string, std::vector<float>> QuantizeRows(const std::vector<float>& v, int64_t rows,
                                                         int64_t cols, const std::string& dtype) {
@@ -207,9 +192,9 @@ absl::StatusOr<QuantizeReport> QuantizeModelImpl(const QuantizeOptions& options)
       if (QuantizedDType(dtype)) {
         auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], dtype);
         RETURN_IF_ERROR(writer.Add(name, dtype, t.shape, std::move(bytes)));
-        RETURN_IF_ERROR(writer.Add(name + "_scale", "F32", {t.shape[0]}, Encode(scales, "F32")));
+        RETURN_IF_ERROR(writer.Add(name + "_scale", "F32", {t.shape[0]}, EncodeFloats(scales, "F32")));
       } else {
-        RETURN_IF_ERROR(writer.Add(name, dtype, t.shape, Encode(v, dtype)));
+        RETURN_IF_ERROR(writer.Add(name, dtype, t.shape, EncodeFloats(v, dtype)));
       }
       if (name == "model.embed_tokens.weight" && tied && QuantizedDType(recipe.linear)) {
         // The tied output projection is a linear layer too: store it
@@ -217,7 +202,7 @@ absl::StatusOr<QuantizeReport> QuantizeModelImpl(const QuantizeOptions& options)
         // unquantized table).
         auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], recipe.linear);
         RETURN_IF_ERROR(writer.Add("lm_head.weight", recipe.linear, t.shape, std::move(bytes)));
-        RETURN_IF_ERROR(writer.Add("lm_head.weight_scale", "F32", {t.shape[0]}, Encode(scales, "F32")));
+        RETURN_IF_ERROR(writer.Add("lm_head.weight_scale", "F32", {t.shape[0]}, EncodeFloats(scales, "F32")));
         untied = true;
       }
       done += t.elements();

@@ -229,21 +229,6 @@ std::string TokenizerJson(const Trained& t) {
   return j.dump(1);
 }
 
-std::string EncodeFloats(const std::vector<float>& v, const std::string& dtype) {
-  std::string out;
-  if (dtype == "F32") {
-    out.resize(v.size() * 4);
-    std::memcpy(out.data(), v.data(), out.size());
-    return out;
-  }
-  out.resize(v.size() * 2);
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint16_t h = dtype == "F16" ? F32ToF16(v[i]) : F32ToBf16(v[i]);
-    std::memcpy(out.data() + 2 * i, &h, 2);
-  }
-  return out;
-}
-
 absl::Status MakeDir(const std::string& dir) {
   if (IsDirectory(dir)) return absl::OkStatus();
   // Create parents as needed.
