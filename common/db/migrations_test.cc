@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/db/pool.h"
+#include "common/testing/ports.h"
 #include "common/testing/postgres_server.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -289,15 +290,7 @@ TEST_F(MigrationsTest, TwoConcurrentProcessesApplyEachMigrationOnce) {
 }
 
 TEST(MigrateToolTest, UnreachableDatabaseIsOneLineAndExitCodeOne) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  const int port = ntohs(addr.sin_port);
+  ASSERT_OK_AND_ASSIGN(const int port, ::hangar::testing::PickFreeLoopbackPort());
   Finished result = Wait(SpawnMigrate(
       {absl::StrCat("--db=host=127.0.0.1 port=", port,
                     " dbname=hangar password=hunter2"),

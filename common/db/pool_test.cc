@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/testing/fake_clock.h"
+#include "common/testing/ports.h"
 #include "common/testing/postgres_server.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -35,15 +36,9 @@ using ::testing::Not;
 
 // A port on 127.0.0.1 that nothing listens on (bound, then released).
 int ClosedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  absl::StatusOr<int> port = ::hangar::testing::PickFreeLoopbackPort();
+  EXPECT_TRUE(port.ok()) << port.status();
+  return port.value_or(1);
 }
 
 absl::Status Exec(Pool& pool, const std::string& sql) {

@@ -33,6 +33,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/testing/ports.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -46,25 +47,6 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(10);
 
 std::string ErrnoMessage(absl::string_view what) {
   return absl::StrCat(what, ": ", std::strerror(errno));
-}
-
-// A free TCP port on 127.0.0.1 as the kernel hands out for port 0.
-absl::StatusOr<int> PickFreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(ErrnoMessage("socket"));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t length = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-    std::string message = ErrnoMessage("bind 127.0.0.1:0");
-    ::close(fd);
-    return absl::InternalError(message);
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 struct Credentials {
@@ -179,7 +161,7 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(
   // Another process may take the chosen port between picking and binding;
   // then pick again.
   for (int attempt = 1;; ++attempt) {
-    absl::StatusOr<int> port = PickFreePort();
+    absl::StatusOr<int> port = PickFreeLoopbackPort();
     if (!port.ok()) return port.status();
     server->port_ = *port;
     status = server->Launch();
