@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 
 namespace hangar::engine {
 namespace {
@@ -133,8 +134,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   auto parsed = Parse(file->data(), file->size());
   if (!parsed.ok()) {
-    return absl::Status(parsed.status().code(),
-                        absl::StrCat(path, ": ", parsed.status().message()));
+    return PrefixStatus(path, parsed.status());
   }
   (*parsed)->file_ = std::move(file);
   return std::move(parsed).value();

@@ -1,6 +1,6 @@
 #include "common/status/grpc_status.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/status/status_util.h"
 
 namespace hangar {
 
@@ -13,11 +13,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 absl::Status FromGrpcStatus(const grpc::Status& status,
                             absl::string_view context) {
   if (status.ok()) return absl::OkStatus();
-  std::string message =
-      context.empty() ? status.error_message()
-                      : absl::StrCat(context, ": ", status.error_message());
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      message);
+  return PrefixStatus(
+      context, absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                            status.error_message()));
 }
 
 }  // namespace hangar
