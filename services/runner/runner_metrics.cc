@@ -80,7 +80,9 @@ void RunnerMetrics::RecordFirstToken(absl::Duration since_submit) {
   time_to_first_token_.Observe(absl::ToDoubleSeconds(since_submit));
 }
 
-void RunnerMetrics::RecordPrompt(int tokens) { prompt_tokens_.Increment(tokens); }
+void RunnerMetrics::RecordPrompt(int tokens) {
+  prompt_tokens_.Increment(tokens);
+}
 
 void RunnerMetrics::RecordFinish(const char* reason) {
   sequences_.Add({{"reason", reason}}).Increment();

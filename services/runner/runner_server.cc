@@ -37,12 +37,16 @@ absl::StatusOr<std::unique_ptr<RunnerServer>> RunnerServer::Start(
     return absl::InvalidArgumentError(
         absl::StrCat("threads: must be >= 0; was ", options.threads));
   }
-  std::unique_ptr<RunnerServer> runner(new RunnerServer());
+  if (options.identity.revision < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "revision: must be >= 0; was ", options.identity.revision));
+  }
+  std::unique_ptr<RunnerServer> runner(new RunnerServer(options.identity));
   runner->runner_metrics_ =
       std::make_unique<RunnerMetrics>(runner->metrics_.registry());
-  ASSIGN_OR_RETURN(runner->server_,
-                   Server::Create(options.server, {&runner->service_},
-                                  &runner->metrics_));
+  ASSIGN_OR_RETURN(
+      runner->server_,
+      Server::Create(options.server, {&runner->service_}, &runner->metrics_));
   if (!options.port_file.empty()) {
     RETURN_IF_ERROR(WritePortFile(options.port_file, runner->port()));
   }
@@ -52,15 +56,13 @@ absl::StatusOr<std::unique_ptr<RunnerServer>> RunnerServer::Start(
                                         .max_context = options.max_context}));
   ASSIGN_OR_RETURN(
       runner->loop_,
-      GenerationLoop::Create(
-          runner->model_.get(),
-          {.max_batch = options.max_batch,
-           .max_queue = options.max_queue,
-           .max_context = options.max_context,
-           .default_max_tokens = options.default_max_tokens,
-           .metrics = runner->runner_metrics_.get()}));
-  runner->service_.SetLoop(runner->model_.get(), runner->loop_.get(),
-                           options.threads);
+      GenerationLoop::Create(runner->model_.get(),
+                             {.max_batch = options.max_batch,
+                              .max_queue = options.max_queue,
+                              .max_context = options.max_context,
+                              .sampling = options.sampling,
+                              .metrics = runner->runner_metrics_.get()}));
+  runner->service_.SetLoop(runner->model_.get(), runner->loop_.get());
   runner->server_->SetServing(true);
   return runner;
 }

@@ -3,9 +3,11 @@
 // Start() brings up the gRPC server first (health NOT_SERVING, calls answer
 // UNAVAILABLE "model loading"), writes the bound port to `port_file` for the
 // executor that launched it, loads the model, starts the generation loop and
-// only then turns health SERVING. A bad model path or format fails Start()
-// with the loader's message (NOT_FOUND / INVALID_ARGUMENT naming what is
-// wrong), so the process exits at once with one clear line.
+// only then turns health SERVING. The loaded model's recipe (from its
+// hangar_manifest.json), the real kernel thread count, the replica identity
+// and the normalized sampling values are what Info reports. A bad model path or
+// format fails Start() with the loader's message (NOT_FOUND / INVALID_ARGUMENT
+// naming what is wrong), so the process exits at once with one clear line.
 #ifndef HANGAR_SERVICES_RUNNER_RUNNER_SERVER_H_
 #define HANGAR_SERVICES_RUNNER_RUNNER_SERVER_H_
 
@@ -29,6 +31,9 @@ class RunnerServer {
     ServerOptions server;
     // A Hugging Face model directory, an optimized artifact or a GGUF file.
     std::string model_path;
+    // Which replica this is (RunnerInfo names it); empty when started by
+    // hand. revision >= 0.
+    ReplicaIdentity identity;
     // Kernel threads; 0 means every core.
     int threads = 0;
     // Sequences decoded together, in [1, 256].
@@ -37,8 +42,11 @@ class RunnerServer {
     int max_queue = 256;
     // Context per sequence; 0 means the model's.
     int max_context = 0;
-    // New tokens for a request that does not say.
-    int default_max_tokens = 256;
+    // The deployment's sampling values: defaults of every sequence and the
+    // bounds its overrides may only tighten. Unset fields take the defaults
+    // of common/sampling; normalized against the context length at Start
+    // (INVALID_ARGUMENT "sampling.<field>: ..." otherwise).
+    v1::SamplingParams sampling;
     // When set, the bound gRPC port is written here ("<port>\n", atomically)
     // once the server listens.
     std::string port_file;
@@ -55,7 +63,8 @@ class RunnerServer {
   void WaitForTermination() { server_->WaitForTermination(); }
 
  private:
-  RunnerServer() = default;
+  explicit RunnerServer(ReplicaIdentity identity)
+      : service_(std::move(identity)) {}
 
   MetricsRegistry metrics_;
   std::unique_ptr<RunnerMetrics> runner_metrics_;
