@@ -2,7 +2,9 @@
 //
 //   hangar_runner_prompt_tokens_total            counter
 //   hangar_runner_generated_tokens_total         counter
-//   hangar_runner_sequences_total{reason}        counter, by finish reason
+//   hangar_runner_sequences_total{reason}        counter, by finish reason:
+//                                                length, stop, eos, cancelled,
+//                                                deadline_exceeded, error
 //   hangar_runner_time_to_first_token_seconds    histogram (submit -> token)
 //   hangar_runner_step_seconds                   histogram (one forward pass)
 //   hangar_runner_batch_size                     histogram (sequences / step)
