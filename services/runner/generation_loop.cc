@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/sampling/sampling.h"
@@ -310,7 +311,9 @@ absl::StatusOr<CancelResult> GenerationLoop::Cancel(
   Touched touched;
   {
     absl::MutexLock lock(&mu_);
+    absl::flat_hash_set<std::string> seen;
     for (const std::string& id : ids) {
+      if (!seen.insert(id).second) continue;  // named twice: answered once
       if (!held_.contains(id)) {
         result.not_found.push_back(id);
         continue;

@@ -333,7 +333,7 @@ TEST_F(GenerationLoopTest, CancelByIdStopsOneSequenceWhileOthersContinue) {
   ASSERT_TRUE(reader_.Next(**call, &event));
   std::vector<GenerationEvent> early = {event};
 
-  auto cancelled = loop->Cancel({"stop-me", "never-was"});
+  auto cancelled = loop->Cancel({"stop-me", "never-was", "stop-me"});
   ASSERT_THAT(cancelled, IsOk());
   EXPECT_THAT(cancelled->cancelled, ElementsAre("stop-me"));
   EXPECT_THAT(cancelled->not_found, ElementsAre("never-was"));
