@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -421,6 +422,55 @@ TEST_F(RunnerProcessTest, ClientCancellingTheCallStopsItsSequences) {
   }));
   EXPECT_THAT(Cancel({"long-1", "long-2"}).not_found(),
               ElementsAre("long-1", "long-2"));
+}
+
+TEST_F(RunnerProcessTest, ConcurrentCallsAndCancelsLeaveNothingHeld) {
+  StartRunner({"--max_queue=64"});
+  // Eight clients, each making calls that end in every way at once: normal
+  // finishes, Cancel by id, the client cancelling mid-stream.
+  std::vector<std::thread> clients;
+  std::atomic<int> finished_calls{0};
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      for (int round = 0; round < 4; ++round) {
+        v1::RunnerGenerateRequest request;
+        const std::string prefix = absl::StrCat("c", c, "-r", round, "-");
+        AddSequence(request, prefix + "short", 5);
+        AddSequence(request, prefix + "long", 3000);
+        grpc::ClientContext context;
+        auto stream = stub_->Generate(&context, request);
+        v1::RunnerGenerateResponse response;
+        int messages = 0;
+        while (stream->Read(&response)) {
+          if (++messages != 2) continue;
+          if (round % 2 == 0) {
+            grpc::ClientContext cancel_context;
+            v1::RunnerCancelRequest cancel;
+            cancel.add_sequence_ids(prefix + "long");
+            v1::RunnerCancelResponse cancelled;
+            EXPECT_TRUE(
+                stub_->Cancel(&cancel_context, cancel, &cancelled).ok());
+          } else {
+            context.TryCancel();
+          }
+        }
+        grpc::Status status = stream->Finish();
+        if (round % 2 == 0) {
+          EXPECT_TRUE(status.ok()) << status.error_message();
+        } else {
+          EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+        }
+        ++finished_calls;
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(finished_calls.load(), 32);
+  EXPECT_TRUE(WaitUntil([&] {
+    v1::RunnerInfo info = Info();
+    return info.active_sequences() == 0 && info.queued_sequences() == 0;
+  }));
+  EXPECT_TRUE(runner_->Running());
 }
 
 TEST_F(RunnerProcessTest, CallDeadlineStopsItsSequences) {
