@@ -1,5 +1,6 @@
 // Small file helpers shared by the loaders and writers: a read-only memory
-// map, whole-file reads and writes, and SHA-256 over files.
+// map, and (from common/util, re-exported here) whole-file reads and writes
+// and SHA-256 over files.
 //
 // `MappedFile` maps a file read-only with MAP_PRIVATE; the weights of a loaded
 // model point into these maps, so a model's `MappedFile`s live as long as the
@@ -16,6 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/util/file.h"
+#include "common/util/sha256.h"
 
 namespace hangar::engine {
 
@@ -40,14 +43,14 @@ class MappedFile {
   size_t size_;
 };
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-absl::Status WriteStringToFile(const std::string& path, const std::string& data);
+using ::hangar::ReadFileToString;
+using ::hangar::WriteStringToFile;
 bool FileExists(const std::string& path);
 bool IsDirectory(const std::string& path);
 absl::StatusOr<int64_t> FileSize(const std::string& path);
 
 // Hex SHA-256 over the concatenation of the files' bytes, in the given order.
-absl::StatusOr<std::string> Sha256OfFiles(const std::vector<std::string>& paths);
+using ::hangar::Sha256OfFiles;
 
 }  // namespace hangar::engine
 

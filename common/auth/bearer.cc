@@ -3,10 +3,6 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -14,9 +10,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/auth/crypto.h"
+#include "common/status/status_util.h"
+#include "common/util/file.h"
 
 namespace hangar::auth {
 namespace {
+
+// An admin token file holds one token and maybe a newline.
+constexpr int64_t kMaxTokenFileBytes = 64 * 1024;
 
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
@@ -103,17 +104,9 @@ absl::StatusOr<std::unique_ptr<AdminToken>> AdminToken::FromString(
 
 absl::StatusOr<std::unique_ptr<AdminToken>> AdminToken::FromFile(
     const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int error = errno;
-    const std::string message = absl::StrCat(
-        "cannot read the admin token file ", path, ": ", std::strerror(error));
-    if (error == EACCES) return absl::PermissionDeniedError(message);
-    return absl::NotFoundError(message);
-  }
-  std::stringstream contents;
-  contents << in.rdbuf();
-  std::string text = contents.str();
+  absl::StatusOr<std::string> read = ReadFileToString(path, kMaxTokenFileBytes);
+  if (!read.ok()) return PrefixStatus("admin token file", read.status());
+  std::string text = *std::move(read);
   absl::string_view token = absl::StripAsciiWhitespace(text);
   absl::Status valid = ValidateAdminToken(token, absl::StrCat(" in ", path));
   if (!valid.ok()) {

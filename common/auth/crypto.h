@@ -10,11 +10,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/util/sha256.h"
 
 namespace hangar::auth {
 
-// SHA-256 of `data` as 64 lower-case hex digits.
-std::string Sha256Hex(absl::string_view data);
+// SHA-256 of `data` as 64 lower-case hex digits (common/util/sha256.h).
+using ::hangar::Sha256Hex;
 
 // Whether `a` and `b` are equal, in time that depends only on their lengths
 // (never on where they differ). Different lengths compare unequal; compare
@@ -24,7 +25,7 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 // `count` bytes from OpenSSL's CSPRNG (RAND_bytes). INTERNAL if it fails.
 absl::StatusOr<std::string> RandomBytes(size_t count);
 
-// Lower-case hex of `bytes`.
+// Lower-case hex of `bytes` (absl::BytesToHexString).
 std::string HexEncode(absl::string_view bytes);
 
 }  // namespace hangar::auth

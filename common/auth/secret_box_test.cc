@@ -5,7 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
+#include "common/util/file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -109,10 +109,8 @@ TEST_F(SecretBoxKeyFileTest, CreatesAPrivateKeyFileAndReusesIt) {
   struct stat info;
   ASSERT_EQ(::stat(path_.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0600);
-  std::ifstream in(path_);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_EQ(text.str().size(), 65u);  // 64 hex digits and a newline.
+  ASSERT_OK_AND_ASSIGN(std::string text, ReadFileToString(path_));
+  EXPECT_EQ(text.size(), 65u);  // 64 hex digits and a newline.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
                           std::filesystem::directory_iterator()),
             1);  // No temporary file left behind.

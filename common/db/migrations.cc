@@ -1,16 +1,12 @@
 #include "common/db/migrations.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <pqxx/nontransaction>
 #include <pqxx/pqxx>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -24,6 +20,8 @@
 #include "absl/strings/strip.h"
 #include "common/db/errors.h"
 #include "common/status/status_macros.h"
+#include "common/util/file.h"
+#include "common/util/sha256.h"
 
 namespace hangar::db {
 namespace {
@@ -31,20 +29,6 @@ namespace {
 // The first key of the two-key advisory lock every migration run takes
 // ("HANG"); the second is hashtext(schema).
 constexpr int kAdvisoryLockClass = 0x48414e47;
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(2 * length);
-  for (unsigned int i = 0; i < length; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 0xf]);
-  }
-  return hex;
-}
 
 bool IsValidSchemaName(absl::string_view schema) {
   if (schema.empty() || schema.size() > 63) return false;
@@ -224,14 +208,8 @@ absl::StatusOr<std::vector<Migration>> LoadMigrationsFromDir(
     int64_t version = 0;
     std::string name;
     RETURN_IF_ERROR(ParseMigrationFileName(file_name, &version, &name));
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::stringstream contents;
-    contents << in.rdbuf();
-    if (!in) {
-      return absl::NotFoundError(
-          absl::StrCat("cannot read ", entry.path().string()));
-    }
-    migrations.push_back(MakeMigration(version, name, contents.str()));
+    ASSIGN_OR_RETURN(std::string sql, ReadFileToString(entry.path().string()));
+    migrations.push_back(MakeMigration(version, name, std::move(sql)));
   }
   std::sort(migrations.begin(), migrations.end(),
             [](const Migration& a, const Migration& b) {

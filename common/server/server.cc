@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_util.h"
+#include "common/util/file.h"
 #include "common/server/shutdown_signal.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 
@@ -13,14 +15,9 @@ namespace {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path,
                                      const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": cannot read ", path));
-  }
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) return PrefixStatus(what, contents.status());
+  return contents;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(

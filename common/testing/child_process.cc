@@ -7,11 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/util/file.h"
 
 extern char** environ;
 
@@ -94,10 +92,7 @@ absl::StatusOr<int> ChildProcess::Wait(absl::Duration timeout) {
 }
 
 std::string ChildProcess::Output() const {
-  std::ifstream in(output_path_);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+  return ReadFileToString(output_path_).value_or("");
 }
 
 bool WaitUntil(const std::function<bool()>& condition,

@@ -21,10 +21,8 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <pqxx/connection>
 #include <pqxx/nontransaction>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -34,6 +32,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/testing/ports.h"
+#include "common/util/file.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -115,12 +114,10 @@ std::string DescribeExit(int status) {
 }
 
 std::string ReadTail(const std::string& path, int lines) {
-  std::ifstream in(path);
-  if (!in) return "";
-  std::stringstream contents;
-  contents << in.rdbuf();
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) return "";
   std::vector<std::string> all =
-      absl::StrSplit(contents.str(), '\n', absl::SkipEmpty());
+      absl::StrSplit(*contents, '\n', absl::SkipEmpty());
   const size_t first = all.size() > static_cast<size_t>(lines)
                            ? all.size() - static_cast<size_t>(lines)
                            : 0;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/flags.h"
 #include "common/server/reflection_client.h"
+#include "common/util/file.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, admin_token_file, "",
@@ -49,10 +50,13 @@ std::multimap<std::string, std::string> Metadata() {
   std::multimap<std::string, std::string> metadata;
   std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
   if (!token_file.empty()) {
-    std::ifstream in(token_file);
-    std::stringstream token;
-    token << in.rdbuf();
-    std::string value = token.str();
+    absl::StatusOr<std::string> token = hangar::ReadFileToString(token_file);
+    if (!token.ok()) {
+      std::cerr << "hangarctl: --admin_token_file: " << token.status().message()
+                << "\n";
+      std::exit(2);
+    }
+    std::string value = *std::move(token);
     while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) {
       value.pop_back();
     }
