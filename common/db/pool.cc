@@ -7,11 +7,15 @@
 #include <pqxx/nontransaction>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "common/db/errors.h"
+#include "common/server/call_context.h"
 
 namespace hangar::db {
 namespace {
@@ -34,16 +38,36 @@ int64_t ConnectTimeoutSeconds(absl::Duration timeout) {
       2, absl::ToInt64Seconds(absl::Ceil(timeout, absl::Seconds(1))));
 }
 
-std::string WithConnectTimeout(const std::string& conninfo,
-                               absl::Duration timeout) {
-  const int64_t seconds = ConnectTimeoutSeconds(timeout);
-  if (absl::StartsWith(conninfo, "postgresql://") ||
-      absl::StartsWith(conninfo, "postgres://")) {
-    const char separator = conninfo.find('?') == std::string::npos ? '?' : '&';
-    return absl::StrCat(conninfo, std::string(1, separator),
-                        "connect_timeout=", seconds);
+// Appends connect_timeout and the keepalive settings to a conninfo string
+// or URI (later settings win in both forms).
+std::string WithConnectionParameters(const std::string& conninfo,
+                                     absl::Duration connect_timeout,
+                                     absl::Duration keepalive_idle) {
+  std::vector<std::pair<std::string, int64_t>> parameters = {
+      {"connect_timeout", ConnectTimeoutSeconds(connect_timeout)}};
+  if (keepalive_idle > absl::ZeroDuration()) {
+    const int64_t idle =
+        std::max<int64_t>(1, absl::ToInt64Seconds(keepalive_idle));
+    parameters.push_back({"keepalives", 1});
+    parameters.push_back({"keepalives_idle", idle});
+    parameters.push_back(
+        {"keepalives_interval", std::max<int64_t>(1, idle / 3)});
+    parameters.push_back({"keepalives_count", 3});
+  } else {
+    parameters.push_back({"keepalives", 0});
   }
-  return absl::StrCat(conninfo, " connect_timeout=", seconds);
+  const bool uri = absl::StartsWith(conninfo, "postgresql://") ||
+                   absl::StartsWith(conninfo, "postgres://");
+  std::string result = conninfo;
+  for (const auto& [name, value] : parameters) {
+    if (uri) {
+      const char separator = result.find('?') == std::string::npos ? '?' : '&';
+      absl::StrAppend(&result, std::string(1, separator), name, "=", value);
+    } else {
+      absl::StrAppend(&result, " ", name, "=", value);
+    }
+  }
+  return result;
 }
 
 const char* IsolationName(Isolation isolation) {
@@ -62,13 +86,21 @@ bool IsBroken(const pqxx::connection& connection) {
   return !connection.is_open();
 }
 
-// Runs `fn` once in a transaction on `connection`.
+// Runs `fn` once in a transaction on `connection`; statements stop when
+// `statement_timeout` (if positive) runs out.
 Attempt RunOnce(pqxx::connection& connection,
                 const std::function<absl::Status(pqxx::work&)>& fn,
-                const TransactOptions& options) {
+                const TransactOptions& options,
+                absl::Duration statement_timeout) {
   bool committing = false;
   try {
     pqxx::work tx(connection);
+    if (statement_timeout > absl::ZeroDuration()) {
+      // A number computed here, never caller text.
+      tx.exec0(absl::StrCat(
+          "SET LOCAL statement_timeout = ",
+          std::max<int64_t>(1, absl::ToInt64Milliseconds(statement_timeout))));
+    }
     if (options.isolation != Isolation::kReadCommitted || options.read_only) {
       std::string set = absl::StrCat("SET TRANSACTION ISOLATION LEVEL ",
                                      IsolationName(options.isolation));
@@ -103,6 +135,12 @@ Attempt RunOnce(pqxx::connection& connection,
     }
     return {Outcome::kReconnect, StatusFromException(e)};
   } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "57014" && statement_timeout > absl::ZeroDuration()) {
+      return {Outcome::kDone,
+              absl::DeadlineExceededError(absl::StrCat(
+                  "the call's deadline passed while the database worked (",
+                  StatusFromException(e).message(), ")"))};
+    }
     if (IsRetryableSqlState(e.sqlstate())) {
       return {Outcome::kRetry, StatusFromException(e)};
     }
@@ -137,6 +175,11 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("connect_timeout must be positive; was ",
                      absl::FormatDuration(options.connect_timeout)));
+  }
+  if (options.keepalive_idle < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive_idle must not be negative; was ",
+                     absl::FormatDuration(options.keepalive_idle)));
   }
   if (options.startup_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -185,7 +228,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
 
 Pool::Pool(const PoolOptions& options)
     : options_(options),
-      conninfo_(WithConnectTimeout(options.conninfo, options.connect_timeout)),
+      conninfo_(WithConnectionParameters(
+          options.conninfo, options.connect_timeout, options.keepalive_idle)),
       endpoint_(DescribeEndpoint(options.conninfo)),
       database_(DatabaseName(options.conninfo)) {}
 
@@ -229,16 +273,23 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> Pool::Connect() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<pqxx::connection>> Pool::Acquire() {
+absl::StatusOr<std::unique_ptr<pqxx::connection>> Pool::Acquire(
+    absl::Time call_deadline) {
   {
     absl::MutexLock lock(&mu_);
     auto free_slot = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return leased_ < options_.size;
     };
-    const absl::Time deadline =
+    const absl::Time acquire_deadline =
         options_.clock->Now() + options_.acquire_timeout;
+    const absl::Time deadline = std::min(acquire_deadline, call_deadline);
     if (!options_.clock->AwaitWithDeadline(&mu_, absl::Condition(&free_slot),
                                            deadline)) {
+      if (call_deadline < acquire_deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("the call's deadline passed while all ", options_.size,
+                         " connections to ", endpoint_, " were busy"));
+      }
       return absl::ResourceExhaustedError(absl::StrCat(
           "all ", options_.size, " connections to ", endpoint_,
           " stayed busy for ", absl::FormatDuration(options_.acquire_timeout)));
@@ -285,25 +336,64 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
         "max_attempts must be at least 1; was ", options.max_attempts));
   }
   Clock* const clock = options_.clock;
+  const std::shared_ptr<CallContext> call = CallContext::Current();
+  const absl::Time deadline =
+      call == nullptr ? options.deadline
+                      : std::min(options.deadline, call->deadline());
+  const absl::Time start = clock->Now();
   const absl::Time reconnect_deadline =
-      clock->Now() + options_.reconnect_timeout;
+      std::min(deadline, start + options_.reconnect_timeout);
+  // Sleeps for `backoff`, never past the deadline.
+  auto sleep = [&](absl::Duration backoff) {
+    clock->SleepUntil(std::min(clock->Now() + backoff, deadline));
+  };
+  auto expired = [&]() -> absl::Status {
+    if (call != nullptr && call->cancelled()) {
+      return absl::CancelledError(
+          "the caller cancelled the call; the transaction did not run");
+    }
+    if (clock->Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          "the call's deadline passed before the transaction could run");
+    }
+    return absl::OkStatus();
+  };
   int attempts = 0;    // Attempts that ended in serialization failures.
   int reconnects = 0;  // Failed connection attempts.
   int broken = 0;      // Attempts whose connection broke.
+  absl::Status last_error;
   while (true) {
-    absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Acquire();
+    if (absl::Status outage = Outage(); !outage.ok()) return outage;
+    if (absl::Status stop = expired(); !stop.ok()) {
+      // Report why earlier attempts failed when that is the real cause.
+      if (absl::IsUnavailable(last_error)) return last_error;
+      return stop;
+    }
+    absl::StatusOr<std::unique_ptr<pqxx::connection>> connection =
+        Acquire(deadline);
     if (!connection.ok()) {
       if (!absl::IsUnavailable(connection.status())) {
         return connection.status();
       }
+      MarkUnreachable(connection.status());
       ++reconnects;
       if (clock->Now() + Backoff(reconnects) > reconnect_deadline) {
         return connection.status();
       }
-      clock->SleepFor(Backoff(reconnects));
+      last_error = connection.status();
+      sleep(Backoff(reconnects));
       continue;
     }
-    Attempt attempt = RunOnce(**connection, fn, options);
+    const absl::Duration statement_timeout = deadline == absl::InfiniteFuture()
+                                                 ? absl::ZeroDuration()
+                                                 : deadline - clock->Now();
+    if (deadline != absl::InfiniteFuture() &&
+        statement_timeout <= absl::ZeroDuration()) {
+      Release(*std::move(connection));
+      return absl::DeadlineExceededError(
+          "the call's deadline passed before the transaction could run");
+    }
+    Attempt attempt = RunOnce(**connection, fn, options, statement_timeout);
     const bool healthy =
         (*connection)->is_open() && attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();
@@ -322,12 +412,13 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
               absl::StrCat("transaction gave up after ", attempts,
                            " attempts: ", attempt.status.message()));
         }
-        clock->SleepFor(Backoff(attempts));
+        sleep(Backoff(attempts));
         continue;
       case Outcome::kReconnect: {
         // The idle connections most likely broke the same way (a server
         // restart ends them all): drop them rather than trip over each in
-        // turn. The first reconnect is immediate, later ones back off.
+        // turn. The first reconnect is immediate, later ones back off and
+        // only within reconnect_timeout.
         std::vector<std::unique_ptr<pqxx::connection>> stale;
         {
           absl::MutexLock lock(&mu_);
@@ -335,19 +426,91 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
         }
         stale.clear();
         ++broken;
-        if (clock->Now() > reconnect_deadline) {
-          return UnavailableError(attempt.status.message());
+        last_error = UnavailableError(attempt.status.message());
+        if (broken > 1) {
+          if (clock->Now() + Backoff(broken - 1) > reconnect_deadline) {
+            return last_error;
+          }
+          sleep(Backoff(broken - 1));
         }
-        if (broken > 1) clock->SleepFor(Backoff(broken - 1));
         continue;
       }
     }
   }
 }
 
+void Pool::MarkUnreachable(const absl::Status& cause) {
+  absl::MutexLock lock(&outage_mu_);
+  if (!probed_ || down_since_ != absl::InfiniteFuture()) return;
+  down_since_ = options_.clock->Now();
+  down_cause_ = std::string(cause.message());
+}
+
+void Pool::ReportProbe(const absl::Status& result) {
+  absl::MutexLock lock(&outage_mu_);
+  probed_ = true;
+  if (result.ok()) {
+    down_since_ = absl::InfiniteFuture();
+    down_cause_.clear();
+  } else if (down_since_ == absl::InfiniteFuture()) {
+    down_since_ = options_.clock->Now();
+    down_cause_ = std::string(result.message());
+  }
+}
+
+absl::Status Pool::Outage() {
+  absl::MutexLock lock(&outage_mu_);
+  return OutageLocked();
+}
+
+absl::Status Pool::OutageLocked() {
+  if (down_since_ == absl::InfiniteFuture()) return absl::OkStatus();
+  std::string where = endpoint_;
+  if (!database_.empty()) {
+    absl::StrAppend(&where, " (database \"", database_, "\")");
+  }
+  // The cause usually names the endpoint already; say it once.
+  absl::string_view cause = down_cause_;
+  absl::ConsumePrefix(&cause,
+                      absl::StrCat("cannot reach PostgreSQL at ", where, ": "));
+  return absl::UnavailableError(absl::StrCat(
+      "PostgreSQL at ", where, " unreachable since ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", down_since_, absl::UTCTimeZone()),
+      ": ", cause));
+}
+
+absl::Status Pool::Ping(absl::Duration timeout) {
+  absl::MutexLock lock(&ping_mu_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (ping_connection_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Connect();
+      if (!connection.ok()) return connection.status();
+      ping_connection_ = *std::move(connection);
+    }
+    try {
+      pqxx::nontransaction tx(*ping_connection_);
+      tx.exec0(absl::StrCat(
+          "SET statement_timeout = ",
+          std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout))));
+      tx.exec1("SELECT 1");
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      const bool broken = !ping_connection_->is_open();
+      absl::Status status = StatusFromException(e);
+      ping_connection_.reset();
+      // A connection that broke since the last ping (a server restart) gets
+      // one fresh attempt; any other failure is the answer.
+      if (!broken) return UnavailableError(status.message());
+    }
+  }
+  return UnavailableError("the connection broke twice in a row");
+}
+
 absl::Status Pool::WithConnection(
     const std::function<absl::Status(pqxx::connection&)>& fn) {
-  absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Acquire();
+  if (absl::Status outage = Outage(); !outage.ok()) return outage;
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> connection =
+      Acquire(CallContext::CurrentDeadline());
   if (!connection.ok()) return connection.status();
   absl::Status status;
   try {

@@ -29,11 +29,28 @@
 //    whole function again, up to `max_attempts` times in all, with
 //    exponential backoff read from the injected clock; after the last attempt
 //    the result is ABORTED.
+//  * Every Transact() has a deadline: the sooner of TransactOptions::deadline
+//    and the deadline of the RPC the calling thread serves
+//    (common/server/call_context.h, installed by every hangar::Server). It
+//    bounds the wait for a free connection, reconnects and backoff, and is
+//    sent to PostgreSQL as the transaction's statement_timeout, so a call
+//    never outlives its caller's patience: past it the result is
+//    DEADLINE_EXCEEDED. A call whose client cancelled stops before its next
+//    attempt with CANCELLED.
 //  * A broken connection (the server restarted, the network dropped) is
-//    discarded, a new one is opened and the function runs again once the
-//    server answers, until `reconnect_timeout` has passed since Transact()
-//    began; then the result is UNAVAILABLE naming host:port. A connection
-//    lost during COMMIT is not retried (the outcome is unknown): UNAVAILABLE.
+//    discarded and one new connection is opened at once; if that fails the
+//    pool keeps trying (with backoff) only until `reconnect_timeout` has
+//    passed since Transact() began (zero by default: no waiting), then
+//    returns UNAVAILABLE naming host:port. Each connection attempt takes at
+//    most `connect_timeout`. A connection lost during COMMIT is not retried
+//    (the outcome is unknown): UNAVAILABLE.
+//  * Failing fast during an outage: once a DatabaseProbe (probe.h) watches
+//    the pool, a Transact() that starts while the probe (or a failed
+//    connection attempt) has found the database unreachable returns at once
+//    with UNAVAILABLE "PostgreSQL at 127.0.0.1:5432 (database "hangar")
+//    unreachable since <time>: <cause>", without touching the network, until
+//    the probe sees the database answer again.
+//  * Nothing is partially written: every failure rolls the transaction back.
 //  So the function may run more than once: it must not have side effects
 //  outside the transaction that are unsafe to repeat.
 //  * Queries must be parameterized (exec_params) — never build SQL by
@@ -72,20 +89,30 @@ struct PoolOptions {
   int size = 4;
 
   // Longest a single connection attempt may take (libpq's connect_timeout,
-  // which counts whole seconds, at least 2). Must be positive.
-  absl::Duration connect_timeout = absl::Seconds(5);
+  // which counts whole seconds, at least 2). Must be positive. Services
+  // expose it as --db_connect_timeout.
+  absl::Duration connect_timeout = absl::Seconds(2);
+
+  // TCP keepalive idle time on every connection (libpq keepalives_idle;
+  // probes then every third of it, three times), so a peer that vanished
+  // without closing the connection is noticed. Zero turns keepalives off.
+  absl::Duration keepalive_idle = absl::Seconds(15);
 
   // How long Create() keeps retrying while the database refuses connections
   // (a container starting beside PostgreSQL). Zero: one attempt, so an
   // unreachable database fails start-up at once.
   absl::Duration startup_timeout = absl::ZeroDuration();
 
-  // How long Transact() keeps reconnecting after the connection broke before
-  // it gives up with UNAVAILABLE. Zero fails at the first broken connection.
-  absl::Duration reconnect_timeout = absl::Seconds(30);
+  // How long Transact() keeps retrying failed connection attempts before it
+  // gives up with UNAVAILABLE (always within the call's deadline). Zero: a
+  // broken connection is replaced once, and a failed attempt is final, so a
+  // call fails within connect_timeout while the database is down; clients
+  // retry, and health (DatabaseProbe) tells them when to.
+  absl::Duration reconnect_timeout = absl::ZeroDuration();
 
   // How long Transact() waits for a free connection when all are in use
-  // before it returns RESOURCE_EXHAUSTED. Must be positive.
+  // before it returns RESOURCE_EXHAUSTED (or DEADLINE_EXCEEDED when the
+  // call's deadline comes first). Must be positive.
   absl::Duration acquire_timeout = absl::Seconds(30);
 
   // First backoff between attempts (after a serialization failure or a
@@ -114,6 +141,10 @@ struct TransactOptions {
 
   // Runs the transaction READ ONLY.
   bool read_only = false;
+
+  // Latest time the transaction may finish; the deadline of the RPC being
+  // served on this thread (CallContext) applies too, whichever is sooner.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 class Pool {
@@ -157,6 +188,20 @@ class Pool {
   absl::Status WithConnection(
       const std::function<absl::Status(pqxx::connection&)>& fn);
 
+  // Runs "SELECT 1" on a connection of its own (not one of the `size`
+  // slots, so a busy pool does not delay it), reconnecting when needed;
+  // bounded by connect_timeout to connect and statement time `timeout`.
+  // Used by DatabaseProbe.
+  absl::Status Ping(absl::Duration timeout = absl::Seconds(2));
+
+  // Records the result of a probe (see DatabaseProbe). The first report
+  // turns fail-fast on: from then on, Transact() while the last report (or
+  // the last connection attempt) failed returns UNAVAILABLE at once.
+  void ReportProbe(const absl::Status& result);
+  // OK while the database is believed reachable, else the UNAVAILABLE status
+  // Transact() fails fast with.
+  absl::Status Outage();
+
   // "host:port" of the database, for messages.
   const std::string& endpoint() const { return endpoint_; }
   // The database name from the conninfo (may be empty).
@@ -171,12 +216,16 @@ class Pool {
 
   // Takes a free slot (waiting up to acquire_timeout) and returns an open
   // connection for it, reusing an idle one or connecting.
-  absl::StatusOr<std::unique_ptr<pqxx::connection>> Acquire();
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Acquire(
+      absl::Time deadline);
   // Returns a slot; `connection` goes back to the idle list unless null.
   void Release(std::unique_ptr<pqxx::connection> connection);
   absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
   absl::Status UnavailableError(absl::string_view detail) const;
   absl::Duration Backoff(int attempt) const;
+  // Marks the database unreachable (when fail-fast is on) after `cause`.
+  void MarkUnreachable(const absl::Status& cause);
+  absl::Status OutageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(outage_mu_);
 
   const PoolOptions options_;
   const std::string conninfo_;  // options_.conninfo plus connect_timeout.
@@ -189,6 +238,16 @@ class Pool {
   int leased_ ABSL_GUARDED_BY(mu_) = 0;
   // Connections open in leased slots.
   int open_leased_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex ping_mu_;  // Serializes Ping(); protects ping_connection_.
+  std::unique_ptr<pqxx::connection> ping_connection_ ABSL_GUARDED_BY(ping_mu_);
+
+  absl::Mutex outage_mu_;  // Protects the outage state below.
+  // Whether a probe reports (fail-fast on).
+  bool probed_ ABSL_GUARDED_BY(outage_mu_) = false;
+  // Since when the database is unreachable; InfiniteFuture while reachable.
+  absl::Time down_since_ ABSL_GUARDED_BY(outage_mu_) = absl::InfiniteFuture();
+  std::string down_cause_ ABSL_GUARDED_BY(outage_mu_);
 };
 
 }  // namespace hangar::db

@@ -15,6 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/db/probe.h"
+#include "common/server/call_context.h"
+#include "common/testing/child_process.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/ports.h"
 #include "common/testing/postgres_server.h"
@@ -391,6 +394,173 @@ TEST(PoolRestartTest, GivesUpWithUnavailableNamingTheServer) {
   EXPECT_THAT(result,
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat("127.0.0.1:", server->port()))));
+}
+
+// --- Deadlines, cancellation and outages -----------------------------------
+
+class PoolDeadlineTest : public hangar::testing::PostgresTest {
+ protected:
+  void SetUp() override {
+    PostgresTest::SetUp();
+    if (HasFatalFailure()) return;
+    ASSERT_OK_AND_ASSIGN(pool_, Pool::Create({.conninfo = conninfo()}));
+    ASSERT_OK(Exec(*pool_, "CREATE TABLE t (v int)"));
+  }
+  // Inserts a row, then sleeps in the database for `seconds`.
+  std::function<absl::Status(pqxx::work&)> InsertThenSleep(int seconds) {
+    return [seconds](pqxx::work& tx) {
+      tx.exec("INSERT INTO t VALUES (1)");
+      tx.exec_params("SELECT pg_sleep($1)", seconds);
+      return absl::OkStatus();
+    };
+  }
+  std::unique_ptr<Pool> pool_;
+};
+
+TEST_F(PoolDeadlineTest, ExplicitDeadlineStopsTheStatementAndWritesNothing) {
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(
+      pool_->Transact(InsertThenSleep(30),
+                      {.deadline = start + absl::Milliseconds(300)}),
+      StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("deadline")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+}
+
+TEST_F(PoolDeadlineTest, TheServedCallsDeadlineAppliesWithoutBeingPassed) {
+  const absl::Time start = absl::Now();
+  {
+    ScopedCallContext call(std::make_shared<CallContext>(
+        start + absl::Milliseconds(300), nullptr));
+    EXPECT_THAT(pool_->Transact(InsertThenSleep(30)),
+                StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+  // The sooner of the two wins.
+  ScopedCallContext call(
+      std::make_shared<CallContext>(absl::Now() + absl::Seconds(60), nullptr));
+  EXPECT_THAT(
+      pool_->Transact(InsertThenSleep(30),
+                      {.deadline = absl::Now() + absl::Milliseconds(200)}),
+      StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+  // A deadline far enough away lets the work finish.
+  EXPECT_OK(pool_->Transact(InsertThenSleep(0)));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolDeadlineTest, ExpiredOrCancelledCallsDoNoWork) {
+  std::atomic<int> ran{0};
+  auto fn = [&](pqxx::work& tx) {
+    ++ran;
+    tx.exec("INSERT INTO t VALUES (1)");
+    return absl::OkStatus();
+  };
+  {
+    ScopedCallContext call(
+        std::make_shared<CallContext>(absl::Now() - absl::Seconds(1), nullptr));
+    EXPECT_THAT(pool_->Transact(fn),
+                StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+  }
+  {
+    ScopedCallContext call(std::make_shared<CallContext>(absl::InfiniteFuture(),
+                                                         [] { return true; }));
+    EXPECT_THAT(pool_->Transact(fn),
+                StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+  }
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+}
+
+// The database stopped under a running pool: without a probe every call
+// fails within the connect timeout; with one, at once and by name, and the
+// probe reports both transitions.
+TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  conninfo += " password=hunter2";
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo, .clock = &clock}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+  const std::string endpoint = absl::StrCat("127.0.0.1:", server->port());
+
+  ASSERT_OK(server->Stop());
+  // No probe yet: a call still fails on its own, within connect_timeout
+  // (2 s), with the endpoint and never the password.
+  absl::Time start = absl::Now();
+  EXPECT_THAT(Exec(*pool, "INSERT INTO t VALUES (1)"),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr(endpoint), Not(HasSubstr("hunter2")))));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+
+  absl::Mutex mu;
+  std::vector<bool> changes;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
+                       DatabaseProbe::Start({.pool = pool.get(),
+                                             .interval = absl::Seconds(1),
+                                             .on_change =
+                                                 [&](bool reachable) {
+                                                   absl::MutexLock lock(&mu);
+                                                   changes.push_back(reachable);
+                                                 },
+                                             .clock = &clock}));
+  // The first check ran inside Start().
+  EXPECT_FALSE(probe->reachable());
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(changes, std::vector<bool>{false});
+  }
+  start = absl::Now();
+  std::atomic<int> ran{0};
+  absl::Status down = pool->Transact([&](pqxx::work&) {
+    ++ran;
+    return absl::OkStatus();
+  });
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_THAT(
+      down, StatusIs(absl::StatusCode::kUnavailable,
+                     AllOf(HasSubstr(endpoint), HasSubstr("unreachable since"),
+                           Not(HasSubstr("hunter2")))));
+
+  // The probe checks on the clock, not per call: the database is back, but
+  // until the next check calls still fail fast.
+  ASSERT_OK(server->Resume());
+  const int64_t checks = probe->checks();
+  EXPECT_THAT(Exec(*pool, "SELECT 1"),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return probe->checks() > checks; }, absl::Seconds(30)));
+  EXPECT_TRUE(probe->reachable());
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(changes, (std::vector<bool>{false, true}));
+  }
+  EXPECT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+
+  // Down again: the next check notices.
+  ASSERT_OK(server->Stop());
+  const int64_t before = probe->checks();
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return probe->checks() > before; }, absl::Seconds(30)));
+  EXPECT_FALSE(probe->reachable());
+  EXPECT_THAT(pool->Outage(), StatusIs(absl::StatusCode::kUnavailable,
+                                       HasSubstr("unreachable since")));
+  probe.reset();  // Stops promptly although fake time stands still.
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(changes, (std::vector<bool>{false, true, false}));
+}
+
+TEST(DatabaseProbeTest, RejectsBadOptions) {
+  EXPECT_THAT(DatabaseProbe::Start({}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pool")));
 }
 
 }  // namespace

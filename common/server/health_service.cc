@@ -7,27 +7,46 @@ namespace hangar {
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-void HealthService::SetStatus(const std::string& service,
-                              ServingStatus status) {
+void HealthService::AddService(const std::string& service) {
   absl::MutexLock lock(&mu_);
-  if (shut_down_) return;
-  statuses_[service] = status;
+  if (services_.insert(service).second) ++version_;
+}
+
+void HealthService::SetServing(bool serving) {
+  absl::MutexLock lock(&mu_);
+  if (serving_ == serving) return;
+  serving_ = serving;
   ++version_;
 }
 
-void HealthService::SetAll(ServingStatus status) {
+void HealthService::SetDependency(const std::string& dependency, bool healthy) {
   absl::MutexLock lock(&mu_);
-  if (shut_down_) return;
-  statuses_[""] = status;
-  for (auto& [name, service_status] : statuses_) service_status = status;
+  auto [it, inserted] = dependencies_.try_emplace(dependency, healthy);
+  if (!inserted && it->second == healthy) return;
+  it->second = healthy;
   ++version_;
+}
+
+HealthService::ServingStatus HealthService::StatusOf(
+    const std::string& service) {
+  absl::MutexLock lock(&mu_);
+  return StatusOfLocked(service);
+}
+
+HealthService::ServingStatus HealthService::StatusOfLocked(
+    const std::string& service) {
+  if (!services_.contains(service)) {
+    return HealthCheckResponse::SERVICE_UNKNOWN;
+  }
+  if (shut_down_ || !serving_) return HealthCheckResponse::NOT_SERVING;
+  for (const auto& [name, healthy] : dependencies_) {
+    if (!healthy) return HealthCheckResponse::NOT_SERVING;
+  }
+  return HealthCheckResponse::SERVING;
 }
 
 void HealthService::Shutdown() {
   absl::MutexLock lock(&mu_);
-  for (auto& [name, service_status] : statuses_) {
-    service_status = HealthCheckResponse::NOT_SERVING;
-  }
   shut_down_ = true;
   ++version_;
 }
@@ -36,12 +55,12 @@ grpc::Status HealthService::Check(grpc::ServerContext* /*context*/,
                                   const HealthCheckRequest* request,
                                   HealthCheckResponse* response) {
   absl::MutexLock lock(&mu_);
-  auto it = statuses_.find(request->service());
-  if (it == statuses_.end()) {
+  const ServingStatus status = StatusOfLocked(request->service());
+  if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "unknown service: " + request->service());
   }
-  response->set_status(it->second);
+  response->set_status(status);
   return grpc::Status::OK;
 }
 
@@ -58,8 +77,9 @@ grpc::Status HealthService::Watch(
     bool shut_down;
     {
       absl::MutexLock lock(&mu_);
-      auto changed = [this, seen_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                         mu_) { return version_ != seen_version; };
+      auto changed = [this, seen_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return version_ != seen_version;
+      };
       // Wake at least every 100 ms to notice a cancelled client; the
       // synchronous API has no cancellation callback.
       if (!mu_.AwaitWithTimeout(absl::Condition(&changed),
@@ -67,9 +87,7 @@ grpc::Status HealthService::Watch(
         continue;
       }
       seen_version = version_;
-      auto it = statuses_.find(request->service());
-      current = it == statuses_.end() ? HealthCheckResponse::SERVICE_UNKNOWN
-                                      : it->second;
+      current = StatusOfLocked(request->service());
       shut_down = shut_down_;
     }
     if (!sent_any || current != last_sent) {

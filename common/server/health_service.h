@@ -5,14 +5,24 @@
 // implementation of the generated service instead: listed, describable and
 // callable through reflection like every other service.
 //
-// The overall status (service name "") and each registered service start
-// NOT_SERVING; the server marks them SERVING once it is ready (a runner only
-// after its model has loaded) and NOT_SERVING again when shutdown begins.
-// Watch streams the current status and then every change.
+// Entries: "" (the server as a whole) and the full name of every service
+// registered on the server ("hangar.v1.CatalogService",
+// "grpc.health.v1.Health", ...); Server::Create adds them. Any other name is
+// NOT_FOUND for Check and SERVICE_UNKNOWN for Watch, per the protocol.
+//
+// All entries share one status, computed as
+//   SERVING  iff  the server is ready (SetServing(true))
+//            and  every dependency is healthy (SetDependency)
+//            and  shutdown has not begun;
+// otherwise NOT_SERVING. So a runner reports NOT_SERVING until its model has
+// loaded, and a service whose database probe fails (db::DatabaseProbe)
+// reports NOT_SERVING until the database answers again, on every entry at
+// once. Watch streams the current status and then every change.
 #ifndef HANGAR_COMMON_SERVER_HEALTH_SERVICE_H_
 #define HANGAR_COMMON_SERVER_HEALTH_SERVICE_H_
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -24,26 +34,37 @@ class HealthService final : public grpc::health::v1::Health::Service {
  public:
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
 
-  // Sets the status of one service ("" is the server as a whole).
-  void SetStatus(const std::string& service, ServingStatus status);
-  // Sets every known service and the overall status at once.
-  void SetAll(ServingStatus status);
-  // Ends every Watch stream (used at shutdown so draining is not held up by
-  // streams that would otherwise never finish).
+  // Adds an entry for `service` (a full service name).
+  void AddService(const std::string& service);
+  // Whether the server itself is ready to serve.
+  void SetServing(bool serving);
+  // Records the health of a dependency ("database"); an unhealthy one turns
+  // every entry NOT_SERVING. Dependencies never reported count as healthy.
+  void SetDependency(const std::string& dependency, bool healthy);
+  // The status of `service` ("" for the server), or SERVICE_UNKNOWN.
+  ServingStatus StatusOf(const std::string& service);
+  // Turns everything NOT_SERVING for good and ends every Watch stream (used
+  // at shutdown so draining is not held up by streams that would otherwise
+  // never finish).
   void Shutdown();
 
   grpc::Status Check(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::health::v1::HealthCheckResponse* response) override;
-  grpc::Status Watch(
-      grpc::ServerContext* context,
-      const grpc::health::v1::HealthCheckRequest* request,
-      grpc::ServerWriter<grpc::health::v1::HealthCheckResponse>* writer)
-      override;
+  grpc::Status Watch(grpc::ServerContext* context,
+                     const grpc::health::v1::HealthCheckRequest* request,
+                     grpc::ServerWriter<grpc::health::v1::HealthCheckResponse>*
+                         writer) override;
 
  private:
-  absl::Mutex mu_;  // Protects statuses_, version_ and shut_down_.
-  std::map<std::string, ServingStatus> statuses_ ABSL_GUARDED_BY(mu_);
+  ServingStatus StatusOfLocked(const std::string& service)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;  // Protects every field below.
+  std::set<std::string> services_ ABSL_GUARDED_BY(mu_) = {""};
+  bool serving_ ABSL_GUARDED_BY(mu_) = false;
+  // Dependency name -> healthy.
+  std::map<std::string, bool> dependencies_ ABSL_GUARDED_BY(mu_);
   // Bumped on every change so watchers wake and compare.
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,13 +20,23 @@ std::pair<std::string, std::string> SplitMethod(const std::string& full) {
 }
 
 const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",          "CANCELLED",         "UNKNOWN",
-      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS",   "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED",     "OUT_OF_RANGE",
-      "UNIMPLEMENTED",    "INTERNAL",          "UNAVAILABLE",
-      "DATA_LOSS",        "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   int index = static_cast<int>(code);
   return index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN";
 }
@@ -45,7 +55,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (!handled_) Record(grpc::StatusCode::CANCELLED);
   }
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       Record(methods->GetSendStatus().error_code());
@@ -88,7 +99,13 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                      .Name("grpc_server_in_flight")
                      .Help("RPCs started and not yet handled.")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+      invalid_requests_(
+          prometheus::BuildCounter()
+              .Name("grpc_server_invalid_requests_total")
+              .Help("Requests refused because they did not parse (invalid "
+                    "UTF-8 in a string field, malformed bytes).")
+              .Register(registry)) {}
 
 ServerMetrics::MethodMetrics& ServerMetrics::ForMethodLocked(
     const std::string& full_method) {
@@ -124,6 +141,18 @@ void ServerMetrics::Handled(const std::string& full_method,
                                 {"grpc_code", CodeName(code)}});
   }
   it->second->Increment();
+}
+
+void ServerMetrics::InvalidRequest(const std::string& full_method,
+                                   const std::string& reason) {
+  auto [service, method] = SplitMethod(full_method);
+  // Family::Add is thread-safe and returns the existing child when the
+  // labels repeat.
+  invalid_requests_
+      .Add({{"grpc_service", service},
+            {"grpc_method", method},
+            {"reason", reason}})
+      .Increment();
 }
 
 int64_t ServerMetrics::in_flight() const {

@@ -5,6 +5,8 @@
 //   grpc_server_handled_total{grpc_service, grpc_method, grpc_code}
 //   grpc_server_handling_seconds{grpc_service, grpc_method}   (histogram)
 //   grpc_server_in_flight                                     (gauge)
+//   grpc_server_invalid_requests_total{grpc_service, grpc_method, reason}
+//       requests that did not parse (see invalid_request_interceptor.h)
 //
 // The names match go-grpc-prometheus, so existing Grafana dashboards work.
 #ifndef HANGAR_COMMON_SERVER_METRICS_INTERCEPTOR_H_
@@ -34,6 +36,11 @@ class ServerMetrics {
   void Handled(const std::string& full_method, grpc::StatusCode code,
                double seconds);
 
+  // A request to `full_method` did not parse; `reason` is "invalid_utf8"
+  // or "malformed".
+  void InvalidRequest(const std::string& full_method,
+                      const std::string& reason);
+
   // Calls in flight right now (started, not yet handled).
   int64_t in_flight() const;
 
@@ -50,6 +57,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& handled_;
   prometheus::Family<prometheus::Histogram>& handling_seconds_;
   prometheus::Gauge& in_flight_;
+  prometheus::Family<prometheus::Counter>& invalid_requests_;
 
   mutable absl::Mutex mu_;  // Protects methods_ (children are thread-safe).
   std::map<std::string, MethodMetrics> methods_ ABSL_GUARDED_BY(mu_);

@@ -5,10 +5,16 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/server/call_context_interceptor.h"
+#include "common/server/invalid_request_interceptor.h"
+#include "common/server/shutdown_signal.h"
 #include "common/status/status_util.h"
 #include "common/util/file.h"
-#include "common/server/shutdown_signal.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
+#include "grpcpp/impl/server_initializer.h"
+#include "grpcpp/resource_quota.h"
 
 namespace hangar {
 namespace {
@@ -36,6 +42,36 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+// gRPC does not say which services a grpc::Service implements; a builder
+// plugin is handed the list (the reflection plugin reads it the same way).
+class ServiceListPlugin final : public grpc::ServerBuilderPlugin {
+ public:
+  explicit ServiceListPlugin(std::vector<std::string>* names) : names_(names) {}
+  std::string name() override { return "hangar_service_list"; }
+  void InitServer(grpc::ServerInitializer* initializer) override {
+    const std::vector<std::string>* services = initializer->GetServiceList();
+    if (services != nullptr) *names_ = *services;
+  }
+  void Finish(grpc::ServerInitializer*) override {}
+  void ChangeArguments(const std::string&, void*) override {}
+
+ private:
+  std::vector<std::string>* names_;
+};
+
+class ServiceListOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ServiceListOption(std::vector<std::string>* names) : names_(names) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*
+                         plugins) override {
+    plugins->push_back(std::make_unique<ServiceListPlugin>(names_));
+  }
+
+ private:
+  std::vector<std::string>* names_;
+};
+
 absl::Status Validate(const ServerOptions& options) {
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
@@ -53,6 +89,10 @@ absl::Status Validate(const ServerOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes: must be in [1024, 1073741824]; was ",
                      options.max_message_bytes));
+  }
+  if (options.max_threads < 4 || options.max_threads > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_threads: must be in [4, 4096]; was ", options.max_threads));
   }
   return absl::OkStatus();
 }
@@ -84,12 +124,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  grpc::ResourceQuota quota(absl::StrCat("hangar-", options.name));
+  quota.SetMaxThreads(options.max_threads);
+  builder.SetResourceQuota(quota);
   for (grpc::Service* service : services) builder.RegisterService(service);
   builder.RegisterService(&server->health_);
+  builder.SetOption(
+      std::make_unique<ServiceListOption>(&server->service_names_));
 
-  std::vector<std::unique_ptr<
-      grpc::experimental::ServerInterceptorFactoryInterface>>
+  // Order matters for PRE_SEND_STATUS: the status is corrected before the
+  // metrics interceptor records its code.
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
+  interceptors.push_back(std::make_unique<InvalidRequestInterceptorFactory>(
+      &server->server_metrics_));
+  interceptors.push_back(std::make_unique<CallContextInterceptorFactory>());
   interceptors.push_back(
       std::make_unique<MetricsInterceptorFactory>(&server->server_metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -107,7 +157,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
       return serving;
     }
   }
-  server->health_.SetAll(grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  for (const std::string& name : server->service_names_) {
+    server->health_.AddService(name);
+  }
   return server;
 }
 
@@ -120,9 +172,16 @@ std::string Server::address() const {
 
 int Server::metrics_port() const { return metrics_->port(); }
 
-void Server::SetServing(bool serving) {
-  health_.SetAll(serving ? grpc::health::v1::HealthCheckResponse::SERVING
-                         : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+void Server::SetServing(bool serving) { health_.SetServing(serving); }
+
+void Server::SetDependencyHealth(const std::string& dependency, bool healthy) {
+  health_.SetDependency(dependency, healthy);
+}
+
+std::function<void(bool)> Server::HealthReporter(std::string dependency) {
+  return [this, dependency = std::move(dependency)](bool healthy) {
+    SetDependencyHealth(dependency, healthy);
+  };
 }
 
 void Server::RequestShutdown() {

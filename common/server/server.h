@@ -3,8 +3,16 @@
 // A `Server` runs the given gRPC services on one port together with:
 //   - server reflection (grpcurl can list, describe and call everything);
 //   - grpc.health.v1.Health from the real health.proto, so it is described
-//     by reflection too; every service starts NOT_SERVING until the
-//     composition root calls SetServing(true);
+//     by reflection too, with an entry for "" and for every registered
+//     service; all start NOT_SERVING until the composition root calls
+//     SetServing(true), and all turn NOT_SERVING while a dependency reported
+//     through SetDependencyHealth()/HealthReporter() is down (the database
+//     probe of common/db/probe.h);
+//   - requests that do not parse answer INVALID_ARGUMENT naming the field,
+//     counted instead of logged (invalid_request_interceptor.h);
+//   - each synchronous call's deadline and cancellation published to the
+//     code serving it (call_context.h), which the database pool obeys;
+//   - at most `max_threads` threads serving synchronous calls;
 //   - standard RPC metrics (see metrics_interceptor.h) in the process's
 //     MetricsRegistry, and a Prometheus endpoint on `metrics_port`;
 //   - graceful shutdown: on SIGTERM/SIGINT (or Shutdown()) health turns
@@ -55,6 +63,11 @@ struct ServerOptions {
   std::string tls_key_file;
   // Largest request or response message, bytes, in [1 KiB, 1 GiB].
   int max_message_bytes = 64 << 20;
+  // Most threads gRPC may run for synchronous calls (its ResourceQuota), in
+  // [4, 4096]. A call that finds none free is refused with
+  // RESOURCE_EXHAUSTED instead of growing the process without bound; each
+  // open synchronous stream (a Watch) holds one.
+  int max_threads = 64;
 };
 
 class Server {
@@ -78,6 +91,14 @@ class Server {
 
   // Health of every service and of the server as a whole.
   void SetServing(bool serving);
+  // Health of a dependency (e.g. "database"): while any is unhealthy every
+  // health entry is NOT_SERVING. Thread-safe.
+  void SetDependencyHealth(const std::string& dependency, bool healthy);
+  // A callback that reports `dependency` through SetDependencyHealth(), for
+  // probes:  db::DatabaseProbe::Start({.pool = pool,
+  //              .on_change = server->HealthReporter("database")});
+  // The server must outlive every call of it.
+  std::function<void(bool healthy)> HealthReporter(std::string dependency);
   HealthService& health() { return health_; }
   ServerMetrics& server_metrics() { return server_metrics_; }
 
@@ -103,6 +124,7 @@ class Server {
   MetricsRegistry* const metrics_;
   HealthService health_;
   ServerMetrics server_metrics_;
+  // Full names of the registered services, filled in while building.
   std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -15,11 +15,14 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/server/admin_auth.h"
+#include "common/server/call_context.h"
 #include "common/server/reflection_client.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
+#include "hangar/v1/catalog.grpc.pb.h"
 #include "hangar/v1/runner.grpc.pb.h"
 
 namespace hangar {
@@ -47,6 +50,9 @@ class HeldRunner final : public v1::RunnerService::Service {
     }
     info->set_architecture("TestForCausalLM");
     info->set_batch_capacity(4);
+    std::shared_ptr<CallContext> call = CallContext::Current();
+    absl::MutexLock lock(&mu_);
+    info_deadline_ = call == nullptr ? absl::InfinitePast() : call->deadline();
     return grpc::Status::OK;
   }
 
@@ -67,16 +73,22 @@ class HeldRunner final : public v1::RunnerService::Service {
 
   absl::Notification started_;
   absl::Notification release_;
+  absl::Time InfoDeadline() {
+    absl::MutexLock lock(&mu_);
+    return info_deadline_;
+  }
+
+  absl::Mutex mu_;
+  // The CallContext deadline Info saw (InfinitePast: none).
+  absl::Time info_deadline_ ABSL_GUARDED_BY(mu_);
 };
 
 std::unique_ptr<Server> StartServer(HeldRunner* runner,
                                     MetricsRegistry* metrics,
                                     absl::Duration drain = absl::Seconds(30)) {
-  auto server = Server::Create({.name = "test",
-                                .port = 0,
-                                .metrics_port = 0,
-                                .drain_timeout = drain},
-                               {runner}, metrics);
+  auto server = Server::Create(
+      {.name = "test", .port = 0, .metrics_port = 0, .drain_timeout = drain},
+      {runner}, metrics);
   EXPECT_THAT(server, IsOk());
   return server.ok() ? std::move(server).value() : nullptr;
 }
@@ -163,6 +175,193 @@ TEST(ServerTest, HealthStartsNotServingAndFollowsSetServing) {
             grpc::StatusCode::NOT_FOUND);
 }
 
+// Asks Check for `service`; returns the status, or UNKNOWN when the call
+// failed (`code` says how).
+HealthResponse::ServingStatus CheckHealth(
+    grpc::health::v1::Health::Stub& health, const std::string& service,
+    grpc::StatusCode* code = nullptr) {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  HealthResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = health.Check(&context, request, &response);
+  if (code != nullptr) *code = status.error_code();
+  return status.ok() ? response.status() : HealthResponse::UNKNOWN;
+}
+
+TEST(ServerTest, EveryRegisteredServiceHasAHealthEntryThatFlipsTogether) {
+  HeldRunner runner;
+  MetricsRegistry metrics;
+  auto server = StartServer(&runner, &metrics);
+  ASSERT_NE(server, nullptr);
+  auto health = grpc::health::v1::Health::NewStub(Dial(*server));
+  const std::vector<std::string> entries = {
+      "", "hangar.v1.RunnerService", "grpc.health.v1.Health",
+      "grpc.reflection.v1alpha.ServerReflection"};
+  for (const std::string& entry : entries) {
+    grpc::StatusCode code;
+    EXPECT_EQ(CheckHealth(*health, entry, &code), HealthResponse::NOT_SERVING)
+        << entry << " code " << code;
+  }
+  server->SetServing(true);
+  for (const std::string& entry : entries) {
+    EXPECT_EQ(CheckHealth(*health, entry), HealthResponse::SERVING) << entry;
+  }
+
+  // A dependency going down turns every entry NOT_SERVING, a Watch sees it,
+  // and its recovery turns them back.
+  grpc::ClientContext watch_context;
+  grpc::health::v1::HealthCheckRequest watch_request;
+  watch_request.set_service("hangar.v1.RunnerService");
+  auto watch = health->Watch(&watch_context, watch_request);
+  HealthResponse seen;
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthResponse::SERVING);
+  std::function<void(bool)> report = server->HealthReporter("database");
+  report(false);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthResponse::NOT_SERVING);
+  for (const std::string& entry : entries) {
+    EXPECT_EQ(CheckHealth(*health, entry), HealthResponse::NOT_SERVING)
+        << entry;
+  }
+  report(true);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthResponse::SERVING);
+  for (const std::string& entry : entries) {
+    EXPECT_EQ(CheckHealth(*health, entry), HealthResponse::SERVING) << entry;
+  }
+  // The server not ready wins over healthy dependencies, and vice versa.
+  server->SetServing(false);
+  EXPECT_EQ(CheckHealth(*health, "hangar.v1.RunnerService"),
+            HealthResponse::NOT_SERVING);
+  watch_context.TryCancel();
+}
+
+TEST(ServerTest, HandlersSeeTheirCallsDeadlineThroughCallContext) {
+  HeldRunner runner;
+  MetricsRegistry metrics;
+  auto server = StartServer(&runner, &metrics);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(CallContext::Current(), nullptr);
+  EXPECT_EQ(CallContext::CurrentDeadline(), absl::InfiniteFuture());
+  auto stub = v1::RunnerService::NewStub(Dial(*server));
+  grpc::ClientContext context;
+  const absl::Time deadline = absl::Now() + absl::Seconds(7);
+  context.set_deadline(absl::ToChronoTime(deadline));
+  v1::RunnerInfo info;
+  ASSERT_TRUE(stub->Info(&context, {}, &info).ok());
+  EXPECT_LT(absl::AbsDuration(runner.InfoDeadline() - deadline),
+            absl::Milliseconds(100));
+
+  // Without a deadline the context says so.
+  grpc::ClientContext unbounded;
+  ASSERT_TRUE(stub->Info(&unbounded, {}, &info).ok());
+  EXPECT_EQ(runner.InfoDeadline(), absl::InfiniteFuture());
+}
+
+// A catalog service with a real GetModel, served synchronously or through
+// the callback API, for requests that do not parse.
+class SyncCatalog final : public v1::CatalogService::Service {
+ public:
+  grpc::Status GetModel(grpc::ServerContext*,
+                        const v1::GetModelRequest* request,
+                        v1::Model* model) override {
+    model->set_name(request->name());
+    return grpc::Status::OK;
+  }
+};
+
+class CallbackCatalog final : public v1::CatalogService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::Model* model) override {
+    model->set_name(request->name());
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+// Sends `bytes` as the request of `method` without any client-side parsing.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel,
+                     const std::string& method, const std::string& bytes) {
+  grpc::GenericStub stub(channel);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  absl::Notification done;
+  grpc::Status result;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status status) {
+                   result = std::move(status);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  return result;
+}
+
+template <typename Service>
+void ExpectInvalidUtf8IsInvalidArgument() {
+  Service service;
+  MetricsRegistry metrics;
+  auto server = Server::Create({.name = "test", .port = 0, .metrics_port = 0},
+                               {&service}, &metrics);
+  ASSERT_THAT(server, IsOk());
+  (*server)->SetServing(true);
+  auto channel = Dial(**server);
+  // GetModelRequest.name (field 1, length-delimited) = "\xff\xfe".
+  const std::string invalid_utf8("\x0a\x02\xff\xfe", 4);
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 3; ++i) {
+    grpc::Status status =
+        RawCall(channel, "/hangar.v1.CatalogService/GetModel", invalid_utf8);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(),
+              "hangar.v1.GetModelRequest.name: invalid UTF-8 in a string "
+              "field");
+  }
+  // Bytes that are no message at all (a truncated field).
+  grpc::Status malformed =
+      RawCall(channel, "/hangar.v1.CatalogService/GetModel",
+              std::string("\x0a\x09"
+                          "ab"));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(malformed.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(malformed.error_message(),
+              HasSubstr("/hangar.v1.CatalogService/GetModel"));
+  EXPECT_THAT(logged, Not(HasSubstr("UTF-8"))) << logged;
+
+  // A valid request still works, and nothing leaked into it.
+  grpc::Status ok = RawCall(channel, "/hangar.v1.CatalogService/GetModel",
+                            std::string("\x0a\x02"
+                                        "ok"));
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+
+  ASSERT_OK_AND_ASSIGN(
+      std::string body,
+      HttpGet(absl::StrCat("http://127.0.0.1:", (*server)->metrics_port(),
+                           "/metrics")));
+  EXPECT_THAT(body, HasSubstr("grpc_server_invalid_requests_total{grpc_method="
+                              "\"GetModel\",grpc_service=\"hangar.v1."
+                              "CatalogService\",reason=\"invalid_utf8\"} 3"));
+  EXPECT_THAT(body, HasSubstr("reason=\"malformed\"} 1"));
+  EXPECT_THAT(body, HasSubstr("grpc_server_handled_total{grpc_code=\"INVALID_"
+                              "ARGUMENT\",grpc_method=\"GetModel\""));
+}
+
+TEST(ServerTest, InvalidUtf8IsInvalidArgumentNamingTheFieldSync) {
+  ExpectInvalidUtf8IsInvalidArgument<SyncCatalog>();
+}
+
+TEST(ServerTest, InvalidUtf8IsInvalidArgumentNamingTheFieldCallback) {
+  ExpectInvalidUtf8IsInvalidArgument<CallbackCatalog>();
+}
+
 TEST(ServerTest, MetricsEndpointCountsRequestsByMethodAndCode) {
   HeldRunner runner;
   MetricsRegistry metrics;
@@ -197,6 +396,9 @@ TEST(ServerTest, BadOptionsAreRefusedWithTheFieldNamed) {
       Server::Create({.tls_cert_file = "/nonexistent.pem"}, {&runner},
                      &metrics),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls_key_file")));
+  EXPECT_THAT(Server::Create({.max_threads = 1}, {&runner}, &metrics),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("max_threads: must be in [4, 4096]; was 1")));
   EXPECT_THAT(Server::Create({.host = "203.0.113.77"}, {&runner}, &metrics),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("cannot listen on 203.0.113.77")));
@@ -209,8 +411,7 @@ TEST(ServerTest, PortInUseIsUnavailable) {
   ASSERT_NE(first, nullptr);
   HeldRunner other;
   MetricsRegistry other_metrics;
-  EXPECT_THAT(Server::Create({.port = first->port()}, {&other},
-                             &other_metrics),
+  EXPECT_THAT(Server::Create({.port = first->port()}, {&other}, &other_metrics),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat(first->port()))));
 }
@@ -231,20 +432,22 @@ TEST(AdminAuthTest, AdminOnlyCallsNeedTheTokenButHealthAndReflectionDoNot) {
   auto denied = client.CallUnary("hangar.v1.RunnerService/Info", "{}");
   EXPECT_THAT(denied, StatusIs(absl::StatusCode::kUnauthenticated,
                                HasSubstr("admin token")));
-  EXPECT_THAT(client.CallUnary("hangar.v1.RunnerService/Info", "{}",
-                               {{"authorization", "Bearer wrong-token-000000"}}),
-              StatusIs(absl::StatusCode::kUnauthenticated,
-                       Not(HasSubstr("wrong-token"))));
-  EXPECT_THAT(client.CallUnary("hangar.v1.RunnerService/Info", "{}",
-                               {{"authorization",
-                                 (*token)->AuthorizationHeader()}}),
-              IsOk());
+  EXPECT_THAT(
+      client.CallUnary("hangar.v1.RunnerService/Info", "{}",
+                       {{"authorization", "Bearer wrong-token-000000"}}),
+      StatusIs(absl::StatusCode::kUnauthenticated,
+               Not(HasSubstr("wrong-token"))));
+  EXPECT_THAT(
+      client.CallUnary("hangar.v1.RunnerService/Info", "{}",
+                       {{"authorization", (*token)->AuthorizationHeader()}}),
+      IsOk());
 
   grpc::ClientContext context;
   AttachAdminToken(token->get(), &context);
   v1::RunnerInfo info;
-  EXPECT_TRUE(
-      v1::RunnerService::NewStub(Dial(*server))->Info(&context, {}, &info).ok());
+  EXPECT_TRUE(v1::RunnerService::NewStub(Dial(*server))
+                  ->Info(&context, {}, &info)
+                  .ok());
 }
 
 // Waits (in real time, up to a deadline) for `condition` to hold.
@@ -283,7 +486,8 @@ TEST(ServerTest, SigtermDrainsInFlightCallsAndTurnsHealthNotServing) {
   v1::RunnerGenerateResponse chunk;
   ASSERT_TRUE(call->Read(&chunk));
   EXPECT_EQ(chunk.delta(), "hello");
-  ASSERT_TRUE(runner.started_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(
+      runner.started_.WaitForNotificationWithTimeout(absl::Seconds(30)));
 
   std::atomic<bool> hook_ran{false};
   server->OnShutdown([&] { hook_ran = true; });
