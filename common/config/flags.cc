@@ -1,15 +1,19 @@
 #include "common/config/flags.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 extern char** environ;
 
@@ -22,7 +26,57 @@ bool IsProgramFlag(const absl::CommandLineFlag& flag) {
   return !absl::StrContains(flag.Filename(), "absl/");
 }
 
+// Whether argv asks for help: --help, -help, --helpshort (not =false).
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") return false;
+    for (absl::string_view flag :
+         {"--help", "-help", "--helpshort", "-helpshort", "--help=true",
+          "--helpshort=true"}) {
+      if (arg == flag) return true;
+    }
+  }
+  return false;
+}
+
+// "/work/main/services/catalog/main.cc" -> "services/catalog/main.cc".
+std::string ShortFilename(absl::string_view path) {
+  for (absl::string_view root :
+       {"/services/", "/tools/", "/common/", "/bench/", "/tests/"}) {
+    size_t at = path.rfind(root);
+    if (at != absl::string_view::npos) return std::string(path.substr(at + 1));
+  }
+  return std::string(path);
+}
+
 }  // namespace
+
+std::string FlagsHelp(const std::string& env_prefix,
+                      const std::string& program) {
+  std::vector<std::pair<std::string, const absl::CommandLineFlag*>> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsProgramFlag(*flag)) flags.emplace_back(std::string(name), flag);
+  }
+  std::sort(flags.begin(), flags.end());
+  std::string help = absl::StrCat(
+      "usage: ", program, " [--flag=value ...]\n\n", "Flags of ", program,
+      " (each may also be set as the environment variable ", env_prefix,
+      "<FLAG> or HANGAR_<FLAG>; the command line wins; --helpfull lists "
+      "the library flags too):\n");
+  if (flags.empty()) absl::StrAppend(&help, "  (none)\n");
+  for (const auto& [name, flag] : flags) {
+    std::string upper = absl::AsciiStrToUpper(name);
+    std::string default_value = flag->DefaultValue();
+    if (flag->IsOfType<std::string>()) {
+      default_value = absl::StrCat("\"", default_value, "\"");
+    }
+    absl::StrAppend(&help, "  --", name, " (default ", default_value, "; env ",
+                    env_prefix, upper, " or HANGAR_", upper, ")\n      ",
+                    flag->Help(), "\n");
+  }
+  return help;
+}
 
 absl::Status ApplyEnvironmentToFlags(
     const std::string& prefix,
@@ -60,9 +114,22 @@ std::map<std::string, std::string> ProcessEnvironment() {
 std::vector<char*> ParseFlagsWithEnv(int argc, char** argv,
                                      const std::string& env_prefix,
                                      const std::string& program) {
-  absl::SetProgramUsageMessage(absl::StrCat(
-      program, ": flags may also be set as ", env_prefix,
-      "<FLAG> or HANGAR_<FLAG> environment variables."));
+  absl::SetProgramUsageMessage(
+      absl::StrCat("flags may also be set as ", env_prefix,
+                   "<FLAG> or HANGAR_<FLAG> environment variables."));
+  // Abseil's own --help lists only flags defined in a file named after the
+  // binary; every program flag here lives in its main.cc.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return !absl::StrContains(file, "absl/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.normalize_filename = ShortFilename;
+  absl::SetFlagsUsageConfig(usage);
+  if (WantsHelp(argc, argv)) {
+    std::cout << FlagsHelp(env_prefix, program);
+    std::exit(0);
+  }
   absl::Status applied =
       ApplyEnvironmentToFlags(env_prefix, ProcessEnvironment());
   if (!applied.ok()) {

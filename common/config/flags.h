@@ -11,6 +11,11 @@
 // or else HANGAR_<NAME> (HANGAR_DB), supplies a value when set; the command
 // line wins over both. A malformed value, from either source, ends the
 // process with one clear line on stderr and exit code 2, never a crash.
+//
+// `--help` (also -help, --helpshort) prints FlagsHelp(): the binary's own
+// flags (those its main.cc defines; Abseil's are left to --helpfull), each
+// with its default and description, plus the environment variables
+// that set them, and exits 0.
 #ifndef HANGAR_COMMON_CONFIG_FLAGS_H_
 #define HANGAR_COMMON_CONFIG_FLAGS_H_
 
@@ -28,6 +33,13 @@ namespace hangar {
 absl::Status ApplyEnvironmentToFlags(
     const std::string& prefix,
     const std::map<std::string, std::string>& environment);
+
+// The help text described above: a usage line for `program` and every
+// program flag in name order:
+//   --port (default 7101; env HANGAR_CATALOG_PORT or HANGAR_PORT)
+//       gRPC port (0 picks a free one)
+std::string FlagsHelp(const std::string& env_prefix,
+                      const std::string& program);
 
 // The process environment as a map.
 std::map<std::string, std::string> ProcessEnvironment();

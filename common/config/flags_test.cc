@@ -2,6 +2,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 ABSL_FLAG(int, test_port, 7101, "a port");
@@ -14,6 +15,7 @@ using ::hangar::testing::IsOk;
 using ::hangar::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class FlagsTest : public ::testing::Test {
  protected:
@@ -40,12 +42,25 @@ TEST_F(FlagsTest, UnsetVariablesKeepDefaults) {
 }
 
 TEST_F(FlagsTest, MalformedValueNamesTheVariableAndFlag) {
-  EXPECT_THAT(
-      ApplyEnvironmentToFlags("HANGAR_CATALOG_",
-                              {{"HANGAR_CATALOG_TEST_PORT", "seventy"}}),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               AllOf(HasSubstr("HANGAR_CATALOG_TEST_PORT"),
-                     HasSubstr("--test_port"))));
+  EXPECT_THAT(ApplyEnvironmentToFlags(
+                  "HANGAR_CATALOG_", {{"HANGAR_CATALOG_TEST_PORT", "seventy"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("HANGAR_CATALOG_TEST_PORT"),
+                             HasSubstr("--test_port"))));
+}
+
+TEST_F(FlagsTest, HelpListsTheProgramsFlagsWithDefaultsAndVariables) {
+  const std::string help = FlagsHelp("HANGAR_CATALOG_", "hangar-catalog");
+  EXPECT_THAT(help, HasSubstr("usage: hangar-catalog"));
+  EXPECT_THAT(help, HasSubstr("  --test_port (default 7101; env "
+                              "HANGAR_CATALOG_TEST_PORT or HANGAR_TEST_PORT)\n"
+                              "      a port\n"));
+  EXPECT_THAT(help, HasSubstr("  --test_db (default \"\";"));
+  // Abseil's own flags are for --helpfull.
+  EXPECT_THAT(help, Not(HasSubstr("--flagfile")));
+  EXPECT_THAT(help, Not(HasSubstr("No flags matched")));
+  // Sorted by name.
+  EXPECT_LT(help.find("--test_db"), help.find("--test_port"));
 }
 
 }  // namespace
