@@ -4,6 +4,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "google/protobuf/dynamic_message.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -39,7 +40,8 @@ absl::StatusOr<reflection::ServerReflectionResponse> Ask(
   if (response.has_error_response()) {
     return absl::Status(
         static_cast<absl::StatusCode>(response.error_response().error_code()),
-        absl::StrCat("reflection: ", response.error_response().error_message()));
+        absl::StrCat("reflection: ",
+                     response.error_response().error_message()));
   }
   return response;
 }
@@ -95,7 +97,8 @@ absl::Status ReflectionClient::LoadFiles(
     if (pool_.FindFileByName(name) != nullptr) return absl::OkStatus();
     auto it = files_.find(name);
     if (it == files_.end()) {
-      return absl::NotFoundError(absl::StrCat("reflection: missing file ", name));
+      return absl::NotFoundError(
+          absl::StrCat("reflection: missing file ", name));
     }
     for (const std::string& dependency : it->second.dependency()) {
       if (absl::Status built = build(dependency); !built.ok()) return built;
@@ -113,7 +116,9 @@ absl::Status ReflectionClient::LoadFiles(
 
 absl::Status ReflectionClient::LoadSymbol(const std::string& symbol) {
   if (pool_.FindServiceByName(symbol) != nullptr ||
-      pool_.FindMessageTypeByName(symbol) != nullptr) {
+      pool_.FindMessageTypeByName(symbol) != nullptr ||
+      pool_.FindEnumTypeByName(symbol) != nullptr ||
+      pool_.FindMethodByName(symbol) != nullptr) {
     return absl::OkStatus();
   }
   reflection::ServerReflectionRequest request;
@@ -142,9 +147,33 @@ ReflectionClient::DescribeService(const std::string& service) {
   return descriptor;
 }
 
-absl::StatusOr<std::string> ReflectionClient::CallUnary(
-    const std::string& method, const std::string& request_json,
-    const std::multimap<std::string, std::string>& metadata) {
+absl::StatusOr<std::string> ReflectionClient::Describe(
+    const std::string& symbol) {
+  if (absl::Status loaded = LoadSymbol(symbol); !loaded.ok()) {
+    if (absl::IsNotFound(loaded) || absl::IsInvalidArgument(loaded)) {
+      return absl::NotFoundError(
+          absl::StrCat("the server knows no symbol named ", symbol));
+    }
+    return loaded;
+  }
+  if (const auto* service = pool_.FindServiceByName(symbol)) {
+    return service->DebugString();
+  }
+  if (const auto* message = pool_.FindMessageTypeByName(symbol)) {
+    return message->DebugString();
+  }
+  if (const auto* enumeration = pool_.FindEnumTypeByName(symbol)) {
+    return enumeration->DebugString();
+  }
+  if (const auto* method = pool_.FindMethodByName(symbol)) {
+    return method->DebugString();
+  }
+  return absl::NotFoundError(
+      absl::StrCat("the server knows no symbol named ", symbol));
+}
+
+absl::StatusOr<const google::protobuf::MethodDescriptor*>
+ReflectionClient::FindMethod(const std::string& method) {
   size_t slash = method.rfind('/');
   if (slash == std::string::npos) {
     return absl::InvalidArgumentError(
@@ -157,55 +186,34 @@ absl::StatusOr<std::string> ReflectionClient::CallUnary(
   if (method_descriptor == nullptr) {
     return absl::NotFoundError(absl::StrCat("no method named ", method));
   }
-  if (method_descriptor->client_streaming() ||
-      method_descriptor->server_streaming()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(method, " is streaming; only unary calls are supported"));
-  }
+  return method_descriptor;
+}
+
+absl::StatusOr<std::string> ReflectionClient::EncodeRequest(
+    const google::protobuf::MethodDescriptor& method,
+    const std::string& request_json) {
   google::protobuf::DynamicMessageFactory factory(&pool_);
   std::unique_ptr<google::protobuf::Message> request(
-      factory.GetPrototype(method_descriptor->input_type())->New());
-  std::unique_ptr<google::protobuf::Message> response(
-      factory.GetPrototype(method_descriptor->output_type())->New());
+      factory.GetPrototype(method.input_type())->New());
   auto parsed = google::protobuf::util::JsonStringToMessage(
       request_json.empty() ? "{}" : request_json, request.get());
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request: not valid JSON for ",
-                     method_descriptor->input_type()->full_name(), ": ",
-                     parsed.message().as_string()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request: not valid JSON for ", method.input_type()->full_name(), ": ",
+        parsed.message().as_string()));
   }
+  return request->SerializeAsString();
+}
 
-  std::string bytes = request->SerializeAsString();
-  grpc::Slice slice(bytes);
-  grpc::ByteBuffer request_buffer(&slice, 1);
-  grpc::ByteBuffer response_buffer;
-  auto context = NewContext(timeout_);
-  for (const auto& [key, value] : metadata) context->AddMetadata(key, value);
-  grpc::GenericStub stub(channel_);
-  absl::Notification done;
-  grpc::Status call_status;
-  stub.UnaryCall(context.get(), absl::StrCat("/", method), grpc::StubOptions(),
-                 &request_buffer, &response_buffer,
-                 [&](grpc::Status status) {
-                   call_status = std::move(status);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  if (!call_status.ok()) return FromGrpcStatus(call_status, method);
-
-  std::vector<grpc::Slice> slices;
-  if (!response_buffer.Dump(&slices).ok()) {
-    return absl::DataLossError("response: unreadable");
-  }
-  std::string response_bytes;
-  for (const grpc::Slice& part : slices) {
-    response_bytes.append(reinterpret_cast<const char*>(part.begin()),
-                          part.size());
-  }
-  if (!response->ParseFromString(response_bytes)) {
+absl::StatusOr<std::string> ReflectionClient::DecodeResponse(
+    const google::protobuf::MethodDescriptor& method,
+    const std::string& bytes) {
+  google::protobuf::DynamicMessageFactory factory(&pool_);
+  std::unique_ptr<google::protobuf::Message> response(
+      factory.GetPrototype(method.output_type())->New());
+  if (!response->ParseFromString(bytes)) {
     return absl::DataLossError("response: does not parse as " +
-                               method_descriptor->output_type()->full_name());
+                               method.output_type()->full_name());
   }
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
@@ -217,6 +225,137 @@ absl::StatusOr<std::string> ReflectionClient::CallUnary(
     return absl::InternalError(printed.message().as_string());
   }
   return json;
+}
+
+namespace {
+
+std::string BufferToString(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (!buffer.Dump(&slices).ok()) return bytes;
+  for (const grpc::Slice& part : slices) {
+    bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+  }
+  return bytes;
+}
+
+// One server-streaming call through the generic callback API: writes the
+// request, half-closes, and reads until the server ends the stream.
+class StreamingCall final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  StreamingCall(std::function<absl::Status(const std::string&)> on_bytes)
+      : on_bytes_(std::move(on_bytes)) {}
+
+  absl::Status Run(grpc::GenericStub& stub, grpc::ClientContext* context,
+                   const std::string& method, const std::string& request) {
+    context_ = context;
+    grpc::Slice slice(request);
+    request_ = grpc::ByteBuffer(&slice, 1);
+    stub.PrepareBidiStreamingCall(context, method, grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&response_);
+    StartCall();
+    done_.WaitForNotification();
+    if (!error_.ok()) return error_;
+    return FromGrpcStatus(status_, method.substr(1));
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // The stream ended; OnDone follows.
+    absl::Status delivered = on_bytes_(BufferToString(response_));
+    if (!delivered.ok()) {
+      error_ = delivered;
+      context_->TryCancel();
+      return;
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    done_.Notify();
+  }
+
+ private:
+  std::function<absl::Status(const std::string&)> on_bytes_;
+  grpc::ClientContext* context_ = nullptr;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  absl::Status error_;  // Written by reads before OnDone; read after.
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
+}  // namespace
+
+absl::Status ReflectionClient::CallServerStreaming(
+    const std::string& method, const std::string& request_json,
+    const std::multimap<std::string, std::string>& metadata,
+    const std::function<void(const std::string& json)>& on_message) {
+  ASSIGN_OR_RETURN(const google::protobuf::MethodDescriptor* descriptor,
+                   FindMethod(method));
+  if (descriptor->client_streaming()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        method,
+        " is client-streaming; only unary and server-streaming methods "
+        "can be called"));
+  }
+  ASSIGN_OR_RETURN(std::string request,
+                   EncodeRequest(*descriptor, request_json));
+  auto context = NewContext(timeout_);
+  for (const auto& [key, value] : metadata) context->AddMetadata(key, value);
+  grpc::GenericStub stub(channel_);
+  StreamingCall call([&](const std::string& bytes) -> absl::Status {
+    ASSIGN_OR_RETURN(std::string json, DecodeResponse(*descriptor, bytes));
+    on_message(json);
+    return absl::OkStatus();
+  });
+  return call.Run(stub, context.get(), absl::StrCat("/", method), request);
+}
+
+absl::Status ReflectionClient::Call(
+    const std::string& method, const std::string& request_json,
+    const std::multimap<std::string, std::string>& metadata,
+    const std::function<void(const std::string& json)>& on_message) {
+  ASSIGN_OR_RETURN(const google::protobuf::MethodDescriptor* descriptor,
+                   FindMethod(method));
+  if (descriptor->server_streaming() || descriptor->client_streaming()) {
+    return CallServerStreaming(method, request_json, metadata, on_message);
+  }
+  ASSIGN_OR_RETURN(std::string json, CallUnary(method, request_json, metadata));
+  on_message(json);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReflectionClient::CallUnary(
+    const std::string& method, const std::string& request_json,
+    const std::multimap<std::string, std::string>& metadata) {
+  ASSIGN_OR_RETURN(const google::protobuf::MethodDescriptor* method_descriptor,
+                   FindMethod(method));
+  if (method_descriptor->client_streaming() ||
+      method_descriptor->server_streaming()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        method, " is streaming; call it with CallServerStreaming"));
+  }
+  ASSIGN_OR_RETURN(std::string bytes,
+                   EncodeRequest(*method_descriptor, request_json));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  auto context = NewContext(timeout_);
+  for (const auto& [key, value] : metadata) context->AddMetadata(key, value);
+  grpc::GenericStub stub(channel_);
+  absl::Notification done;
+  grpc::Status call_status;
+  stub.UnaryCall(context.get(), absl::StrCat("/", method), grpc::StubOptions(),
+                 &request_buffer, &response_buffer, [&](grpc::Status status) {
+                   call_status = std::move(status);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  if (!call_status.ok()) return FromGrpcStatus(call_status, method);
+  return DecodeResponse(*method_descriptor, BufferToString(response_buffer));
 }
 
 }  // namespace hangar
