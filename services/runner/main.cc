@@ -9,8 +9,9 @@
 // SamplingParams): the defaults of every request and the bounds its
 // overrides may only tighten. A value out of bounds exits 2 with one line
 // naming the flag; --max_tokens past the model's context length is found
-// once the model is loaded and exits 1 naming sampling.max_tokens. --stop_sequences is a comma-separated list; each item is
-// C-escaped (\n, \t, \\, \x41) and "\," is a comma inside an item.
+// once the model is loaded and exits 1 naming sampling.max_tokens.
+// --stop_sequences is a comma-separated list; each item is C-escaped (\n, \t,
+// \\, \x41) and "\," is a comma inside an item.
 #include <cstdint>
 #include <iostream>
 #include <optional>
