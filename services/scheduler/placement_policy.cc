@@ -93,6 +93,17 @@ int TightestSlot(const NodeState& node, int milli) {
   return slot;
 }
 
+// What best-fit minimizes, in order: the free GPU milli `node` keeps after
+// `request`, then its free CPU (untracked CPU counts as unlimited).
+std::pair<int64_t, int64_t> LeftAfter(const NodeState& node,
+                                      const Request& request) {
+  const int64_t demand =
+      request.gpus > 0 ? int64_t{request.gpus} * kMilliPerGpu : request.milli;
+  return {node.free_milli - demand, CpuAfter(node, request)};
+}
+
+constexpr double kEpsilon = 1e-9;
+
 class BestFitPolicy final : public PlacementPolicy {
  public:
   absl::string_view name() const override { return "best-fit"; }
@@ -101,20 +112,14 @@ class BestFitPolicy final : public PlacementPolicy {
                                   const Request& request,
                                   absl::Span<const int> nodes) override {
     int best = -1;
-    int64_t best_free = 0;
-    int64_t best_cpu = 0;
+    std::pair<int64_t, int64_t> best_left;
     for (int index : nodes) {
       const NodeState& node = cluster.nodes()[index];
       if (!FitsNow(node, request)) continue;
-      // The same demand comes off every candidate, so free milli now orders
-      // them as free milli after would.
-      const int64_t free = node.free_milli;
-      const int64_t cpu = CpuAfter(node, request);
-      if (best < 0 || free < best_free ||
-          (free == best_free && cpu < best_cpu)) {
+      const std::pair<int64_t, int64_t> left = LeftAfter(node, request);
+      if (best < 0 || left < best_left) {
         best = index;
-        best_free = free;
-        best_cpu = cpu;
+        best_left = left;
       }
     }
     if (best < 0) return std::nullopt;
@@ -146,8 +151,7 @@ class FgdPolicy final : public PlacementPolicy {
     int best = -1;
     int best_slot = -1;
     double best_delta = 0;
-    int64_t best_free = 0;
-    int64_t best_cpu = 0;
+    std::pair<int64_t, int64_t> best_left;
     std::array<int, kMaxSlots> free{};
     for (int index : nodes) {
       const NodeState& node = cluster.nodes()[index];
@@ -203,18 +207,14 @@ class FgdPolicy final : public PlacementPolicy {
                                   cpu_after, mix) -
                 before;
       }
-      const int64_t free_after = node.free_milli;  // same demand everywhere
+      const std::pair<int64_t, int64_t> left = LeftAfter(node, request);
       bool better = best < 0 || delta < best_delta - kEpsilon;
-      if (!better && delta < best_delta + kEpsilon) {
-        better = free_after < best_free ||
-                 (free_after == best_free && cpu_after < best_cpu);
-      }
+      if (!better && delta < best_delta + kEpsilon) better = left < best_left;
       if (better) {
         best = index;
         best_slot = slot;
         best_delta = delta;
-        best_free = free_after;
-        best_cpu = cpu_after;
+        best_left = left;
       }
     }
     if (best < 0) return std::nullopt;
@@ -222,8 +222,6 @@ class FgdPolicy final : public PlacementPolicy {
   }
 
  private:
-  static constexpr double kEpsilon = 1e-9;
-
   struct CacheEntry {
     uint64_t node_version = 0;
     uint64_t mix_version = 0;

@@ -8,12 +8,16 @@
 //   first-fit  the first node that fits; a share takes the first slot with
 //              room. The baseline.
 //   best-fit   (default) the node with the fewest free GPUs (milli) left after
-//              placing, ties to the one with less free CPU, then node order;
-//              a share takes the fullest slot that still has room.
+//              placing, ties to the one with less free CPU left, then node
+//              order; a share takes the fullest slot that still has room.
+//              (The paper's best-fit baseline weighs free CPU and GPU half
+//              each; on the openb trace that strands more GPUs than this
+//              GPU-first order, see bench/scheduler.)
 //   fgd        Fragmentation Gradient Descent, after Weng et al., "Beware of
 //              Fragmentation: Scheduling GPU-Sharing Workloads with
 //              Fragmentation Gradient Descent" (USENIX ATC '23): the node and
-//              slot whose fragmentation grows least, ties broken as best-fit.
+//              slot whose fragmentation grows least, ties broken as best-fit
+//              (and, within a node, to the fuller slot).
 //
 // Fragmentation (the paper's measure). For a node and one request shape m, the
 // fragment F(n, m) is the free GPU capacity of n that m cannot use: all of it

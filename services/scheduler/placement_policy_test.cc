@@ -128,6 +128,20 @@ TEST_F(PolicyTest, BestFitBreaksTiesOnCpuThenNodeOrder) {
   EXPECT_EQ(Choose("best-fit", Whole("w", 1, 5000))->node, 0);
 }
 
+TEST_F(PolicyTest, BestFitPutsGpusBeforeCpu) {
+  // n0: 1 of 2 GPUs free, all 16 cores free. n1: 2 GPUs free, 2 cores free.
+  // Fewest free GPUs left wins: n0, though n1 would keep less CPU.
+  AddNodes({2, 2}, /*cpu=*/16000);
+  Load(0, 0, 1000);
+  Request cpu_hog{.workload = "c", .pool = "p", .cpu_milli = 14000};
+  ASSERT_OK(
+      cluster_.Allocate(cpu_hog, Placement{.node = 1, .cpu_milli = 14000}));
+  EXPECT_EQ(Choose("best-fit", Whole("w", 1, 1000))->node, 0);
+  // CPU that does not fit still excludes a node.
+  EXPECT_EQ(Choose("best-fit", Whole("w", 1, 3000))->node, 0);
+  EXPECT_EQ(Choose("best-fit", Whole("w", 2, 1000))->node, 1);
+}
+
 TEST_F(PolicyTest, SharesPickTheirSlotPerPolicy) {
   AddNodes({4});
   Load(0, 0, 300);  // 700 free
