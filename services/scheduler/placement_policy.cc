@@ -171,8 +171,7 @@ class FgdPolicy final : public PlacementPolicy {
             ++taken;
           }
         }
-        delta = NodeFragmentation(absl::MakeConstSpan(free.data(), count),
-                                  cpu_after, mix) -
+        delta = Fragment(absl::MakeConstSpan(free.data(), count), cpu_after) -
                 before;
       } else if (request.milli > 0) {
         // Slots with equal free room are interchangeable: try each distinct
@@ -190,8 +189,7 @@ class FgdPolicy final : public PlacementPolicy {
           tried[tried_count++] = room;
           free[g] = room - request.milli;
           const double d =
-              NodeFragmentation(absl::MakeConstSpan(free.data(), count),
-                                cpu_after, mix) -
+              Fragment(absl::MakeConstSpan(free.data(), count), cpu_after) -
               before;
           free[g] = room;
           // Ties go to the fuller slot (best-fit within the node).
@@ -203,8 +201,7 @@ class FgdPolicy final : public PlacementPolicy {
         }
         delta = slot_delta;
       } else {
-        delta = NodeFragmentation(absl::MakeConstSpan(free.data(), count),
-                                  cpu_after, mix) -
+        delta = Fragment(absl::MakeConstSpan(free.data(), count), cpu_after) -
                 before;
       }
       const std::pair<int64_t, int64_t> left = LeftAfter(node, request);
@@ -222,6 +219,58 @@ class FgdPolicy final : public PlacementPolicy {
   }
 
  private:
+  // A node state exactly, for nodes of up to 8 slots: the free milli of each
+  // slot (sorted, 11 bits each), the slot count and the free CPU.
+  struct StateKey {
+    uint64_t low = 0;
+    uint64_t high = 0;
+    int64_t cpu = 0;
+
+    friend bool operator==(const StateKey& a, const StateKey& b) {
+      return a.low == b.low && a.high == b.high && a.cpu == b.cpu;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const StateKey& k) {
+      return H::combine(std::move(h), k.low, k.high, k.cpu);
+    }
+  };
+  static constexpr int kMaxMemoSlots = 8;
+  static constexpr size_t kMaxMemoEntries = 1 << 18;
+
+  // F(n) of a hypothetical state, memoized per mix version: many nodes share
+  // a state (every empty node of a size, for a start).
+  double Fragment(absl::Span<const int> free, int64_t free_cpu) {
+    const std::vector<WeightedShape>& mix = mix_.shapes();
+    if (free.size() > kMaxMemoSlots) {
+      return NodeFragmentation(free, free_cpu, mix);
+    }
+    if (memo_version_ != mix_.version() || memo_.size() > kMaxMemoEntries) {
+      memo_.clear();
+      memo_version_ = mix_.version();
+    }
+    std::array<int, kMaxMemoSlots> sorted{};
+    const int count = static_cast<int>(free.size());
+    for (int i = 0; i < count; ++i) {
+      int j = i;
+      for (; j > 0 && sorted[j - 1] > free[i]; --j) sorted[j] = sorted[j - 1];
+      sorted[j] = free[i];
+    }
+    StateKey key;
+    for (int i = 0; i < count; ++i) {
+      const uint64_t bits = static_cast<uint64_t>(sorted[i]) & 0x7ff;
+      if (i < 5) {
+        key.low |= bits << (11 * i);
+      } else {
+        key.high |= bits << (11 * (i - 5));
+      }
+    }
+    key.high |= static_cast<uint64_t>(count) << 33;
+    key.cpu = free_cpu;
+    auto [it, inserted] = memo_.try_emplace(key, 0.0);
+    if (inserted) it->second = NodeFragmentation(free, free_cpu, mix);
+    return it->second;
+  }
+
   struct CacheEntry {
     uint64_t node_version = 0;
     uint64_t mix_version = 0;
@@ -242,6 +291,8 @@ class FgdPolicy final : public PlacementPolicy {
 
   RequestMix mix_;
   std::vector<CacheEntry> cache_;
+  absl::flat_hash_map<StateKey, double> memo_;
+  uint64_t memo_version_ = 0;
 };
 
 }  // namespace

@@ -1,9 +1,12 @@
 #include "services/scheduler/placement_policy.h"
 
+#include <limits>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -312,6 +315,126 @@ TEST_F(PolicyTest, FgdPrefersKeepingWholeNodesForLargeRequests) {
       Choose("fgd", Whole("w", 1), std::vector<Shape>(5, Shape{.gpus = 8}))
           ->node,
       1);
+}
+
+}  // namespace
+}  // namespace hangar::scheduler
+
+namespace hangar::scheduler {
+namespace {
+
+// FGD, written the slow and obvious way: every fitting node, every slot with
+// room, F after - F before straight from NodeFragmentation.
+std::optional<Placement> ReferenceFgd(const Cluster& cluster,
+                                      const Request& request,
+                                      const std::vector<WeightedShape>& mix) {
+  std::optional<Placement> best;
+  double best_delta = 0;
+  std::pair<int64_t, int64_t> best_left;
+  for (int index : cluster.NodesOfPool(request.pool)) {
+    const NodeState& node = cluster.nodes()[index];
+    if (!FitsNow(node, request)) continue;
+    std::vector<int> free;
+    for (int used : node.used_milli) free.push_back(kMilliPerGpu - used);
+    const int64_t cpu_after = node.tracks_cpu()
+                                  ? node.free_cpu_milli() - request.cpu_milli
+                                  : std::numeric_limits<int64_t>::max();
+    const double before = NodeFragmentation(node, mix);
+    Placement placement{.node = index, .cpu_milli = request.cpu_milli};
+    double delta = 0;
+    if (request.gpus > 0) {
+      std::vector<int> after = free;
+      for (int g = 0; g < static_cast<int>(after.size()) &&
+                      static_cast<int>(placement.gpus.size()) < request.gpus;
+           ++g) {
+        if (after[g] == kMilliPerGpu) {
+          after[g] = 0;
+          placement.gpus.push_back(g);
+        }
+      }
+      placement.milli_per_gpu = kMilliPerGpu;
+      delta = NodeFragmentation(after, cpu_after, mix) - before;
+    } else {
+      int slot = -1;
+      for (int g = 0; g < static_cast<int>(free.size()); ++g) {
+        if (free[g] < request.milli) continue;
+        std::vector<int> after = free;
+        after[g] -= request.milli;
+        const double d = NodeFragmentation(after, cpu_after, mix) - before;
+        if (slot < 0 || d < delta - 1e-9 ||
+            (d < delta + 1e-9 && free[g] < free[slot])) {
+          slot = g;
+          delta = d;
+        }
+      }
+      placement.gpus = {slot};
+      placement.milli_per_gpu = request.milli;
+    }
+    const std::pair<int64_t, int64_t> left = {
+        node.free_milli -
+            (request.gpus > 0 ? request.gpus * 1000 : request.milli),
+        cpu_after};
+    if (!best.has_value() || delta < best_delta - 1e-9 ||
+        (delta < best_delta + 1e-9 && left < best_left)) {
+      best = placement;
+      best_delta = delta;
+      best_left = left;
+    }
+  }
+  return best;
+}
+
+TEST(FgdReferenceTest, MatchesTheObviousImplementation) {
+  for (int64_t cpu : {int64_t{0}, int64_t{32'000}}) {
+    Cluster cluster;
+    std::mt19937 rng(cpu == 0 ? 5 : 6);
+    const int kSizes[] = {1, 2, 4, 8};
+    for (int i = 0; i < 24; ++i) {
+      ASSERT_OK(cluster
+                    .AddNode(NodeSpec{.name = absl::StrCat("n", i),
+                                      .pool = "p",
+                                      .gpu_model = "G",
+                                      .gpu_count = kSizes[rng() % 4],
+                                      .cpu_milli = cpu})
+                    .status());
+    }
+    PolicyOptions options;
+    options.mix = {.window = 200, .max_shapes = 12, .refresh = 16};
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<PlacementPolicy> fgd,
+                         MakePlacementPolicy("fgd", options));
+    RequestMix mix(options.mix);
+    int placed = 0;
+    std::vector<std::string> live;
+    for (int i = 0; i < 400; ++i) {
+      Request request{.workload = absl::StrCat("w", i), .pool = "p"};
+      if (rng() % 2 == 0) {
+        request.milli = 100 * (1 + static_cast<int>(rng() % 9));
+      } else {
+        request.gpus = kSizes[rng() % 4];
+      }
+      request.cpu_milli = cpu == 0 ? 0 : (rng() % 6) * 1000;
+      fgd->Observe(request);
+      mix.Observe(ShapeOf(request));
+      std::optional<Placement> expected =
+          ReferenceFgd(cluster, request, mix.shapes());
+      std::optional<Placement> chosen =
+          fgd->Choose(cluster, request, cluster.NodesOfPool("p"));
+      ASSERT_EQ(chosen.has_value(), expected.has_value()) << i;
+      if (!chosen.has_value()) continue;
+      ASSERT_EQ(*chosen, *expected) << "request " << i << " node "
+                                    << chosen->node << " vs " << expected->node;
+      ASSERT_OK(cluster.Allocate(request, *chosen));
+      ++placed;
+      live.push_back(request.workload);
+      // Free something half the time so states keep changing.
+      if (rng() % 2 == 0) {
+        const size_t pick = rng() % live.size();
+        ASSERT_OK(cluster.Release(live[pick]).status());
+        live.erase(live.begin() + pick);
+      }
+    }
+    EXPECT_GT(placed, 100);
+  }
 }
 
 }  // namespace
