@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
       server->pool_,
       db::Pool::Create({.conninfo = options.db,
                         .size = options.db_pool_size,
+                        .connect_timeout = options.db_connect_timeout,
                         .startup_timeout = options.db_startup_timeout,
                         .clock = options.clock}));
   RETURN_IF_ERROR(PgModelStore::Migrate(*server->pool_));
@@ -120,11 +121,19 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                                   {server->service_.get()}, &server->metrics_));
   server->server_->OnShutdown(
       [service = server->service_.get()] { service->BeginShutdown(); });
+  ASSIGN_OR_RETURN(
+      server->db_probe_,
+      db::DatabaseProbe::Start(
+          {.pool = server->pool_.get(),
+           .name = "catalog",
+           .on_change = server->server_->HealthReporter("database"),
+           .clock = options.clock}));
   server->server_->SetServing(true);
   return server;
 }
 
 CatalogServer::~CatalogServer() {
+  db_probe_.reset();  // It reports to server_.
   if (server_ != nullptr) server_->Shutdown();
   server_.reset();
   catalog_.reset();  // Cancels and joins background work.

@@ -29,6 +29,7 @@
 #include "common/auth/bearer.h"
 #include "common/auth/secret_box.h"
 #include "common/db/pool.h"
+#include "common/db/probe.h"
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
 #include "common/time/clock.h"
@@ -70,6 +71,8 @@ class CatalogServer {
     // How long start-up keeps retrying while PostgreSQL refuses connections
     // (containers starting together); zero fails at once.
     absl::Duration db_startup_timeout = absl::ZeroDuration();
+    // Longest one connection attempt may take (db::PoolOptions).
+    absl::Duration db_connect_timeout = absl::Seconds(2);
     // Directory of prepared weights. Required.
     std::string model_store;
     // Local imports must lie under this directory; empty disables them.
@@ -136,6 +139,8 @@ class CatalogServer {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<CatalogServiceImpl> service_;
   std::unique_ptr<Server> server_;
+  // Turns health NOT_SERVING while PostgreSQL is unreachable.
+  std::unique_ptr<db::DatabaseProbe> db_probe_;
 };
 
 }  // namespace hangar::catalog

@@ -34,6 +34,8 @@ ABSL_FLAG(std::string, db, "",
 ABSL_FLAG(
     absl::Duration, db_startup_timeout, absl::ZeroDuration(),
     "Keep retrying an unreachable database this long at start (containers)");
+ABSL_FLAG(absl::Duration, db_connect_timeout, absl::Seconds(2),
+          "Longest one PostgreSQL connection attempt may take");
 ABSL_FLAG(std::string, model_store, "",
           "Directory of prepared model weights (required)");
 ABSL_FLAG(std::string, local_model_root, "",
@@ -95,6 +97,7 @@ int main(int argc, char** argv) {
       .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
       .db = absl::GetFlag(FLAGS_db),
       .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),
+      .db_connect_timeout = absl::GetFlag(FLAGS_db_connect_timeout),
       .model_store = absl::GetFlag(FLAGS_model_store),
       .local_model_root = absl::GetFlag(FLAGS_local_model_root),
       .curated_models = curated,
