@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -142,6 +143,32 @@ class WatchReactorTest : public ::testing::Test {
     return stream;
   }
 
+  // Sets `key` to `value`, starts a watch of it and reads the first state.
+  std::unique_ptr<Stream> WatchFrom(const std::string& key, int64_t value) {
+    store_.Set(key, value);
+    auto stream = Watch(key);
+    Counter first;
+    EXPECT_TRUE(stream->reader->Read(&first));
+    EXPECT_EQ(first.value(), value);
+    return stream;
+  }
+
+  // Changes `key` and announces it; returns the next state `stream` sends,
+  // or nullopt when the stream ended instead.
+  std::optional<Counter> ChangeAndRead(Stream& stream, const std::string& key,
+                                       int64_t value, bool done = false) {
+    store_.Set(key, value, done);
+    notifier_.Notify(key);
+    Counter next;
+    if (!stream.reader->Read(&next)) return std::nullopt;
+    return next;
+  }
+
+  static grpc::Status Cancel(Stream& stream) {
+    stream.context.TryCancel();
+    return stream.reader->Finish();
+  }
+
   // Waits (bounded) until no stream watches anything.
   bool AwaitNoWatchers() {
     absl::Time deadline = absl::Now() + kPatience;
@@ -160,48 +187,33 @@ class WatchReactorTest : public ::testing::Test {
 };
 
 TEST_F(WatchReactorTest, FirstStateArrivesAndAChangeWithin50Ms) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
-  EXPECT_EQ(counter.value(), 1);
+  auto stream = WatchFrom("c", 1);
   EXPECT_EQ(notifier_.watched_keys(), 1);
-
   for (int value = 2; value <= 6; ++value) {
-    store_.Set("c", value);
     absl::Time notified = absl::Now();
-    notifier_.Notify("c");
-    ASSERT_TRUE(stream->reader->Read(&counter));
+    std::optional<Counter> next = ChangeAndRead(*stream, "c", value);
     absl::Duration latency = absl::Now() - notified;
-    EXPECT_EQ(counter.value(), value);
+    ASSERT_TRUE(next.has_value());
+    EXPECT_EQ(next->value(), value);
     EXPECT_LT(latency, absl::Milliseconds(50)) << value;
   }
-  stream->context.TryCancel();
-  EXPECT_EQ(stream->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(Cancel(*stream).error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(WatchReactorTest, UnchangedStateIsNotWrittenAgain) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
+  auto stream = WatchFrom("c", 1);
   notifier_.Notify("c");  // Nothing changed.
   notifier_.Notify("other");
   ASSERT_TRUE(store_.AwaitReads(2));
-  store_.Set("c", 2);
-  notifier_.Notify("c");
-  ASSERT_TRUE(stream->reader->Read(&counter));
-  EXPECT_EQ(counter.value(), 2);  // Not a second copy of 1.
+  std::optional<Counter> next = ChangeAndRead(*stream, "c", 2);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->value(), 2);  // Not a second copy of 1.
   EXPECT_EQ(store_.reads(), 3);
-  stream->context.TryCancel();
-  stream->reader->Finish();
+  Cancel(*stream);
 }
 
 TEST_F(WatchReactorTest, ChangesDuringAReadInFlightAreCoalesced) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
+  auto stream = WatchFrom("c", 1);
   ASSERT_EQ(store_.reads(), 1);
 
   // The next read blocks inside `read`, on the notifying thread.
@@ -219,38 +231,30 @@ TEST_F(WatchReactorTest, ChangesDuringAReadInFlightAreCoalesced) {
   store_.HoldReads(false);
   first_notify.join();
 
+  Counter counter;
   ASSERT_TRUE(stream->reader->Read(&counter));
   EXPECT_EQ(counter.value(), 102);  // The latest, not 2, 3, ...
   // One more read for the coalesced changes; it finds nothing new.
   ASSERT_TRUE(store_.AwaitReads(3));
-  store_.Set("c", 103);
-  notifier_.Notify("c");
-  ASSERT_TRUE(stream->reader->Read(&counter));
-  EXPECT_EQ(counter.value(), 103);
+  std::optional<Counter> next = ChangeAndRead(*stream, "c", 103);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->value(), 103);
   EXPECT_EQ(store_.reads(), 4);
-  stream->context.TryCancel();
-  stream->reader->Finish();
+  Cancel(*stream);
 }
 
 TEST_F(WatchReactorTest, ClientCancelEndsTheStreamAndUnsubscribes) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
+  auto stream = WatchFrom("c", 1);
   EXPECT_EQ(notifier_.watched_keys(), 1);
-  stream->context.TryCancel();
-  EXPECT_FALSE(stream->reader->Read(&counter));
-  EXPECT_EQ(stream->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(Cancel(*stream).error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(AwaitNoWatchers());
   notifier_.Notify("c");  // Nobody is left to call.
 }
 
 TEST_F(WatchReactorTest, ClosingTheNotifierEndsWithUnavailable) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
+  auto stream = WatchFrom("c", 1);
   notifier_.Close();
+  Counter counter;
   EXPECT_FALSE(stream->reader->Read(&counter));
   grpc::Status status = stream->reader->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -276,9 +280,7 @@ TEST_F(WatchReactorTest, ReadErrorEndsWithItsCode) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(status.error_message(), "missing: no such counter");
 
-  store_.Set("c", 1);
-  auto stream = Watch("c");
-  ASSERT_TRUE(stream->reader->Read(&counter));
+  auto stream = WatchFrom("c", 1);
   store_.Erase("c");
   notifier_.Notify("c");
   EXPECT_FALSE(stream->reader->Read(&counter));
@@ -287,14 +289,11 @@ TEST_F(WatchReactorTest, ReadErrorEndsWithItsCode) {
 }
 
 TEST_F(WatchReactorTest, FinalStateEndsWithOk) {
-  store_.Set("c", 1);
-  auto stream = Watch("c");
+  auto stream = WatchFrom("c", 1);
+  std::optional<Counter> last = ChangeAndRead(*stream, "c", 2, /*done=*/true);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_TRUE(last->done());
   Counter counter;
-  ASSERT_TRUE(stream->reader->Read(&counter));
-  store_.Set("c", 2, /*done=*/true);
-  notifier_.Notify("c");
-  ASSERT_TRUE(stream->reader->Read(&counter));
-  EXPECT_TRUE(counter.done());
   EXPECT_FALSE(stream->reader->Read(&counter));
   EXPECT_TRUE(stream->reader->Finish().ok());
   EXPECT_TRUE(AwaitNoWatchers());
@@ -311,16 +310,12 @@ TEST_F(WatchReactorTest, FinishedWriteReactorRefusesBeforeTheWatch) {
 }
 
 TEST_F(WatchReactorTest, ManyStreamsOnOneKeyAllSeeTheChange) {
-  store_.Set("c", 1);
   std::vector<std::unique_ptr<Stream>> streams;
-  Counter counter;
-  for (int i = 0; i < 8; ++i) {
-    streams.push_back(Watch("c"));
-    ASSERT_TRUE(streams.back()->reader->Read(&counter));
-  }
+  for (int i = 0; i < 8; ++i) streams.push_back(WatchFrom("c", 1));
   EXPECT_EQ(notifier_.watched_keys(), 1);
   store_.Set("c", 2);
   notifier_.Notify("c");
+  Counter counter;
   for (auto& stream : streams) {
     ASSERT_TRUE(stream->reader->Read(&counter));
     EXPECT_EQ(counter.value(), 2);
