@@ -28,8 +28,11 @@ fuzz: deps
 	cd build-fuzz && ctest --output-on-failure -L fuzz
 
 # Runs the whole suite locally (PostgreSQL under .hangar/ + every service).
+# Options go through ARGS, e.g. make run ARGS="--pg_port=5433
+# --catalog_port=7201"; `bash scripts/run-suite.sh --help` lists them.
+ARGS ?=
 run: build
-	bash scripts/run-suite.sh
+	bash scripts/run-suite.sh $(ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) build-fuzz

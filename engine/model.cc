@@ -12,6 +12,7 @@
 #include "common/status/status_util.h"
 #include "engine/file_util.h"
 #include "engine/gguf.h"
+#include "engine/model_config.h"
 #include "engine/safetensors.h"
 
 namespace hangar::engine {
@@ -26,17 +27,6 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   }
   return j;
-}
-
-absl::StatusOr<int> GetInt(const json& j, const char* key, const std::string& file) {
-  if (!j.contains(key) || !j[key].is_number_integer()) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": '", key, "' must be an integer"));
-  }
-  int64_t v = j[key].get<int64_t>();
-  if (v < 0 || v > (int64_t{1} << 30)) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": '", key, "' = ", v, " is out of range"));
-  }
-  return int(v);
 }
 
 void AddIds(const json& v, std::vector<int>* out) {
@@ -104,63 +94,9 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
   if (!FileExists(config_path)) {
     return absl::InvalidArgumentError(absl::StrCat(dir, ": not a model directory (no config.json)"));
   }
-  ASSIGN_OR_RETURN(json cfg, ReadJson(config_path));
+  ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(config_path));
+  ASSIGN_OR_RETURN(config_, ParseHuggingFaceConfig(config_text, config_path));
   ModelConfig& c = config_;
-  std::string model_type = cfg.value("model_type", "");
-  if (model_type != "llama" && model_type != "mistral" && model_type != "qwen2") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": model_type '", model_type, "' is not supported (llama, mistral, qwen2)"));
-  }
-  c.architecture = model_type;
-  std::string act = cfg.value("hidden_act", "silu");
-  if (act != "silu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config_path, ": hidden_act '", act, "' is not supported (silu)"));
-  }
-  if (cfg.value("mlp_bias", false)) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": mlp_bias is not supported"));
-  }
-  ASSIGN_OR_RETURN(c.vocab_size, GetInt(cfg, "vocab_size", config_path));
-  ASSIGN_OR_RETURN(c.hidden_size, GetInt(cfg, "hidden_size", config_path));
-  ASSIGN_OR_RETURN(c.intermediate_size, GetInt(cfg, "intermediate_size", config_path));
-  ASSIGN_OR_RETURN(c.num_layers, GetInt(cfg, "num_hidden_layers", config_path));
-  ASSIGN_OR_RETURN(c.num_heads, GetInt(cfg, "num_attention_heads", config_path));
-  c.num_kv_heads = c.num_heads;
-  if (cfg.contains("num_key_value_heads") && !cfg["num_key_value_heads"].is_null()) {
-    ASSIGN_OR_RETURN(c.num_kv_heads, GetInt(cfg, "num_key_value_heads", config_path));
-  }
-  if (c.num_heads <= 0 || c.hidden_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": hidden_size and num_attention_heads must be positive"));
-  }
-  c.head_dim = c.hidden_size / c.num_heads;
-  if (cfg.contains("head_dim") && cfg["head_dim"].is_number_integer()) {
-    ASSIGN_OR_RETURN(c.head_dim, GetInt(cfg, "head_dim", config_path));
-  }
-  c.max_position_embeddings = cfg.value("max_position_embeddings", 2048);
-  c.rms_norm_eps = cfg.value("rms_norm_eps", 1e-6f);
-  c.rope_theta = cfg.value("rope_theta", 10000.0f);
-  c.tie_word_embeddings = cfg.value("tie_word_embeddings", false);
-  c.attention_bias = model_type == "qwen2" || cfg.value("attention_bias", false);
-  if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null()) {
-    const json& rs = cfg["rope_scaling"];
-    std::string type = rs.value("rope_type", rs.value("type", ""));
-    if (type != "llama3") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(config_path, ": rope_scaling type '", type, "' is not supported (llama3)"));
-    }
-    c.rope_scaling_factor = rs.value("factor", 8.0f);
-    c.rope_low_freq_factor = rs.value("low_freq_factor", 1.0f);
-    c.rope_high_freq_factor = rs.value("high_freq_factor", 4.0f);
-    c.rope_original_max_position = rs.value("original_max_position_embeddings", 8192);
-  }
-  if (model_type == "mistral" && cfg.contains("sliding_window") && cfg["sliding_window"].is_number_integer()) {
-    // Within the window sliding attention equals full attention, so the
-    // context is capped there.
-    c.max_position_embeddings = std::min(c.max_position_embeddings, cfg["sliding_window"].get<int>());
-  }
-  if (cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer())
-    c.bos_token_id = cfg["bos_token_id"].get<int>();
-  if (cfg.contains("eos_token_id")) AddIds(cfg["eos_token_id"], &c.eos_token_ids);
   if (FileExists(dir + "/generation_config.json")) {
     ASSIGN_OR_RETURN(json gen, ReadJson(dir + "/generation_config.json"));
     if (gen.contains("eos_token_id")) AddIds(gen["eos_token_id"], &c.eos_token_ids);
@@ -326,61 +262,12 @@ absl::Status Model::LoadGguf(const std::string& path) {
   info_.format = "gguf";
   ASSIGN_OR_RETURN(files_->gguf, GgufFile::Open(path));
   const GgufFile& g = *files_->gguf;
-  const GgufValue* arch_v = g.Find("general.architecture");
-  if (arch_v == nullptr) return absl::InvalidArgumentError(absl::StrCat(path, ": no general.architecture"));
-  const std::string arch = arch_v->s;
-  if (arch != "llama" && arch != "qwen2" && arch != "mistral") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": architecture '", arch, "' is not supported (llama, mistral, qwen2)"));
-  }
+  ASSIGN_OR_RETURN(config_, ModelConfigFromGguf(g, path));
   ModelConfig& c = config_;
-  c.architecture = arch;
-  // llama.cpp permutes Q/K of llama/mistral for interleaved RoPE; qwen2
-  // keeps HF's layout (NEOX rope).
-  c.rope_interleaved = arch != "qwen2";
-  c.attention_bias = arch == "qwen2";
-  auto get = [&](const std::string& key, bool required, int64_t def) -> absl::StatusOr<int64_t> {
-    const GgufValue* v = g.Find(arch + "." + key);
-    if (v == nullptr) {
-      if (required) return absl::InvalidArgumentError(absl::StrCat(path, ": missing metadata ", arch, ".", key));
-      return def;
-    }
-    int64_t x = v->AsInt();
-    if (x < 0 || x > (int64_t{1} << 30)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", arch, ".", key, " = ", x, " is out of range"));
-    }
-    return x;
-  };
-  ASSIGN_OR_RETURN(int64_t D, get("embedding_length", true, 0));
-  ASSIGN_OR_RETURN(int64_t layers, get("block_count", true, 0));
-  ASSIGN_OR_RETURN(int64_t F, get("feed_forward_length", true, 0));
-  ASSIGN_OR_RETURN(int64_t heads, get("attention.head_count", true, 0));
-  ASSIGN_OR_RETURN(int64_t kv_heads, get("attention.head_count_kv", false, heads));
-  ASSIGN_OR_RETURN(int64_t ctx, get("context_length", false, 2048));
-  if (heads <= 0 || D <= 0) return absl::InvalidArgumentError(absl::StrCat(path, ": bad head count or embedding length"));
-  c.hidden_size = int(D);
-  c.num_layers = int(layers);
-  c.intermediate_size = int(F);
-  c.num_heads = int(heads);
-  c.num_kv_heads = int(kv_heads);
-  c.head_dim = int(D / heads);
-  ASSIGN_OR_RETURN(int64_t key_length, get("attention.key_length", false, c.head_dim));
-  c.head_dim = int(key_length);
-  c.max_position_embeddings = int(ctx);
-  if (const GgufValue* v = g.Find(arch + ".rope.freq_base")) c.rope_theta = float(v->AsDouble());
-  if (const GgufValue* v = g.Find(arch + ".attention.layer_norm_rms_epsilon")) c.rms_norm_eps = float(v->AsDouble());
-  if (g.Find(arch + ".rope.scaling.type") != nullptr && g.Find(arch + ".rope.scaling.type")->s != "none") {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": rope scaling '", g.Find(arch + ".rope.scaling.type")->s,
-                                                   "' is not supported"));
-  }
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
   auto tok = Tokenizer::FromGguf(g);
   if (!tok.ok()) return PrefixStatus(path, tok.status());
   tokenizer_ = std::move(tok).value();
-  const GgufTensor* emb = g.FindTensor("token_embd.weight");
-  if (emb == nullptr || emb->dims.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": missing 2-D tensor 'token_embd.weight'"));
-  }
-  c.vocab_size = int(emb->dims[1]);
   c.bos_token_id = tokenizer_->bos_id();
   if (tokenizer_->eos_id() >= 0) c.eos_token_ids.push_back(tokenizer_->eos_id());
   for (const auto& [name, t] : g.tensors()) info_.parameters += t.elements();
@@ -432,11 +319,10 @@ absl::Status Model::LoadGguf(const std::string& path) {
   const int64_t V = c.vocab_size;
   const int64_t qdim = int64_t(c.num_heads) * c.head_dim, kvdim = int64_t(c.num_kv_heads) * c.head_dim;
   RETURN_IF_ERROR(mat("token_embd.weight", V, D, &embed_));
-  if (g.FindTensor("output.weight") != nullptr) {
+  if (!c.tie_word_embeddings) {
     RETURN_IF_ERROR(mat("output.weight", V, D, &lm_head_));
   } else {
     lm_head_ = embed_;
-    c.tie_word_embeddings = true;
   }
   RETURN_IF_ERROR(vec("output_norm.weight", D, &final_norm_));
   layers_.resize(size_t(c.num_layers));

@@ -48,34 +48,11 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/kernels.h"
+#include "engine/model_config.h"
 #include "engine/thread_pool.h"
 #include "engine/tokenizer.h"
 
 namespace hangar::engine {
-
-struct ModelConfig {
-  std::string architecture;  // "llama", "mistral", "qwen2"
-  int vocab_size = 0;
-  int hidden_size = 0;
-  int intermediate_size = 0;
-  int num_layers = 0;
-  int num_heads = 0;
-  int num_kv_heads = 0;
-  int head_dim = 0;
-  int max_position_embeddings = 0;
-  float rms_norm_eps = 1e-5f;
-  float rope_theta = 10000.0f;
-  // Llama 3.1 rope scaling ("rope_type": "llama3"); factor 0 = none.
-  float rope_scaling_factor = 0;
-  float rope_low_freq_factor = 1;
-  float rope_high_freq_factor = 4;
-  int rope_original_max_position = 8192;
-  bool tie_word_embeddings = false;
-  bool attention_bias = false;
-  bool rope_interleaved = false;  // GGUF llama layout
-  int bos_token_id = -1;
-  std::vector<int> eos_token_ids;  // config + generation_config + tokenizer
-};
 
 struct LoadOptions {
   // Threads for the kernels; 0 means every core.

@@ -36,26 +36,46 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return std::move(parsed).value();
 }
 
-absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const uint8_t* data,
-                                                                        size_t size) {
+absl::StatusOr<uint64_t> SafetensorsFile::HeaderLength(const uint8_t* data, size_t size) {
   if (size < 8) {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors: file is ", size, " bytes, shorter than the 8-byte header length"));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
-  if (header_len > size - 8 || header_len > kMaxHeader) {
+  if (header_len > kMaxHeader) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "safetensors: header length ", header_len, " exceeds the 100 MiB limit"));
+  }
+  return header_len;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const uint8_t* data,
+                                                                        size_t size) {
+  ASSIGN_OR_RETURN(uint64_t header_len, HeaderLength(data, size));
+  if (header_len > size - 8) {
     return absl::InvalidArgumentError(absl::StrCat(
         "safetensors: header length ", header_len, " exceeds the file (", size - 8,
         " bytes after the length) or the 100 MiB limit"));
   }
-  const char* hbegin = reinterpret_cast<const char*>(data + 8);
+  return ParseHeaderJson(reinterpret_cast<const char*>(data + 8), header_len, data + 8 + header_len,
+                         size - 8 - header_len);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::ParseHeader(
+    const std::string& header_json) {
+  if (header_json.size() > kMaxHeader) {
+    return absl::InvalidArgumentError("safetensors: header exceeds the 100 MiB limit");
+  }
+  return ParseHeaderJson(header_json.data(), header_json.size(), nullptr, 0);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::ParseHeaderJson(
+    const char* hbegin, size_t header_len, const uint8_t* base, uint64_t data_size) {
   json header = json::parse(hbegin, hbegin + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) {
     return absl::InvalidArgumentError("safetensors: header is not a JSON object");
   }
-  const uint8_t* base = data + 8 + header_len;
-  const uint64_t data_size = size - 8 - header_len;
   auto out = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
@@ -101,7 +121,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
           absl::StrCat("safetensors: tensor '", name, "' data_offsets must be non-negative integers"));
     }
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (begin > end || end > data_size) {
+    if (begin > end || (base != nullptr && end > data_size)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "safetensors: tensor '", name, "' data_offsets [", begin, ", ", end,
           ") fall outside the data region of ", data_size, " bytes"));
@@ -111,7 +131,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const ui
           "safetensors: tensor '", name, "' spans ", end - begin, " bytes but its shape and dtype need ",
           elements * esize));
     }
-    t.data = base + begin;
+    t.data = base == nullptr ? nullptr : base + begin;
     t.nbytes = int64_t(end - begin);
     out->tensors_.emplace(name, std::move(t));
   }

@@ -55,6 +55,16 @@ class SafetensorsFile {
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Parse(const uint8_t* data,
                                                                 size_t size);
 
+  // Header-only reading, for callers that fetch just the header (the
+  // catalog reads remote files with two HTTP range requests): the header
+  // length from the first 8 bytes (at most 100 MiB), then the JSON header
+  // alone, validated like Parse except that the data region is unknown, so
+  // offsets are not checked against it. Tensors have `data == nullptr` and
+  // `nbytes` from their offsets.
+  static absl::StatusOr<uint64_t> HeaderLength(const uint8_t* data, size_t size);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> ParseHeader(
+      const std::string& header_json);
+
   const SafetensorsTensor* Find(const std::string& name) const;
   const std::map<std::string, SafetensorsTensor>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -64,6 +74,10 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Parses the JSON header; `base` (null for header-only reading) is where
+  // the data region of `data_size` bytes starts.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> ParseHeaderJson(
+      const char* header, size_t header_len, const uint8_t* base, uint64_t data_size);
   std::unique_ptr<MappedFile> file_;
   std::map<std::string, SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;

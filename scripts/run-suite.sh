@@ -1,13 +1,82 @@
 #!/usr/bin/env bash
 # Runs the Hangar suite on this machine: a private PostgreSQL cluster under
 # .hangar/, then every service binary that has been built, with logs under
-# .hangar/logs/. Ctrl-C stops everything.
+# .hangar/logs/. Ctrl-C stops everything. `scripts/run-suite.sh --help`
+# explains the options (also reachable as `make run ARGS="..."`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SERVICES=(catalog scheduler optimizer deployment gateway)
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/run-suite.sh [OPTION...]      (or: make run ARGS="OPTION...")
+
+Starts a private PostgreSQL under the state directory, then every built
+service binary (build/services/<name>/hangar-<name>), logs in <state>/logs/.
+Ctrl-C (or SIGTERM) stops the services and PostgreSQL.
+
+Options:
+  --pg_port=N          PostgreSQL port on 127.0.0.1 (default 5432, or
+                       $HANGAR_PG_PORT). Pick another when 5432 is taken.
+  --state_dir=DIR      data, models and logs (default ./.hangar, or
+                       $HANGAR_STATE_DIR)
+  --<service>_<flag>=V pass --<flag>=V to one service, e.g.
+                       --catalog_port=7201 --catalog_db_connect_timeout=5s
+                       (services: catalog scheduler optimizer deployment
+                       gateway; `build/services/<name>/hangar-<name> --help`
+                       lists each one's flags)
+  -h, --help           this text
+
+Environment:
+  <SERVICE>_ARGS       extra command-line flags for one service, e.g.
+                       CATALOG_ARGS="--port=7201 --hf_endpoint=http://mirror"
+  HANGAR_<SERVICE>_<FLAG>, HANGAR_<FLAG>
+                       read by the services themselves (every flag has these
+                       fallbacks; the command line wins), e.g.
+                       HANGAR_CATALOG_PORT=7201
+  HANGAR_PG_PORT, HANGAR_STATE_DIR, BUILD_DIR
+                       defaults of --pg_port, --state_dir, the build folder
+
+Precedence for a service flag: --<service>_<flag> and <SERVICE>_ARGS (given
+last, so they win) over the script's defaults (--db, --model_store, ...)
+over HANGAR_* variables.
+USAGE
+}
+
 BUILD_DIR=${BUILD_DIR:-build}
 STATE=${HANGAR_STATE_DIR:-$PWD/.hangar}
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_PORT=${HANGAR_PG_PORT:-5432}
+declare -A EXTRA=()  # service -> extra flags, space separated
+for service in "${SERVICES[@]}"; do
+  var="${service^^}_ARGS"
+  EXTRA[$service]="${!var:-}"
+done
+for arg in "$@"; do
+  case $arg in
+    -h | --help) usage; exit 0 ;;
+    --pg_port=*) PG_PORT=${arg#--pg_port=} ;;
+    --state_dir=*) STATE=${arg#--state_dir=} ;;
+    --*=*)
+      matched=0
+      for service in "${SERVICES[@]}"; do
+        if [[ $arg == --${service}_* ]]; then
+          EXTRA[$service]+=" --${arg#--${service}_}"
+          matched=1
+        fi
+      done
+      if [[ $matched -eq 0 ]]; then
+        echo "run-suite: unknown option $arg (--help lists them)" >&2
+        exit 2
+      fi
+      ;;
+    *) echo "run-suite: unknown argument $arg (--help lists them)" >&2; exit 2 ;;
+  esac
+done
+if ! [[ $PG_PORT =~ ^[0-9]+$ ]] || ((PG_PORT < 1 || PG_PORT > 65535)); then
+  echo "run-suite: --pg_port must be a port number in [1, 65535]; was $PG_PORT" >&2
+  exit 2
+fi
 mkdir -p "$STATE/logs"
 
 as_postgres() {
@@ -52,8 +121,11 @@ for service in catalog scheduler optimizer deployment gateway; do
       catalog) args+=(--model_store="$STATE/models" --local_model_root="$STATE/local-models") ;;
       gateway) args=() ;;
     esac
+    # Extra flags come last so that they win; word-split on purpose.
+    read -r -a extra <<<"${EXTRA[$service]}"
+    args+=("${extra[@]}")
     "$binary" "${args[@]}" >"$STATE/logs/$service.log" 2>&1 &
-    echo "started $service (log: $STATE/logs/$service.log)"
+    echo "started $service ${extra[*]} (log: $STATE/logs/$service.log)"
     started=$((started + 1))
   else
     echo "not yet built: $service"

@@ -1,67 +1,71 @@
-// The catalog's domain logic: which models exist, how they got here, and
-// whether their weights are in the model store. No gRPC types; the gRPC
-// adapter (catalog_service.h) passes requests in and converts statuses out.
+// The catalog's domain, behind one facade the gRPC adapter calls: which
+// models exist, how they got here, and whether their weights are in the
+// model store. No gRPC types.
 //
-// Models come from three sources:
-//   * curated: the data file (curated_models.h), upserted by Create();
-//   * Hugging Face: ImportModel resolves the repository and revision at once
-//     (bad ids, unknown repos/revisions, missing access and an unreachable
-//     Hub are errors of the call itself, and nothing is written), records
-//     the model IMPORTING and returns; a background task reads config.json
-//     and the safetensors headers (HTTP range requests, never the weights),
-//     refuses unsupported architectures, computes sizes, and moves the model
-//     to READY or FAILED with the reason;
-//   * local: a directory or .gguf file under `local_model_root`, inspected
-//     the same way from disk; a local model is prepared as soon as it is
-//     READY.
+// The work is split into plain classes, each unit-tested with the in-memory
+// fakes of services/catalog/testing/:
 //
-// PrepareModel puts a Hugging Face model's weights in the model store
-// (<model_store>/<owner>/<repo>/<commit>/) once per model and revision:
-// concurrent and repeated calls share one download; downloads resume after
-// dropped connections and process restarts, verify each file's SHA-256 and
-// report progress through GetModel and the change notifications that
-// WatchModel streams. The Hub is asked about the revision before anything
-// starts, so an unreachable Hub is an UNAVAILABLE naming the endpoint.
+//   ModelImporter       ImportModel: Hub and local inspection, in two phases
+//   PreparationManager  PrepareModel: downloads, progress, resume, waiting
+//                       out Hub outages
+//   ConnectionRegistry  connections with sealed tokens
 //
-// Connections hold Hugging Face tokens sealed with the SecretBox; a token is
-// validated, sealed and never returned, logged or put in a message.
+// The facade itself answers the queries (ListModels, GetModel with a running
+// download's live progress), UpdateModel (description, display_name, tags
+// through the field mask; a curated model remembers what a user edited) and
+// DeleteModel, and runs the start-up work in Create():
 //
-// DeleteModel deletes imported models only, and only when the deployment
-// service (DeploymentUsage) says no deployment uses them.
+//   1. upsert the curated list (user-edited fields kept);
+//   2. finish deletes a crash interrupted (rows marked deleting);
+//   3. sweep the model store: entries no row names are removed (one log
+//      line and hangar_catalog_orphans_removed_total), never anything
+//      outside the store or behind a link;
+//   4. resume imports left IMPORTING and preparations left DOWNLOADING.
 //
-// Thread-safe. Background work (imports, downloads) runs on threads the
-// catalog owns; the destructor cancels and joins them. Work interrupted by a
-// restart (models IMPORTING, preparations DOWNLOADING) is resumed by Create().
+// DeleteModel deletes imported models only, only when the deployment
+// service (DeploymentUsage) says no deployment uses them, and removes their
+// prepared files from the model store (unless another model names the same
+// directory): the row is marked deleting (gone for callers at once), the
+// download, if any, is stopped, the files are removed, then the row.
+//
+// Every change is announced on the injected ChangeNotifier under the
+// model's name (WatchModel's feed). Background work runs on a TaskGroup the
+// catalog owns; Shutdown() (also the destructor) stops downloads, leaving
+// them to resume at the next start, and joins every task.
 //
 //   ASSIGN_OR_RETURN(auto catalog, Catalog::Create({
-//       .model_store = "/var/lib/hangar/models",
-//       .curated_models = curated,
-//       .store = &store, .hub = &hub, .deployment_usage = &usage,
-//       .secrets = box.get(), .metrics = &metrics}));
+//       .model_store = "/var/lib/hangar/models", .curated_models = curated,
+//       .models = &models, .connections = &connections, .hub = &hub,
+//       .deployment_usage = &usage, .secrets = box.get(),
+//       .notifier = &notifier}));
+//
+// Thread-safe.
 #ifndef HANGAR_SERVICES_CATALOG_CATALOG_H_
 #define HANGAR_SERVICES_CATALOG_CATALOG_H_
 
-#include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/auth/secret_box.h"
+#include "common/concurrency/task_group.h"
 #include "common/time/clock.h"
+#include "common/watch/change_notifier.h"
 #include "hangar/v1/catalog.pb.h"
 #include "services/catalog/catalog_metrics.h"
+#include "services/catalog/connection_registry.h"
+#include "services/catalog/connection_store.h"
 #include "services/catalog/deployment_usage.h"
 #include "services/catalog/downloader.h"
+#include "services/catalog/event_log.h"
 #include "services/catalog/hub_client.h"
+#include "services/catalog/model_importer.h"
 #include "services/catalog/model_store.h"
+#include "services/catalog/preparation_manager.h"
 
 namespace hangar::catalog {
 
@@ -82,24 +86,33 @@ class Catalog {
     // How often a running download writes its progress to the database and
     // notifies watchers.
     absl::Duration progress_interval = absl::Seconds(1);
-    // Download retry policy (its clock is replaced by `clock`).
+    // Per-file download retries for short blips (clock replaced by `clock`).
     FileDownloader::Options download;
+    // Waiting out a Hub outage (see PreparationManager::Options).
+    absl::Duration hub_retry_initial_backoff = absl::Seconds(1);
+    absl::Duration hub_retry_max_backoff = absl::Seconds(60);
+    absl::Duration hub_retry_budget = absl::Minutes(10);
+    // Background tasks (imports, downloads) running at once, in [1, 256];
+    // more wait in a queue.
+    int max_background_tasks = 8;
 
     // --- Injected dependencies: not owned, must outlive the catalog ---
-    ModelStore* store = nullptr;
+    ModelStore* models = nullptr;
+    ConnectionStore* connections = nullptr;
     const HubClient* hub = nullptr;
     DeploymentUsage* deployment_usage = nullptr;
     const auth::SecretBox* secrets = nullptr;
+    ChangeNotifier* notifier = nullptr;
     // Optional.
     CatalogMetrics* metrics = nullptr;
+    EventLog* log = nullptr;
     Clock* clock = Clock::Real();
   };
 
-  // Validates `options`, upserts the curated models and resumes interrupted
-  // work.
+  // Validates `options` and runs the start-up work (see above).
   static absl::StatusOr<std::unique_ptr<Catalog>> Create(Options options);
 
-  ~Catalog();
+  ~Catalog();  // Shutdown()
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;
 
@@ -112,76 +125,34 @@ class Catalog {
   absl::Status DeleteModel(const v1::DeleteModelRequest& request);
   absl::StatusOr<v1::Preparation> PrepareModel(const std::string& name);
 
-  // Change notifications for WatchModel: a counter per model name that
-  // grows whenever the model (or its preparation progress) changes.
-  uint64_t ChangeGeneration(const std::string& name);
-  // Blocks until the counter of `name` differs from `seen`, `timeout`
-  // passes on the catalog's clock, or the catalog shuts down; returns the
-  // counter.
-  uint64_t WaitForChange(const std::string& name, uint64_t seen,
-                         absl::Duration timeout);
-
   // --- Connections ---
-  absl::StatusOr<v1::Connection> CreateConnection(
-      const v1::Connection& connection);
-  absl::StatusOr<v1::Connection> GetConnection(const std::string& name);
-  absl::StatusOr<v1::ListConnectionsResponse> ListConnections(
-      const v1::ListConnectionsRequest& request);
-  absl::Status DeleteConnection(const std::string& name);
+  ConnectionRegistry& connections() { return *connections_; }
 
+  // Stops downloads (they resume at the next start) and joins every
+  // background task. Idempotent.
+  void Shutdown();
+
+  // ---------------------------------------------------------------------
+  // Implementation details.
  private:
-  // A download in flight: its live preparation, read by GetModel.
-  struct DownloadJob {
-    absl::Mutex mu;  // Protects preparation.
-    v1::Preparation preparation ABSL_GUARDED_BY(mu);
-    std::atomic<bool> cancelled{false};
-  };
-
-  explicit Catalog(Options options);
+  explicit Catalog(Options options) : options_(std::move(options)) {}
 
   absl::Status Start();
-  absl::StatusOr<v1::Model> ImportFromHub(
-      const v1::ImportModelRequest& request);
-  absl::StatusOr<v1::Model> ImportLocal(const v1::ImportModelRequest& request);
-  // Background halves of the imports: inspect, then READY or FAILED.
-  void FinishHubImport(const std::string& name, const std::string& token);
-  void FinishLocalImport(const std::string& name);
-  void CompleteImport(const std::string& name, v1::ModelSource source,
-                      const absl::StatusOr<v1::Model>& inspected);
-  absl::StatusOr<v1::Model> InspectHubModel(const v1::Model& model,
-                                            const std::string& token);
-  absl::StatusOr<v1::Model> InspectLocalModel(const v1::Model& model);
-
-  absl::StatusOr<v1::Preparation> PrepareFromHub(const v1::Model& model);
-  void RunDownload(const std::string& name, std::shared_ptr<DownloadJob> job,
-                   std::string repo, RepoInfo info, std::string token,
-                   std::string directory);
-
-  // The plaintext token of connection `name`; `field` names it in errors.
-  absl::StatusOr<std::string> OpenToken(const std::string& field,
-                                        const std::string& name);
-  // Replaces the stored preparation by a live download's, if any.
+  // Removes the files of a row marked deleting (its directory, unless
+  // another row names it), then the row.
+  absl::Status FinishDelete(const StoredPath& row);
+  // The directories of the store a row names: its preparation path and,
+  // for a Hugging Face model, <store>/<repo>/<resolved revision>.
+  std::vector<std::string> DirectoriesOf(const StoredPath& row) const;
+  absl::Status FinishInterruptedDeletes();
+  absl::Status SweepStore();
   void OverlayLiveProgress(v1::Model& model);
-  void Notify(const std::string& name);
-  void RefreshStateGauge();
-  // Runs `work` on a thread the catalog owns; finished threads are joined
-  // by the next call, the rest at destruction.
-  void RunInBackground(std::function<void()> work);
-  void JoinFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const Options options_;
-  const FileDownloader downloader_;
-  std::atomic<bool> stopping_{false};
-
-  absl::Mutex mu_;  // Protects everything below.
-  std::map<std::string, uint64_t> generations_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<DownloadJob>> downloads_
-      ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::thread> workers_ ABSL_GUARDED_BY(mu_);
-  // Workers whose work is done (their threads are about to exit).
-  std::vector<uint64_t> finished_workers_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_worker_id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  Options options_;
+  std::unique_ptr<TaskGroup> tasks_;
+  std::unique_ptr<ConnectionRegistry> connections_;
+  std::unique_ptr<ModelImporter> importer_;
+  std::unique_ptr<PreparationManager> preparations_;
 };
 
 }  // namespace hangar::catalog

@@ -44,7 +44,30 @@ CatalogMetrics::CatalogMetrics(prometheus::Registry& registry)
       models_(prometheus::BuildGauge()
                   .Name("hangar_catalog_models")
                   .Help("Models in the catalog, by state.")
-                  .Register(registry)) {}
+                  .Register(registry)),
+      hub_retries_(prometheus::BuildCounter()
+                       .Name("hangar_catalog_hub_retries_total")
+                       .Help("Waits of a preparation for an unreachable Hub.")
+                       .Register(registry)
+                       .Add({})),
+      orphans_removed_(
+          prometheus::BuildCounter()
+              .Name("hangar_catalog_orphans_removed_total")
+              .Help("Model store entries no model names, removed at start.")
+              .Register(registry)
+              .Add({})) {}
+
+void CatalogMetrics::RefreshModelsByState(ModelStore& store) {
+  absl::StatusOr<std::map<v1::ModelState, int64_t>> counts =
+      store.CountByState();
+  if (counts.ok()) SetModelsByState(*counts);
+}
+
+void CatalogMetrics::HubRetry() { hub_retries_.Increment(); }
+
+void CatalogMetrics::OrphansRemoved(int64_t count) {
+  orphans_removed_.Increment(static_cast<double>(count));
+}
 
 void CatalogMetrics::ImportFinished(v1::ModelSource source,
                                     const std::string& result) {

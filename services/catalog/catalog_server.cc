@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
+#include "common/status/status_util.h"
 #include "grpcpp/grpcpp.h"
 #include "services/catalog/curated_models.h"
 #include "services/catalog/grpc_deployment_usage.h"
@@ -42,8 +43,10 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                         .connect_timeout = options.db_connect_timeout,
                         .startup_timeout = options.db_startup_timeout,
                         .clock = options.clock}));
-  RETURN_IF_ERROR(PgModelStore::Migrate(*server->pool_));
-  server->store_ = std::make_unique<PgModelStore>(server->pool_.get());
+  RETURN_IF_ERROR(MigrateCatalogSchema(*server->pool_));
+  server->models_ = std::make_unique<PgModelStore>(server->pool_.get());
+  server->connections_ =
+      std::make_unique<PgConnectionStore>(server->pool_.get());
 
   server->hub_ = std::make_unique<HuggingFaceClient>(
       HuggingFaceClient::Options{.endpoint = options.hf_endpoint,
@@ -60,9 +63,7 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
   absl::StatusOr<std::unique_ptr<auth::SecretBox>> secrets =
       auth::SecretBox::FromKeyFile(key_file);
   if (!secrets.ok()) {
-    return absl::Status(
-        secrets.status().code(),
-        absl::StrCat("--secret_key_file: ", secrets.status().message()));
+    return PrefixStatus("--secret_key_file", secrets.status());
   }
   server->secrets_ = *std::move(secrets);
 
@@ -70,9 +71,7 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
     absl::StatusOr<std::unique_ptr<auth::AdminToken>> admin =
         auth::AdminToken::FromFile(options.admin_token_file);
     if (!admin.ok()) {
-      return absl::Status(
-          admin.status().code(),
-          absl::StrCat("--admin_token_file: ", admin.status().message()));
+      return PrefixStatus("--admin_token_file", admin.status());
     }
     server->admin_token_ = *std::move(admin);
   }
@@ -95,32 +94,36 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
       std::make_unique<CatalogMetrics>(server->metrics_.registry());
   ASSIGN_OR_RETURN(
       server->catalog_,
-      Catalog::Create({.model_store = options.model_store,
-                       .local_model_root = options.local_model_root,
-                       .curated_models = std::move(curated),
-                       .cpu_max_parameters = options.cpu_max_parameters,
-                       .curated_connection = options.curated_connection,
-                       .progress_interval = options.progress_interval,
-                       .download = options.download,
-                       .store = server->store_.get(),
-                       .hub = server->hub_.get(),
-                       .deployment_usage = usage,
-                       .secrets = server->secrets_.get(),
-                       .metrics = server->catalog_metrics_.get(),
-                       .clock = options.clock}));
+      Catalog::Create(
+          {.model_store = options.model_store,
+           .local_model_root = options.local_model_root,
+           .curated_models = std::move(curated),
+           .cpu_max_parameters = options.cpu_max_parameters,
+           .curated_connection = options.curated_connection,
+           .progress_interval = options.progress_interval,
+           .download = options.download,
+           .hub_retry_initial_backoff = options.hub_retry_initial_backoff,
+           .hub_retry_max_backoff = options.hub_retry_max_backoff,
+           .hub_retry_budget = options.hub_retry_budget,
+           .max_background_tasks = options.max_background_tasks,
+           .models = server->models_.get(),
+           .connections = server->connections_.get(),
+           .hub = server->hub_.get(),
+           .deployment_usage = usage,
+           .secrets = server->secrets_.get(),
+           .notifier = &server->notifier_,
+           .metrics = server->catalog_metrics_.get(),
+           .log = options.log,
+           .clock = options.clock}));
   server->service_ = std::make_unique<CatalogServiceImpl>(
-      server->catalog_.get(), server->admin_token_.get());
+      server->catalog_.get(), &server->notifier_, server->admin_token_.get());
   ASSIGN_OR_RETURN(server->server_,
-                   Server::Create({.name = "catalog",
-                                   .host = options.host,
-                                   .port = options.port,
-                                   .metrics_port = options.metrics_port,
-                                   .drain_timeout = options.drain_timeout,
-                                   .tls_cert_file = options.tls_cert_file,
-                                   .tls_key_file = options.tls_key_file},
-                                  {server->service_.get()}, &server->metrics_));
+                   Server::Create(options.server, {server->service_.get()},
+                                  &server->metrics_));
+  // The drain ends every WatchModel stream (UNAVAILABLE) instead of holding
+  // it open until drain_timeout.
   server->server_->OnShutdown(
-      [service = server->service_.get()] { service->BeginShutdown(); });
+      [notifier = &server->notifier_] { notifier->Close(); });
   ASSIGN_OR_RETURN(
       server->db_probe_,
       db::DatabaseProbe::Start(
@@ -136,7 +139,8 @@ CatalogServer::~CatalogServer() {
   db_probe_.reset();  // It reports to server_.
   if (server_ != nullptr) server_->Shutdown();
   server_.reset();
-  catalog_.reset();  // Cancels and joins background work.
+  notifier_.Close();
+  catalog_.reset();  // Stops downloads and joins background work.
 }
 
 }  // namespace hangar::catalog

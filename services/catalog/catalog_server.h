@@ -1,12 +1,15 @@
 // The catalog process's composition root: builds every piece from Options,
 // in dependency order, and owns them.
 //
-//   PostgreSQL pool -> migrations -> PgModelStore
+//   PostgreSQL pool -> migrations -> PgModelStore, PgConnectionStore
 //   curated list file -> validated models
 //   HuggingFaceClient (--hf_endpoint), SecretBox (--secret_key_file),
-//   DeploymentUsage (gRPC to --deployment_address, or "none in use")
-//   -> Catalog -> CatalogServiceImpl -> hangar::Server (reflection, health,
-//   metrics, graceful drain)
+//   DeploymentUsage (gRPC to --deployment_address, or "none in use"),
+//   ChangeNotifier (WatchModel's feed)
+//   -> Catalog (ModelImporter, PreparationManager, ConnectionRegistry on a
+//   TaskGroup) -> CatalogServiceImpl -> hangar::Server (reflection, health,
+//   metrics, graceful drain; the drain closes the notifier, which ends every
+//   WatchModel stream with UNAVAILABLE)
 //
 // Create() fails with one clear status when anything is wrong (a bad
 // option, an unreachable database, a malformed curated file, a port in use)
@@ -14,6 +17,7 @@
 // the server the same way with port 0 and injected fakes.
 //
 //   ASSIGN_OR_RETURN(auto server, CatalogServer::Create({
+//       .server = {.name = "catalog", .port = 7101, .metrics_port = 9101},
 //       .db = "postgresql://hangar@127.0.0.1/hangar",
 //       .model_store = "/var/lib/hangar/models",
 //       .curated_models = "/usr/share/hangar/catalog/curated_models.json"}));
@@ -33,12 +37,15 @@
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
 #include "common/time/clock.h"
+#include "common/watch/change_notifier.h"
 #include "services/catalog/catalog.h"
 #include "services/catalog/catalog_metrics.h"
 #include "services/catalog/catalog_service.h"
 #include "services/catalog/deployment_usage.h"
 #include "services/catalog/downloader.h"
+#include "services/catalog/event_log.h"
 #include "services/catalog/hugging_face_client.h"
+#include "services/catalog/pg_connection_store.h"
 #include "services/catalog/pg_model_store.h"
 
 namespace hangar::catalog {
@@ -46,18 +53,12 @@ namespace hangar::catalog {
 class CatalogServer {
  public:
   struct Options {
-    // --- Serving ---
-    // Address to bind; loopback by default (control plane).
-    std::string host = "127.0.0.1";
-    // gRPC port; 0 picks a free one.
-    int port = 7101;
-    // Prometheus port; 0 picks a free one, -1 serves none.
-    int metrics_port = 9101;
-    // How long in-flight calls may finish after SIGTERM.
-    absl::Duration drain_timeout = absl::Seconds(10);
-    // PEM files for TLS; both or neither.
-    std::string tls_cert_file;
-    std::string tls_key_file;
+    // Address, ports, drain and TLS, nested as in every Hangar service.
+    // Loopback by default (control plane).
+    ServerOptions server = {.name = "catalog",
+                            .host = "127.0.0.1",
+                            .port = 7101,
+                            .metrics_port = 9101};
     // When set, every call but health and reflection must carry
     // "authorization: Bearer <the token in this file>", and calls to the
     // deployment service carry it too.
@@ -88,6 +89,12 @@ class CatalogServer {
     std::string hf_endpoint = "https://huggingface.co";
     // A download that moves no byte for this long is retried.
     absl::Duration hf_stall_timeout = absl::Seconds(30);
+    // A Hub outage during a preparation is waited out with backoff from
+    // hub_retry_initial_backoff doubling up to hub_retry_max_backoff, for
+    // at most hub_retry_budget; then the preparation fails.
+    absl::Duration hub_retry_initial_backoff = absl::Seconds(1);
+    absl::Duration hub_retry_max_backoff = absl::Seconds(60);
+    absl::Duration hub_retry_budget = absl::Minutes(10);
     // host:port of the deployment service, asked before deleting a model;
     // empty: no deployment service, nothing is in use.
     std::string deployment_address;
@@ -98,12 +105,16 @@ class CatalogServer {
     std::string curated_connection;
     // How often download progress is stored and streamed.
     absl::Duration progress_interval = absl::Seconds(1);
-    // Download retries.
+    // Per-file download retries for short blips.
     FileDownloader::Options download;
+    // Imports and downloads running at once, in [1, 256].
+    int max_background_tasks = 8;
 
     // --- Injected for tests (not owned) ---
     // Replaces the gRPC client built from deployment_address.
     DeploymentUsage* deployment_usage = nullptr;
+    // Receives the catalog's event lines instead of stderr.
+    EventLog* log = nullptr;
     Clock* clock = Clock::Real();
   };
 
@@ -131,7 +142,9 @@ class CatalogServer {
   MetricsRegistry metrics_;
   std::unique_ptr<CatalogMetrics> catalog_metrics_;
   std::unique_ptr<db::Pool> pool_;
-  std::unique_ptr<PgModelStore> store_;
+  std::unique_ptr<PgModelStore> models_;
+  std::unique_ptr<PgConnectionStore> connections_;
+  ChangeNotifier notifier_;
   std::unique_ptr<HuggingFaceClient> hub_;
   std::unique_ptr<auth::SecretBox> secrets_;
   std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.

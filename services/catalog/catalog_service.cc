@@ -2,7 +2,7 @@
 
 #include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
-#include "google/protobuf/util/message_differencer.h"
+#include "common/watch/watch_reactor.h"
 
 namespace hangar::catalog {
 namespace {
@@ -77,31 +77,19 @@ grpc::Status CatalogServiceImpl::PrepareModel(
   return Reply(catalog_->PrepareModel(request->name()), response);
 }
 
-grpc::Status CatalogServiceImpl::WatchModel(
-    grpc::ServerContext* context, const v1::WatchModelRequest* request,
-    grpc::ServerWriter<v1::Model>* writer) {
+grpc::ServerWriteReactor<v1::Model>* CatalogServiceImpl::WatchModel(
+    grpc::CallbackServerContext* context,
+    const v1::WatchModelRequest* request) {
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok()) {
-    return denied;
+    return FinishedWriteReactor<v1::Model>(denied);
   }
-  // Read the generation before the model, so no change falls in between.
-  uint64_t seen = catalog_->ChangeGeneration(request->name());
-  absl::StatusOr<v1::Model> model = catalog_->GetModel(request->name());
-  if (!model.ok()) return ToGrpcStatus(model.status());
-  if (!writer->Write(*model)) return grpc::Status::OK;
-  v1::Model last = *std::move(model);
-  while (!context->IsCancelled() && !shutting_down_) {
-    uint64_t now = catalog_->WaitForChange(request->name(), seen, watch_poll_);
-    if (now == seen) continue;
-    seen = now;
-    model = catalog_->GetModel(request->name());
-    if (!model.ok()) return ToGrpcStatus(model.status());
-    if (google::protobuf::util::MessageDifferencer::Equals(*model, last))
-      continue;
-    if (!writer->Write(*model)) break;
-    last = *std::move(model);
-  }
-  return grpc::Status::OK;
+  return WatchReactor<v1::Model>::Start(
+      context, {.notifier = notifier_,
+                .key = request->name(),
+                .read = [catalog = catalog_, name = request->name()] {
+                  return catalog->GetModel(name);
+                }});
 }
 
 grpc::Status CatalogServiceImpl::CreateConnection(
@@ -111,7 +99,7 @@ grpc::Status CatalogServiceImpl::CreateConnection(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->CreateConnection(request->connection()), response);
+  return Reply(catalog_->connections().Create(request->connection()), response);
 }
 
 grpc::Status CatalogServiceImpl::GetConnection(
@@ -121,7 +109,7 @@ grpc::Status CatalogServiceImpl::GetConnection(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->GetConnection(request->name()), response);
+  return Reply(catalog_->connections().Get(request->name()), response);
 }
 
 grpc::Status CatalogServiceImpl::ListConnections(
@@ -131,7 +119,7 @@ grpc::Status CatalogServiceImpl::ListConnections(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->ListConnections(*request), response);
+  return Reply(catalog_->connections().List(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::DeleteConnection(
@@ -141,7 +129,7 @@ grpc::Status CatalogServiceImpl::DeleteConnection(
       !denied.ok()) {
     return denied;
   }
-  return ToGrpcStatus(catalog_->DeleteConnection(request->name()));
+  return ToGrpcStatus(catalog_->connections().Delete(request->name()));
 }
 
 }  // namespace hangar::catalog

@@ -1,40 +1,38 @@
 // The gRPC face of the catalog: a thin adapter from hangar.v1.CatalogService
-// to the Catalog domain class. Each method unpacks the request, calls the
-// domain, and converts the absl::Status to a grpc::Status (ToGrpcStatus). RPC
-// counts and latencies are recorded by the server bootstrap's interceptor;
-// domain metrics by the Catalog itself.
+// to the Catalog domain class. Each unary method unpacks the request, calls
+// the domain, and converts the absl::Status to a grpc::Status
+// (ToGrpcStatus). RPC counts and latencies are recorded by the server
+// bootstrap's interceptor; domain metrics by the domain classes.
 //
 // When an admin token is configured, every call must carry
 // `authorization: Bearer <admin token>` (UNAUTHENTICATED otherwise); health
 // and reflection stay open (common/server/admin_auth.h).
 //
-// WatchModel sends the model at once, then again after every change,
-// until the client cancels, the model is deleted (NOT_FOUND ends the
-// stream) or the server shuts down.
+// WatchModel runs on the gRPC callback API (common/watch/watch_reactor.h),
+// fed by the ChangeNotifier the domain announces every change on: no thread
+// per stream, no polling. It sends the model at once, then again after every
+// change, until the client cancels, the model is deleted (NOT_FOUND ends the
+// stream) or the notifier closes when the server drains (UNAVAILABLE
+// "server shutting down").
 #ifndef HANGAR_SERVICES_CATALOG_CATALOG_SERVICE_H_
 #define HANGAR_SERVICES_CATALOG_CATALOG_SERVICE_H_
 
-#include <atomic>
-
-#include "absl/time/time.h"
 #include "common/auth/bearer.h"
+#include "common/watch/change_notifier.h"
 #include "hangar/v1/catalog.grpc.pb.h"
 #include "services/catalog/catalog.h"
 
 namespace hangar::catalog {
 
-class CatalogServiceImpl final : public v1::CatalogService::Service {
+class CatalogServiceImpl final
+    : public v1::CatalogService::WithCallbackMethod_WatchModel<
+          v1::CatalogService::Service> {
  public:
-  // `catalog` and `admin_token` are not owned and must outlive the service;
-  // a null `admin_token` turns the check off. `watch_poll` bounds how long a
-  // WatchModel waits before checking for cancellation.
-  CatalogServiceImpl(Catalog* catalog, const auth::AdminToken* admin_token,
-                     absl::Duration watch_poll = absl::Milliseconds(500))
-      : catalog_(catalog), admin_token_(admin_token), watch_poll_(watch_poll) {}
-
-  // Ends open WatchModel streams (within one watch poll); called when the
-  // server begins its drain.
-  void BeginShutdown() { shutting_down_ = true; }
+  // Not owned; must outlive the service. A null `admin_token` turns the
+  // check off.
+  CatalogServiceImpl(Catalog* catalog, ChangeNotifier* notifier,
+                     const auth::AdminToken* admin_token)
+      : catalog_(catalog), notifier_(notifier), admin_token_(admin_token) {}
 
   grpc::Status ListModels(grpc::ServerContext* context,
                           const v1::ListModelsRequest* request,
@@ -54,9 +52,9 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
   grpc::Status PrepareModel(grpc::ServerContext* context,
                             const v1::PrepareModelRequest* request,
                             v1::Preparation* response) override;
-  grpc::Status WatchModel(grpc::ServerContext* context,
-                          const v1::WatchModelRequest* request,
-                          grpc::ServerWriter<v1::Model>* writer) override;
+  grpc::ServerWriteReactor<v1::Model>* WatchModel(
+      grpc::CallbackServerContext* context,
+      const v1::WatchModelRequest* request) override;
   grpc::Status CreateConnection(grpc::ServerContext* context,
                                 const v1::CreateConnectionRequest* request,
                                 v1::Connection* response) override;
@@ -72,10 +70,8 @@ class CatalogServiceImpl final : public v1::CatalogService::Service {
 
  private:
   Catalog* const catalog_;
+  ChangeNotifier* const notifier_;
   const auth::AdminToken* const admin_token_;
-  const absl::Duration watch_poll_;
-  // Set when the server begins shutting down: WatchModel streams end.
-  std::atomic<bool> shutting_down_{false};
 };
 
 }  // namespace hangar::catalog

@@ -1,15 +1,14 @@
 #include "services/catalog/downloader.h"
 
-#include <openssl/evp.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "common/auth/crypto.h"
 #include "common/status/status_macros.h"
+#include "common/util/file.h"
+#include "common/util/sha256.h"
 
 namespace hangar::catalog {
 namespace {
@@ -22,41 +21,11 @@ int64_t FileSize(const std::string& path) {
   return error ? -1 : static_cast<int64_t>(size);
 }
 
-struct FileCloser {
-  void operator()(FILE* file) const { std::fclose(file); }
-};
-
 }  // namespace
-
-absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
-  std::unique_ptr<FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (file == nullptr) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot be read"));
-  }
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                              &EVP_MD_CTX_free);
-  if (ctx == nullptr ||
-      EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("SHA-256 init failed");
-  }
-  std::string buffer(1 << 20, '\0');
-  size_t read;
-  while ((read = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) {
-    EVP_DigestUpdate(ctx.get(), buffer.data(), read);
-  }
-  if (std::ferror(file.get())) {
-    return absl::DataLossError(absl::StrCat(path, ": read error"));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  return auth::HexEncode(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
-}
 
 absl::StatusOr<std::string> FileDownloader::Download(
     const Target& target, const std::function<void(int64_t)>& progress,
-    const std::atomic<bool>* cancelled) const {
+    Cancellation* cancel) const {
   const HubFile& file = target.file;
   const std::string partial = target.destination + ".partial";
   auto verify = [&](const std::string& path) -> absl::StatusOr<std::string> {
@@ -91,11 +60,11 @@ absl::StatusOr<std::string> FileDownloader::Download(
   absl::Duration backoff = options_.initial_backoff;
   absl::Status last = absl::OkStatus();
   while (true) {
-    if (cancelled != nullptr && cancelled->load()) {
+    if (cancel != nullptr && cancel->cancelled()) {
       return absl::CancelledError(
           absl::StrCat("download of ", file.path, " cancelled"));
     }
-    std::unique_ptr<FILE, FileCloser> out(std::fopen(partial.c_str(), "ab"));
+    FilePtr out(std::fopen(partial.c_str(), "ab"));
     if (out == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot write ", partial, " in the model store"));
@@ -114,7 +83,7 @@ absl::StatusOr<std::string> FileDownloader::Download(
           progress(static_cast<int64_t>(chunk.size()));
           return true;
         },
-        cancelled);
+        cancel == nullptr ? nullptr : cancel->flag());
     const bool flushed = std::fflush(out.get()) == 0;
     out.reset();
     if (write_failed || !flushed) {
@@ -138,7 +107,12 @@ absl::StatusOr<std::string> FileDownloader::Download(
           last.message(), " (gave up after ", stalled,
           " attempts without progress; the partial download is kept)"));
     }
-    options_.clock->SleepFor(backoff);
+    const absl::Time wake = options_.clock->Now() + backoff;
+    if (cancel != nullptr) {
+      cancel->WaitUntil(options_.clock, wake);
+    } else {
+      options_.clock->SleepUntil(wake);
+    }
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 

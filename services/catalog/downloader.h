@@ -17,7 +17,7 @@
 //   ASSIGN_OR_RETURN(std::string sha256, downloader.Download(
 //       {.repo = "Qwen/Qwen2.5-0.5B", .revision = sha, .file = file,
 //        .destination = dir + "/model.safetensors"},
-//       [&](int64_t delta) { progress += delta; }, &cancelled));
+//       [&](int64_t delta) { progress += delta; }, &cancel));
 #ifndef HANGAR_SERVICES_CATALOG_DOWNLOADER_H_
 #define HANGAR_SERVICES_CATALOG_DOWNLOADER_H_
 
@@ -29,12 +29,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "services/catalog/cancellation.h"
 #include "services/catalog/hub_client.h"
 
 namespace hangar::catalog {
-
-// SHA-256 of a file's content, lower-case hex.
-absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
 
 class FileDownloader {
  public:
@@ -67,9 +65,11 @@ class FileDownloader {
   // Downloads `target` as described above and returns its SHA-256.
   // `progress` receives the bytes added to the file (negative when a partial
   // file is discarded), starting with what an earlier attempt left.
+  // `cancel` (optional) stops the transfer and wakes a backoff at once:
+  // CANCELLED.
   absl::StatusOr<std::string> Download(
       const Target& target, const std::function<void(int64_t)>& progress,
-      const std::atomic<bool>* cancelled = nullptr) const;
+      Cancellation* cancel = nullptr) const;
 
  private:
   const HubClient* const hub_;

@@ -132,9 +132,10 @@ TEST_F(DownloaderTest, AFinishedFileIsNotFetchedAgain) {
 
 TEST_F(DownloaderTest, CancellationStopsTheDownload) {
   FileDownloader downloader(&hub_, {.clock = &clock_});
-  std::atomic<bool> cancelled{true};
+  Cancellation cancel;
+  cancel.Cancel();
   EXPECT_THAT(downloader.Download(
-                  Target(), [](int64_t) {}, &cancelled),
+                  Target(), [](int64_t) {}, &cancel),
               StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
 }
 

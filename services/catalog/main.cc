@@ -51,6 +51,9 @@ ABSL_FLAG(std::string, secret_key_file, "",
 ABSL_FLAG(std::string, curated_connection, "",
           "Connection whose token fetches curated models (some are gated on "
           "the Hub)");
+ABSL_FLAG(absl::Duration, hub_retry_budget, absl::Minutes(10),
+          "How long a preparation waits out one Hub outage (capped "
+          "exponential backoff) before it fails");
 ABSL_FLAG(std::string, deployment_address, "",
           "Deployment service host:port, asked before deleting a model "
           "(empty: nothing is in use)");
@@ -88,12 +91,13 @@ int main(int argc, char** argv) {
   if (curated.empty()) curated = DefaultCuratedModels(argv[0]);
 
   auto server = hangar::catalog::CatalogServer::Create({
-      .host = absl::GetFlag(FLAGS_host),
-      .port = absl::GetFlag(FLAGS_port),
-      .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-      .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
-      .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
-      .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
+      .server = {.name = "catalog",
+                 .host = absl::GetFlag(FLAGS_host),
+                 .port = absl::GetFlag(FLAGS_port),
+                 .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+                 .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
+                 .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                 .tls_key_file = absl::GetFlag(FLAGS_tls_key_file)},
       .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
       .db = absl::GetFlag(FLAGS_db),
       .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
       .curated_models = curated,
       .secret_key_file = absl::GetFlag(FLAGS_secret_key_file),
       .hf_endpoint = hf_endpoint,
+      .hub_retry_budget = absl::GetFlag(FLAGS_hub_retry_budget),
       .deployment_address = absl::GetFlag(FLAGS_deployment_address),
       .curated_connection = absl::GetFlag(FLAGS_curated_connection),
   });

@@ -166,16 +166,6 @@ absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfig(
   return spec;
 }
 
-absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfigText(
-    absl::string_view text) {
-  json config = json::parse(text.begin(), text.end(), nullptr,
-                            /*allow_exceptions=*/false);
-  if (config.is_discarded()) {
-    return absl::InvalidArgumentError("config.json: not valid JSON");
-  }
-  return ArchitectureSpecFromConfig(config);
-}
-
 absl::Status ValidateArchitectureSpec(const ArchitectureSpec& spec) {
   const std::pair<const char*, int64_t> fields[] = {
       {"num_hidden_layers", spec.num_layers},

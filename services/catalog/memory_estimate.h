@@ -71,14 +71,13 @@ struct ArchitectureSpec {
   bool attention_bias = false;
 };
 
-// Reads a config.json object (Hugging Face names). INVALID_ARGUMENT naming
-// the missing or bad field otherwise. The architecture is the first entry of
-// "architectures"; Qwen2 implies attention_bias.
+// Reads the config.json numbers the curated data file carries for each
+// model (Hugging Face names). INVALID_ARGUMENT naming the missing or bad
+// field otherwise. The architecture is the first entry of "architectures";
+// Qwen2 implies attention_bias. (A repository's own config.json is read by
+// the engine's parser: weights_header.h, SummarizeConfigJson.)
 absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfig(
     const nlohmann::json& config);
-// The same from config.json's text.
-absl::StatusOr<ArchitectureSpec> ArchitectureSpecFromConfigText(
-    absl::string_view text);
 
 // Every number positive, heads divisible by KV heads, head_dim consistent.
 absl::Status ValidateArchitectureSpec(const ArchitectureSpec& spec);

@@ -1,13 +1,19 @@
-// Where the catalog keeps its models and connections: a small interface with
-// a PostgreSQL implementation (pg_model_store.h).
+// Where the catalog keeps its models: a small interface with a PostgreSQL
+// implementation (pg_model_store.h) and an in-memory fake for domain unit
+// tests (testing/in_memory_model_store.h). Connections live behind their own
+// interface (connection_store.h).
 //
 // Models are `hangar::v1::Model` messages (protobuf data, not gRPC types).
 // The store owns `create_time`, `update_time` and `etag`; the etag changes
 // whenever the model's metadata changes (UpdateModel), not when only its
-// preparation progress does (SetPreparation).
+// preparation does (SetPreparation).
 //
-// Connections carry their token sealed (common/auth/secret_box.h); the store
-// never sees a plaintext token.
+// Two pieces of row state are not in the proto:
+//   * user-edited fields: UpdateModel records which of display_name,
+//     description and tags a user set, and UpsertCurated leaves those alone;
+//   * deleting: MarkDeleting hides a row from every read (a deleted model is
+//     gone for callers at once) until FinishDelete removes it, after the
+//     model's files are gone; ListNamesDeleting finds rows a crash left.
 //
 // Every method is thread-safe. Errors use canonical codes: NOT_FOUND,
 // ALREADY_EXISTS, ABORTED (stale etag), UNAVAILABLE (database down).
@@ -47,22 +53,42 @@ struct ModelPage {
   int64_t total = 0;
 };
 
-// A connection as stored: the public fields plus the sealed token.
-struct StoredConnection {
-  v1::Connection connection;  // `token` always empty.
-  std::string sealed_token;
+// Where a row's prepared files are, for deletes and the orphan sweep.
+struct StoredPath {
+  std::string name;
+  // Preparation.local_path; empty when nothing was prepared.
+  std::string path;
+  // Where a Hugging Face model's files go (with the store root:
+  // <root>/<hf_repo>/<resolved_revision>), for rows whose path is not
+  // recorded yet.
+  std::string hf_repo;
+  std::string resolved_revision;
+  bool deleting = false;
 };
+
+// The fields a user may edit (UpdateModel paths), which curated updates
+// then leave alone.
+inline constexpr const char* kUserEditableFields[] = {"description",
+                                                      "display_name", "tags"};
+
+// `current` refreshed from the curated list's `curated`: every curated
+// metadata field is replaced except those in `user_edited`; state,
+// preparation and the store's fields are kept. Both stores use it.
+v1::Model MergeCurated(const v1::Model& current, const v1::Model& curated,
+                       const std::vector<std::string>& user_edited);
 
 class ModelStore {
  public:
   virtual ~ModelStore() = default;
 
-  // Inserts or refreshes the curated models: metadata is replaced, state and
-  // preparation of existing rows are kept. Curated rows no longer in
-  // `models` are left alone.
+  // Inserts missing curated models and refreshes existing ones: metadata is
+  // replaced except the fields a user edited; state and preparation are
+  // kept; the etag changes only when something did. Curated rows no longer
+  // in `models` are left alone.
   virtual absl::Status UpsertCurated(const std::vector<v1::Model>& models) = 0;
 
-  // Inserts a new model. ALREADY_EXISTS when the name is taken.
+  // Inserts a new model. ALREADY_EXISTS when the name is taken (a row being
+  // deleted included).
   virtual absl::StatusOr<v1::Model> CreateModel(const v1::Model& model) = 0;
 
   virtual absl::StatusOr<v1::Model> GetModel(const std::string& name) = 0;
@@ -82,34 +108,33 @@ class ModelStore {
 
   // Read-modify-write in one transaction: `mutate` receives the current
   // model (row locked) and edits it; its error aborts the update. The
-  // metadata is written back (the preparation is not) and the etag
-  // changes. `mutate` may run more than once; it must have no side effects.
+  // metadata is written back (the preparation is not) and the etag changes.
+  // `user_edited` (a subset of kUserEditableFields) is added to the row's
+  // user-edited fields. `mutate` may run more than once; it must have no
+  // side effects.
   virtual absl::StatusOr<v1::Model> UpdateModel(
       const std::string& name,
-      const std::function<absl::Status(v1::Model&)>& mutate) = 0;
+      const std::function<absl::Status(v1::Model&)>& mutate,
+      const std::vector<std::string>& user_edited) = 0;
 
   // Replaces the preparation of a model. NOT_FOUND if it does not exist.
   virtual absl::Status SetPreparation(const std::string& name,
                                       const v1::Preparation& preparation) = 0;
 
-  // Deletes a model; `check` sees it (row locked) first and may refuse.
-  virtual absl::Status DeleteModel(
+  // Marks a model deleting; `check` sees it (row locked) first and may
+  // refuse. Returns the model as it was.
+  virtual absl::StatusOr<v1::Model> MarkDeleting(
       const std::string& name,
       const std::function<absl::Status(const v1::Model&)>& check) = 0;
+  // Removes a row marked deleting. NOT_FOUND when there is none.
+  virtual absl::Status FinishDelete(const std::string& name) = 0;
+  // Rows marked deleting (an interrupted delete).
+  virtual absl::StatusOr<std::vector<std::string>> ListNamesDeleting() = 0;
+  // Every row's preparation path, deleting rows included.
+  virtual absl::StatusOr<std::vector<StoredPath>> ListPreparationPaths() = 0;
 
   // Models per state, for the models-by-state gauge.
   virtual absl::StatusOr<std::map<v1::ModelState, int64_t>> CountByState() = 0;
-
-  // Connections.
-  virtual absl::StatusOr<v1::Connection> CreateConnection(
-      const StoredConnection& connection) = 0;
-  virtual absl::StatusOr<StoredConnection> GetConnection(
-      const std::string& name) = 0;
-  // In name order, after `after_name`, at most `limit` (+ whether more).
-  virtual absl::StatusOr<std::pair<std::vector<v1::Connection>, bool>>
-  ListConnections(const std::string& after_name, int limit) = 0;
-  // FAILED_PRECONDITION while models imported through it exist.
-  virtual absl::Status DeleteConnection(const std::string& name) = 0;
 };
 
 }  // namespace hangar::catalog

@@ -8,9 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/api/etag.h"
+#include "common/api/time.h"
 #include "common/db/migrations.h"
 #include "common/status/status_macros.h"
-#include "google/protobuf/timestamp.pb.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "hangar/migrations/catalog.h"
 #include "nlohmann/json.hpp"
 
@@ -28,7 +30,9 @@ constexpr char kModelColumns[] = R"sql(
   preparation_state, preparation_done, preparation_total, preparation_message,
   preparation_path, preparation_sha256, preparation_failure, version,
   (extract(epoch FROM create_time) * 1000000)::bigint,
-  (extract(epoch FROM update_time) * 1000000)::bigint)sql";
+  (extract(epoch FROM update_time) * 1000000)::bigint,
+  preparation_retry_attempt, preparation_next_retry_us,
+  preparation_last_error)sql";
 
 // The metadata columns written by inserts and updates, $1..$21 in this order.
 constexpr char kMetadataColumns[] = R"sql(
@@ -40,11 +44,6 @@ constexpr char kMetadataValues[] = R"sql(
   $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb,
   ARRAY(SELECT jsonb_array_elements_text($15::jsonb)), $16, $17, $18, $19,
   $20, $21)sql";
-
-void SetTimestamp(int64_t micros, google::protobuf::Timestamp* timestamp) {
-  timestamp->set_seconds(micros / 1000000);
-  timestamp->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-}
 
 std::string WeightSizesJson(const v1::Model& model) {
   json list = json::array();
@@ -119,9 +118,17 @@ v1::Model RowToModel(const pqxx::row& row) {
   preparation->set_local_path(row[i++].as<std::string>());
   preparation->set_sha256(row[i++].as<std::string>());
   preparation->set_failure_reason(row[i++].as<std::string>());
-  model.set_etag(absl::StrCat(row[i++].as<int64_t>()));
-  SetTimestamp(row[i++].as<int64_t>(), model.mutable_create_time());
-  SetTimestamp(row[i++].as<int64_t>(), model.mutable_update_time());
+  model.set_etag(MakeEtag(row[i++].as<int64_t>()));
+  *model.mutable_create_time() =
+      ToProtoTimestamp(absl::FromUnixMicros(row[i++].as<int64_t>()));
+  *model.mutable_update_time() =
+      ToProtoTimestamp(absl::FromUnixMicros(row[i++].as<int64_t>()));
+  preparation->set_retry_attempt(row[i++].as<int32_t>());
+  if (const int64_t next = row[i++].as<int64_t>(); next > 0) {
+    *preparation->mutable_next_retry_time() =
+        ToProtoTimestamp(absl::FromUnixMicros(next));
+  }
+  preparation->set_last_error(row[i++].as<std::string>());
   return model;
 }
 
@@ -144,7 +151,8 @@ absl::StatusOr<v1::Model> SelectModel(pqxx::work& tx, const std::string& name,
                                       bool for_update) {
   pqxx::result rows =
       tx.exec_params(absl::StrCat("SELECT ", kModelColumns,
-                                  " FROM catalog.models WHERE name = $1",
+                                  " FROM catalog.models WHERE name = $1 AND "
+                                  "NOT deleting",
                                   for_update ? " FOR UPDATE" : ""),
                      name);
   if (rows.empty()) {
@@ -153,23 +161,11 @@ absl::StatusOr<v1::Model> SelectModel(pqxx::work& tx, const std::string& name,
   return RowToModel(rows[0]);
 }
 
-v1::Connection RowToConnection(const pqxx::row& row) {
-  v1::Connection connection;
-  connection.set_name(row[0].as<std::string>());
-  connection.set_description(row[1].as<std::string>());
-  connection.set_token_prefix(row[2].as<std::string>());
-  SetTimestamp(row[3].as<int64_t>(), connection.mutable_create_time());
-  return connection;
-}
-
-constexpr char kConnectionColumns[] =
-    "name, description, token_prefix, "
-    "(extract(epoch FROM create_time) * 1000000)::bigint";
-
 // The WHERE clause of ListModels over parameters $1..$7 (see ModelFilter);
 // a disabled filter passes its zero value.
 constexpr char kFilterClause[] = R"sql(
-  ($1::int = 0 OR source = $1::int)
+  NOT deleting
+  AND ($1::int = 0 OR source = $1::int)
   AND ($2::text = '' OR family = $2::text)
   AND ($3::text = '' OR $3::text = ANY (tags))
   AND ($4::text = '' OR strpos(lower(name || ' ' || display_name || ' ' ||
@@ -183,48 +179,45 @@ constexpr char kFilterClause[] = R"sql(
 
 }  // namespace
 
-absl::Status PgModelStore::Migrate(db::Pool& pool) {
+absl::Status MigrateCatalogSchema(db::Pool& pool) {
   return db::ApplyMigrations(pool, migrations::catalog::kSchema,
                              migrations::catalog::Migrations());
 }
 
 absl::Status PgModelStore::UpsertCurated(const std::vector<v1::Model>& models) {
-  const std::string sql =
+  const std::string insert =
       absl::StrCat("INSERT INTO catalog.models (", kMetadataColumns,
-                   ") VALUES (", kMetadataValues, R"sql()
-      ON CONFLICT (name) DO UPDATE SET
-        display_name = EXCLUDED.display_name,
-        description = EXCLUDED.description,
-        family = EXCLUDED.family,
-        architecture = EXCLUDED.architecture,
-        parameter_count = EXCLUDED.parameter_count,
-        context_length = EXCLUDED.context_length,
-        license = EXCLUDED.license,
-        default_dtype = EXCLUDED.default_dtype,
-        weight_sizes = EXCLUDED.weight_sizes,
-        supported_recipes = EXCLUDED.supported_recipes,
-        tags = EXCLUDED.tags,
-        runs_on_cpu = EXCLUDED.runs_on_cpu,
-        hf_repo = EXCLUDED.hf_repo,
-        revision = EXCLUDED.revision,
-        local_path = EXCLUDED.local_path,
-        version = models.version + 1,
-        update_time = now()
-      WHERE models.source = 1 AND (
-        models.display_name, models.description, models.family,
-        models.architecture, models.parameter_count, models.context_length,
-        models.license, models.default_dtype, models.weight_sizes,
-        models.supported_recipes, models.tags, models.runs_on_cpu,
-        models.hf_repo, models.revision, models.local_path)
-      IS DISTINCT FROM (
-        EXCLUDED.display_name, EXCLUDED.description, EXCLUDED.family,
-        EXCLUDED.architecture, EXCLUDED.parameter_count,
-        EXCLUDED.context_length, EXCLUDED.license, EXCLUDED.default_dtype,
-        EXCLUDED.weight_sizes, EXCLUDED.supported_recipes, EXCLUDED.tags,
-        EXCLUDED.runs_on_cpu, EXCLUDED.hf_repo, EXCLUDED.revision,
-        EXCLUDED.local_path))sql");
+                   ") VALUES (", kMetadataValues, ")");
+  const std::string update = absl::StrCat(
+      "UPDATE catalog.models SET (", kMetadataColumns, ") = (", kMetadataValues,
+      "), version = version + 1, update_time = now() WHERE name = $22");
   return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    for (const v1::Model& model : models) ExecWithMetadata(tx, sql, model);
+    for (const v1::Model& curated : models) {
+      pqxx::result rows = tx.exec_params(
+          absl::StrCat("SELECT ", kModelColumns,
+                       ", array_to_json(user_edited)::text, deleting FROM "
+                       "catalog.models WHERE name = $1 FOR UPDATE"),
+          curated.name());
+      if (rows.empty()) {
+        ExecWithMetadata(tx, insert, curated);
+        continue;
+      }
+      const v1::Model current = RowToModel(rows[0]);
+      const int extra = rows[0].size() - 2;
+      std::vector<std::string> edited;
+      for (const json& field : json::parse(rows[0][extra].as<std::string>())) {
+        edited.push_back(field.get<std::string>());
+      }
+      if (current.source() != v1::MODEL_SOURCE_CURATED ||
+          rows[0][extra + 1].as<bool>()) {
+        continue;  // An import took the name; never overwrite it.
+      }
+      v1::Model merged = MergeCurated(current, curated, edited);
+      if (google::protobuf::util::MessageDifferencer::Equals(merged, current)) {
+        continue;
+      }
+      ExecWithMetadata(tx, update, merged, curated.name());
+    }
     return absl::OkStatus();
   });
 }
@@ -292,10 +285,10 @@ absl::StatusOr<std::vector<std::string>> PgModelStore::ListNamesInState(
   return pool_->Transact<std::vector<std::string>>(
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
         std::vector<std::string> names;
-        for (const pqxx::row& row :
-             tx.exec_params("SELECT name FROM catalog.models WHERE state = $1 "
-                            "ORDER BY name",
-                            static_cast<int>(state))) {
+        for (const pqxx::row& row : tx.exec_params(
+                 "SELECT name FROM catalog.models WHERE state = $1 AND "
+                 "NOT deleting ORDER BY name",
+                 static_cast<int>(state))) {
           names.push_back(row[0].as<std::string>());
         }
         return names;
@@ -310,7 +303,7 @@ absl::StatusOr<std::vector<std::string>> PgModelStore::ListNamesPreparing(
         std::vector<std::string> names;
         for (const pqxx::row& row : tx.exec_params(
                  "SELECT name FROM catalog.models WHERE preparation_state = $1 "
-                 "ORDER BY name",
+                 "AND NOT deleting ORDER BY name",
                  static_cast<int>(state))) {
           names.push_back(row[0].as<std::string>());
         }
@@ -321,7 +314,8 @@ absl::StatusOr<std::vector<std::string>> PgModelStore::ListNamesPreparing(
 
 absl::StatusOr<v1::Model> PgModelStore::UpdateModel(
     const std::string& name,
-    const std::function<absl::Status(v1::Model&)>& mutate) {
+    const std::function<absl::Status(v1::Model&)>& mutate,
+    const std::vector<std::string>& user_edited) {
   const std::string sql = absl::StrCat(
       "UPDATE catalog.models SET (", kMetadataColumns, ") = (",
       // A row constructor cannot hold ARRAY(SELECT ...) with jsonb casts
@@ -334,6 +328,15 @@ absl::StatusOr<v1::Model> PgModelStore::UpdateModel(
         RETURN_IF_ERROR(mutate(model));
         model.set_name(name);  // The key never changes.
         ExecWithMetadata(tx, sql, model, name);
+        if (!user_edited.empty()) {
+          json fields = user_edited;
+          tx.exec_params(
+              "UPDATE catalog.models SET user_edited = ARRAY(SELECT DISTINCT "
+              "unnest(user_edited || ARRAY(SELECT "
+              "jsonb_array_elements_text($2::jsonb))) ORDER BY 1) WHERE name "
+              "= $1",
+              name, fields.dump());
+        }
         return SelectModel(tx, name, false);
       });
 }
@@ -345,12 +348,20 @@ absl::Status PgModelStore::SetPreparation(const std::string& name,
         R"sql(UPDATE catalog.models SET preparation_state = $2,
               preparation_done = $3, preparation_total = $4,
               preparation_message = $5, preparation_path = $6,
-              preparation_sha256 = $7, preparation_failure = $8
+              preparation_sha256 = $7, preparation_failure = $8,
+              preparation_retry_attempt = $9, preparation_next_retry_us = $10,
+              preparation_last_error = $11
               WHERE name = $1 RETURNING name)sql",
         name, static_cast<int>(preparation.state()),
         preparation.progress().done(), preparation.progress().total(),
         preparation.progress().message(), preparation.local_path(),
-        preparation.sha256(), preparation.failure_reason());
+        preparation.sha256(), preparation.failure_reason(),
+        preparation.retry_attempt(),
+        preparation.has_next_retry_time()
+            ? absl::ToUnixMicros(
+                  FromProtoTimestamp(preparation.next_retry_time()))
+            : int64_t{0},
+        preparation.last_error());
     if (updated.empty()) {
       return absl::NotFoundError(
           absl::StrCat("model \"", name, "\" not found"));
@@ -359,118 +370,79 @@ absl::Status PgModelStore::SetPreparation(const std::string& name,
   });
 }
 
-absl::Status PgModelStore::DeleteModel(
+absl::StatusOr<v1::Model> PgModelStore::MarkDeleting(
     const std::string& name,
     const std::function<absl::Status(const v1::Model&)>& check) {
+  return pool_->Transact<v1::Model>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Model> {
+        ASSIGN_OR_RETURN(v1::Model model, SelectModel(tx, name, true));
+        RETURN_IF_ERROR(check(model));
+        tx.exec_params(
+            "UPDATE catalog.models SET deleting = true WHERE name = $1", name);
+        return model;
+      });
+}
+
+absl::Status PgModelStore::FinishDelete(const std::string& name) {
   return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(v1::Model model, SelectModel(tx, name, true));
-    RETURN_IF_ERROR(check(model));
-    tx.exec_params("DELETE FROM catalog.models WHERE name = $1", name);
+    pqxx::result deleted = tx.exec_params(
+        "DELETE FROM catalog.models WHERE name = $1 AND deleting RETURNING "
+        "name",
+        name);
+    if (deleted.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", name, "\" is not being deleted"));
+    }
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<std::vector<std::string>> PgModelStore::ListNamesDeleting() {
+  return pool_->Transact<std::vector<std::string>>(
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
+        std::vector<std::string> names;
+        for (const pqxx::row& row :
+             tx.exec("SELECT name FROM catalog.models WHERE deleting ORDER BY "
+                     "name")) {
+          names.push_back(row[0].as<std::string>());
+        }
+        return names;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::vector<StoredPath>> PgModelStore::ListPreparationPaths() {
+  return pool_->Transact<std::vector<StoredPath>>(
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredPath>> {
+        std::vector<StoredPath> paths;
+        for (const pqxx::row& row :
+             tx.exec("SELECT name, preparation_path, hf_repo, "
+                     "resolved_revision, deleting FROM catalog.models ORDER "
+                     "BY name")) {
+          paths.push_back({.name = row[0].as<std::string>(),
+                           .path = row[1].as<std::string>(),
+                           .hf_repo = row[2].as<std::string>(),
+                           .resolved_revision = row[3].as<std::string>(),
+                           .deleting = row[4].as<bool>()});
+        }
+        return paths;
+      },
+      {.read_only = true});
 }
 
 absl::StatusOr<std::map<v1::ModelState, int64_t>> PgModelStore::CountByState() {
   return pool_->Transact<std::map<v1::ModelState, int64_t>>(
       [&](pqxx::work& tx) -> absl::StatusOr<std::map<v1::ModelState, int64_t>> {
         std::map<v1::ModelState, int64_t> counts;
-        for (const pqxx::row& row : tx.exec(
-                 "SELECT state, count(*) FROM catalog.models GROUP BY state")) {
+        for (const pqxx::row& row : tx.exec("SELECT state, count(*) FROM "
+                                            "catalog.models WHERE NOT deleting "
+                                            "GROUP BY state")) {
           counts[static_cast<v1::ModelState>(row[0].as<int>())] =
               row[1].as<int64_t>();
         }
         return counts;
       },
       {.read_only = true});
-}
-
-absl::StatusOr<v1::Connection> PgModelStore::CreateConnection(
-    const StoredConnection& stored) {
-  return pool_->Transact<v1::Connection>(
-      [&](pqxx::work& tx) -> absl::StatusOr<v1::Connection> {
-        pqxx::result rows = tx.exec_params(
-            absl::StrCat("INSERT INTO catalog.connections (name, description, "
-                         "sealed_token, token_prefix) VALUES ($1, $2, "
-                         "$3, $4) ON CONFLICT (name) DO NOTHING "
-                         "RETURNING ",
-                         kConnectionColumns),
-            stored.connection.name(), stored.connection.description(),
-            stored.sealed_token, stored.connection.token_prefix());
-        if (rows.empty()) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("connection.name: connection \"",
-                           stored.connection.name(), "\" already exists"));
-        }
-        return RowToConnection(rows[0]);
-      });
-}
-
-absl::StatusOr<StoredConnection> PgModelStore::GetConnection(
-    const std::string& name) {
-  return pool_->Transact<StoredConnection>(
-      [&](pqxx::work& tx) -> absl::StatusOr<StoredConnection> {
-        pqxx::result rows =
-            tx.exec_params(absl::StrCat("SELECT ", kConnectionColumns,
-                                        ", sealed_token FROM "
-                                        "catalog.connections WHERE name = $1"),
-                           name);
-        if (rows.empty()) {
-          return absl::NotFoundError(
-              absl::StrCat("connection \"", name, "\" not found"));
-        }
-        StoredConnection stored;
-        stored.connection = RowToConnection(rows[0]);
-        stored.sealed_token = rows[0][4].as<std::string>();
-        return stored;
-      },
-      {.read_only = true});
-}
-
-absl::StatusOr<std::pair<std::vector<v1::Connection>, bool>>
-PgModelStore::ListConnections(const std::string& after_name, int limit) {
-  using Page = std::pair<std::vector<v1::Connection>, bool>;
-  return pool_->Transact<Page>(
-      [&](pqxx::work& tx) -> absl::StatusOr<Page> {
-        Page page{{}, false};
-        for (const pqxx::row& row : tx.exec_params(
-                 absl::StrCat("SELECT ", kConnectionColumns,
-                              " FROM catalog.connections WHERE name > $1 "
-                              "ORDER BY name LIMIT $2"),
-                 after_name, limit + 1)) {
-          if (static_cast<int>(page.first.size()) == limit) {
-            page.second = true;
-            break;
-          }
-          page.first.push_back(RowToConnection(row));
-        }
-        return page;
-      },
-      {.read_only = true});
-}
-
-absl::Status PgModelStore::DeleteConnection(const std::string& name) {
-  return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    pqxx::result deleted = tx.exec_params(
-        "DELETE FROM catalog.connections WHERE name = $1 RETURNING name", name);
-    if (deleted.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("connection \"", name, "\" not found"));
-    }
-    // Models imported through it need its token to be prepared.
-    pqxx::result users = tx.exec_params(
-        "SELECT name FROM catalog.models WHERE connection = $1 ORDER BY name "
-        "LIMIT 5",
-        name);
-    if (!users.empty()) {
-      std::vector<std::string> names;
-      for (const pqxx::row& row : users)
-        names.push_back(row[0].as<std::string>());
-      return absl::FailedPreconditionError(
-          absl::StrCat("name: connection \"", name, "\" is used by model(s) ",
-                       absl::StrJoin(names, ", "), "; delete them first"));
-    }
-    return absl::OkStatus();
-  });
 }
 
 }  // namespace hangar::catalog

@@ -412,5 +412,79 @@ TEST_F(CatalogTest, WatchModelStreamsTheDownloadUntilPrepared) {
             3);
 }
 
+// Issue 8, item 2: a Hub outage longer than the downloader's short retry is
+// waited out (shown in the preparation), and the download resumes from the
+// byte it had when the Hub returns.
+TEST_F(CatalogTest, PreparationWaitsForTheHubAndResumesWhenItReturns) {
+  StartServer([](catalog::CatalogServer::Options& options) {
+    options.hub_retry_initial_backoff = absl::Milliseconds(20);
+    options.hub_retry_max_backoff = absl::Milliseconds(80);
+    options.hub_retry_budget = absl::Minutes(5);
+  });
+  FakeHub::Repo repo = TinyRepo("acme/outage");
+  hub_->AddRepo(repo);
+  v1::Model model;
+  ASSERT_TRUE(Import(HubImport("acme/outage"), &model).ok());
+  ASSERT_EQ(WaitForState("acme/outage", v1::MODEL_STATE_READY).state(),
+            v1::MODEL_STATE_READY);
+  const std::string& weights = repo.files["model.safetensors"];
+  const std::string weights_path =
+      "acme/outage/resolve/" + std::string(kSha) + "/model.safetensors";
+  const int resumed_before = hub_->ResumedRequestsFor(weights_path);
+  // A third of the weights, then the Hub goes away.
+  hub_->DropAfter("model.safetensors", static_cast<int64_t>(weights.size() / 3),
+                  1);
+  hub_->GoDownAfterNextDrop();
+  v1::Preparation preparation;
+  ASSERT_TRUE(Prepare("acme/outage", &preparation).ok());
+
+  model = WaitFor("acme/outage", [](const v1::Model& m) {
+    return m.preparation().retry_attempt() >= 2 ||
+           m.preparation().state() != v1::PREPARATION_STATE_DOWNLOADING;
+  });
+  ASSERT_EQ(model.preparation().state(), v1::PREPARATION_STATE_DOWNLOADING)
+      << model.preparation().ShortDebugString();
+  EXPECT_THAT(model.preparation().progress().message(),
+              HasSubstr("waiting for the Hub (attempt "));
+  EXPECT_THAT(model.preparation().last_error(), HasSubstr("is unavailable"));
+  EXPECT_TRUE(model.preparation().has_next_retry_time());
+  EXPECT_GE(model.preparation().progress().done(),
+            static_cast<int64_t>(weights.size() / 3));
+  // GetModel shows the same.
+  ASSERT_TRUE(Get("acme/outage", &model).ok());
+  EXPECT_GE(model.preparation().retry_attempt(), 1);
+  EXPECT_GT(hub_->RefusedWhileDown(), 0);
+
+  hub_->SetDown(false);
+  model = WaitForPreparation("acme/outage", v1::PREPARATION_STATE_PREPARED);
+  ASSERT_EQ(model.preparation().state(), v1::PREPARATION_STATE_PREPARED)
+      << model.preparation().failure_reason();
+  EXPECT_EQ(model.preparation().retry_attempt(), 0);
+  EXPECT_GT(hub_->ResumedRequestsFor(weights_path), resumed_before);
+  EXPECT_EQ(ReadFile(model.preparation().local_path() + "/model.safetensors"),
+            weights);
+}
+
+TEST_F(CatalogTest, PreparationFailsWhenTheHubStaysDownPastTheBudget) {
+  StartServer([](catalog::CatalogServer::Options& options) {
+    options.hub_retry_initial_backoff = absl::Milliseconds(20);
+    options.hub_retry_max_backoff = absl::Milliseconds(40);
+    options.hub_retry_budget = absl::Milliseconds(300);
+  });
+  hub_->AddRepo(TinyRepo("acme/gone"));
+  v1::Model model;
+  ASSERT_TRUE(Import(HubImport("acme/gone"), &model).ok());
+  ASSERT_EQ(WaitForState("acme/gone", v1::MODEL_STATE_READY).state(),
+            v1::MODEL_STATE_READY);
+  hub_->DropAfter("model.safetensors", 100, 1);
+  hub_->GoDownAfterNextDrop();
+  v1::Preparation preparation;
+  ASSERT_TRUE(Prepare("acme/gone", &preparation).ok());
+  model = WaitForPreparation("acme/gone", v1::PREPARATION_STATE_PREPARED);
+  EXPECT_EQ(model.preparation().state(), v1::PREPARATION_STATE_FAILED);
+  EXPECT_THAT(model.preparation().failure_reason(),
+              HasSubstr("gave up waiting for the Hub"));
+}
+
 }  // namespace
 }  // namespace hangar::testing

@@ -445,7 +445,7 @@ TEST_F(CatalogTest, PreparingTheCuratedTestModelUsesTheLocalRoot) {
 
 TEST_F(CatalogTest, ReflectionHealthAndMetricsWork) {
   StartServer([](catalog::CatalogServer::Options& options) {
-    options.metrics_port = 0;
+    options.server.metrics_port = 0;
   });
   ReflectionClient reflection(channel_);
   auto services = reflection.ListServices();

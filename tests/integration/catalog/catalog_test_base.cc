@@ -34,10 +34,11 @@ void CatalogTest::StartServer(
     const std::function<void(catalog::CatalogServer::Options&)>& adjust) {
   StopServer();
   catalog::CatalogServer::Options options{
-      .port = 0,
-      .metrics_port =
-          -1,  // The metrics test turns it on (stopping civetweb takes ~2 s).
-      .drain_timeout = absl::Milliseconds(300),
+      .server = {.name = "catalog",
+                 .port = 0,
+                 // The metrics test turns it on (stopping civetweb takes ~2 s).
+                 .metrics_port = -1,
+                 .drain_timeout = absl::Milliseconds(300)},
       .db = conninfo(),
       .db_pool_size = 4,
       .model_store = model_store_,

@@ -122,6 +122,21 @@ void FakeHub::AddRepo(Repo repo) {
   repos_[repo.id] = std::move(repo);
 }
 
+void FakeHub::SetDown(bool down) {
+  absl::MutexLock lock(&mu_);
+  down_ = down;
+}
+
+void FakeHub::GoDownAfterNextDrop() {
+  absl::MutexLock lock(&mu_);
+  down_after_drop_ = true;
+}
+
+int FakeHub::RefusedWhileDown() {
+  absl::MutexLock lock(&mu_);
+  return refused_while_down_;
+}
+
 void FakeHub::DropAfter(const std::string& file, int64_t bytes, int times) {
   absl::MutexLock lock(&mu_);
   drops_[file] = {bytes, times};
@@ -196,6 +211,11 @@ void FakeHub::Serve(int fd) {
   bool api = false;
   {
     absl::MutexLock lock(&mu_);
+    if (down_) {
+      ++refused_while_down_;
+      Respond(fd, 503, "Service Unavailable", "the Hub is down (test)");
+      return;
+    }
     paths_.push_back(path);
     if (headers.count("authorization"))
       authorizations_.push_back(headers["authorization"]);
@@ -307,6 +327,10 @@ void FakeHub::Serve(int fd) {
         drop->second.first < static_cast<int64_t>(body.size())) {
       drop_after = drop->second.first;
       --drop->second.second;
+      if (down_after_drop_) {
+        down_after_drop_ = false;
+        down_ = true;
+      }
     }
   }
   if (open_ended) {

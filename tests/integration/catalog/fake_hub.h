@@ -15,6 +15,10 @@
 // Faults: DropAfter(file, bytes, times) makes the next `times` downloads of
 // `file` send `bytes` of the body and then close the connection.
 //
+// Outages: SetDown(true) answers every request 503 until SetDown(false);
+// GoDownAfterNextDrop() makes the next DropAfter drop also take the Hub
+// down, so a download is cut mid-file and then finds no Hub.
+//
 // Hold(file) parks whole-file downloads of `file` until Release(), so a test
 // can observe a download in progress without racing it.
 //
@@ -55,6 +59,11 @@ class FakeHub {
   // The next `times` GETs of `file` (any repo) stop after `bytes` bytes.
   void DropAfter(const std::string& file, int64_t bytes, int times);
 
+  void SetDown(bool down);
+  void GoDownAfterNextDrop();
+  // Requests answered 503 while down.
+  int RefusedWhileDown();
+
   // Whole-file downloads of `file` (no Range, or an open-ended one) wait
   // before sending their body until Release(); header range reads do not.
   void Hold(const std::string& file);
@@ -91,6 +100,9 @@ class FakeHub {
   std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> connections_ ABSL_GUARDED_BY(mu_);
   std::string held_file_ ABSL_GUARDED_BY(mu_);
+  bool down_ ABSL_GUARDED_BY(mu_) = false;
+  bool down_after_drop_ ABSL_GUARDED_BY(mu_) = false;
+  int refused_while_down_ ABSL_GUARDED_BY(mu_) = 0;
   int held_waiters_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -186,6 +186,11 @@ void WriteTinyGguf(const std::string& path) {
     u64(offset);
     offset += static_cast<uint64_t>(elements) * 4;
   }
+  // The data region, aligned to 32 bytes (every tensor size here is a
+  // multiple of 32): zeros, as the engine's reader checks every tensor lies
+  // inside the file.
+  out.resize((out.size() + 31) / 32 * 32, '\0');
+  out.append(offset, '\0');
   std::ofstream(path, std::ios::binary) << out;
 }
 
