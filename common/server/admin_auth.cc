@@ -5,7 +5,7 @@
 namespace hangar {
 
 grpc::Status AuthorizeAdmin(const auth::AdminToken* token,
-                            const grpc::ServerContext& context) {
+                            const grpc::ServerContextBase& context) {
   if (token == nullptr) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
