@@ -25,6 +25,8 @@ Options:
                        (services: catalog scheduler optimizer deployment
                        gateway; `build/services/<name>/hangar-<name> --help`
                        lists each one's flags)
+  --dry_run            print what would run (PostgreSQL port, each service's
+                       command line) and exit without starting anything
   -h, --help           this text
 
 Environment:
@@ -47,6 +49,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 STATE=${HANGAR_STATE_DIR:-$PWD/.hangar}
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_PORT=${HANGAR_PG_PORT:-5432}
+DRY_RUN=0
 declare -A EXTRA=()  # service -> extra flags, space separated
 for service in "${SERVICES[@]}"; do
   var="${service^^}_ARGS"
@@ -55,6 +58,7 @@ done
 for arg in "$@"; do
   case $arg in
     -h | --help) usage; exit 0 ;;
+    --dry_run) DRY_RUN=1 ;;
     --pg_port=*) PG_PORT=${arg#--pg_port=} ;;
     --state_dir=*) STATE=${arg#--state_dir=} ;;
     --*=*)
@@ -76,6 +80,34 @@ done
 if ! [[ $PG_PORT =~ ^[0-9]+$ ]] || ((PG_PORT < 1 || PG_PORT > 65535)); then
   echo "run-suite: --pg_port must be a port number in [1, 65535]; was $PG_PORT" >&2
   exit 2
+fi
+DB="postgresql://hangar@127.0.0.1:$PG_PORT/hangar"
+
+# The command line of one service: the script's flags, then the caller's.
+service_args() {
+  local service=$1
+  args=(--db="$DB")
+  case $service in
+    catalog) args+=(--model_store="$STATE/models" --local_model_root="$STATE/local-models") ;;
+    gateway) args=() ;;
+  esac
+  # Extra flags come last so that they win; word-split on purpose.
+  read -r -a extra <<<"${EXTRA[$service]}"
+  args+=("${extra[@]}")
+}
+
+if [[ $DRY_RUN -eq 1 ]]; then
+  echo "PostgreSQL: 127.0.0.1:$PG_PORT (data under $STATE/pg)"
+  for service in "${SERVICES[@]}"; do
+    binary="$BUILD_DIR/services/$service/hangar-$service"
+    service_args "$service"
+    if [[ -x "$binary" ]]; then
+      echo "would start: $binary ${args[*]}"
+    else
+      echo "not yet built: $service"
+    fi
+  done
+  exit 0
 fi
 mkdir -p "$STATE/logs"
 
@@ -101,7 +133,6 @@ trap cleanup EXIT INT TERM
 psql -h 127.0.0.1 -p "$PG_PORT" -U hangar -d postgres -tc \
   "SELECT 1 FROM pg_database WHERE datname='hangar'" | grep -q 1 ||
   psql -h 127.0.0.1 -p "$PG_PORT" -U hangar -d postgres -c "CREATE DATABASE hangar" >/dev/null
-DB="postgresql://hangar@127.0.0.1:$PG_PORT/hangar"
 echo "PostgreSQL: $DB"
 
 # The curated demo model hangar/tiny-random-llama lives under the local root.
@@ -116,14 +147,7 @@ started=0
 for service in catalog scheduler optimizer deployment gateway; do
   binary="$BUILD_DIR/services/$service/hangar-$service"
   if [[ -x "$binary" ]]; then
-    args=(--db="$DB")
-    case $service in
-      catalog) args+=(--model_store="$STATE/models" --local_model_root="$STATE/local-models") ;;
-      gateway) args=() ;;
-    esac
-    # Extra flags come last so that they win; word-split on purpose.
-    read -r -a extra <<<"${EXTRA[$service]}"
-    args+=("${extra[@]}")
+    service_args "$service"
     "$binary" "${args[@]}" >"$STATE/logs/$service.log" 2>&1 &
     echo "started $service ${extra[*]} (log: $STATE/logs/$service.log)"
     started=$((started + 1))
