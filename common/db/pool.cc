@@ -20,6 +20,9 @@
 namespace hangar::db {
 namespace {
 
+// Deadlines further away than this set no statement_timeout.
+constexpr absl::Duration kLongestStatementTimeout = absl::Hours(24);
+
 // How one attempt at a transaction ended.
 enum class Outcome {
   kDone,       // Committed, or failed for good: return the status.
@@ -393,7 +396,12 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
       return absl::DeadlineExceededError(
           "the call's deadline passed before the transaction could run");
     }
-    Attempt attempt = RunOnce(**connection, fn, options, statement_timeout);
+    // PostgreSQL takes at most INT_MAX ms (about 24 days); a deadline
+    // further away than a day bounds nothing worth a round trip.
+    Attempt attempt = RunOnce(**connection, fn, options,
+                              statement_timeout > kLongestStatementTimeout
+                                  ? absl::ZeroDuration()
+                                  : statement_timeout);
     const bool healthy =
         (*connection)->is_open() && attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();

@@ -144,6 +144,10 @@ struct TransactOptions {
 
   // Latest time the transaction may finish; the deadline of the RPC being
   // served on this thread (CallContext) applies too, whichever is sooner.
+  // Both are read against PoolOptions::clock (the real clock in a server;
+  // a test that injects a FakeClock and serves real calls compares real
+  // deadlines with fake time). Sent to PostgreSQL as statement_timeout when
+  // less than a day away.
   absl::Time deadline = absl::InfiniteFuture();
 };
 
