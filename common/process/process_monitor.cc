@@ -138,6 +138,9 @@ ProcessMonitor::~ProcessMonitor() {
         // Not our child: wait (bounded) until the kernel says it is gone.
         pollfd fd{.fd = process.pidfd, .events = POLLIN, .revents = 0};
         poll(&fd, 1, 5000);
+        // Reaps it if it is a child of this process after all.
+        int status;
+        waitpid(pid, &status, WNOHANG);
       }
     }
     if (process.pidfd >= 0) close(process.pidfd);
