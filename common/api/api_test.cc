@@ -143,6 +143,25 @@ TEST(FieldMaskTest, Validate) {
               StatusIs(absl::StatusCode::kInvalidArgument, "mask: required"));
 }
 
+TEST(FieldMaskTest, ValidateAgainstTheResourceType) {
+  const google::protobuf::Descriptor* model = v1::Model::descriptor();
+  EXPECT_THAT(ValidateFieldMask(Mask({"tags", "description"}),
+                                {"description", "tags"}, model),
+              IsOk());
+  // Allowed by the list but not a field of the type.
+  EXPECT_THAT(
+      ValidateFieldMask(Mask({"description.text"}), {"description"}, model),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "update_mask: path \"description.text\" names no "
+               "field of hangar.v1.Model"));
+  EXPECT_THAT(ValidateFieldMask(Mask({"name"}), {"description"}, model),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cannot be updated")));
+  EXPECT_THAT(
+      ValidateFieldMask(Mask({}), {"description"}, model),
+      StatusIs(absl::StatusCode::kInvalidArgument, "update_mask: required"));
+}
+
 TEST(FieldMaskTest, ApplyCopiesOnlyMaskedFieldsAndReplacesLists) {
   google::protobuf::Struct to;
   (*to.mutable_fields())["keep"].set_string_value("old");

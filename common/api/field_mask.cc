@@ -38,6 +38,23 @@ absl::Status ValidateFieldMask(const google::protobuf::FieldMask& mask,
   return absl::OkStatus();
 }
 
+absl::Status ValidateFieldMask(const google::protobuf::FieldMask& mask,
+                               const std::vector<std::string>& allowed_paths,
+                               const google::protobuf::Descriptor* resource,
+                               absl::string_view field) {
+  absl::Status allowed = ValidateFieldMask(mask, allowed_paths, field);
+  if (!allowed.ok()) return allowed;
+  for (const std::string& path : mask.paths()) {
+    if (!google::protobuf::util::FieldMaskUtil::GetFieldDescriptors(
+            resource, path, /*field_descriptors=*/nullptr)) {
+      return InvalidField(field,
+                          absl::StrCat("path \"", path, "\" names no field of ",
+                                       resource->full_name()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void ApplyFieldMask(const google::protobuf::Message& from,
                     const google::protobuf::FieldMask& mask,
                     google::protobuf::Message* to) {

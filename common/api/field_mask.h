@@ -32,6 +32,15 @@ absl::Status ValidateFieldMask(const google::protobuf::FieldMask& mask,
                                const std::vector<std::string>& allowed_paths,
                                absl::string_view field = "update_mask");
 
+// As above, and each path must also name a field of `resource` (a path
+// below an allowed one, such as "spec.min_replicas", is checked against the
+// message type): "update_mask: path \"spec.nope\" names no field of
+// hangar.v1.Deployment".
+absl::Status ValidateFieldMask(const google::protobuf::FieldMask& mask,
+                               const std::vector<std::string>& allowed_paths,
+                               const google::protobuf::Descriptor* resource,
+                               absl::string_view field = "update_mask");
+
 // Copies the fields `mask` names from `from` to `to` (same message type),
 // through protobuf's util::FieldMaskUtil::MergeMessageTo with repeated and
 // message fields replaced. Validate the mask first: paths that name no field
