@@ -23,11 +23,6 @@ namespace fs = std::filesystem;
 // How long DeleteModel waits for a running download to let go of its files.
 constexpr absl::Duration kDownloadStopTimeout = absl::Seconds(30);
 
-EventLog* DefaultLog() {
-  static EventLog* const log = new EventLog();
-  return log;
-}
-
 // The paths UpdateModel may change (the user-editable fields).
 const std::vector<std::string>& UpdatablePaths() {
   static const auto* const paths = new std::vector<std::string>(
@@ -56,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(Options options) {
         "model_store: cannot use ", options.model_store, " as a directory",
         error ? absl::StrCat(": ", error.message()) : ""));
   }
-  if (options.log == nullptr) options.log = DefaultLog();
+  if (options.log == nullptr) options.log = EventLog::Stderr();
   std::unique_ptr<Catalog> catalog(new Catalog(std::move(options)));
   RETURN_IF_ERROR(catalog->Start());
   return catalog;
@@ -84,23 +79,20 @@ absl::Status Catalog::Start() {
                                    .clock = o.clock}));
   ASSIGN_OR_RETURN(
       preparations_,
-      PreparationManager::Create(
-          {.model_store = o.model_store,
-           .local_model_root = o.local_model_root,
-           .curated_connection = o.curated_connection,
-           .progress_interval = o.progress_interval,
-           .download = o.download,
-           .hub_retry_initial_backoff = o.hub_retry_initial_backoff,
-           .hub_retry_max_backoff = o.hub_retry_max_backoff,
-           .hub_retry_budget = o.hub_retry_budget,
-           .models = o.models,
-           .hub = o.hub,
-           .connections = connections_.get(),
-           .tasks = tasks_.get(),
-           .notifier = o.notifier,
-           .metrics = o.metrics,
-           .log = o.log,
-           .clock = o.clock}));
+      PreparationManager::Create({.model_store = o.model_store,
+                                  .local_model_root = o.local_model_root,
+                                  .curated_connection = o.curated_connection,
+                                  .progress_interval = o.progress_interval,
+                                  .download = o.download,
+                                  .hub_retry = o.hub_retry,
+                                  .models = o.models,
+                                  .hub = o.hub,
+                                  .connections = connections_.get(),
+                                  .tasks = tasks_.get(),
+                                  .notifier = o.notifier,
+                                  .metrics = o.metrics,
+                                  .log = o.log,
+                                  .clock = o.clock}));
   RETURN_IF_ERROR(o.models->UpsertCurated(o.curated_models));
   RETURN_IF_ERROR(FinishInterruptedDeletes());
   RETURN_IF_ERROR(SweepStore());

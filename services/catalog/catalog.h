@@ -88,10 +88,8 @@ class Catalog {
     absl::Duration progress_interval = absl::Seconds(1);
     // Per-file download retries for short blips (clock replaced by `clock`).
     FileDownloader::Options download;
-    // Waiting out a Hub outage (see PreparationManager::Options).
-    absl::Duration hub_retry_initial_backoff = absl::Seconds(1);
-    absl::Duration hub_retry_max_backoff = absl::Seconds(60);
-    absl::Duration hub_retry_budget = absl::Minutes(10);
+    // Waiting out a Hub outage during a preparation.
+    HubRetryPolicy hub_retry;
     // Background tasks (imports, downloads) running at once, in [1, 256];
     // more wait in a queue.
     int max_background_tasks = 8;

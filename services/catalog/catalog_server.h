@@ -89,12 +89,8 @@ class CatalogServer {
     std::string hf_endpoint = "https://huggingface.co";
     // A download that moves no byte for this long is retried.
     absl::Duration hf_stall_timeout = absl::Seconds(30);
-    // A Hub outage during a preparation is waited out with backoff from
-    // hub_retry_initial_backoff doubling up to hub_retry_max_backoff, for
-    // at most hub_retry_budget; then the preparation fails.
-    absl::Duration hub_retry_initial_backoff = absl::Seconds(1);
-    absl::Duration hub_retry_max_backoff = absl::Seconds(60);
-    absl::Duration hub_retry_budget = absl::Minutes(10);
+    // How a preparation waits out a Hub outage (backoff, budget).
+    HubRetryPolicy hub_retry;
     // host:port of the deployment service, asked before deleting a model;
     // empty: no deployment service, nothing is in use.
     std::string deployment_address;

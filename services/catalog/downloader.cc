@@ -107,6 +107,15 @@ absl::StatusOr<std::string> FileDownloader::Download(
           last.message(), " (gave up after ", stalled,
           " attempts without progress; the partial download is kept)"));
     }
+    if (options_.log != nullptr) {
+      options_.log->Write(
+          "download_retry",
+          {{"repo", target.repo},
+           {"file", file.path},
+           {"offset", absl::StrCat(offset)},
+           {"in_s", absl::StrCat(absl::ToDoubleSeconds(backoff))},
+           {"error", std::string(status.message())}});
+    }
     const absl::Time wake = options_.clock->Now() + backoff;
     if (cancel != nullptr) {
       cancel->WaitUntil(options_.clock, wake);

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "services/catalog/cancellation.h"
+#include "services/catalog/event_log.h"
 #include "services/catalog/hub_client.h"
 
 namespace hangar::catalog {
@@ -46,6 +47,8 @@ class FileDownloader {
     // --- Injected dependencies ---
     // Read for backoff sleeps. Not owned; never null.
     Clock* clock = Clock::Real();
+    // Optional: one "download_retry" line per retry (file, offset, error).
+    EventLog* log = nullptr;
   };
 
   struct Target {

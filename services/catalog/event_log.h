@@ -37,6 +37,12 @@ class EventLog {
   // Lines go to `sink` (without the newline); the default writes stderr.
   explicit EventLog(Sink sink = {}) : sink_(std::move(sink)) {}
 
+  // The process's stderr log, for classes given none. Never deleted.
+  static EventLog* Stderr() {
+    static EventLog* const log = new EventLog();
+    return log;
+  }
+
   void Write(
       absl::string_view event,
       std::initializer_list<std::pair<absl::string_view, std::string>> fields) {

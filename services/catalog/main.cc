@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
       .curated_models = curated,
       .secret_key_file = absl::GetFlag(FLAGS_secret_key_file),
       .hf_endpoint = hf_endpoint,
-      .hub_retry_budget = absl::GetFlag(FLAGS_hub_retry_budget),
+      .hub_retry = {.budget = absl::GetFlag(FLAGS_hub_retry_budget)},
       .deployment_address = absl::GetFlag(FLAGS_deployment_address),
       .curated_connection = absl::GetFlag(FLAGS_curated_connection),
   });

@@ -33,11 +33,6 @@ const std::vector<v1::Engine>& AllEngines() {
   return *engines;
 }
 
-EventLog* DefaultLog() {
-  static EventLog* const log = new EventLog();
-  return log;
-}
-
 // The display name a new import gets: the part after the owner.
 std::string DefaultDisplayName(const std::string& name) {
   size_t slash = name.find('/');
@@ -90,7 +85,7 @@ absl::StatusOr<std::unique_ptr<ModelImporter>> ModelImporter::Create(
   if (options.cpu_max_parameters < 0) {
     return InvalidField("cpu_max_parameters", "must not be negative");
   }
-  if (options.log == nullptr) options.log = DefaultLog();
+  if (options.log == nullptr) options.log = EventLog::Stderr();
   return std::unique_ptr<ModelImporter>(new ModelImporter(std::move(options)));
 }
 

@@ -23,11 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-EventLog* DefaultLog() {
-  static EventLog* const log = new EventLog();
-  return log;
-}
-
 std::string Seconds(absl::Duration duration) {
   return absl::StrCat(absl::ToDoubleSeconds(duration));
 }
@@ -56,6 +51,7 @@ PreparationManager::PreparationManager(Options options)
     : options_(std::move(options)), downloader_(options_.hub, [this] {
         FileDownloader::Options download = options_.download;
         download.clock = options_.clock;
+        download.log = options_.log;
         return download;
       }()) {}
 
@@ -74,19 +70,19 @@ absl::StatusOr<std::unique_ptr<PreparationManager>> PreparationManager::Create(
   if (options.progress_interval <= absl::ZeroDuration()) {
     return InvalidField("progress_interval", "must be positive");
   }
-  if (options.hub_retry_initial_backoff <= absl::ZeroDuration() ||
-      options.hub_retry_max_backoff < options.hub_retry_initial_backoff) {
+  if (options.hub_retry.initial_backoff <= absl::ZeroDuration() ||
+      options.hub_retry.max_backoff < options.hub_retry.initial_backoff) {
     return InvalidField(
-        "hub_retry_initial_backoff",
-        absl::StrCat("must be positive and at most hub_retry_max_backoff (",
-                     absl::FormatDuration(options.hub_retry_max_backoff),
+        "hub_retry.initial_backoff",
+        absl::StrCat("must be positive and at most hub_retry.max_backoff (",
+                     absl::FormatDuration(options.hub_retry.max_backoff),
                      "); was ",
-                     absl::FormatDuration(options.hub_retry_initial_backoff)));
+                     absl::FormatDuration(options.hub_retry.initial_backoff)));
   }
-  if (options.hub_retry_budget < absl::ZeroDuration()) {
-    return InvalidField("hub_retry_budget", "must not be negative");
+  if (options.hub_retry.budget < absl::ZeroDuration()) {
+    return InvalidField("hub_retry.budget", "must not be negative");
   }
-  if (options.log == nullptr) options.log = DefaultLog();
+  if (options.log == nullptr) options.log = EventLog::Stderr();
   return std::unique_ptr<PreparationManager>(
       new PreparationManager(std::move(options)));
 }
@@ -394,18 +390,18 @@ void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
     }
     done_at_failure = done;
     ++attempt;
-    absl::Duration backoff = options_.hub_retry_initial_backoff;
-    for (int i = 1; i < attempt && backoff < options_.hub_retry_max_backoff;
+    absl::Duration backoff = options_.hub_retry.initial_backoff;
+    for (int i = 1; i < attempt && backoff < options_.hub_retry.max_backoff;
          ++i) {
       backoff *= 2;
     }
-    backoff = std::min(backoff, options_.hub_retry_max_backoff);
-    if (now + backoff > outage_start + options_.hub_retry_budget) {
+    backoff = std::min(backoff, options_.hub_retry.max_backoff);
+    if (now + backoff > outage_start + options_.hub_retry.budget) {
       Finish(source, job,
              absl::UnavailableError(absl::StrCat(
                  "gave up waiting for the Hub after ",
                  absl::FormatDuration(now - outage_start), " (budget ",
-                 absl::FormatDuration(options_.hub_retry_budget),
+                 absl::FormatDuration(options_.hub_retry.budget),
                  "): ", status.message())),
              "", start);
       return;

@@ -11,11 +11,11 @@
 // Preparation.sha256.
 //
 // A Hub outage longer than the downloader's short retry does not fail the
-// preparation: it waits with capped exponential backoff (hub_retry_*), its
+// preparation: it waits with capped exponential backoff (hub_retry), its
 // Preparation showing retry_attempt, next_retry_time, last_error and the
 // message "waiting for the Hub (attempt N, next in T s): <cause>", and
 // resumes from the bytes it has when the Hub answers again. It fails only
-// when one outage outlasts `hub_retry_budget` (progress restarts the
+// when one outage outlasts `hub_retry.budget` (progress restarts the
 // budget). Local models, and curated models served from the local model
 // root, are prepared in place.
 //
@@ -59,6 +59,16 @@
 
 namespace hangar::catalog {
 
+// How a preparation waits out a Hub outage: the first wait, doubling up to
+// the cap, for at most `budget` per outage (progress starts a new outage).
+struct HubRetryPolicy {
+  // Positive, at most max_backoff.
+  absl::Duration initial_backoff = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Seconds(60);
+  // Not negative; zero fails at the first outage.
+  absl::Duration budget = absl::Minutes(10);
+};
+
 // Written into a prepared directory once every file is verified.
 inline constexpr char kPreparedMarker[] = ".hangar-prepared";
 
@@ -77,11 +87,8 @@ class PreparationManager {
     absl::Duration progress_interval = absl::Seconds(1);
     // Per-file retry for short blips (its clock is replaced by `clock`).
     FileDownloader::Options download;
-    // Waiting out a Hub outage: the first wait, doubling up to the cap,
-    // for at most `hub_retry_budget` per outage. Positive, initial <= max.
-    absl::Duration hub_retry_initial_backoff = absl::Seconds(1);
-    absl::Duration hub_retry_max_backoff = absl::Seconds(60);
-    absl::Duration hub_retry_budget = absl::Minutes(10);
+    // Waiting out a Hub outage.
+    HubRetryPolicy hub_retry;
 
     // --- Injected dependencies: not owned, must outlive the manager ---
     ModelStore* models = nullptr;

@@ -57,9 +57,9 @@ class PreparationManagerTest : public testing::CatalogFixture {
          // Give up on a file after one attempt without progress, at once.
          .download = {.max_stalled_attempts = 1,
                       .initial_backoff = absl::ZeroDuration()},
-         .hub_retry_initial_backoff = absl::Seconds(1),
-         .hub_retry_max_backoff = absl::Seconds(2),
-         .hub_retry_budget = budget,
+         .hub_retry = {.initial_backoff = absl::Seconds(1),
+                       .max_backoff = absl::Seconds(2),
+                       .budget = budget},
          .models = &models_,
          .hub = &hub_,
          .connections = connections_.get(),
@@ -148,6 +148,9 @@ TEST_F(PreparationManagerTest, WaitsOutAHubOutageAndResumesFromItsByte) {
   EXPECT_THAT(log_lines(), Contains(AllOf(HasSubstr("preparation_waiting"),
                                           HasSubstr("attempt=\"2\""))));
   EXPECT_THAT(log_lines(), Contains(HasSubstr("preparation_retry")));
+  // The short retry after the first drop, inside the downloader.
+  EXPECT_THAT(log_lines(), Contains(AllOf(HasSubstr("event=download_retry"),
+                                          HasSubstr("offset=\"300\""))));
 }
 
 TEST_F(PreparationManagerTest, FailsOnlyWhenTheBudgetIsSpent) {

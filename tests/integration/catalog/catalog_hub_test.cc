@@ -417,9 +417,9 @@ TEST_F(CatalogTest, WatchModelStreamsTheDownloadUntilPrepared) {
 // byte it had when the Hub returns.
 TEST_F(CatalogTest, PreparationWaitsForTheHubAndResumesWhenItReturns) {
   StartServer([](catalog::CatalogServer::Options& options) {
-    options.hub_retry_initial_backoff = absl::Milliseconds(20);
-    options.hub_retry_max_backoff = absl::Milliseconds(80);
-    options.hub_retry_budget = absl::Minutes(5);
+    options.hub_retry.initial_backoff = absl::Milliseconds(20);
+    options.hub_retry.max_backoff = absl::Milliseconds(80);
+    options.hub_retry.budget = absl::Minutes(5);
   });
   FakeHub::Repo repo = TinyRepo("acme/outage");
   hub_->AddRepo(repo);
@@ -467,9 +467,9 @@ TEST_F(CatalogTest, PreparationWaitsForTheHubAndResumesWhenItReturns) {
 
 TEST_F(CatalogTest, PreparationFailsWhenTheHubStaysDownPastTheBudget) {
   StartServer([](catalog::CatalogServer::Options& options) {
-    options.hub_retry_initial_backoff = absl::Milliseconds(20);
-    options.hub_retry_max_backoff = absl::Milliseconds(40);
-    options.hub_retry_budget = absl::Milliseconds(300);
+    options.hub_retry.initial_backoff = absl::Milliseconds(20);
+    options.hub_retry.max_backoff = absl::Milliseconds(40);
+    options.hub_retry.budget = absl::Milliseconds(300);
   });
   hub_->AddRepo(TinyRepo("acme/gone"));
   v1::Model model;
