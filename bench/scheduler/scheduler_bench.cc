@@ -1,7 +1,7 @@
 // scheduler_bench: placement speed and fragmentation, as ratios measured in
 // one run (issue 9, "Benchmark").
 //
-//   scheduler_bench [--data_dir DIR] [--seeds N] [--quick]
+//   scheduler_bench [--data_dir DIR] [--seeds N] [--no_cpu] [--quick]
 //
 // (a) Decisions per second. 10 000 placement requests over 1 000 nodes of 8
 //     GPUs, on one core, through Placer::TryPlace, for each policy. The
@@ -12,8 +12,8 @@
 //     decisions are timed; a request that fits nowhere is a decision too.
 //
 // (b) The openb trace replay, as "Beware of Fragmentation" (ATC '23, §6)
-//     measures it: the 1 213 nodes of openb_node_list_gpu_node.csv (GPUs and
-//     CPU per node) and tasks drawn at random WITH replacement from
+//     measures it: the 1 213 nodes of openb_node_list_gpu_node.csv (GPUs, CPU
+//     and memory per node) and tasks drawn at random WITH replacement from
 //     openb_pod_list_default.csv (fixed seeds, the same draws for every
 //     policy), submitted one after another with no departures, until the GPUs
 //     requested reach 100 % of the cluster's GPU capacity. A task that fits
@@ -22,6 +22,9 @@
 //     requested by failed tasks / cluster GPUs — averaged over the seeds, for
 //     first-fit, best-fit and fgd, and the ratios. CPU-only tasks (13 % of the
 //     trace) are submitted too; they use CPU and count no GPU arrival.
+//     --no_cpu replays GPUs only (no CPU or memory on nodes or tasks;
+//     CPU-only tasks dropped), to separate GPU fragmentation from CPU and
+//     memory stranding.
 //     The data folder: --data_dir, else $HANGAR_DATA_DIR, else ../shared/data
 //     beside the repository; if absent, (b) is skipped with a message.
 #include <algorithm>
@@ -162,6 +165,7 @@ struct TraceTask {
   int gpus = 0;
   int milli = 0;
   int64_t cpu_milli = 0;
+  int64_t host_memory_bytes = 0;
   double gpu_demand() const { return gpus > 0 ? gpus : milli / 1000.0; }
 };
 
@@ -260,6 +264,7 @@ std::vector<double> Replay(const std::string& policy,
     request.gpus = task.gpus;
     request.milli = task.milli;
     request.cpu_milli = task.cpu_milli;
+    request.host_memory_bytes = task.host_memory_bytes;
     auto decision = (*placer)->TryPlace(request);
     ++*decisions;
     if (!decision.ok()) {
@@ -288,7 +293,7 @@ std::vector<double> Replay(const std::string& policy,
   return unallocated;
 }
 
-bool RunTrace(const std::string& dir, int seeds) {
+bool RunTrace(const std::string& dir, int seeds, bool with_cpu) {
   std::vector<std::string> header;
   const std::string node_file = dir + "/openb_node_list_gpu_node.csv";
   const std::string pod_file = dir + "/openb_pod_list_default.csv";
@@ -297,28 +302,33 @@ bool RunTrace(const std::string& dir, int seeds) {
   const int node_cpu = Column(header, "cpu_milli", node_file);
   const int node_gpu = Column(header, "gpu", node_file);
   const int node_model = Column(header, "model", node_file);
+  const int node_memory = Column(header, "memory_mib", node_file);
   std::vector<NodeSpec> nodes;
   double capacity = 0;
   for (const auto& row : node_rows) {
     const int gpus = static_cast<int>(Int(row[node_gpu]));
     if (gpus < 1) continue;
-    nodes.push_back(NodeSpec{.name = row[sn],
-                             .pool = "openb",
-                             .gpu_model = row[node_model],
-                             .gpu_count = gpus,
-                             .gpu_memory_bytes = 0,
-                             .cpu_milli = Int(row[node_cpu])});
+    nodes.push_back(NodeSpec{
+        .name = row[sn],
+        .pool = "openb",
+        .gpu_model = row[node_model],
+        .gpu_count = gpus,
+        .gpu_memory_bytes = 0,
+        .cpu_milli = with_cpu ? Int(row[node_cpu]) : 0,
+        .host_memory_bytes = with_cpu ? Int(row[node_memory]) << 20 : 0});
     capacity += gpus;
   }
   auto pod_rows = ReadCsv(pod_file, &header);
   const int pod_cpu = Column(header, "cpu_milli", pod_file);
   const int num_gpu = Column(header, "num_gpu", pod_file);
   const int gpu_milli = Column(header, "gpu_milli", pod_file);
+  const int pod_memory = Column(header, "memory_mib", pod_file);
   std::vector<TraceTask> tasks;
   int shares = 0, cpu_only = 0;
   for (const auto& row : pod_rows) {
     TraceTask task;
-    task.cpu_milli = Int(row[pod_cpu]);
+    task.cpu_milli = with_cpu ? Int(row[pod_cpu]) : 0;
+    task.host_memory_bytes = with_cpu ? Int(row[pod_memory]) << 20 : 0;
     const int gpus = static_cast<int>(Int(row[num_gpu]));
     const int milli = static_cast<int>(Int(row[gpu_milli]));
     if (gpus == 1 && milli > 0 && milli < 1000) {
@@ -399,18 +409,21 @@ int main(int argc, char** argv) {
   std::string data_dir_flag;
   int seeds = 5;
   bool quick = false;
+  bool with_cpu = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--data_dir" && i + 1 < argc) {
       data_dir_flag = argv[++i];
     } else if (a == "--seeds" && i + 1 < argc) {
       seeds = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--no_cpu") {
+      with_cpu = false;
     } else if (a == "--quick") {
       quick = true;
     } else {
       std::fprintf(stderr,
                    "usage: scheduler_bench [--data_dir DIR] [--seeds N] "
-                   "[--quick]\n");
+                   "[--no_cpu] [--quick]\n");
       return 2;
     }
   }
@@ -453,7 +466,7 @@ int main(int argc, char** argv) {
         "$HANGAR_DATA_DIR, %s/../shared/data, ../shared/data)\n",
         HANGAR_SOURCE_DIR);
   } else {
-    RunTrace(dir, seeds);
+    RunTrace(dir, seeds, with_cpu);
   }
   std::printf("load average at the end: %s\n", LoadAverage().c_str());
   return 0;

@@ -51,6 +51,10 @@ absl::Status ValidateRequest(const Request& request) {
         "gpus: a request needs whole GPUs, a share (milli) or CPU; was "
         "nothing");
   }
+  if (request.host_memory_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "host_memory_bytes: must be >= 0; was ", request.host_memory_bytes));
+  }
   if (request.memory_bytes < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("memory_bytes: must be >= 0; was ", request.memory_bytes));
@@ -66,6 +70,7 @@ int64_t MemoryPerGpu(const Request& request) {
 bool FitsNow(const NodeState& node, const Request& request) {
   if (node.spec.pool != request.pool) return false;
   if (request.cpu_milli > node.free_cpu_milli()) return false;
+  if (request.host_memory_bytes > node.free_host_memory_bytes()) return false;
   if (node.spec.gpu_memory_bytes > 0 &&
       MemoryPerGpu(request) > node.spec.gpu_memory_bytes) {
     return false;
@@ -86,9 +91,10 @@ absl::StatusOr<int> Cluster::AddNode(const NodeSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu_count: must be in [1, 64]; was ", spec.gpu_count));
   }
-  if (spec.gpu_memory_bytes < 0 || spec.cpu_milli < 0) {
+  if (spec.gpu_memory_bytes < 0 || spec.cpu_milli < 0 ||
+      spec.host_memory_bytes < 0) {
     return absl::InvalidArgumentError(
-        "gpu_memory_bytes and cpu_milli: must be >= 0");
+        "gpu_memory_bytes, cpu_milli and host_memory_bytes: must be >= 0");
   }
   if (node_index_.contains(spec.name)) {
     return absl::AlreadyExistsError(
@@ -152,6 +158,12 @@ absl::Status Cluster::Allocate(const Request& request,
         absl::StrCat("node ", node.spec.name, " lacks ", placement.cpu_milli,
                      " free CPU milli"));
   }
+  if (request.host_memory_bytes != placement.host_memory_bytes ||
+      placement.host_memory_bytes > node.free_host_memory_bytes()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", node.spec.name, " lacks ", placement.host_memory_bytes,
+        " bytes of free host memory"));
+  }
   const int expected_gpus = request.gpus > 0    ? request.gpus
                             : request.milli > 0 ? 1
                                                 : 0;
@@ -185,6 +197,7 @@ absl::Status Cluster::Allocate(const Request& request,
     node.used_milli[gpu] += placement.milli_per_gpu;
   }
   node.used_cpu_milli += placement.cpu_milli;
+  node.used_host_memory_bytes += placement.host_memory_bytes;
   node.workloads.push_back(request.workload);
   Refresh(node);
   placed_.emplace(request.workload, placement);
@@ -204,6 +217,7 @@ absl::StatusOr<Placement> Cluster::Release(absl::string_view workload) {
     node.used_milli[gpu] -= placement.milli_per_gpu;
   }
   node.used_cpu_milli -= placement.cpu_milli;
+  node.used_host_memory_bytes -= placement.host_memory_bytes;
   auto pos = std::find(node.workloads.begin(), node.workloads.end(), workload);
   if (pos != node.workloads.end()) node.workloads.erase(pos);
   Refresh(node);

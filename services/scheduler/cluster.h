@@ -2,11 +2,12 @@
 // them.
 //
 // A node belongs to one pool and has `gpu_count` GPU slots of one model and
-// memory size, and optionally a CPU budget (the trace replay tracks CPU; the
-// hardware file does not). Each slot holds either one workload's whole GPU
-// or any number of fractional shares in milli-GPUs (1000 = one GPU) that add
-// up to at most 1000. A workload asks for either N whole GPUs on one node or
-// a share of one GPU (`gpus == 0`, `milli` in (0, 1000)); a CPU-only request
+// memory size, and optionally CPU and host memory budgets (the trace replay
+// tracks them; the hardware file does not). Each slot holds either one
+// workload's whole GPU or any number of fractional shares in milli-GPUs (1000 =
+// one GPU) that add up to at most 1000. A workload asks for either N whole GPUs
+// on one node or a share of one GPU (`gpus == 0`, `milli` in (0, 1000)); a
+// CPU-only request
 // (`gpus == 0`, `milli == 0`, `cpu_milli > 0`) exists for the trace.
 //
 // Memory is checked per GPU against the node's GPU memory: a whole-GPU
@@ -53,6 +54,8 @@ struct NodeSpec {
   int64_t gpu_memory_bytes = 0;
   // CPU budget in milli-cores; 0 = CPU not tracked on this node.
   int64_t cpu_milli = 0;
+  // Host memory; 0 = not tracked on this node.
+  int64_t host_memory_bytes = 0;
 };
 
 struct Request {
@@ -67,6 +70,8 @@ struct Request {
   int64_t memory_bytes = 0;
   // CPU milli-cores; only nodes that track CPU check it.
   int64_t cpu_milli = 0;
+  // Host memory; only nodes that track it check it.
+  int64_t host_memory_bytes = 0;
   Priority priority = Priority::kServing;
   absl::Time enqueue_time = absl::UnixEpoch();
 };
@@ -84,10 +89,12 @@ struct Placement {
   std::vector<int> gpus;
   int milli_per_gpu = 0;
   int64_t cpu_milli = 0;
+  int64_t host_memory_bytes = 0;
 
   friend bool operator==(const Placement& a, const Placement& b) {
     return a.node == b.node && a.gpus == b.gpus &&
-           a.milli_per_gpu == b.milli_per_gpu && a.cpu_milli == b.cpu_milli;
+           a.milli_per_gpu == b.milli_per_gpu && a.cpu_milli == b.cpu_milli &&
+           a.host_memory_bytes == b.host_memory_bytes;
   }
 };
 
@@ -96,6 +103,7 @@ struct NodeState {
   // Per GPU slot: milli-GPUs allocated, in [0, 1000].
   std::vector<int> used_milli;
   int64_t used_cpu_milli = 0;
+  int64_t used_host_memory_bytes = 0;
   // Slots with nothing allocated.
   int free_whole_gpus = 0;
   // The largest free amount on one slot, in [0, 1000].
@@ -108,14 +116,20 @@ struct NodeState {
   std::vector<std::string> workloads;
 
   bool tracks_cpu() const { return spec.cpu_milli > 0; }
+  bool tracks_host_memory() const { return spec.host_memory_bytes > 0; }
+  int64_t free_host_memory_bytes() const {
+    return tracks_host_memory()
+               ? spec.host_memory_bytes - used_host_memory_bytes
+               : std::numeric_limits<int64_t>::max();
+  }
   int64_t free_cpu_milli() const {
     return tracks_cpu() ? spec.cpu_milli - used_cpu_milli
                         : std::numeric_limits<int64_t>::max();
   }
 };
 
-// Whether `request` fits on `node` now: pool, memory per GPU, CPU and GPU
-// capacity (whole GPUs free, or one slot with `milli` free).
+// Whether `request` fits on `node` now: pool, memory per GPU, CPU, host
+// memory and GPU capacity (whole GPUs free, or one slot with `milli` free).
 bool FitsNow(const NodeState& node, const Request& request);
 
 class Cluster {

@@ -196,3 +196,48 @@ TEST(ClusterTest, VersionChangesOnEveryChange) {
 
 }  // namespace
 }  // namespace hangar::scheduler
+
+namespace hangar::scheduler {
+namespace {
+
+TEST(ClusterHostMemoryTest, IsBookedAndFreed) {
+  Cluster cluster;
+  NodeSpec spec{.name = "n0",
+                .pool = "p",
+                .gpu_model = "G",
+                .gpu_count = 2,
+                .host_memory_bytes = 100};
+  ASSERT_OK(cluster.AddNode(spec).status());
+  Request a{.workload = "a", .pool = "p", .gpus = 1, .host_memory_bytes = 60};
+  Request b{.workload = "b", .pool = "p", .gpus = 1, .host_memory_bytes = 50};
+  EXPECT_TRUE(FitsNow(cluster.nodes()[0], a));
+  ASSERT_OK(cluster.Allocate(a, Placement{.node = 0,
+                                          .gpus = {0},
+                                          .milli_per_gpu = 1000,
+                                          .host_memory_bytes = 60}));
+  EXPECT_EQ(cluster.nodes()[0].free_host_memory_bytes(), 40);
+  EXPECT_FALSE(FitsNow(cluster.nodes()[0], b));
+  EXPECT_THAT(cluster.Allocate(b, Placement{.node = 0,
+                                            .gpus = {1},
+                                            .milli_per_gpu = 1000,
+                                            .host_memory_bytes = 50}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("host memory")));
+  // A placement that books other than the request asks is refused too.
+  EXPECT_THAT(cluster.Allocate(b, Placement{.node = 0,
+                                            .gpus = {1},
+                                            .milli_per_gpu = 1000,
+                                            .host_memory_bytes = 0}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  ASSERT_OK(cluster.Release("a").status());
+  EXPECT_EQ(cluster.nodes()[0].free_host_memory_bytes(), 100);
+  EXPECT_TRUE(FitsNow(cluster.nodes()[0], b));
+  Request negative = b;
+  negative.host_memory_bytes = -1;
+  EXPECT_THAT(ValidateRequest(negative),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("host_memory_bytes")));
+}
+
+}  // namespace
+}  // namespace hangar::scheduler

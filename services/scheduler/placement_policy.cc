@@ -41,6 +41,7 @@ Placement MakePlacement(int node, std::vector<int> gpus,
   placement.milli_per_gpu = request.gpus > 0 ? kMilliPerGpu : request.milli;
   if (placement.gpus.empty()) placement.milli_per_gpu = 0;
   placement.cpu_milli = request.cpu_milli;
+  placement.host_memory_bytes = request.host_memory_bytes;
   return placement;
 }
 

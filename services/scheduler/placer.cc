@@ -149,6 +149,19 @@ std::string Placer::InfeasibleReasonLocked(const Request& request) const {
                         " on one node; nodes in pool ", request.pool,
                         " have at most ", max_gpus);
   }
+  bool host_memory_untracked = false;
+  int64_t max_host_memory = 0;
+  for (int index : nodes) {
+    const NodeSpec& spec = cluster_.nodes()[index].spec;
+    if (spec.host_memory_bytes == 0) host_memory_untracked = true;
+    max_host_memory = std::max(max_host_memory, spec.host_memory_bytes);
+  }
+  if (!host_memory_untracked && request.host_memory_bytes > max_host_memory) {
+    return absl::StrCat("needs ", FormatBytes(request.host_memory_bytes),
+                        " of host memory on one node; nodes in pool ",
+                        request.pool, " have at most ",
+                        FormatBytes(max_host_memory));
+  }
   if (!cpu_untracked && request.cpu_milli > max_cpu) {
     return absl::StrCat("needs ", request.cpu_milli,
                         " CPU milli on one node; nodes in pool ", request.pool,
@@ -167,10 +180,15 @@ std::string Placer::ReasonLocked(const Request& request) const {
     largest_block = std::max(largest_block, node.free_whole_gpus);
     largest_share = std::max(largest_share, node.max_free_share);
   }
-  const std::string cpu =
-      request.cpu_milli > 0
-          ? absl::StrCat(" with ", request.cpu_milli, " free CPU milli")
-          : "";
+  std::string cpu;
+  if (request.cpu_milli > 0) {
+    cpu = absl::StrCat(" with ", request.cpu_milli, " free CPU milli");
+  }
+  if (request.host_memory_bytes > 0) {
+    absl::StrAppend(&cpu, cpu.empty() ? " with " : " and ",
+                    FormatBytes(request.host_memory_bytes),
+                    " free host memory");
+  }
   if (request.gpus > 0) {
     if (largest_block < request.gpus) {
       return absl::StrCat("no node in pool ", request.pool, " has ",
@@ -191,8 +209,13 @@ std::string Placer::ReasonLocked(const Request& request) const {
     return absl::StrCat("no GPU in pool ", request.pool, " has ", request.milli,
                         " free milli-GPU", cpu);
   }
-  return absl::StrCat("no node in pool ", request.pool, " has ",
-                      request.cpu_milli, " free CPU milli");
+  return absl::StrCat(
+      "no node in pool ", request.pool, " has ", request.cpu_milli,
+      " free CPU milli",
+      request.host_memory_bytes > 0
+          ? absl::StrCat(" and ", FormatBytes(request.host_memory_bytes),
+                         " free host memory")
+          : "");
 }
 
 absl::StatusOr<std::vector<Placer::Started>> Placer::Release(

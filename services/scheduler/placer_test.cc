@@ -177,6 +177,45 @@ TEST(PlacerTest, PermanentReasonsAndCheckFeasible) {
   EXPECT_EQ(d.reason, "needs 17.5 GiB per GPU; pool t4 has 16 GiB GPUs");
 }
 
+TEST(PlacerTest, HostMemoryAndCpuReasons) {
+  std::vector<NodeSpec> nodes = Pool("p", 2, 2);
+  for (NodeSpec& spec : nodes) {
+    spec.cpu_milli = 8000;
+    spec.host_memory_bytes = 64 * kGiB;
+  }
+  auto placer = MakePlacer(nodes);
+  Request fat = Whole("fat", 1);
+  fat.host_memory_bytes = 48 * kGiB;
+  fat.cpu_milli = 1000;
+  ASSERT_OK(placer->Submit(fat).status());
+  fat.workload = "fat2";
+  ASSERT_OK(placer->Submit(fat).status());
+  fat.workload = "fat3";
+  ASSERT_OK_AND_ASSIGN(Placer::Decision d, placer->Submit(fat));
+  EXPECT_FALSE(d.placed);
+  // Each node still has a free GPU, but not the memory.
+  EXPECT_EQ(d.reason,
+            "no node in pool p has 1 free GPU with 1000 free CPU milli and "
+            "48 GiB free host memory");
+  Request huge = Whole("huge", 1);
+  huge.host_memory_bytes = 65 * kGiB;
+  EXPECT_THAT(placer->CheckFeasible(huge),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "needs 65 GiB of host memory on one node; nodes in "
+                       "pool p have at most 64 GiB"));
+  Request busy = Whole("busy", 1);
+  busy.cpu_milli = 9000;
+  EXPECT_THAT(placer->CheckFeasible(busy),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "needs 9000 CPU milli on one node; nodes in pool p "
+                       "have at most 8000"));
+  // Freeing one workload's memory lets the waiting one start.
+  ASSERT_OK_AND_ASSIGN(auto started, placer->Release("fat"));
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].workload, "fat3");
+  EXPECT_EQ(started[0].placement.host_memory_bytes, 48 * kGiB);
+}
+
 TEST(PlacerTest, ShareReasonNamesTheLargestFreeShare) {
   auto placer = MakePlacer(Pool("p", 1, 2));
   ASSERT_OK(placer->Submit(Share("a", 700)).status());
