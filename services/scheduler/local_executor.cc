@@ -189,6 +189,10 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(
                              absl::Seconds(10)));
   RETURN_IF_ERROR(OutOfRange("probe_rpc_timeout", options.probe_rpc_timeout,
                              absl::Milliseconds(10), absl::Minutes(1)));
+  RETURN_IF_ERROR(OutOfRange("health_interval", options.health_interval,
+                             absl::ZeroDuration(), absl::Hours(1)));
+  RETURN_IF_ERROR(IntOutOfRange("health_failure_threshold",
+                                options.health_failure_threshold, 1, 100));
   RETURN_IF_ERROR(OutOfRange("restart_backoff_initial",
                              options.restart_backoff_initial,
                              absl::Milliseconds(1), absl::Hours(1)));
@@ -579,8 +583,23 @@ absl::Time LocalExecutor::PlanLocked(absl::Time now,
           next = std::min(next, replica.kill_at);
         }
         break;
-      case Phase::kSpawning:
       case Phase::kReady:
+        if (options_.health_interval == absl::ZeroDuration() ||
+            replica.killed || replica.probe_in_flight) {
+          break;
+        }
+        if (replica.next_probe <= now) {
+          replica.probe_in_flight = true;
+          probes.push_back({.name = name,
+                            .generation = replica.generation,
+                            .port_file = replica.port_file,
+                            .address = replica.status.address,
+                            .spec = replica.status.spec});
+        } else {
+          next = std::min(next, replica.next_probe);
+        }
+        break;
+      case Phase::kSpawning:
       case Phase::kStopped:
         break;
     }
@@ -728,8 +747,31 @@ void LocalExecutor::ApplyProbe(const ProbeWork& work,
   if (replica.generation != work.generation) return;
   replica.probe_in_flight = false;
   wake_ = true;
-  if (replica.phase != Phase::kStarting || replica.killed) return;
+  if (replica.killed) return;
   const absl::Time now = options_.clock->Now();
+  if (replica.phase == Phase::kReady) {
+    replica.next_probe = now + options_.health_interval;
+    switch (result.outcome) {
+      case ProbeOutcome::kReady:
+        replica.health_failures = 0;
+        return;
+      case ProbeOutcome::kWrongIdentity:
+        replica.kill_reason = result.detail;
+        break;
+      case ProbeOutcome::kNotYet:
+        if (++replica.health_failures < options_.health_failure_threshold) {
+          return;
+        }
+        replica.kill_reason =
+            absl::StrCat("hung: health check failed ", replica.health_failures,
+                         " times in a row (", result.detail, ")");
+        break;
+    }
+    replica.killed = true;
+    monitor_->Signal(replica.status.pid, SIGKILL);
+    return;
+  }
+  if (replica.phase != Phase::kStarting) return;
   const bool address_changed =
       !result.address.empty() && result.address != replica.status.address;
   if (address_changed) replica.status.address = result.address;
@@ -738,6 +780,8 @@ void LocalExecutor::ApplyProbe(const ProbeWork& work,
       replica.phase = Phase::kReady;
       replica.status.state = ReplicaState::kReady;
       replica.status.ready_time = now;
+      replica.health_failures = 0;
+      replica.next_probe = now + options_.health_interval;
       NotifyLocked(replica);
       return;
     case ProbeOutcome::kWrongIdentity:

@@ -13,6 +13,10 @@
 // (probe_interval_initial .. probe_interval_max) until start_timeout, after
 // which the runner is killed and counted as a failed start.
 //
+// A READY runner's health is checked every health_interval; after
+// health_failure_threshold failures in a row (or an Info naming another
+// replica) it is killed as hung and handled like a runner that died.
+//
 // A runner that dies is FAILED at once (exit status, log tail, last_error)
 // and started again after restart_backoff_initial, doubling on each failure
 // up to restart_backoff_max; a replica that stayed READY for
@@ -92,6 +96,11 @@ class LocalExecutor final : public Executor {
     absl::Duration probe_interval_max = absl::Milliseconds(500);
     // Deadline of each health/Info call, in [10ms, 1m].
     absl::Duration probe_rpc_timeout = absl::Seconds(2);
+    // A READY runner's health is checked this often (0: never), in
+    // [0, 1h]; `health_failure_threshold` failed checks in a row (in
+    // [1, 100]) kill it as hung, and it is restarted like one that died.
+    absl::Duration health_interval = absl::Seconds(5);
+    int health_failure_threshold = 3;
     // Restart backoff after a runner died: first delay and cap, each in
     // [1ms, 1h], initial <= max.
     absl::Duration restart_backoff_initial = absl::Seconds(1);
@@ -165,6 +174,8 @@ class LocalExecutor final : public Executor {
     absl::Time start_deadline = absl::InfiniteFuture();
     absl::Time next_probe = absl::InfiniteFuture();
     int probe_attempt = 0;
+    // Failed health checks in a row while READY.
+    int health_failures = 0;
     bool probe_in_flight = false;
     absl::Time kill_at = absl::InfiniteFuture();
     bool killed = false;

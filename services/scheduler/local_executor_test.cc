@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/testing/child_process.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
@@ -183,15 +184,15 @@ class LocalExecutorTest : public ::testing::Test {
   }
 
   static ReplicaSpec Spec(const std::string& name) {
-    return {.name = name,
-            .deployment = "chat",
-            .revision = 3,
-            .artifact_path = *model_dir_,
-            .threads = 1,
-            .max_batch = 2,
-            .sampling = {.temperature = 0.5f,
-                         .stop_sequences = {"a,b", "\n\n"}},
-            .assignment = {.node = "local-0", .gpus = {0}}};
+    return {
+        .name = name,
+        .deployment = "chat",
+        .revision = 3,
+        .artifact_path = *model_dir_,
+        .threads = 1,
+        .max_batch = 2,
+        .sampling = {.temperature = 0.5f, .stop_sequences = {"a,b", "\n\n"}},
+        .assignment = {.node = "local-0", .gpus = {0}}};
   }
 
   static std::string* model_dir_;
@@ -204,11 +205,14 @@ TEST_F(LocalExecutorTest, ReplicaIsReadyWithItsIdentityAndStopsByDraining) {
   auto executor = LocalExecutor::Create(BaseOptions());
   ASSERT_THAT(executor, IsOk());
   ASSERT_THAT((*executor)->StartReplica(Spec("chat-r3-0")), IsOk());
-  EXPECT_THAT((*executor)->StartReplica(Spec("chat-r3-0")),
-              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("chat-r3-0")));
+  EXPECT_THAT(
+      (*executor)->StartReplica(Spec("chat-r3-0")),
+      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("chat-r3-0")));
 
-  std::optional<ReplicaStatus> ready = recorder_.WaitReplica("chat-r3-0", IsReady);
-  ASSERT_TRUE(ready.has_value()) << (*executor)->GetReplica("chat-r3-0")->last_error;
+  std::optional<ReplicaStatus> ready =
+      recorder_.WaitReplica("chat-r3-0", IsReady);
+  ASSERT_TRUE(ready.has_value())
+      << (*executor)->GetReplica("chat-r3-0")->last_error;
   EXPECT_THAT(ready->address, StartsWith("127.0.0.1:"));
   EXPECT_EQ(ready->restarts, 0);
   EXPECT_TRUE(ready->ready_time.has_value());
@@ -233,11 +237,10 @@ TEST_F(LocalExecutorTest, ReplicaIsReadyWithItsIdentityAndStopsByDraining) {
   ASSERT_TRUE(stopped.has_value());
   EXPECT_EQ(stopped->last_exit_code, 0);  // the runner drained and exited
   EXPECT_FALSE(Alive(pid));
-  EXPECT_THAT(recorder_.States("chat-r3-0"),
-              ::testing::ElementsAre(ReplicaState::kStarting,
-                                     ReplicaState::kReady,
-                                     ReplicaState::kDraining,
-                                     ReplicaState::kStopped));
+  EXPECT_THAT(
+      recorder_.States("chat-r3-0"),
+      ::testing::ElementsAre(ReplicaState::kStarting, ReplicaState::kReady,
+                             ReplicaState::kDraining, ReplicaState::kStopped));
   EXPECT_TRUE(Children().empty());
   EXPECT_THAT((*executor)->ForgetReplica("chat-r3-0"), IsOk());
   EXPECT_THAT((*executor)->GetReplica("chat-r3-0"),
@@ -312,7 +315,8 @@ TEST_F(LocalExecutorTest, RunnerThatExitsAtOnceBacksOffAndIsFailed) {
   });
   ASSERT_TRUE(failed.has_value());
   ASSERT_THAT((*executor)->StopReplica("chat-r3-2", absl::Seconds(1)), IsOk());
-  EXPECT_EQ((*executor)->GetReplica("chat-r3-2")->state, ReplicaState::kStopped);
+  EXPECT_EQ((*executor)->GetReplica("chat-r3-2")->state,
+            ReplicaState::kStopped);
   EXPECT_TRUE(Children().empty());
 }
 
@@ -355,17 +359,17 @@ TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
 
   // A record whose address answers as another replica (and whose pid is
   // not a runner of it) must get a runner of its own.
-  RecordedReplica wrong = {.spec = Spec("chat-r3-5"),
-                           .pid = live.pid,
-                           .address = live.address};
+  RecordedReplica wrong = {
+      .spec = Spec("chat-r3-5"), .pid = live.pid, .address = live.address};
   Recorder second_recorder;
   LocalExecutor::Options options = BaseOptions();
   options.observer = second_recorder.Observer();
   auto second = LocalExecutor::Create(options);
   ASSERT_THAT(second, IsOk());
   ASSERT_THAT((*second)->Adopt({live, wrong}), IsOk());
-  EXPECT_THAT((*second)->Adopt({live}),
-              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("chat-r3-4")));
+  EXPECT_THAT(
+      (*second)->Adopt({live}),
+      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("chat-r3-4")));
 
   auto adopted = second_recorder.WaitReplica("chat-r3-4", IsReady);
   ASSERT_TRUE(adopted.has_value());
@@ -386,14 +390,79 @@ TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
 
   // The adopted runner is watched: its death is noticed and it is replaced.
   ASSERT_EQ(kill(live.pid, SIGKILL), 0);
-  auto replaced = second_recorder.WaitReplica("chat-r3-4", [](const ReplicaStatus& s) {
-    return s.state == ReplicaState::kReady && s.restarts == 3;
-  });
+  auto replaced =
+      second_recorder.WaitReplica("chat-r3-4", [](const ReplicaStatus& s) {
+        return s.state == ReplicaState::kReady && s.restarts == 3;
+      });
   ASSERT_TRUE(replaced.has_value());
   EXPECT_NE(replaced->pid, live.pid);
 
   second->reset();
   EXPECT_TRUE(Children().empty());
+}
+
+TEST_F(LocalExecutorTest, HungRunnerIsKilledAndRestarted) {
+  LocalExecutor::Options options = BaseOptions();
+  options.health_interval = absl::Milliseconds(100);
+  options.probe_rpc_timeout = absl::Milliseconds(200);
+  options.health_failure_threshold = 3;
+  auto executor = LocalExecutor::Create(options);
+  ASSERT_THAT(executor, IsOk());
+  ASSERT_THAT((*executor)->StartReplica(Spec("chat-r3-6")), IsOk());
+  auto first = recorder_.WaitReplica("chat-r3-6", IsReady);
+  ASSERT_TRUE(first.has_value());
+  // Stopped, it holds its port but answers nothing.
+  ASSERT_EQ(kill(first->pid, SIGSTOP), 0);
+  auto failed = recorder_.WaitReplica("chat-r3-6", [](const ReplicaStatus& s) {
+    return s.state == ReplicaState::kFailed;
+  });
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_THAT(failed->last_error,
+              HasSubstr("hung: health check failed 3 times in a row"));
+  EXPECT_EQ(failed->last_exit_code, 128 + SIGKILL);
+  auto again = recorder_.WaitReplica("chat-r3-6", [](const ReplicaStatus& s) {
+    return s.state == ReplicaState::kReady && s.restarts == 1;
+  });
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(Alive(first->pid));
+  EXPECT_EQ(Children(), std::vector<pid_t>{again->pid});
+}
+
+// Whether `pid` is gone (or a zombie nobody reaped yet: it no longer runs).
+bool Gone(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() &&
+         line[close + 2] == 'Z';
+}
+
+TEST_F(LocalExecutorTest, KillNineOfTheSchedulerTakesItsChildrenWithIt) {
+  const std::string pid_file = MakeTempDir("executor-helper") + "/pids";
+  auto helper = ::hangar::testing::ChildProcess::Start(
+      {HANGAR_EXECUTOR_HELPER_PATH, HANGAR_RUNNER_PATH, *model_dir_, pid_file});
+  ASSERT_THAT(helper, IsOk());
+  // Another process: nothing to wait on but its file.
+  ASSERT_TRUE(::hangar::testing::WaitUntil(
+      [&] { return access(pid_file.c_str(), R_OK) == 0; }, absl::Seconds(60)))
+      << (*helper)->Output();
+  std::ifstream in(pid_file);
+  pid_t runner_pid = 0, job_pid = 0;
+  in >> runner_pid >> job_pid;
+  ASSERT_GT(runner_pid, 0);
+  ASSERT_GT(job_pid, 0);
+  ASSERT_FALSE(Gone(runner_pid));
+  ASSERT_FALSE(Gone(job_pid));
+
+  ASSERT_TRUE((*helper)->Signal(SIGKILL));
+  EXPECT_THAT((*helper)->Wait(absl::Seconds(30)),
+              ::hangar::testing::IsOkAndHolds(128 + SIGKILL));
+  // The parent-death signal killed both; nothing is left running.
+  EXPECT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(runner_pid); },
+                                           absl::Seconds(10)));
+  EXPECT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(job_pid); },
+                                           absl::Seconds(10)));
 }
 
 // ---------------------------------------------------------------------------
@@ -402,11 +471,11 @@ TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
 class LocalExecutorJobTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto executor = LocalExecutor::Create(
-        {.runner_path = HANGAR_RUNNER_PATH,
-         .binary_dirs = {"/no/such/dir", "/bin"},
-         .kill_grace = absl::Seconds(2),
-         .observer = recorder_.Observer()});
+    auto executor =
+        LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                               .binary_dirs = {"/no/such/dir", "/bin"},
+                               .kill_grace = absl::Seconds(2),
+                               .observer = recorder_.Observer()});
     ASSERT_THAT(executor, IsOk());
     executor_ = std::move(executor).value();
   }
@@ -416,8 +485,8 @@ class LocalExecutorJobTest : public ::testing::Test {
 };
 
 TEST_F(LocalExecutorJobTest, NonZeroExitIsFailedWithTheLogTail) {
-  ASSERT_THAT(executor_->StartJob({.name = "j1",
-                                   .argv = {"/bin/sh", "-c", "echo hi; exit 3"}}),
+  ASSERT_THAT(executor_->StartJob(
+                  {.name = "j1", .argv = {"/bin/sh", "-c", "echo hi; exit 3"}}),
               IsOk());
   auto ended = recorder_.WaitJobEnded("j1");
   ASSERT_TRUE(ended.has_value());
@@ -442,11 +511,11 @@ TEST_F(LocalExecutorJobTest, SuccessWithEnvironmentAndARelativeBinary) {
   EXPECT_EQ(ended->log_tail, "hello\n");
   EXPECT_EQ(ended->failure_reason, "");
 
-  ASSERT_THAT(executor_->StartJob({.name = "j2-gpus",
-                                   .argv = {"sh", "-c",
-                                            "echo $CUDA_VISIBLE_DEVICES"},
-                                   .assignment = {.gpus = {1, 2}}}),
-              IsOk());
+  ASSERT_THAT(
+      executor_->StartJob({.name = "j2-gpus",
+                           .argv = {"sh", "-c", "echo $CUDA_VISIBLE_DEVICES"},
+                           .assignment = {.gpus = {1, 2}}}),
+      IsOk());
   auto gpus = recorder_.WaitJobEnded("j2-gpus");
   ASSERT_TRUE(gpus.has_value());
   EXPECT_EQ(gpus->log_tail, "1,2\n");
@@ -506,10 +575,11 @@ TEST_F(LocalExecutorJobTest, BadSpecsAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("argv")));
   EXPECT_THAT(executor_->StartJob({.name = "bad name", .argv = {"/bin/true"}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")));
-  EXPECT_THAT(executor_->StartJob({.name = "j8",
-                                   .argv = {"/bin/true"},
-                                   .timeout = absl::ZeroDuration()}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeout")));
+  EXPECT_THAT(
+      executor_->StartJob({.name = "j8",
+                           .argv = {"/bin/true"},
+                           .timeout = absl::ZeroDuration()}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeout")));
   EXPECT_THAT(executor_->StartJob(
                   {.name = "j9", .argv = {"/bin/true"}, .env = {"NOEQUALS"}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("env")));
@@ -517,27 +587,27 @@ TEST_F(LocalExecutorJobTest, BadSpecsAreRefused) {
               IsOk());
   EXPECT_THAT(executor_->StartJob({.name = "j10", .argv = {"/bin/true"}}),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("j10")));
-  EXPECT_THAT(executor_->StartReplica({.name = "r", .deployment = "d"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("artifact_path")));
+  EXPECT_THAT(
+      executor_->StartReplica({.name = "r", .deployment = "d"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("artifact_path")));
   EXPECT_THAT(executor_->StopReplica("nope", absl::Seconds(1)),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
 }
 
 TEST(LocalExecutorOptionsTest, CreateValidatesOptions) {
-  EXPECT_THAT(LocalExecutor::Create({.runner_path = "/no/such/runner"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("runner_path")));
+  EXPECT_THAT(
+      LocalExecutor::Create({.runner_path = "/no/such/runner"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("runner_path")));
   EXPECT_THAT(
       LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
                              .restart_backoff_initial = absl::Seconds(10),
                              .restart_backoff_max = absl::Seconds(1)}),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("restart_backoff_max")));
-  EXPECT_THAT(LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
-                                     .start_timeout = absl::ZeroDuration()}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("start_timeout")));
+  EXPECT_THAT(
+      LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                             .start_timeout = absl::ZeroDuration()}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("start_timeout")));
   EXPECT_THAT(LocalExecutor::Create(
                   {.runner_path = HANGAR_RUNNER_PATH, .clock = nullptr}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clock")));
