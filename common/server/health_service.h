@@ -17,20 +17,29 @@
 // otherwise NOT_SERVING. So a runner reports NOT_SERVING until its model has
 // loaded, and a service whose database probe fails (db::DatabaseProbe)
 // reports NOT_SERVING until the database answers again, on every entry at
-// once. Watch streams the current status and then every change.
+// once.
+//
+// Watch runs on the gRPC callback API: it sends the current status, then
+// each change as it happens (a change notifies the open streams directly,
+// nothing polls), and ends with UNAVAILABLE "server shutting down" when
+// shutdown begins, after sending NOT_SERVING, so it never holds the drain
+// open. A client that cancels ends its stream at once.
 #ifndef HANGAR_COMMON_SERVER_HEALTH_SERVICE_H_
 #define HANGAR_COMMON_SERVER_HEALTH_SERVICE_H_
 
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace hangar {
 
-class HealthService final : public grpc::health::v1::Health::Service {
+class HealthService final
+    : public grpc::health::v1::Health::WithCallbackMethod_Watch<
+          grpc::health::v1::Health::Service> {
  public:
   using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
 
@@ -51,23 +60,30 @@ class HealthService final : public grpc::health::v1::Health::Service {
   grpc::Status Check(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::health::v1::HealthCheckResponse* response) override;
-  grpc::Status Watch(grpc::ServerContext* context,
-                     const grpc::health::v1::HealthCheckRequest* request,
-                     grpc::ServerWriter<grpc::health::v1::HealthCheckResponse>*
-                         writer) override;
+  grpc::ServerWriteReactor<grpc::health::v1::HealthCheckResponse>* Watch(
+      grpc::CallbackServerContext* context,
+      const grpc::health::v1::HealthCheckRequest* request) override;
+
+  // Open Watch streams (for tests).
+  int watchers();
 
  private:
+  class Watcher;
+
   ServingStatus StatusOfLocked(const std::string& service)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells every open Watch stream to compare and send. Call after a change,
+  // without holding mu_.
+  void NotifyWatchers();
 
   absl::Mutex mu_;  // Protects every field below.
   std::set<std::string> services_ ABSL_GUARDED_BY(mu_) = {""};
   bool serving_ ABSL_GUARDED_BY(mu_) = false;
   // Dependency name -> healthy.
   std::map<std::string, bool> dependencies_ ABSL_GUARDED_BY(mu_);
-  // Bumped on every change so watchers wake and compare.
-  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Open Watch streams; each removes itself when done.
+  std::set<Watcher*> watchers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hangar

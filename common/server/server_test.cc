@@ -175,6 +175,17 @@ TEST(ServerTest, HealthStartsNotServingAndFollowsSetServing) {
             grpc::StatusCode::NOT_FOUND);
 }
 
+// Waits (in real time, up to a deadline) for `condition` to hold.
+template <typename Condition>
+bool WaitFor(Condition condition, absl::Duration timeout = absl::Seconds(30)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
 // Asks Check for `service`; returns the status, or UNKNOWN when the call
 // failed (`code` says how).
 HealthResponse::ServingStatus CheckHealth(
@@ -235,7 +246,14 @@ TEST(ServerTest, EveryRegisteredServiceHasAHealthEntryThatFlipsTogether) {
   server->SetServing(false);
   EXPECT_EQ(CheckHealth(*health, "hangar.v1.RunnerService"),
             HealthResponse::NOT_SERVING);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthResponse::NOT_SERVING);
+  // A client that cancels ends its stream on the server at once.
+  EXPECT_EQ(server->health().watchers(), 1);
   watch_context.TryCancel();
+  EXPECT_FALSE(watch->Read(&seen));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitFor([&] { return server->health().watchers() == 0; }));
 }
 
 TEST(ServerTest, HandlersSeeTheirCallsDeadlineThroughCallContext) {
@@ -450,17 +468,6 @@ TEST(AdminAuthTest, AdminOnlyCallsNeedTheTokenButHealthAndReflectionDoNot) {
                   .ok());
 }
 
-// Waits (in real time, up to a deadline) for `condition` to hold.
-template <typename Condition>
-bool WaitFor(Condition condition, absl::Duration timeout = absl::Seconds(30)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
-
 TEST(ServerTest, SigtermDrainsInFlightCallsAndTurnsHealthNotServing) {
   HeldRunner runner;
   MetricsRegistry metrics;
@@ -502,6 +509,11 @@ TEST(ServerTest, SigtermDrainsInFlightCallsAndTurnsHealthNotServing) {
 
   ASSERT_TRUE(watch->Read(&seen));
   EXPECT_EQ(seen.status(), HealthResponse::NOT_SERVING);
+  // The health stream ends instead of holding the drain open.
+  EXPECT_FALSE(watch->Read(&seen));
+  grpc::Status watch_end = watch->Finish();
+  EXPECT_EQ(watch_end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(watch_end.error_message(), "server shutting down");
   // Draining: the server waits for the in-flight call instead of ending.
   EXPECT_FALSE(terminated.HasBeenNotified());
   // New calls are refused while draining.
