@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/testing/child_process.h"
@@ -26,6 +27,7 @@
 #include "common/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "hangar/v1/catalog.grpc.pb.h"
@@ -228,6 +230,36 @@ TEST_F(CatalogDbOutageTest, FailsFastWhileDownAndRecoversWhenItReturns) {
               HasSubstr(absl::StrCat("database ", endpoint, " unreachable")));
   EXPECT_THAT(log, HasSubstr("reachable again"));
   EXPECT_THAT(log, Not(HasSubstr("not-a-real-secret")));
+}
+
+// The kit's request guard on the real catalog (issue 8, item 5): a string
+// field holding invalid UTF-8 is INVALID_ARGUMENT naming the field, and the
+// catalog logs nothing for it.
+TEST_F(CatalogDbOutageTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
+  grpc::GenericStub stub(channel_);
+  // GetModelRequest.name (field 1, length-delimited) = "\xff\xfe".
+  const std::string bytes("\x0a\x02\xff\xfe", 4);
+  for (int i = 0; i < 20; ++i) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(10)));
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&context, "/hangar.v1.CatalogService/GetModel",
+                   grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status result) {
+                     status = std::move(result);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(),
+              "hangar.v1.GetModelRequest.name: invalid UTF-8 in a string "
+              "field");
+  }
+  EXPECT_THAT(catalog_->Output(), Not(HasSubstr("UTF-8")));
 }
 
 TEST(CatalogHelpTest, HelpListsTheCatalogsFlagsWithDefaults) {
