@@ -113,7 +113,8 @@ struct ReplicaStatus {
   std::string last_error;
   // How its last process ended, when one did.
   std::optional<int> last_exit_code;
-  // The last output (at most 8 KiB) of its last process that ended.
+  // The last output (at most 8 KiB) of its last process that ended; from
+  // GetReplica() while a process runs, that process's output so far.
   std::string log_tail;
   // When it last turned READY.
   std::optional<absl::Time> ready_time;
@@ -140,7 +141,8 @@ struct JobStatus {
   pid_t pid = 0;
   // Once ended: the exit code, or 128 + the signal that killed it.
   std::optional<int> exit_code;
-  // The last output (at most 8 KiB).
+  // The last output (at most 8 KiB); from GetJob() while it runs, its
+  // output so far.
   std::string log_tail;
   // Why it FAILED or was CANCELLED, for people.
   std::string failure_reason;

@@ -442,12 +442,21 @@ absl::Status LocalExecutor::Adopt(
 
 absl::StatusOr<ReplicaStatus> LocalExecutor::GetReplica(
     absl::string_view name) {
-  absl::MutexLock lock(&mu_);
-  auto it = replicas_.find(name);
-  if (it == replicas_.end()) {
-    return absl::NotFoundError(absl::StrCat("replica ", name, ": not found"));
+  ReplicaStatus status;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = replicas_.find(name);
+    if (it == replicas_.end()) {
+      return absl::NotFoundError(absl::StrCat("replica ", name, ": not found"));
+    }
+    status = it->second.status;
   }
-  return it->second.status;
+  // A running process's output so far.
+  if (status.pid > 0) {
+    std::string tail = monitor_->LogTail(status.pid);
+    if (!tail.empty()) status.log_tail = std::move(tail);
+  }
+  return status;
 }
 
 std::vector<ReplicaStatus> LocalExecutor::ListReplicas() {
@@ -972,12 +981,17 @@ absl::Status LocalExecutor::ForgetJob(absl::string_view name) {
 }
 
 absl::StatusOr<JobStatus> LocalExecutor::GetJob(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(name);
-  if (it == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("job ", name, ": not found"));
+  JobStatus status;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(name);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("job ", name, ": not found"));
+    }
+    status = it->second.status;
   }
-  return it->second.status;
+  if (status.pid > 0) status.log_tail = monitor_->LogTail(status.pid);
+  return status;
 }
 
 std::vector<JobStatus> LocalExecutor::ListJobs() {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -229,6 +230,14 @@ TEST_F(LocalExecutorTest, ReplicaIsReadyWithItsIdentityAndStopsByDraining) {
 
   const pid_t pid = ready->pid;
   ASSERT_TRUE(Alive(pid));
+  // While it runs, its output so far (the runner prints its line just
+  // after it turned SERVING).
+  EXPECT_TRUE(::hangar::testing::WaitUntil(
+      [&] {
+        return absl::StrContains((*executor)->GetReplica("chat-r3-0")->log_tail,
+                                 "runner: serving");
+      },
+      absl::Seconds(10)));
   EXPECT_EQ(getpgid(pid), pid);  // its own process group
   ASSERT_THAT((*executor)->StopReplica("chat-r3-0", absl::Seconds(5)), IsOk());
   auto stopped = recorder_.WaitReplica("chat-r3-0", [](const ReplicaStatus& s) {
@@ -538,6 +547,7 @@ TEST_F(LocalExecutorJobTest, CancelIsCancelled) {
   ASSERT_THAT(executor_->StartJob({.name = "j4", .argv = {"/bin/sleep", "60"}}),
               IsOk());
   EXPECT_EQ(executor_->GetJob("j4")->state, JobState::kRunning);
+  EXPECT_GT(executor_->GetJob("j4")->pid, 0);
   EXPECT_THAT(executor_->ForgetJob("j4"),
               StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
   ASSERT_THAT(executor_->CancelJob("j4"), IsOk());
