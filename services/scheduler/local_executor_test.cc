@@ -262,6 +262,13 @@ TEST_F(LocalExecutorTest, KilledRunnerIsReportedAndRestarted) {
   ASSERT_THAT((*executor)->StartReplica(Spec("chat-r3-1")), IsOk());
   auto first = recorder_.WaitReplica("chat-r3-1", IsReady);
   ASSERT_TRUE(first.has_value());
+  // Its start-up line is in the tail before it is killed.
+  ASSERT_TRUE(::hangar::testing::WaitUntil(
+      [&] {
+        return absl::StrContains((*executor)->GetReplica("chat-r3-1")->log_tail,
+                                 "runner: serving");
+      },
+      absl::Seconds(10)));
   ASSERT_EQ(kill(first->pid, SIGKILL), 0);
 
   auto failed = recorder_.WaitReplica("chat-r3-1", [](const ReplicaStatus& s) {
