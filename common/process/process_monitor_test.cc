@@ -13,10 +13,13 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/testing/child_process.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -135,24 +138,46 @@ TEST(ProcessMonitorTest, MissingBinaryIsAnErrorNamingIt) {
   EXPECT_EQ(CountChildren(), 0);
 }
 
+// Whether `pid` no longer runs (gone, or a zombie nobody reaped yet).
+bool Gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() &&
+         line[close + 2] == 'Z';
+}
+
 TEST(ProcessMonitorTest, SignalReachesTheWholeProcessGroup) {
   auto monitor = ProcessMonitor::Create({});
   ASSERT_THAT(monitor, IsOk());
   ExitRecorder recorder;
-  // The shell starts a grandchild (sleep) and waits for it.
-  auto pid = (*monitor)->Spawn(
-      {.argv = {"/bin/sh", "-c", "sleep 60 & echo started; wait"}},
-      recorder.Callback());
+  // The shell starts a grandchild (sleep), prints its pid and waits for it.
+  auto pid =
+      (*monitor)->Spawn({.argv = {"/bin/sh", "-c", "sleep 60 & echo $!; wait"}},
+                        recorder.Callback());
   ASSERT_THAT(pid, IsOk());
   EXPECT_EQ(getpgid(*pid), *pid);
+  int grandchild = 0;
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] {
+        std::string tail = (*monitor)->LogTail(*pid);
+        return absl::EndsWith(tail, "\n") &&
+               absl::SimpleAtoi(absl::StripAsciiWhitespace(tail), &grandchild);
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(getpgid(grandchild), *pid);
   EXPECT_TRUE((*monitor)->Signal(*pid, SIGTERM));
   ASSERT_TRUE(recorder.Wait());
-  absl::MutexLock lock(&recorder.mu);
-  EXPECT_EQ(recorder.status->signal, SIGTERM);
-  EXPECT_EQ(recorder.status->code(), 128 + SIGTERM);
-  EXPECT_THAT(recorder.status->ToString(), HasSubstr("killed by signal 15"));
-  // The group is gone: nothing in it answers a signal.
-  EXPECT_NE(kill(-*pid, 0), 0);
+  {
+    absl::MutexLock lock(&recorder.mu);
+    EXPECT_EQ(recorder.status->signal, SIGTERM);
+    EXPECT_EQ(recorder.status->code(), 128 + SIGTERM);
+    EXPECT_THAT(recorder.status->ToString(), HasSubstr("killed by signal 15"));
+  }
+  // The grandchild got it too (it would otherwise sleep for a minute).
+  EXPECT_TRUE(hangar::testing::WaitUntil([&] { return Gone(grandchild); },
+                                         absl::Seconds(10)));
   EXPECT_FALSE((*monitor)->Signal(*pid, SIGTERM));
 }
 
