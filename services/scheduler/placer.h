@@ -15,8 +15,10 @@
 //   no node in pool a10g has 4 free GPUs; largest free block is 2
 //   needs 40 GiB per GPU; pool t4 has 16 GiB GPUs
 //   needs 16 GPUs on one node; nodes in pool t4 have at most 8
-// The last two never resolve; CheckFeasible reports them up front so that a
-// service can refuse such a request instead of queueing it.
+//   no node in pool p has 1 free GPU with 1000 free CPU milli and 48 GiB
+//   free host memory   (GPUs free, but not beside enough CPU or memory)
+// The second and third never resolve; CheckFeasible reports them up front so
+// that a service can refuse such a request instead of queueing it.
 //
 // Figures. PoolStatus gives per-node allocation, the pending queue and the
 // pool's fragmentation: the expected share of its free GPU capacity that a

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -384,6 +385,43 @@ TEST(PlacerTest, FormatBytes) {
   EXPECT_EQ(FormatBytes(512 << 20), "512 MiB");
   EXPECT_EQ(FormatBytes(1), "1 byte");
   EXPECT_EQ(FormatBytes(100), "100 bytes");
+}
+
+TEST(PlacerTest, ConcurrentCallersKeepTheBooksStraight) {
+  auto placer = MakePlacer(Pool("p", 8, 4));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&placer, t] {
+      std::mt19937 rng(t);
+      std::vector<std::string> mine;
+      for (int i = 0; i < 500; ++i) {
+        if (mine.empty() || rng() % 2 == 0) {
+          Request request = rng() % 2 == 0
+                                ? Whole(absl::StrCat("t", t, "-", i),
+                                        1 + static_cast<int>(rng() % 3))
+                                : Share(absl::StrCat("t", t, "-", i),
+                                        100 + static_cast<int>(rng() % 800));
+          ASSERT_OK(placer->Submit(request).status());
+          mine.push_back(request.workload);
+        } else {
+          const size_t pick = rng() % mine.size();
+          ASSERT_OK(placer->Release(mine[pick]).status());
+          mine.erase(mine.begin() + pick);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_OK_AND_ASSIGN(Placer::PoolStatus status, placer->GetPoolStatus("p"));
+  for (const Placer::NodeStatus& node : status.nodes) {
+    for (int milli : node.gpu_milli_allocated) {
+      EXPECT_GE(milli, 0);
+      EXPECT_LE(milli, kMilliPerGpu);
+    }
+    for (const std::string& workload : node.workloads) {
+      ASSERT_TRUE(placer->Find(workload).has_value()) << workload;
+    }
+  }
 }
 
 // Random submits and releases of whole GPUs and shares; after every step the
