@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/status_util.h"
+#include "common/util/file.h"
 #include "nlohmann/json.hpp"
 #include "services/catalog/memory_estimate.h"
 #include "services/catalog/model_validation.h"
@@ -20,13 +22,13 @@ class EntryErrors {
   EntryErrors(absl::string_view file, size_t index, std::string name)
       : prefix_(absl::StrCat(
             file, ": models[", index, "]",
-            name.empty() ? "" : absl::StrCat(" (\"", name, "\")"), ": ")) {}
+            name.empty() ? "" : absl::StrCat(" (\"", name, "\")"))) {}
   absl::Status Field(absl::string_view field, absl::string_view rule) const {
     return absl::InvalidArgumentError(
-        absl::StrCat(prefix_, "\"", field, "\": ", rule));
+        absl::StrCat(prefix_, ": \"", field, "\": ", rule));
   }
   absl::Status Wrap(const absl::Status& status) const {
-    return absl::Status(status.code(), absl::StrCat(prefix_, status.message()));
+    return PrefixStatus(prefix_, status);
   }
 
  private:
@@ -222,14 +224,9 @@ absl::StatusOr<std::vector<v1::Model>> ParseCuratedModels(
 
 absl::StatusOr<std::vector<v1::Model>> LoadCuratedModels(
     const std::string& path, const CuratedModelsOptions& options) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    return absl::NotFoundError(
-        absl::StrCat("curated models file ", path, " cannot be read"));
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  return ParseCuratedModels(text.str(), path, options);
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return PrefixStatus("curated models file", text.status());
+  return ParseCuratedModels(*text, path, options);
 }
 
 }  // namespace hangar::catalog

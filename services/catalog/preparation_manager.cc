@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <system_error>
 #include <utility>
@@ -13,9 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/api/time.h"
-#include "common/auth/crypto.h"
 #include "common/status/status_macros.h"
 #include "common/status/status_util.h"
+#include "common/util/file.h"
+#include "common/util/sha256.h"
 #include "services/catalog/model_validation.h"
 
 namespace hangar::catalog {
@@ -462,17 +462,11 @@ void PreparationManager::Finish(const Source& source, std::shared_ptr<Job> job,
   final_state.clear_last_error();
   std::string result = "ok";
   if (status.ok()) {
-    std::ofstream marker(
-        (fs::path(source.directory) / kPreparedMarker).string(),
-        std::ios::trunc);
-    marker << manifest;
-    marker.close();
-    if (!marker) {
-      status = absl::FailedPreconditionError(absl::StrCat(
-          "cannot write ", source.directory, "/", kPreparedMarker));
-    } else {
+    status = WriteStringToFile(
+        (fs::path(source.directory) / kPreparedMarker).string(), manifest);
+    if (status.ok()) {
       final_state.set_state(v1::PREPARATION_STATE_PREPARED);
-      final_state.set_sha256(auth::Sha256Hex(manifest));
+      final_state.set_sha256(Sha256Hex(manifest));
       final_state.mutable_progress()->set_done(final_state.progress().total());
       final_state.mutable_progress()->set_message("prepared");
       final_state.clear_failure_reason();
