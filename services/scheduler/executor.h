@@ -15,11 +15,13 @@
 //    log tail) instead of hiding it. Its states:
 //
 //      STARTING ──(health SERVING and Info names this replica)──> READY
-//         │  ^                                                      │
-//         v  └────────(backoff elapsed: restarts + 1)─── FAILED <───┤ died
+//        ^  │ died, or not READY in time            died, or hung │
+//        │  v                                                     │
+//        │  FAILED <──────────────────────────────────────────────┘
+//        └──┘ backoff elapsed (restarts + 1)
+//
 //      StopReplica(): DRAINING (no new work; SIGTERM, the runner finishes
-//                     in-flight work) ──(exit, or SIGKILL after the
-//                     drain + grace)──> STOPPED
+//      in-flight work) ──(exit, or SIGKILL after drain + grace)──> STOPPED
 //
 //  - A job is a program run to completion (an optimization): argv, extra
 //    environment and a timeout. RUNNING → SUCCEEDED (exit 0) | FAILED (another

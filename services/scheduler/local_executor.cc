@@ -75,6 +75,10 @@ absl::Status ValidateReplicaSpec(const ReplicaSpec& spec) {
   if (spec.deployment.empty()) {
     return absl::InvalidArgumentError("deployment: required; was empty");
   }
+  if (spec.revision < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("revision: must not be negative; was ", spec.revision));
+  }
   if (spec.artifact_path.empty()) {
     return absl::InvalidArgumentError("artifact_path: required; was empty");
   }

@@ -34,7 +34,14 @@
 // every child and waits for it, so an executor leaves no process behind —
 // unless replicas_survive_executor, where runners are started without the
 // parent-death signal and left running for the next executor to Adopt()
-// (a scheduler upgrade without dropping replicas).
+// (a scheduler upgrade without dropping replicas). So with the default, a
+// scheduler killed by SIGKILL takes its runners with it and the next one's
+// Adopt() finds none alive and starts each recorded replica afresh;
+// re-adoption of live runners happens after a replicas_survive_executor
+// shutdown (or with a remote executor).
+//
+// A replica's GPU slots reach its runner (and a job) as
+// CUDA_VISIBLE_DEVICES; the built-in engine ignores them.
 //
 // Threads: one supervisor thread owns every timer (restarts, probes, start
 // deadlines, kill deadlines, job timeouts) and waits on the injected Clock

@@ -417,6 +417,28 @@ TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
   EXPECT_TRUE(Children().empty());
 }
 
+TEST_F(LocalExecutorTest, StopWhileStartingEndsStoppedWithNoProcess) {
+  auto executor = LocalExecutor::Create(BaseOptions());
+  ASSERT_THAT(executor, IsOk());
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = absl::StrCat("chat-r3-1", i);
+    ASSERT_THAT((*executor)->StartReplica(Spec(name)), IsOk());
+    ASSERT_THAT((*executor)->StopReplica(name, absl::Seconds(1)), IsOk());
+    auto stopped = recorder_.WaitReplica(name, [](const ReplicaStatus& s) {
+      return s.state == ReplicaState::kStopped;
+    });
+    ASSERT_TRUE(stopped.has_value()) << name;
+    EXPECT_EQ(stopped->pid, 0);
+    // Stopping again changes nothing; starting again replaces it.
+    EXPECT_THAT((*executor)->StopReplica(name, absl::Seconds(1)), IsOk());
+  }
+  EXPECT_TRUE(Children().empty());
+  ASSERT_THAT((*executor)->StartReplica(Spec("chat-r3-10")), IsOk());
+  auto ready = recorder_.WaitReplica("chat-r3-10", IsReady);
+  ASSERT_TRUE(ready.has_value());
+  EXPECT_EQ(ready->restarts, 0);
+}
+
 TEST_F(LocalExecutorTest, HungRunnerIsKilledAndRestarted) {
   LocalExecutor::Options options = BaseOptions();
   options.health_interval = absl::Milliseconds(100);
