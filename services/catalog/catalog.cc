@@ -66,17 +66,18 @@ absl::Status Catalog::Start() {
   ASSIGN_OR_RETURN(connections_,
                    ConnectionRegistry::Create(
                        {.store = o.connections, .secrets = o.secrets}));
+  const DomainContext context{.models = o.models,
+                              .hub = o.hub,
+                              .connections = connections_.get(),
+                              .tasks = tasks_.get(),
+                              .notifier = o.notifier,
+                              .metrics = o.metrics,
+                              .log = o.log,
+                              .clock = o.clock};
   ASSIGN_OR_RETURN(importer_, ModelImporter::Create(
                                   {.local_model_root = o.local_model_root,
                                    .cpu_max_parameters = o.cpu_max_parameters,
-                                   .models = o.models,
-                                   .hub = o.hub,
-                                   .connections = connections_.get(),
-                                   .tasks = tasks_.get(),
-                                   .notifier = o.notifier,
-                                   .metrics = o.metrics,
-                                   .log = o.log,
-                                   .clock = o.clock}));
+                                   .context = context}));
   ASSIGN_OR_RETURN(
       preparations_,
       PreparationManager::Create({.model_store = o.model_store,
@@ -85,14 +86,7 @@ absl::Status Catalog::Start() {
                                   .progress_interval = o.progress_interval,
                                   .download = o.download,
                                   .hub_retry = o.hub_retry,
-                                  .models = o.models,
-                                  .hub = o.hub,
-                                  .connections = connections_.get(),
-                                  .tasks = tasks_.get(),
-                                  .notifier = o.notifier,
-                                  .metrics = o.metrics,
-                                  .log = o.log,
-                                  .clock = o.clock}));
+                                  .context = context}));
   RETURN_IF_ERROR(o.models->UpsertCurated(o.curated_models));
   RETURN_IF_ERROR(FinishInterruptedDeletes());
   RETURN_IF_ERROR(SweepStore());

@@ -69,13 +69,7 @@ std::string PublishedDtype(const WeightsSummary& weights,
 
 absl::StatusOr<std::unique_ptr<ModelImporter>> ModelImporter::Create(
     Options options) {
-  if (options.models == nullptr || options.hub == nullptr ||
-      options.connections == nullptr || options.tasks == nullptr ||
-      options.notifier == nullptr || options.clock == nullptr) {
-    return absl::InvalidArgumentError(
-        "ModelImporter needs models, hub, connections, tasks, notifier and "
-        "clock");
-  }
+  RETURN_IF_ERROR(options.context.Complete("ModelImporter"));
   std::error_code error;
   if (!options.local_model_root.empty() &&
       !fs::is_directory(options.local_model_root, error)) {
@@ -85,7 +79,6 @@ absl::StatusOr<std::unique_ptr<ModelImporter>> ModelImporter::Create(
   if (options.cpu_max_parameters < 0) {
     return InvalidField("cpu_max_parameters", "must not be negative");
   }
-  if (options.log == nullptr) options.log = EventLog::Stderr();
   return std::unique_ptr<ModelImporter>(new ModelImporter(std::move(options)));
 }
 
@@ -122,15 +115,15 @@ absl::StatusOr<v1::Model> ModelImporter::ImportFromHub(
     RETURN_IF_ERROR(
         ValidateConnectionName("hugging_face.connection", source.connection()));
     ASSIGN_OR_RETURN(token,
-                     options_.connections->OpenToken("hugging_face.connection",
+                     context_.connections->OpenToken("hugging_face.connection",
                                                      source.connection()));
   }
-  if (options_.models->GetModel(name).ok()) {
+  if (context_.models->GetModel(name).ok()) {
     return absl::AlreadyExistsError(
         absl::StrCat("name: model \"", name, "\" already exists"));
   }
   absl::StatusOr<RepoInfo> info =
-      options_.hub->GetRepoInfo(source.repo(), revision, token);
+      context_.hub->GetRepoInfo(source.repo(), revision, token);
   if (!info.ok()) {
     const bool revision_missing =
         absl::StartsWith(info.status().message(), "revision not found");
@@ -194,14 +187,14 @@ absl::StatusOr<v1::Model> ModelImporter::ImportLocal(
 
 absl::StatusOr<v1::Model> ModelImporter::Start(const v1::Model& model,
                                                std::string token) {
-  ASSIGN_OR_RETURN(v1::Model created, options_.models->CreateModel(model));
-  options_.log->Write("import_state",
+  ASSIGN_OR_RETURN(v1::Model created, context_.models->CreateModel(model));
+  context_.log->Write("import_state",
                       {{"model", model.name()},
                        {"source", v1::ModelSource_Name(model.source())},
                        {"state", "IMPORTING"}});
-  options_.notifier->Notify(model.name());
-  if (options_.metrics != nullptr) {
-    options_.metrics->RefreshModelsByState(*options_.models);
+  context_.notifier->Notify(model.name());
+  if (context_.metrics != nullptr) {
+    context_.metrics->RefreshModelsByState(*context_.models);
   }
   if (absl::Status submitted =
           Submit(model.name(), model.source(), std::move(token));
@@ -213,7 +206,7 @@ absl::StatusOr<v1::Model> ModelImporter::Start(const v1::Model& model,
 
 absl::Status ModelImporter::Submit(const std::string& name,
                                    v1::ModelSource source, std::string token) {
-  return options_.tasks->Submit(
+  return context_.tasks->Submit(
       [this, name, source, token = std::move(token)](const StopToken& stop) {
         Finish(name, source, token, stop);
       });
@@ -222,14 +215,14 @@ absl::Status ModelImporter::Submit(const std::string& name,
 absl::Status ModelImporter::ResumeInterrupted() {
   ASSIGN_OR_RETURN(
       std::vector<std::string> importing,
-      options_.models->ListNamesInState(v1::MODEL_STATE_IMPORTING));
+      context_.models->ListNamesInState(v1::MODEL_STATE_IMPORTING));
   for (const std::string& name : importing) {
-    absl::StatusOr<v1::Model> model = options_.models->GetModel(name);
+    absl::StatusOr<v1::Model> model = context_.models->GetModel(name);
     if (!model.ok()) continue;
     std::string token;
     if (!model->connection().empty()) {
       absl::StatusOr<std::string> opened =
-          options_.connections->OpenToken("connection", model->connection());
+          context_.connections->OpenToken("connection", model->connection());
       if (!opened.ok()) {
         Complete(name, model->source(), opened.status());
         continue;
@@ -246,7 +239,7 @@ absl::Status ModelImporter::ResumeInterrupted() {
 
 void ModelImporter::Finish(const std::string& name, v1::ModelSource source,
                            const std::string& token, const StopToken& stop) {
-  absl::StatusOr<v1::Model> model = options_.models->GetModel(name);
+  absl::StatusOr<v1::Model> model = context_.models->GetModel(name);
   if (!model.ok()) return;  // Deleted meanwhile.
   absl::StatusOr<v1::Model> inspected =
       source == v1::MODEL_SOURCE_LOCAL ? InspectLocalModel(*model)
@@ -260,15 +253,15 @@ void ModelImporter::Finish(const std::string& name, v1::ModelSource source,
     v1::Preparation prepared;
     prepared.set_state(v1::PREPARATION_STATE_PREPARED);
     prepared.set_local_path(model->local_path());
-    if (options_.models->SetPreparation(name, prepared).ok()) {
-      options_.notifier->Notify(name);
+    if (context_.models->SetPreparation(name, prepared).ok()) {
+      context_.notifier->Notify(name);
     }
   }
 }
 
 void ModelImporter::Complete(const std::string& name, v1::ModelSource source,
                              const absl::StatusOr<v1::Model>& inspected) {
-  absl::StatusOr<v1::Model> updated = options_.models->UpdateModel(
+  absl::StatusOr<v1::Model> updated = context_.models->UpdateModel(
       name,
       [&](v1::Model& current) -> absl::Status {
         if (current.state() != v1::MODEL_STATE_IMPORTING) {
@@ -286,18 +279,18 @@ void ModelImporter::Complete(const std::string& name, v1::ModelSource source,
       },
       /*user_edited=*/{});
   if (updated.ok()) {
-    options_.log->Write("import_state",
+    context_.log->Write("import_state",
                         {{"model", name},
                          {"source", v1::ModelSource_Name(source)},
                          {"state", v1::ModelState_Name(updated->state())},
                          {"reason", updated->failure_reason()}});
-    if (options_.metrics != nullptr) {
-      options_.metrics->ImportFinished(source,
+    if (context_.metrics != nullptr) {
+      context_.metrics->ImportFinished(source,
                                        inspected.ok() ? "ok" : "failed");
-      options_.metrics->RefreshModelsByState(*options_.models);
+      context_.metrics->RefreshModelsByState(*context_.models);
     }
   }
-  options_.notifier->Notify(name);
+  context_.notifier->Notify(name);
 }
 
 absl::StatusOr<v1::Model> ModelImporter::InspectHubModel(
@@ -305,9 +298,9 @@ absl::StatusOr<v1::Model> ModelImporter::InspectHubModel(
   const std::string& repo = model.hf_repo();
   const std::string& revision = model.resolved_revision();
   ASSIGN_OR_RETURN(RepoInfo info,
-                   options_.hub->GetRepoInfo(repo, revision, token));
+                   context_.hub->GetRepoInfo(repo, revision, token));
   ASSIGN_OR_RETURN(std::string config_text,
-                   options_.hub->GetFile(repo, revision, "config.json", token,
+                   context_.hub->GetFile(repo, revision, "config.json", token,
                                          kMaxConfigBytes));
   ASSIGN_OR_RETURN(ConfigSummary config,
                    SummarizeConfigJson(config_text, "config.json"));
@@ -320,7 +313,7 @@ absl::StatusOr<v1::Model> ModelImporter::InspectHubModel(
   if (has_file("model.safetensors.index.json")) {
     ASSIGN_OR_RETURN(
         std::string index_text,
-        options_.hub->GetFile(repo, revision, "model.safetensors.index.json",
+        context_.hub->GetFile(repo, revision, "model.safetensors.index.json",
                               token, kMaxIndexBytes));
     json index = json::parse(index_text, nullptr, false);
     if (index.is_discarded() || !index.is_object() ||
@@ -351,11 +344,11 @@ absl::StatusOr<v1::Model> ModelImporter::InspectHubModel(
     if (stop.stop_requested()) return absl::CancelledError("shutting down");
     ASSIGN_OR_RETURN(
         std::string first,
-        options_.hub->GetRange(repo, revision, shard, token, 0, 8));
+        context_.hub->GetRange(repo, revision, shard, token, 0, 8));
     ASSIGN_OR_RETURN(int64_t length, SafetensorsHeaderLength(first, shard));
     ASSIGN_OR_RETURN(
         std::string header,
-        options_.hub->GetRange(repo, revision, shard, token, 8, length));
+        context_.hub->GetRange(repo, revision, shard, token, 8, length));
     ASSIGN_OR_RETURN(WeightsSummary summary,
                      SummarizeSafetensorsHeader(header, shard));
     weights.Merge(summary);

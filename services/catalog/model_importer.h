@@ -19,8 +19,7 @@
 // name and written as one EventLog line (never the token).
 //
 //   ASSIGN_OR_RETURN(auto importer, ModelImporter::Create({
-//       .models = &store, .hub = &hub, .connections = registry.get(),
-//       .tasks = tasks.get(), .notifier = &notifier, .clock = &clock}));
+//       .local_model_root = "/models", .context = context}));
 //   ASSIGN_OR_RETURN(v1::Model model, importer->Import(request));
 //
 // Thread-safe. The tests in model_importer_test.cc show how a domain class
@@ -38,8 +37,7 @@
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "hangar/v1/catalog.pb.h"
-#include "services/catalog/catalog_metrics.h"
-#include "services/catalog/connection_registry.h"
+#include "services/catalog/domain_context.h"
 #include "services/catalog/event_log.h"
 #include "services/catalog/hub_client.h"
 #include "services/catalog/model_store.h"
@@ -54,18 +52,8 @@ class ModelImporter {
     // Imported models with at most this many parameters run on CPU.
     int64_t cpu_max_parameters = 2'000'000'000;
 
-    // --- Injected dependencies: not owned, must outlive the importer ---
-    ModelStore* models = nullptr;
-    const HubClient* hub = nullptr;
-    ConnectionRegistry* connections = nullptr;
-    // Runs the inspections.
-    TaskGroup* tasks = nullptr;
-    // Told the model's name after every change.
-    ChangeNotifier* notifier = nullptr;
-    // Optional.
-    CatalogMetrics* metrics = nullptr;
-    EventLog* log = nullptr;
-    Clock* clock = Clock::Real();
+    // --- Injected dependencies ---
+    DomainContext context;
   };
 
   static absl::StatusOr<std::unique_ptr<ModelImporter>> Create(Options options);
@@ -79,7 +67,8 @@ class ModelImporter {
   // ---------------------------------------------------------------------
   // Implementation details.
  private:
-  explicit ModelImporter(Options options) : options_(std::move(options)) {}
+  explicit ModelImporter(Options options)
+      : options_(std::move(options)), context_(options_.context) {}
 
   absl::StatusOr<v1::Model> ImportFromHub(
       const v1::ImportModelRequest& request);
@@ -99,6 +88,7 @@ class ModelImporter {
   absl::StatusOr<v1::Model> InspectLocalModel(const v1::Model& model);
 
   const Options options_;
+  const DomainContext& context_;  // options_.context
 };
 
 }  // namespace hangar::catalog

@@ -64,13 +64,7 @@ class ModelImporterTest : public testing::CatalogFixture {
     local_root_ = hangar::testing::MakeTempDir("importer_test");
     auto importer = ModelImporter::Create({.local_model_root = local_root_,
                                            .cpu_max_parameters = 1'000'000,
-                                           .models = &models_,
-                                           .hub = &hub_,
-                                           .connections = connections_.get(),
-                                           .tasks = tasks_.get(),
-                                           .notifier = &notifier_,
-                                           .log = &log_,
-                                           .clock = &clock_});
+                                           .context = Context()});
     ASSERT_THAT(importer.status(), IsOk());
     importer_ = *std::move(importer);
     hub_.SetFile("config.json", Config());

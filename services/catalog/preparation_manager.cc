@@ -48,10 +48,12 @@ bool IsNeededFile(const std::string& path) {
 }
 
 PreparationManager::PreparationManager(Options options)
-    : options_(std::move(options)), downloader_(options_.hub, [this] {
+    : options_(std::move(options)),
+      context_(options_.context),
+      downloader_(context_.hub, [this] {
         FileDownloader::Options download = options_.download;
-        download.clock = options_.clock;
-        download.log = options_.log;
+        download.clock = context_.clock;
+        download.log = context_.log;
         return download;
       }()) {}
 
@@ -60,13 +62,7 @@ absl::StatusOr<std::unique_ptr<PreparationManager>> PreparationManager::Create(
   if (options.model_store.empty()) {
     return InvalidField("model_store", "required (a directory)");
   }
-  if (options.models == nullptr || options.hub == nullptr ||
-      options.connections == nullptr || options.tasks == nullptr ||
-      options.notifier == nullptr || options.clock == nullptr) {
-    return absl::InvalidArgumentError(
-        "PreparationManager needs models, hub, connections, tasks, notifier "
-        "and clock");
-  }
+  RETURN_IF_ERROR(options.context.Complete("PreparationManager"));
   if (options.progress_interval <= absl::ZeroDuration()) {
     return InvalidField("progress_interval", "must be positive");
   }
@@ -82,7 +78,6 @@ absl::StatusOr<std::unique_ptr<PreparationManager>> PreparationManager::Create(
   if (options.hub_retry.budget < absl::ZeroDuration()) {
     return InvalidField("hub_retry.budget", "must not be negative");
   }
-  if (options.log == nullptr) options.log = EventLog::Stderr();
   return std::unique_ptr<PreparationManager>(
       new PreparationManager(std::move(options)));
 }
@@ -122,7 +117,7 @@ void PreparationManager::CancelAndWait(const std::string& name,
 
 void PreparationManager::LogState(const std::string& name,
                                   const v1::Preparation& preparation) {
-  options_.log->Write(
+  context_.log->Write(
       "preparation_state",
       {{"model", name},
        {"state", v1::PreparationState_Name(preparation.state())},
@@ -134,7 +129,7 @@ void PreparationManager::LogState(const std::string& name,
 absl::StatusOr<v1::Preparation> PreparationManager::Prepare(
     const std::string& name) {
   RETURN_IF_ERROR(ValidateModelName("name", name));
-  ASSIGN_OR_RETURN(v1::Model model, options_.models->GetModel(name));
+  ASSIGN_OR_RETURN(v1::Model model, context_.models->GetModel(name));
   if (model.state() != v1::MODEL_STATE_READY) {
     return absl::FailedPreconditionError(absl::StrCat(
         "name: \"", name, "\" is ", v1::ModelState_Name(model.state()),
@@ -164,9 +159,9 @@ absl::StatusOr<v1::Preparation> PreparationManager::Prepare(
       v1::Preparation prepared;
       prepared.set_state(v1::PREPARATION_STATE_PREPARED);
       prepared.set_local_path(*path);
-      RETURN_IF_ERROR(options_.models->SetPreparation(name, prepared));
+      RETURN_IF_ERROR(context_.models->SetPreparation(name, prepared));
       LogState(name, prepared);
-      options_.notifier->Notify(name);
+      context_.notifier->Notify(name);
       return prepared;
     }
     return model.preparation();
@@ -184,7 +179,7 @@ absl::StatusOr<std::string> PreparationManager::TokenFor(
                                                    : "";
   if (connection.empty()) return std::string();
   absl::StatusOr<std::string> token =
-      options_.connections->OpenToken("connection", connection);
+      context_.connections->OpenToken("connection", connection);
   if (!token.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "\"", model.name(), "\" is fetched through connection \"", connection,
@@ -214,7 +209,7 @@ absl::StatusOr<v1::Preparation> PreparationManager::PrepareFromHub(
   preparation.set_state(v1::PREPARATION_STATE_DOWNLOADING);
   if (!background) {
     // Ask the Hub before starting: no network is an error of this call.
-    ASSIGN_OR_RETURN(info, options_.hub->GetRepoInfo(
+    ASSIGN_OR_RETURN(info, context_.hub->GetRepoInfo(
                                source.repo, source.revision, source.token));
     const std::string commit = info->sha.empty() ? source.revision : info->sha;
     if (!ValidateRevision("revision", commit).ok()) {
@@ -252,9 +247,9 @@ absl::StatusOr<v1::Preparation> PreparationManager::PrepareFromHub(
     }
     jobs_[name] = job;
   }
-  absl::Status status = options_.models->SetPreparation(name, preparation);
+  absl::Status status = context_.models->SetPreparation(name, preparation);
   if (status.ok()) {
-    status = options_.tasks->Submit(
+    status = context_.tasks->Submit(
         [this, source, job, info = std::move(info)](const StopToken&) {
           Run(source, job, info);
         });
@@ -265,7 +260,7 @@ absl::StatusOr<v1::Preparation> PreparationManager::PrepareFromHub(
     return status;
   }
   LogState(name, preparation);
-  options_.notifier->Notify(name);
+  context_.notifier->Notify(name);
   return preparation;
 }
 
@@ -275,16 +270,16 @@ void PreparationManager::Publish(const std::string& name, Job& job) {
     absl::MutexLock lock(&job.mu);
     snapshot = job.preparation;
   }
-  options_.models->SetPreparation(name, snapshot).IgnoreError();
-  options_.notifier->Notify(name);
+  context_.models->SetPreparation(name, snapshot).IgnoreError();
+  context_.notifier->Notify(name);
 }
 
 absl::Status PreparationManager::DownloadAll(const Source& source, Job& job,
                                              const RepoInfo& info,
                                              std::string* manifest) {
-  absl::Time last_report = options_.clock->Now();
+  absl::Time last_report = context_.clock->Now();
   auto report = [&](bool force) {
-    const absl::Time now = options_.clock->Now();
+    const absl::Time now = context_.clock->Now();
     if (!force && now - last_report < options_.progress_interval) return;
     last_report = now;
     Publish(source.name, job);
@@ -328,8 +323,8 @@ absl::Status PreparationManager::DownloadAll(const Source& source, Job& job,
             v1::Progress* progress = job.preparation.mutable_progress();
             progress->set_done(progress->done() + delta);
           }
-          if (options_.metrics != nullptr && delta > 0) {
-            options_.metrics->BytesDownloaded(delta);
+          if (context_.metrics != nullptr && delta > 0) {
+            context_.metrics->BytesDownloaded(delta);
           }
           report(false);
         },
@@ -345,7 +340,7 @@ absl::Status PreparationManager::DownloadAll(const Source& source, Job& job,
 void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
                              std::optional<RepoInfo> info) {
   Source source = initial;
-  const absl::Time start = options_.clock->Now();
+  const absl::Time start = context_.clock->Now();
   int attempt = 0;
   absl::Time outage_start = absl::InfinitePast();
   int64_t done_at_failure = -1;
@@ -354,7 +349,7 @@ void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
     std::string manifest;
     if (!info.has_value()) {
       absl::StatusOr<RepoInfo> fetched =
-          options_.hub->GetRepoInfo(source.repo, source.revision, source.token);
+          context_.hub->GetRepoInfo(source.repo, source.revision, source.token);
       if (fetched.ok()) {
         info = *std::move(fetched);
         const std::string commit =
@@ -378,7 +373,7 @@ void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
       return;
     }
     // The Hub is unreachable: wait for it, within the budget per outage.
-    const absl::Time now = options_.clock->Now();
+    const absl::Time now = context_.clock->Now();
     int64_t done;
     {
       absl::MutexLock lock(&job->mu);
@@ -417,14 +412,14 @@ void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
           absl::StrCat("waiting for the Hub (attempt ", attempt, ", next in ",
                        Seconds(backoff), " s): ", status.message()));
     }
-    options_.log->Write("preparation_waiting",
+    context_.log->Write("preparation_waiting",
                         {{"model", source.name},
                          {"attempt", absl::StrCat(attempt)},
                          {"next_in_s", Seconds(backoff)},
                          {"error", std::string(status.message())}});
-    if (options_.metrics != nullptr) options_.metrics->HubRetry();
+    if (context_.metrics != nullptr) context_.metrics->HubRetry();
     Publish(source.name, *job);
-    if (job->cancel.WaitUntil(options_.clock, next)) {
+    if (job->cancel.WaitUntil(context_.clock, next)) {
       Finish(source, job, absl::CancelledError("cancelled"), "", start);
       return;
     }
@@ -434,7 +429,7 @@ void PreparationManager::Run(const Source& initial, std::shared_ptr<Job> job,
       job->preparation.mutable_progress()->set_message(
           absl::StrCat("retrying (attempt ", attempt, ")"));
     }
-    options_.log->Write(
+    context_.log->Write(
         "preparation_retry",
         {{"model", source.name}, {"attempt", absl::StrCat(attempt)}});
     if (!info.has_value()) continue;
@@ -476,7 +471,7 @@ void PreparationManager::Finish(const Source& source, std::shared_ptr<Job> job,
     // Shut down (resumed at the next start) or deleted: nothing to record.
     absl::MutexLock lock(&mu_);
     jobs_.erase(source.name);
-    options_.log->Write(
+    context_.log->Write(
         "preparation_stopped",
         {{"model", source.name}, {"why", stopping ? "shutdown" : "cancelled"}});
     return;
@@ -486,29 +481,29 @@ void PreparationManager::Finish(const Source& source, std::shared_ptr<Job> job,
     final_state.set_state(v1::PREPARATION_STATE_FAILED);
     final_state.set_failure_reason(status.ToString());
     final_state.mutable_progress()->set_message("failed");
-    options_.log->Write(
+    context_.log->Write(
         "download_failed",
         {{"model", source.name}, {"error", std::string(status.message())}});
   }
-  options_.models->SetPreparation(source.name, final_state).IgnoreError();
+  context_.models->SetPreparation(source.name, final_state).IgnoreError();
   {
     absl::MutexLock lock(&mu_);
     jobs_.erase(source.name);
   }
-  if (options_.metrics != nullptr) {
-    options_.metrics->DownloadFinished(
-        result, absl::ToDoubleSeconds(options_.clock->Now() - start));
+  if (context_.metrics != nullptr) {
+    context_.metrics->DownloadFinished(
+        result, absl::ToDoubleSeconds(context_.clock->Now() - start));
   }
   LogState(source.name, final_state);
-  options_.notifier->Notify(source.name);
+  context_.notifier->Notify(source.name);
 }
 
 absl::Status PreparationManager::ResumeInterrupted() {
   ASSIGN_OR_RETURN(
       std::vector<std::string> downloading,
-      options_.models->ListNamesPreparing(v1::PREPARATION_STATE_DOWNLOADING));
+      context_.models->ListNamesPreparing(v1::PREPARATION_STATE_DOWNLOADING));
   for (const std::string& name : downloading) {
-    absl::StatusOr<v1::Model> model = options_.models->GetModel(name);
+    absl::StatusOr<v1::Model> model = context_.models->GetModel(name);
     if (!model.ok()) continue;
     absl::StatusOr<v1::Preparation> resumed =
         PrepareFromHub(*model, /*background=*/true);
@@ -516,9 +511,9 @@ absl::Status PreparationManager::ResumeInterrupted() {
       v1::Preparation failed = model->preparation();
       failed.set_state(v1::PREPARATION_STATE_FAILED);
       failed.set_failure_reason(resumed.status().ToString());
-      options_.models->SetPreparation(name, failed).IgnoreError();
+      context_.models->SetPreparation(name, failed).IgnoreError();
       LogState(name, failed);
-      options_.notifier->Notify(name);
+      context_.notifier->Notify(name);
     }
   }
   return absl::OkStatus();

@@ -27,9 +27,7 @@
 // again, waiting for the Hub if it is down.
 //
 //   ASSIGN_OR_RETURN(auto preparations, PreparationManager::Create({
-//       .model_store = "/var/lib/hangar/models", .models = &store,
-//       .hub = &hub, .connections = registry.get(), .tasks = tasks.get(),
-//       .notifier = &notifier}));
+//       .model_store = "/var/lib/hangar/models", .context = context}));
 //   ASSIGN_OR_RETURN(v1::Preparation p, preparations->Prepare("acme/m"));
 //
 // Thread-safe.
@@ -51,7 +49,7 @@
 #include "hangar/v1/catalog.pb.h"
 #include "services/catalog/cancellation.h"
 #include "services/catalog/catalog_metrics.h"
-#include "services/catalog/connection_registry.h"
+#include "services/catalog/domain_context.h"
 #include "services/catalog/downloader.h"
 #include "services/catalog/event_log.h"
 #include "services/catalog/hub_client.h"
@@ -90,18 +88,8 @@ class PreparationManager {
     // Waiting out a Hub outage.
     HubRetryPolicy hub_retry;
 
-    // --- Injected dependencies: not owned, must outlive the manager ---
-    ModelStore* models = nullptr;
-    const HubClient* hub = nullptr;
-    ConnectionRegistry* connections = nullptr;
-    // Runs the downloads.
-    TaskGroup* tasks = nullptr;
-    // Told the model's name after every change.
-    ChangeNotifier* notifier = nullptr;
-    // Optional.
-    CatalogMetrics* metrics = nullptr;
-    EventLog* log = nullptr;
-    Clock* clock = Clock::Real();
+    // --- Injected dependencies ---
+    DomainContext context;
   };
 
   static absl::StatusOr<std::unique_ptr<PreparationManager>> Create(
@@ -161,6 +149,7 @@ class PreparationManager {
   void LogState(const std::string& name, const v1::Preparation& preparation);
 
   const Options options_;
+  const DomainContext& context_;  // options_.context
   const FileDownloader downloader_;
 
   absl::Mutex mu_;  // Protects jobs_ and shutting_down_.

@@ -60,13 +60,7 @@ class PreparationManagerTest : public testing::CatalogFixture {
          .hub_retry = {.initial_backoff = absl::Seconds(1),
                        .max_backoff = absl::Seconds(2),
                        .budget = budget},
-         .models = &models_,
-         .hub = &hub_,
-         .connections = connections_.get(),
-         .tasks = tasks_.get(),
-         .notifier = &notifier_,
-         .log = &log_,
-         .clock = &clock_});
+         .context = Context()});
     ASSERT_THAT(preparations.status(), IsOk());
     preparations_ = *std::move(preparations);
   }

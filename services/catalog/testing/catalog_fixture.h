@@ -26,6 +26,7 @@
 #include "common/watch/change_notifier.h"
 #include "gtest/gtest.h"
 #include "services/catalog/connection_registry.h"
+#include "services/catalog/domain_context.h"
 #include "services/catalog/event_log.h"
 #include "services/catalog/testing/fake_hub_client.h"
 #include "services/catalog/testing/in_memory_connection_store.h"
@@ -87,6 +88,17 @@ class CatalogFixture : public ::testing::Test {
         return last;
       }
     }
+  }
+
+  // The fixture's fakes as the domain classes' context.
+  DomainContext Context() {
+    return {.models = &models_,
+            .hub = &hub_,
+            .connections = connections_.get(),
+            .tasks = tasks_.get(),
+            .notifier = &notifier_,
+            .log = &log_,
+            .clock = &clock_};
   }
 
   std::vector<std::string> log_lines() {
