@@ -59,25 +59,30 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Create(Options options) {
 
 absl::Status Catalog::Start() {
   const Options& o = options_;
-  ASSIGN_OR_RETURN(tasks_,
-                   TaskGroup::Create({.name = "catalog",
-                                      .max_threads = o.max_background_tasks,
+  ASSIGN_OR_RETURN(import_tasks_,
+                   TaskGroup::Create({.name = "catalog imports",
+                                      .max_threads = o.max_imports,
+                                      .clock = o.clock}));
+  ASSIGN_OR_RETURN(download_tasks_,
+                   TaskGroup::Create({.name = "catalog downloads",
+                                      .max_threads = o.max_downloads,
                                       .clock = o.clock}));
   ASSIGN_OR_RETURN(connections_,
                    ConnectionRegistry::Create(
                        {.store = o.connections, .secrets = o.secrets}));
-  const DomainContext context{.models = o.models,
-                              .hub = o.hub,
-                              .connections = connections_.get(),
-                              .tasks = tasks_.get(),
-                              .notifier = o.notifier,
-                              .metrics = o.metrics,
-                              .log = o.log,
-                              .clock = o.clock};
+  DomainContext context{.models = o.models,
+                        .hub = o.hub,
+                        .connections = connections_.get(),
+                        .tasks = import_tasks_.get(),
+                        .notifier = o.notifier,
+                        .metrics = o.metrics,
+                        .log = o.log,
+                        .clock = o.clock};
   ASSIGN_OR_RETURN(importer_, ModelImporter::Create(
                                   {.local_model_root = o.local_model_root,
                                    .cpu_max_parameters = o.cpu_max_parameters,
                                    .context = context}));
+  context.tasks = download_tasks_.get();
   ASSIGN_OR_RETURN(
       preparations_,
       PreparationManager::Create({.model_store = o.model_store,
@@ -100,7 +105,8 @@ Catalog::~Catalog() { Shutdown(); }
 
 void Catalog::Shutdown() {
   if (preparations_ != nullptr) preparations_->Shutdown();
-  if (tasks_ != nullptr) tasks_->Shutdown();
+  if (import_tasks_ != nullptr) import_tasks_->Shutdown();
+  if (download_tasks_ != nullptr) download_tasks_->Shutdown();
 }
 
 absl::Status Catalog::FinishInterruptedDeletes() {

@@ -29,9 +29,9 @@
 // download, if any, is stopped, the files are removed, then the row.
 //
 // Every change is announced on the injected ChangeNotifier under the
-// model's name (WatchModel's feed). Background work runs on a TaskGroup the
-// catalog owns; Shutdown() (also the destructor) stops downloads, leaving
-// them to resume at the next start, and joins every task.
+// model's name (WatchModel's feed). Background work runs on two TaskGroups
+// the catalog owns (imports, downloads); Shutdown() (also the destructor) stops
+// downloads, leaving them to resume at the next start, and joins every task.
 //
 //   ASSIGN_OR_RETURN(auto catalog, Catalog::Create({
 //       .model_store = "/var/lib/hangar/models", .curated_models = curated,
@@ -90,9 +90,11 @@ class Catalog {
     FileDownloader::Options download;
     // Waiting out a Hub outage during a preparation.
     HubRetryPolicy hub_retry;
-    // Background tasks (imports, downloads) running at once, in [1, 256];
-    // more wait in a queue.
-    int max_background_tasks = 8;
+    // Imports (header inspections) and downloads running at once, each in
+    // [1, 256]; more wait in a queue. Two groups, so that long downloads
+    // (a Hub outage is waited out on its thread) never hold imports back.
+    int max_imports = 4;
+    int max_downloads = 8;
 
     // --- Injected dependencies: not owned, must outlive the catalog ---
     ModelStore* models = nullptr;
@@ -147,7 +149,8 @@ class Catalog {
   void OverlayLiveProgress(v1::Model& model);
 
   Options options_;
-  std::unique_ptr<TaskGroup> tasks_;
+  std::unique_ptr<TaskGroup> import_tasks_;
+  std::unique_ptr<TaskGroup> download_tasks_;
   std::unique_ptr<ConnectionRegistry> connections_;
   std::unique_ptr<ModelImporter> importer_;
   std::unique_ptr<PreparationManager> preparations_;

@@ -103,8 +103,9 @@ class CatalogServer {
     absl::Duration progress_interval = absl::Seconds(1);
     // Per-file download retries for short blips.
     FileDownloader::Options download;
-    // Imports and downloads running at once, in [1, 256].
-    int max_background_tasks = 8;
+    // Imports and downloads running at once, each in [1, 256].
+    int max_imports = 4;
+    int max_downloads = 8;
 
     // --- Injected for tests (not owned) ---
     // Replaces the gRPC client built from deployment_address.
