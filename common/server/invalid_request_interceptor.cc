@@ -61,22 +61,30 @@ class InvalidRequestInterceptor final : public grpc::experimental::Interceptor {
       if (methods->GetRecvMessage() == nullptr && !refused_ &&
           (!client_streams_ || utf8)) {
         refused_ = true;
-        if (utf8) {
-          message_ = absl::StrCat(field.empty() ? "request" : field,
-                                  ": invalid UTF-8 in a string field");
-        } else {
-          message_ = absl::StrCat("request: not a valid message for ", method_);
-        }
-        metrics_->InvalidRequest(method_, utf8 ? "invalid_utf8" : "malformed");
+        invalid_utf8_ = utf8;
+        field_ = std::move(field);
       }
     }
     if (refused_ && methods->QueryInterceptionHookPoint(
                         InterceptionHookPoints::PRE_SEND_STATUS)) {
-      // The handler never saw a request: whatever gRPC answers instead
-      // (INTERNAL with no message for a synchronous method, UNIMPLEMENTED
-      // for a callback one in 1.51) is replaced.
-      methods->ModifySendStatus(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message_));
+      // gRPC answers a request that did not parse with INTERNAL and no
+      // message (synchronous methods) or UNIMPLEMENTED (callback methods, in
+      // 1.51). A null request also comes with RESOURCE_EXHAUSTED when the
+      // server is out of threads (ServerOptions::max_threads): that status
+      // is true and stays.
+      const grpc::StatusCode code = methods->GetSendStatus().error_code();
+      if (invalid_utf8_ || code == grpc::StatusCode::INTERNAL ||
+          code == grpc::StatusCode::UNIMPLEMENTED) {
+        std::string message =
+            invalid_utf8_
+                ? absl::StrCat(field_.empty() ? "request" : field_,
+                               ": invalid UTF-8 in a string field")
+                : absl::StrCat("request: not a valid message for ", method_);
+        metrics_->InvalidRequest(method_,
+                                 invalid_utf8_ ? "invalid_utf8" : "malformed");
+        methods->ModifySendStatus(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT, std::move(message)));
+      }
     }
     methods->Proceed();
   }
@@ -85,8 +93,10 @@ class InvalidRequestInterceptor final : public grpc::experimental::Interceptor {
   ServerMetrics* const metrics_;
   const std::string method_;
   const bool client_streams_;
+  // The request did not deserialize (set at POST_RECV_MESSAGE).
   bool refused_ = false;
-  std::string message_;
+  bool invalid_utf8_ = false;
+  std::string field_;  // Named by protobuf's log line; may be empty.
 };
 
 }  // namespace

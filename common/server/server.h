@@ -64,9 +64,10 @@ struct ServerOptions {
   // Largest request or response message, bytes, in [1 KiB, 1 GiB].
   int max_message_bytes = 64 << 20;
   // Most threads gRPC may run for synchronous calls (its ResourceQuota), in
-  // [4, 4096]. A call that finds none free is refused with
+  // [4, 4096]. A call that finds none left is refused at once with
   // RESOURCE_EXHAUSTED instead of growing the process without bound; each
-  // open synchronous stream (a Watch) holds one.
+  // open synchronous stream holds a thread, and gRPC keeps one or two for
+  // polling.
   int max_threads = 64;
 };
 

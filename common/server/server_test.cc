@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/server/admin_auth.h"
@@ -256,6 +257,83 @@ TEST(ServerTest, EveryRegisteredServiceHasAHealthEntryThatFlipsTogether) {
   EXPECT_TRUE(WaitFor([&] { return server->health().watchers() == 0; }));
 }
 
+// A RunnerService whose Info waits until released, counting the calls that
+// are inside it.
+class BlockingRunner final : public v1::RunnerService::Service {
+ public:
+  grpc::Status Info(grpc::ServerContext*, const v1::RunnerInfoRequest*,
+                    v1::RunnerInfo*) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++inside_;
+    }
+    release_.WaitForNotification();
+    return grpc::Status::OK;
+  }
+  int inside() {
+    absl::MutexLock lock(&mu_);
+    return inside_;
+  }
+  absl::Notification release_;
+
+ private:
+  absl::Mutex mu_;
+  int inside_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST(ServerTest, MaxThreadsBoundsTheThreadsServingCalls) {
+  BlockingRunner runner;
+  MetricsRegistry metrics;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Server> server,
+      Server::Create({.name = "test", .port = 0, .max_threads = 4}, {&runner},
+                     &metrics));
+  auto stub = v1::RunnerService::NewStub(Dial(*server));
+  constexpr int kCalls = 12;
+  absl::Mutex mu;
+  int exhausted = 0;
+  int ok = 0;
+  std::vector<std::string> others;
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&] {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::seconds(30));
+      v1::RunnerInfo info;
+      grpc::Status status = stub->Info(&context, {}, &info);
+      absl::MutexLock lock(&mu);
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++exhausted;
+      } else if (status.ok()) {
+        ++ok;
+      } else {
+        others.push_back(
+            absl::StrCat(status.error_code(), " ", status.error_message()));
+      }
+    });
+  }
+  // Calls beyond the quota are refused at once with RESOURCE_EXHAUSTED
+  // instead of each getting a thread (the other calls hold theirs).
+  ASSERT_TRUE(WaitFor([&] {
+    absl::MutexLock lock(&mu);
+    return runner.inside() + exhausted == kCalls;
+  })) << "inside "
+      << runner.inside() << "; " << [&] {
+           absl::MutexLock lock(&mu);
+           return absl::StrCat(
+               exhausted, " refused; others: ", absl::StrJoin(others, "; "));
+         }();
+  EXPECT_LE(runner.inside(), 4);
+  EXPECT_GE(runner.inside(), 1);
+  // Released, the calls that ran finish; nothing else happened to any call.
+  runner.release_.Notify();
+  for (std::thread& caller : callers) caller.join();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(ok, runner.inside());
+  EXPECT_EQ(ok + exhausted, kCalls) << absl::StrJoin(others, "; ");
+}
+
 TEST(ServerTest, HandlersSeeTheirCallsDeadlineThroughCallContext) {
   HeldRunner runner;
   MetricsRegistry metrics;
@@ -353,6 +431,19 @@ void ExpectInvalidUtf8IsInvalidArgument() {
   EXPECT_THAT(malformed.error_message(),
               HasSubstr("/hangar.v1.CatalogService/GetModel"));
   EXPECT_THAT(logged, Not(HasSubstr("UTF-8"))) << logged;
+
+  // A method the server does not have stays UNIMPLEMENTED.
+  grpc::Status unknown =
+      RawCall(channel, "/hangar.v1.CatalogService/NoSuchMethod",
+              std::string("\x0a\x02"
+                          "ok"));
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+      << unknown.error_message();
+  grpc::Status unknown_service = RawCall(channel, "/no.Such/Method",
+                                         std::string("\x0a\x02"
+                                                     "ok"));
+  EXPECT_EQ(unknown_service.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+      << unknown_service.error_message();
 
   // A valid request still works, and nothing leaked into it.
   grpc::Status ok = RawCall(channel, "/hangar.v1.CatalogService/GetModel",
