@@ -37,7 +37,21 @@
 //                "max_abs_logit_error": x, "mean_abs_logit_error": y}}
 //
 // The quality report runs the source and the artifact on the same fixed
-// prompts and compares every logit of every prompt position.
+// prompts and compares every logit of every prompt position (max and mean
+// absolute error, mean KL(source || artifact) of the softmax), then lets the
+// source generate `greedy_tokens` tokens greedily per prompt and counts the
+// positions where the artifact, fed the same tokens (teacher forcing, so
+// one early disagreement does not make every later token differ), picks the
+// same greedy token. The manifest's "quality" also carries "mean_kl",
+// "greedy_agreement", "greedy_tokens" and "size_ratio" (artifact weight
+// bytes / source weight bytes).
+//
+// Streaming: the output tensors' names, dtypes and shapes follow from the
+// source headers, so the safetensors header is written first and then each
+// tensor is converted and appended in turn; peak memory is about one source
+// tensor as float32 plus its converted bytes, not the model. Before writing,
+// the free space of the output's file system must cover the artifact plus
+// `disk_margin_bytes`, else RESOURCE_EXHAUSTED says both numbers.
 //
 //   ASSIGN_OR_RETURN(QuantizeReport r, QuantizeModel({
 //       .source_dir = "/store/tiny", .output_dir = "/store/tiny-int8",
@@ -49,6 +63,7 @@
 #ifndef HANGAR_ENGINE_QUANTIZE_H_
 #define HANGAR_ENGINE_QUANTIZE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -58,6 +73,17 @@
 #include "absl/status/statusor.h"
 
 namespace hangar::engine {
+
+struct QuantizeProgress {
+  // "planning", "converting", "evaluating" or "done".
+  std::string stage;
+  int tensors_done = 0;
+  int tensors_total = 0;
+  int64_t bytes_written = 0;
+  int64_t bytes_total = 0;
+  // The tensor just written (converting only).
+  std::string tensor;
+};
 
 struct QuantizeOptions {
   // Hugging Face model directory to read.
@@ -75,6 +101,17 @@ struct QuantizeOptions {
   // Called with progress in [0, 1] and a short stage name ("quantizing",
   // "evaluating", "done"); may be empty.
   std::function<void(double fraction, const std::string& stage)> progress;
+  // Called after each tensor is written and at each stage change, with
+  // counts; may be empty.
+  std::function<void(const QuantizeProgress&)> tensor_progress;
+  // Tokens generated greedily per prompt for the agreement figure; 0 skips
+  // it (greedy_agreement is then 1).
+  int greedy_tokens = 32;
+  // Free space required beyond the artifact's size.
+  int64_t disk_margin_bytes = int64_t{16} << 20;
+  // When set and true, the conversion stops between tensors with CANCELLED
+  // (the caller removes what was written).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct QuantizeReport {
@@ -87,10 +124,27 @@ struct QuantizeReport {
   int tokens_compared = 0;
   double max_abs_logit_error = 0;
   double mean_abs_logit_error = 0;
+  // Mean KL(source || artifact) over every compared position, nats.
+  double mean_kl = 0;
+  // Fraction of greedy tokens the artifact agrees on, and how many.
+  double greedy_agreement = 1;
+  int greedy_tokens_compared = 0;
+  int prompts = 0;
+  // Weight file bytes of the source and of the artifact, and their ratio.
+  int64_t source_weight_bytes = 0;
+  int64_t weight_bytes = 0;
+  double size_ratio = 0;
 };
 
+// The artifact's model.safetensors size in bytes for a recipe, from the
+// source's headers alone (what the free-space check needs).
+absl::StatusOr<int64_t> EstimateArtifactWeightBytes(
+    const std::string& source_dir, const std::string& engine,
+    const std::string& quantization);
+
 // Validates the pair; INVALID_ARGUMENT names the allowed values.
-absl::Status ValidateRecipe(const std::string& engine, const std::string& quantization);
+absl::Status ValidateRecipe(const std::string& engine,
+                            const std::string& quantization);
 
 absl::StatusOr<QuantizeReport> QuantizeModel(const QuantizeOptions& options);
 
