@@ -294,12 +294,15 @@ absl::Status PreparationManager::DownloadAll(const Source& source, Job& job,
   for (const HubFile& file : info.files) {
     if (IsNeededFile(file.path) && file.size > 0) total += file.size;
   }
+  // Every pass counts again from what is on disk (the downloader reports
+  // finished and partial files first); what watchers see does not fall back
+  // below what the last pass reached while this one recounts.
+  int64_t shown = 0;
+  int64_t counted = 0;
   {
-    // Every pass counts again from what is on disk (the downloader reports
-    // finished and partial files first).
     absl::MutexLock lock(&job.mu);
     job.preparation.mutable_progress()->set_total(total);
-    job.preparation.mutable_progress()->set_done(0);
+    shown = job.preparation.progress().done();
   }
   std::vector<std::string> lines;
   for (const HubFile& file : info.files) {
@@ -320,8 +323,10 @@ absl::Status PreparationManager::DownloadAll(const Source& source, Job& job,
         [&](int64_t delta) {
           {
             absl::MutexLock lock(&job.mu);
-            v1::Progress* progress = job.preparation.mutable_progress();
-            progress->set_done(progress->done() + delta);
+            counted += delta;
+            if (delta < 0) shown = counted;  // Bytes discarded (checksum).
+            job.preparation.mutable_progress()->set_done(
+                std::max(counted, shown));
           }
           if (context_.metrics != nullptr && delta > 0) {
             context_.metrics->BytesDownloaded(delta);

@@ -124,6 +124,7 @@ TEST_F(PreparationManagerTest, WaitsOutAHubOutageAndResumesFromItsByte) {
   model = AwaitAttempt(2);
   EXPECT_THAT(model.preparation().progress().message(),
               StartsWith("waiting for the Hub (attempt 2, next in 2 s)"));
+  EXPECT_EQ(model.preparation().progress().done(), 300);  // Never falls back.
   // ...and the Hub is back: the download resumes at byte 300.
   ASSERT_TRUE(clock_.BlockUntilWaiters(1));
   clock_.Advance(absl::Seconds(2));
