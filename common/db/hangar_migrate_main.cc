@@ -6,7 +6,9 @@
 //
 // Prints one line per applied migration ("applied 0002_tags.sql"), then
 // "schema catalog at version 2"; exits 0. On any error prints one line
-// "hangar-migrate: <error>" and exits 1.
+// "hangar-migrate: <error>" and exits 1. Flags may also come from
+// HANGAR_MIGRATE_<FLAG> or HANGAR_<FLAG> (so $HANGAR_DB works); --help lists
+// them.
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -14,16 +16,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/config/flags.h"
 #include "common/db/migrations.h"
 #include "common/db/pool.h"
 
 ABSL_FLAG(std::string, db, "",
-          "libpq connection string of the database (falls back to "
-          "$HANGAR_DB)");
+          "libpq connection string of the database (required)");
 ABSL_FLAG(std::string, schema, "", "schema to migrate, e.g. catalog");
 ABSL_FLAG(std::string, dir, "", "directory holding the NNNN_name.sql files");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
@@ -39,19 +39,13 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Applies NNNN_name.sql migrations to a schema.\n"
-      "  hangar-migrate --db=<conninfo> --schema=<schema> --dir=<dir>");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> rest = hangar::ParseFlagsWithEnv(
+      argc, argv, "HANGAR_MIGRATE_", "hangar-migrate");
   if (rest.size() > 1) {
     return Fail(absl::InvalidArgumentError(
         std::string("unexpected argument: ") + rest[1]));
   }
-  std::string db = absl::GetFlag(FLAGS_db);
-  if (db.empty()) {
-    const char* env = std::getenv("HANGAR_DB");
-    if (env != nullptr) db = env;
-  }
+  const std::string db = absl::GetFlag(FLAGS_db);
   if (db.empty()) {
     return Fail(absl::InvalidArgumentError("--db (or $HANGAR_DB) is required"));
   }

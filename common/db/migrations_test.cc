@@ -290,7 +290,8 @@ TEST_F(MigrationsTest, TwoConcurrentProcessesApplyEachMigrationOnce) {
 }
 
 TEST(MigrateToolTest, UnreachableDatabaseIsOneLineAndExitCodeOne) {
-  ASSERT_OK_AND_ASSIGN(const int port, ::hangar::testing::PickFreeLoopbackPort());
+  ASSERT_OK_AND_ASSIGN(const int port,
+                       ::hangar::testing::PickFreeLoopbackPort());
   Finished result = Wait(SpawnMigrate(
       {absl::StrCat("--db=host=127.0.0.1 port=", port,
                     " dbname=hangar password=hunter2"),
@@ -302,6 +303,16 @@ TEST(MigrateToolTest, UnreachableDatabaseIsOneLineAndExitCodeOne) {
   EXPECT_THAT(result.output, ::testing::Not(HasSubstr("hunter2")));
   EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1)
       << result.output;
+}
+
+TEST(MigrateToolTest, HelpListsItsFlagsWithDefaults) {
+  Finished result = Wait(SpawnMigrate({"--help"}));
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.output, ::testing::Not(HasSubstr("No flags matched")));
+  EXPECT_THAT(result.output, HasSubstr("--connect_timeout (default 5s; env "
+                                       "HANGAR_MIGRATE_CONNECT_TIMEOUT or "
+                                       "HANGAR_CONNECT_TIMEOUT)"));
+  EXPECT_THAT(result.output, HasSubstr("--schema (default \"\";"));
 }
 
 }  // namespace
