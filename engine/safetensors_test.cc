@@ -54,6 +54,34 @@ TEST(SafetensorsTest, RejectsLyingHeaders) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside")));
 }
 
+TEST(SafetensorsHeaderTest, ReadsAHeaderWithoutItsData) {
+  // What the catalog fetches with two range requests: the length, then the
+  // JSON; the data region is unknown, so offsets past "the file" are fine.
+  auto file = SafetensorsFile::ParseHeader(
+      R"({"a": {"dtype": "BF16", "shape": [4, 8], "data_offsets": [1000, 1064]}})");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const SafetensorsTensor* a = (*file)->Find("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->data, nullptr);
+  EXPECT_EQ(a->nbytes, 64);
+  EXPECT_EQ(a->elements(), 32);
+  // Everything else is checked as in Parse.
+  EXPECT_THAT(SafetensorsFile::ParseHeader(
+                  R"({"a": {"dtype": "BF16", "shape": [4, 8], "data_offsets": [0, 63]}})")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spans 63 bytes")));
+  EXPECT_THAT(SafetensorsFile::ParseHeader("[1]").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a JSON object")));
+  const uint8_t big[8] = {0, 0, 0, 0, 0, 1, 0, 0};  // 2^40
+  EXPECT_THAT(SafetensorsFile::HeaderLength(big, 8).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("100 MiB")));
+  const uint8_t small[8] = {16, 0, 0, 0, 0, 0, 0, 0};
+  auto length = SafetensorsFile::HeaderLength(small, 8);
+  ASSERT_TRUE(length.ok());
+  EXPECT_EQ(*length, 16u);
+  EXPECT_FALSE(SafetensorsFile::HeaderLength(small, 7).ok());
+}
+
 TEST(GgufParseTest, RejectsTruncatedAndLyingFiles) {
   auto parse = [](const std::string& b) {
     return GgufFile::Parse(reinterpret_cast<const uint8_t*>(b.data()), b.size()).status();
