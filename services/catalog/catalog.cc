@@ -121,6 +121,16 @@ absl::Status Catalog::FinishInterruptedDeletes() {
 }
 
 absl::Status Catalog::SweepStore() {
+  ASSIGN_OR_RETURN(bool marked, MarkStoreIfFresh(options_.model_store));
+  if (!marked) {
+    options_.log->Write(
+        "store_sweep_skipped",
+        {{"model_store", options_.model_store},
+         {"why", absl::StrCat("the directory held other files when the "
+                              "catalog first used it (no ",
+                              kStoreMarker, ")")}});
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(std::vector<StoredPath> rows,
                    options_.models->ListPreparationPaths());
   std::set<std::string> in_use;

@@ -165,5 +165,17 @@ TEST_F(CatalogFacadeTest, StartFinishesInterruptedDeletesAndSweepsOrphans) {
   EXPECT_THAT(log_lines(), Contains(HasSubstr("orphans_removed=\"1\"")));
 }
 
+TEST_F(CatalogFacadeTest, NeverSweepsADirectoryThatWasNotAnEmptyStore) {
+  // --model_store pointed by mistake at a directory with other content.
+  std::ofstream(store_ + "/notes.txt") << "someone's notes";
+  fs::create_directories(store_ + "/photos/2026/05");
+  ASSERT_THAT(Start({}), IsOk());
+  ASSERT_THAT(Start({}), IsOk());
+  EXPECT_TRUE(fs::exists(store_ + "/notes.txt"));
+  EXPECT_TRUE(fs::exists(store_ + "/photos/2026/05"));
+  EXPECT_FALSE(fs::exists(store_ + "/.hangar-model-store"));
+  EXPECT_THAT(log_lines(), Contains(HasSubstr("event=store_sweep_skipped")));
+}
+
 }  // namespace
 }  // namespace hangar::catalog

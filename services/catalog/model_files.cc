@@ -1,6 +1,7 @@
 #include "services/catalog/model_files.h"
 
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 #include "absl/strings/match.h"
@@ -89,6 +90,25 @@ absl::Status RemoveStoreDirectory(const std::string& root_text,
     fs::remove(parent, error);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> MarkStoreIfFresh(const std::string& root_text) {
+  const fs::path root = Normal(root_text);
+  const fs::path marker = root / kStoreMarker;
+  std::error_code error;
+  if (fs::exists(marker, error)) return true;
+  for (auto it = fs::directory_iterator(root, error);
+       !error && it != fs::directory_iterator(); it.increment(error)) {
+    if (!absl::StartsWith(it->path().filename().string(), ".")) return false;
+  }
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot list ", root.string(), ": ", error.message()));
+  }
+  std::ofstream(marker.string()) << "This directory is a Hangar catalog's "
+                                    "model store; the catalog removes files "
+                                    "no model names.\n";
+  return fs::exists(marker, error);
 }
 
 absl::StatusOr<SweepReport> SweepOrphans(const std::string& root_text,

@@ -32,6 +32,16 @@ bool IsInsideStore(const std::string& root, const std::string& path);
 absl::Status RemoveStoreDirectory(const std::string& root,
                                   const std::string& path);
 
+// The file that marks a directory as a catalog's model store. The sweep
+// runs only in a marked store: MarkStoreIfFresh() marks a directory that
+// holds nothing but hidden files (a new store), so that a --model_store
+// pointed by mistake at a directory with other content is never swept.
+inline constexpr char kStoreMarker[] = ".hangar-model-store";
+
+// Creates the marker in `root` when `root` holds only hidden entries.
+// Returns whether `root` is (now) marked.
+absl::StatusOr<bool> MarkStoreIfFresh(const std::string& root);
+
 struct SweepReport {
   // Entries removed, relative to the root.
   std::vector<std::string> removed;
