@@ -1,0 +1,292 @@
+#include "services/optimizer/conversion.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/testing/status_matchers.h"
+#include "common/testing/temp_dir.h"
+#include "common/util/file.h"
+#include "engine/batch_decoder.h"
+#include "engine/model.h"
+#include "engine/tiny_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace hangar::optimizer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class ConversionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    source_ =
+        new std::string(::hangar::testing::MakeTempDir("optsrc") + "/tiny");
+    engine::TinyModelOptions o;
+    o.num_layers = 2;
+    ASSERT_OK(engine::WriteTinyModel(o, *source_));
+  }
+  void SetUp() override { store_ = ::hangar::testing::MakeTempDir("optstore"); }
+
+  int Run(ConversionOptions options) {
+    lines_.clear();
+    return RunConversion(
+        options, [&](const std::string& line) { lines_.push_back(line); });
+  }
+  std::string AllLines() const {
+    std::string s;
+    for (const auto& l : lines_) s += l + "\n";
+    return s;
+  }
+  // Names in `store_` (temporary directories included).
+  std::vector<std::string> StoreEntries() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(store_))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  static std::string* source_;
+  std::string store_;
+  std::vector<std::string> lines_;
+};
+std::string* ConversionTest::source_ = nullptr;
+
+}  // namespace
+
+// Readable test parameters.
+void PrintTo(const RecipeName& r, std::ostream* os) { *os << r.ToString(); }
+
+namespace {
+
+class EveryRecipeTest : public ConversionTest,
+                        public ::testing::WithParamInterface<RecipeName> {};
+
+TEST_P(EveryRecipeTest, ConvertsWithinItsBoundAndTheEngineGenerates) {
+  const RecipeName& recipe = GetParam();
+  const std::string out = store_ + "/art-" + recipe.Slug();
+  ASSERT_EQ(
+      Run({.source = *source_, .recipe = recipe, .output = out, .threads = 1}),
+      kExitOk)
+      << AllLines();
+  ParsedOutput parsed = ParseConversionOutput(AllLines());
+  ASSERT_TRUE(parsed.report.has_value());
+  const QualityFigures& q = *parsed.report;
+  EXPECT_TRUE(q.passed);
+  EXPECT_EQ(q.artifact, fs::path(out).lexically_normal().string());
+  EXPECT_EQ(q.recipe, recipe.ToString());
+  EXPECT_LE(q.max_abs_logit_error, MaxLogitErrorBound(recipe));
+  EXPECT_EQ(q.max_abs_logit_error_bound, MaxLogitErrorBound(recipe));
+  EXPECT_EQ(q.prompts, 3);
+  EXPECT_GT(q.positions, 10);
+  EXPECT_EQ(q.greedy_tokens, 3 * 32);
+  EXPECT_GE(q.greedy_agreement, 0.5);
+  EXPECT_GE(q.mean_kl, 0);
+  // Size ratio follows the recipe's byte widths (the F32 embedding table
+  // of this 2-layer model keeps int8 above 1/4).
+  if (recipe.quantization == "float32") {
+    EXPECT_NEAR(q.size_ratio, 1.0, 0.01);
+  } else if (recipe.quantization == "float16" ||
+             recipe.quantization == "bfloat16") {
+    EXPECT_NEAR(q.size_ratio, 0.5, 0.02);
+  } else {
+    EXPECT_LT(q.size_ratio, 0.75);
+  }
+  ASSERT_TRUE(parsed.progress.has_value());
+  EXPECT_EQ(parsed.progress->phase, "done");
+  EXPECT_EQ(parsed.progress->tensors_done, parsed.progress->tensors_total);
+  EXPECT_EQ(StoreEntries(), std::vector<std::string>{"art-" + recipe.Slug()});
+
+  ASSERT_OK_AND_ASSIGN(auto model, engine::Model::Load(out, {.threads = 1}));
+  ASSERT_OK_AND_ASSIGN(
+      auto d, engine::BatchDecoder::Create(model.get(), {.max_batch = 1}));
+  engine::SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 4;
+  p.ignore_eos = true;
+  ASSERT_OK(d->Add({*model->tokenizer().Encode("The pilot"), p}).status());
+  int tokens = 0;
+  while (d->HasWork()) {
+    ASSERT_OK_AND_ASSIGN(auto events, d->Step());
+    for (const auto& e : events) tokens += e.token >= 0;
+  }
+  EXPECT_EQ(tokens, 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRecipes, EveryRecipeTest,
+                         ::testing::ValuesIn(AllRecipes()),
+                         [](const auto& info) {
+                           std::string s = info.param.Slug();
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
+
+TEST_F(ConversionTest, BeyondTheBoundFailsAndKeepsTheReportBesideTheTarget) {
+  const std::string out = store_ + "/art";
+  ASSERT_EQ(Run({.source = *source_,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .max_logit_error = 1e-9,
+                 .threads = 1}),
+            kExitQualityGate);
+  ParsedOutput parsed = ParseConversionOutput(AllLines());
+  ASSERT_TRUE(parsed.report.has_value());
+  EXPECT_FALSE(parsed.report->passed);
+  EXPECT_GT(parsed.report->max_abs_logit_error, 1e-9);
+  EXPECT_EQ(parsed.report->max_abs_logit_error_bound, 1e-9);
+  EXPECT_EQ(parsed.report->artifact, "");
+  // Only the report is left: no artifact, no temporary directory.
+  EXPECT_EQ(StoreEntries(), std::vector<std::string>{"art.report.json"});
+  ASSERT_OK_AND_ASSIGN(std::string text,
+                       ReadFileToString(out + ".report.json"));
+  auto j = nlohmann::json::parse(text);
+  EXPECT_FALSE(j["passed"].get<bool>());
+  EXPECT_DOUBLE_EQ(j["max_abs_logit_error"].get<double>(),
+                   parsed.report->max_abs_logit_error);
+
+  // A later run that passes removes the stale report.
+  ASSERT_EQ(Run({.source = *source_,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .threads = 1}),
+            kExitOk);
+  EXPECT_EQ(StoreEntries(), std::vector<std::string>{"art"});
+}
+
+TEST_F(ConversionTest, BadInputIsExit2WithOneErrorLineAndNothingWritten) {
+  const std::string out = store_ + "/art";
+  EXPECT_EQ(Run({.source = store_ + "/missing",
+                 .recipe = {"VLLM", "fp8"},
+                 .output = out}),
+            kExitBadInput);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("does not exist"));
+  EXPECT_EQ(Run({.source = *source_,
+                 .recipe = {"CTRANSLATE2", "fp8"},
+                 .output = out}),
+            kExitBadInput);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("quantization: must be one of"));
+  // A GGUF file (or any file) as the source.
+  ASSERT_OK(WriteStringToFile(store_ + "/model.gguf", "GGUF"));
+  EXPECT_EQ(Run({.source = store_ + "/model.gguf",
+                 .recipe = {"VLLM", "fp8"},
+                 .output = out}),
+            kExitBadInput);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("GGUF"));
+  fs::remove(store_ + "/model.gguf");
+
+  // A truncated safetensors file.
+  const std::string corrupt = ::hangar::testing::MakeTempDir("corrupt") + "/m";
+  fs::copy(*source_, corrupt, fs::copy_options::recursive);
+  fs::resize_file(corrupt + "/model.safetensors",
+                  fs::file_size(corrupt + "/model.safetensors") / 2);
+  EXPECT_EQ(Run({.source = corrupt,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .threads = 1}),
+            kExitBadInput)
+      << AllLines();
+  ASSERT_TRUE(ParseConversionOutput(AllLines()).error.has_value());
+  // A bad header.
+  ASSERT_OK(
+      WriteStringToFile(corrupt + "/model.safetensors",
+                        std::string("\x10\0\0\0\0\0\0\0{not json}     ", 24)));
+  EXPECT_EQ(Run({.source = corrupt,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .threads = 1}),
+            kExitBadInput)
+      << AllLines();
+  EXPECT_TRUE(StoreEntries().empty());
+
+  // An existing output is refused and left alone.
+  fs::create_directories(out);
+  ASSERT_OK(WriteStringToFile(out + "/keep", "x"));
+  EXPECT_EQ(Run({.source = *source_,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out}),
+            kExitBadInput);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("already exists"));
+  EXPECT_TRUE(fs::exists(out + "/keep"));
+}
+
+TEST_F(ConversionTest, CancelRemovesEverythingItWrote) {
+  std::atomic<bool> cancel{false};
+  const std::string out = store_ + "/art";
+  lines_.clear();
+  int code =
+      RunConversion({.source = *source_,
+                     .recipe = {"CTRANSLATE2", "int8"},
+                     .output = out,
+                     .threads = 1,
+                     .cancel = &cancel},
+                    [&](const std::string& line) {
+                      lines_.push_back(line);
+                      if (line.find("\"converting\"") != std::string::npos)
+                        cancel = true;
+                    });
+  EXPECT_EQ(code, kExitCancelled);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("cancelled"));
+  EXPECT_TRUE(StoreEntries().empty());
+}
+
+TEST_F(ConversionTest, ShortDiskIsExit4WithTheNumbers) {
+  const std::string out = store_ + "/art";
+  EXPECT_EQ(Run({.source = *source_,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .disk_margin_bytes = int64_t{1} << 62}),
+            kExitNoSpace);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              ::testing::AllOf(HasSubstr("need "), HasSubstr("have ")));
+  EXPECT_TRUE(StoreEntries().empty());
+}
+
+TEST_F(ConversionTest, StaleTemporariesOfTheSameTargetAreSwept) {
+  fs::create_directories(store_ + "/.art.tmp-99999");
+  ASSERT_OK(
+      WriteStringToFile(store_ + "/.art.tmp-99999/model.safetensors", "half"));
+  fs::create_directories(store_ + "/.other.tmp-1");
+  ASSERT_EQ(Run({.source = *source_,
+                 .recipe = {"VLLM", "float16"},
+                 .output = store_ + "/art",
+                 .threads = 1}),
+            kExitOk);
+  EXPECT_EQ(StoreEntries(), (std::vector<std::string>{".other.tmp-1", "art"}));
+}
+
+TEST(ParseConversionOutputTest,
+     ReadsTheLastProgressAndReportFromATailThatStartsMidLine) {
+  std::string text =
+      "ress\",\"tensors_done\":1}\n"
+      "{\"event\":\"progress\",\"phase\":\"converting\",\"tensors_done\":4,"
+      "\"tensors_total\":9,"
+      "\"bytes_written\":100,\"bytes_total\":900,\"message\":\"converting "
+      "x\"}\n"
+      "some other text\n"
+      "{\"event\":\"report\",\"passed\":false,\"max_abs_logit_error\":2.5,"
+      "\"max_abs_logit_error_bound\":1}\n"
+      "{\"event\":\"progress\",\"tensors_done\":\"wrong type\"}\n";
+  ParsedOutput p = ParseConversionOutput(text);
+  ASSERT_TRUE(p.progress.has_value());
+  EXPECT_EQ(p.progress->tensors_done, 4);
+  EXPECT_EQ(p.progress->tensors_total, 9);
+  EXPECT_EQ(p.progress->bytes_written, 100);
+  EXPECT_EQ(p.progress->message, "converting x");
+  ASSERT_TRUE(p.report.has_value());
+  EXPECT_FALSE(p.report->passed);
+  EXPECT_EQ(p.report->max_abs_logit_error, 2.5);
+  EXPECT_FALSE(p.error.has_value());
+}
+
+}  // namespace
+}  // namespace hangar::optimizer
