@@ -15,7 +15,6 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/db/errors.h"
-#include "common/server/call_context.h"
 
 namespace hangar::db {
 namespace {
@@ -206,6 +205,11 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
         absl::FormatDuration(options.initial_backoff), " and ",
         absl::FormatDuration(options.max_backoff)));
   }
+  if (options.cancel_check_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cancel_check_interval must be positive; was ",
+                     absl::FormatDuration(options.cancel_check_interval)));
+  }
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("clock must not be null");
   }
@@ -226,6 +230,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     absl::MutexLock lock(&pool->mu_);
     pool->idle_.push_back(*std::move(first));
   }
+  pool->canceller_ = std::thread([raw = pool.get()] { raw->CancelLoop(); });
   return pool;
 }
 
@@ -237,6 +242,11 @@ Pool::Pool(const PoolOptions& options)
       database_(DatabaseName(options.conninfo)) {}
 
 Pool::~Pool() {
+  {
+    absl::MutexLock lock(&cancel_mu_);
+    stopping_ = true;
+  }
+  if (canceller_.joinable()) canceller_.join();
   absl::MutexLock lock(&mu_);
   // Every lease must have been returned: Transact() never outlives its call.
   idle_.clear();
@@ -398,10 +408,26 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
     }
     // PostgreSQL takes at most INT_MAX ms (about 24 days); a deadline
     // further away than a day bounds nothing worth a round trip.
+    Running running{.connection = connection->get(), .call = call};
+    if (call != nullptr) {
+      absl::MutexLock lock(&cancel_mu_);
+      running_.push_back(&running);
+    }
     Attempt attempt = RunOnce(**connection, fn, options,
                               statement_timeout > kLongestStatementTimeout
                                   ? absl::ZeroDuration()
                                   : statement_timeout);
+    if (call != nullptr) {
+      absl::MutexLock lock(&cancel_mu_);
+      running_.erase(std::find(running_.begin(), running_.end(), &running));
+      // The statement was cancelled because the client cancelled: say so
+      // (the transaction rolled back; nothing is retried).
+      if (running.cancel_sent && !attempt.status.ok()) {
+        attempt = {Outcome::kDone,
+                   absl::CancelledError("the caller cancelled the call; the "
+                                        "transaction was rolled back")};
+      }
+    }
     const bool healthy =
         (*connection)->is_open() && attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();
@@ -444,6 +470,38 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
         continue;
       }
     }
+  }
+}
+
+void Pool::CancelLoop() {
+  absl::MutexLock lock(&cancel_mu_);
+  while (true) {
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cancel_mu_) {
+      return stopping_ || !running_.empty();
+    };
+    // Sleep until there is something to watch, then look every interval.
+    cancel_mu_.Await(absl::Condition(&wake));
+    if (stopping_) return;
+    for (Running* running : running_) {
+      if (running->cancel_sent || !running->call->cancelled()) continue;
+      running->cancel_sent = true;
+      try {
+        // Sends PostgreSQL a cancel request on a connection of its own; the
+        // statement then fails on the transaction's thread. Transact()
+        // cannot take the entry (and its connection) away meanwhile: it
+        // needs cancel_mu_.
+        running->connection->cancel_query();
+      } catch (const std::exception&) {
+        // The connection broke; the transaction finds out itself.
+      }
+    }
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cancel_mu_) {
+      return stopping_;
+    };
+    options_.clock->AwaitWithDeadline(
+        &cancel_mu_, absl::Condition(&stopping),
+        options_.clock->Now() + options_.cancel_check_interval);
+    if (stopping_) return;
   }
 }
 

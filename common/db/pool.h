@@ -35,8 +35,10 @@
 //    bounds the wait for a free connection, reconnects and backoff, and is
 //    sent to PostgreSQL as the transaction's statement_timeout, so a call
 //    never outlives its caller's patience: past it the result is
-//    DEADLINE_EXCEEDED. A call whose client cancelled stops before its next
-//    attempt with CANCELLED.
+//    DEADLINE_EXCEEDED. A call whose client cancelled stops with CANCELLED:
+//    before its next attempt, and while a statement runs a background
+//    thread sends PostgreSQL a cancel request within
+//    `cancel_check_interval`; the transaction rolls back.
 //  * A broken connection (the server restarted, the network dropped) is
 //    discarded and one new connection is opened at once; if that fails the
 //    pool keeps trying (with backoff) only until `reconnect_timeout` has
@@ -69,6 +71,7 @@
 #include <optional>
 #include <pqxx/pqxx>  // Callers use the whole pqxx API in their functions.
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -76,6 +79,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/server/call_context.h"
 #include "common/time/clock.h"
 
 namespace hangar::db {
@@ -123,6 +127,13 @@ struct PoolOptions {
   // When not empty, every connection runs SET search_path TO this list
   // (e.g. "catalog, public") right after connecting.
   std::string search_path;
+
+  // How often a background thread looks for transactions whose call was
+  // cancelled by its client (CallContext) and cancels their running
+  // statement (PostgreSQL's cancel request), so abandoned work stops at
+  // once rather than at its deadline. Must be positive. The thread sleeps
+  // while no such transaction runs.
+  absl::Duration cancel_check_interval = absl::Milliseconds(100);
 
   // --- Injected dependencies ---
   // Reads time for deadlines and sleeps for backoff. Not owned; never null.
@@ -242,6 +253,21 @@ class Pool {
   int leased_ ABSL_GUARDED_BY(mu_) = 0;
   // Connections open in leased slots.
   int open_leased_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Watches the running transactions of cancellable calls (see
+  // cancel_check_interval).
+  void CancelLoop();
+
+  // A transaction running for a call that its client may cancel.
+  struct Running {
+    pqxx::connection* connection;
+    std::shared_ptr<CallContext> call;
+    bool cancel_sent = false;
+  };
+  absl::Mutex cancel_mu_;  // Protects running_ and stopping_.
+  std::vector<Running*> running_ ABSL_GUARDED_BY(cancel_mu_);
+  bool stopping_ ABSL_GUARDED_BY(cancel_mu_) = false;
+  std::thread canceller_;
 
   absl::Mutex ping_mu_;  // Serializes Ping(); protects ping_connection_.
   std::unique_ptr<pqxx::connection> ping_connection_ ABSL_GUARDED_BY(ping_mu_);

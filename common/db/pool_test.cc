@@ -478,6 +478,39 @@ TEST_F(PoolDeadlineTest, ExpiredOrCancelledCallsDoNoWork) {
   EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
 }
 
+TEST_F(PoolDeadlineTest, AClientCancellingStopsTheRunningStatement) {
+  std::atomic<bool> cancelled{false};
+  absl::Status result = absl::UnknownError("not run");
+  absl::Time returned;
+  std::thread caller([&] {
+    ScopedCallContext call(std::make_shared<CallContext>(
+        absl::InfiniteFuture(), [&] { return cancelled.load(); }));
+    result = pool_->Transact(InsertThenSleep(60));
+    returned = absl::Now();
+  });
+  // Wait until the statement is running in the database, then cancel.
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] {
+        absl::StatusOr<int64_t> sleeping = pool_->Transact<
+            int64_t>([](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+          return tx
+              .exec1(
+                  "SELECT count(*) FROM pg_stat_activity WHERE query "
+                  "LIKE 'SELECT pg_sleep%' AND datname = current_database()")[0]
+              .as<int64_t>();
+        });
+        return sleeping.ok() && *sleeping == 1;
+      },
+      absl::Seconds(30)));
+  const absl::Time cancelled_at = absl::Now();
+  cancelled = true;
+  caller.join();
+  EXPECT_THAT(result,
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("rolled back")));
+  EXPECT_LT(returned - cancelled_at, absl::Seconds(5));
+  EXPECT_THAT(Count(*pool_, "t"), IsOkAndHolds(0));
+}
+
 // The database stopped under a running pool: without a probe every call
 // fails within the connect timeout; with one, at once and by name, and the
 // probe reports both transitions.
