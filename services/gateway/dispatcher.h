@@ -1,0 +1,247 @@
+// The gateway's dispatcher: it drives one Batcher per deployment revision
+// and carries out the batches the batchers form as RunnerService.Generate
+// calls, demultiplexing each call's per-sequence stream back to the client
+// calls waiting on it.
+//
+// Threads. One loop per gateway (Run(), a TaskGroup task), not one per
+// request: it polls every batcher, starts the dispatches, fails the expired
+// requests, then waits on the injected clock until the earliest `next_wake`
+// or an event (Submit, a finished sequence, a route change, Drain). Runner
+// calls use gRPC's callback client API (one grpc::ClientReadReactor per
+// dispatch), so no thread waits on a runner either.
+//
+// One dispatch is ONE RunnerService.Generate call carrying the batch's
+// sequences, each with its own sequence id (the gateway's id of the
+// request), its own timeout (from its client's deadline) and its own
+// overrides. A sequence's end frees its replica slot at once (the runner
+// batches continuously, so the next dispatch joins the running batch).
+//
+// Failures. A client that cancels while queued leaves the queue
+// (Batcher::CancelQueued); once dispatched its sequence alone is cancelled
+// on the runner (RunnerService.Cancel by id, or the call itself when it is
+// the call's only live sequence) and the client is answered CANCELLED at
+// once; the other sequences of the batch go on. A call or sequence that
+// fails with UNAVAILABLE before anything reached the client (the observer
+// agrees to Restart()) is queued again, up to `max_attempts` dispatches; the
+// failed replica is treated as draining for `replica_cooldown`, so the retry
+// goes to another one. Queued requests of a revision that stops serving
+// move to the deployment's serving revision, and in-flight ones finish where
+// they are: a revision switch fails nothing.
+//
+// Observers (the gRPC server reactors) are called with the dispatcher's
+// lock held, in order: OnDelta*, then exactly one OnFinish, after which the
+// observer is never touched again. Observers must not call back into the
+// dispatcher from these methods.
+#ifndef HANGAR_SERVICES_GATEWAY_DISPATCHER_H_
+#define HANGAR_SERVICES_GATEWAY_DISPATCHER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/concurrency/task_group.h"
+#include "common/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "hangar/v1/runner.grpc.pb.h"
+#include "hangar/v1/scheduler.pb.h"
+#include "services/gateway/batcher.h"
+#include "services/gateway/gateway_metrics.h"
+#include "services/gateway/usage_meter.h"
+
+namespace hangar::gateway {
+
+// How a request ended, besides its status.
+struct GenerateOutcome {
+  v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+  v1::TokenUsage usage;
+  std::string deployment;
+  int64_t revision = 0;
+};
+
+// A client call waiting for its sequence (see the locking note above).
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  // New text of the sequence (never empty).
+  virtual void OnDelta(const std::string& delta) = 0;
+  // The sequence starts over on another replica: returns false when some
+  // of it already reached the client (no retry then), else discards what it
+  // holds and returns true.
+  virtual bool Restart() = 0;
+  // The last call.
+  virtual void OnFinish(const absl::Status& status,
+                        const GenerateOutcome& outcome) = 0;
+};
+
+// One request handed to Submit().
+struct SubmitRequest {
+  std::string deployment;
+  int64_t revision = 0;
+  // prompt and sampling overrides; the id and timeout are set here.
+  v1::RunnerSequence sequence;
+  // The client's deadline.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Whose tokens (metering).
+  UsageKey usage_key;
+  // Not owned; see RequestObserver.
+  RequestObserver* observer = nullptr;
+};
+
+class Dispatcher {
+ public:
+  struct Options {
+    // Prefix of every sequence id ("<prefix>-<n>"), 1 to 40 printable
+    // ASCII characters; unique per gateway instance.
+    std::string sequence_prefix = "gw";
+    // Batcher settings shared by every revision (see Batcher::Options).
+    absl::Duration max_queue_delay = absl::Milliseconds(5);
+    int max_queue_size = 1024;
+    // Dispatches of one request at most (1 = no retry), in [1, 10].
+    int max_attempts = 3;
+    // How long a replica that failed a call gets no new work, >= 0.
+    absl::Duration replica_cooldown = absl::Seconds(5);
+
+    // --- injected (not owned) ---
+    GatewayMetrics* metrics = nullptr;  // optional
+    UsageMeter* usage = nullptr;        // optional
+    Clock* clock = Clock::Real();
+  };
+
+  static absl::StatusOr<std::unique_ptr<Dispatcher>> Create(Options options);
+  // Cancels every runner call and waits for their reactors to finish.
+  ~Dispatcher();
+
+  // The loop; returns after Stop(). Run it on a TaskGroup thread.
+  void Run();
+  // Ends Run() (idempotent). Requests still held are answered UNAVAILABLE.
+  void Stop();
+
+  // Queues a request on its revision's batcher. UNAVAILABLE when the
+  // revision is unknown or the gateway is draining; RESOURCE_EXHAUSTED when
+  // the queue is full, with `*retry_after` set. On OK the observer will get
+  // OnFinish exactly once. Returns the request's id.
+  absl::StatusOr<uint64_t> Submit(SubmitRequest request,
+                                  absl::Duration* retry_after);
+
+  // The client of request `id` went away: see the header comment. Unknown
+  // ids (already finished) are ignored. The observer gets OnFinish
+  // (CANCELLED) unless it already had it.
+  void Cancel(uint64_t id);
+
+  // Every route now (from the RouteTable): creates, updates and forgets
+  // revisions' batchers and replicas.
+  void UpdateRoutes(const std::vector<v1::Route>& routes);
+
+  // Shutdown begins: Submit refuses from now on; requests still held at
+  // `deadline` are answered UNAVAILABLE and cancelled on their runners.
+  void Drain(absl::Time deadline);
+
+  // Queued and in-flight requests per revision (ReportLoad).
+  std::vector<v1::RevisionLoad> Load() const;
+  // Requests held now (queued or dispatched).
+  int pending() const;
+
+  // -------------------------------------------------------------------------
+ private:
+  using RevKey = std::pair<std::string, int64_t>;
+  class RunnerCall;
+
+  struct Revision {
+    std::string deployment;
+    int64_t revision = 0;
+    bool serving = false;
+    std::unique_ptr<Batcher> batcher;
+    // By replica name.
+    std::map<std::string, v1::RouteReplica> replicas;
+  };
+
+  struct Request {
+    uint64_t id = 0;
+    RevKey revision;
+    v1::RunnerSequence sequence;
+    absl::Time arrival;
+    absl::Time enqueued;
+    absl::Time deadline;
+    UsageKey usage_key;
+    RequestObserver* observer = nullptr;
+    int attempts = 0;
+    bool first_token = false;
+    // Set while dispatched.
+    RunnerCall* call = nullptr;
+    int index = -1;
+  };
+
+  explicit Dispatcher(Options options) : options_(std::move(options)) {}
+
+  bool Wakeable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return kicked_ || stopping_;
+  }
+  void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { kicked_ = true; }
+
+  absl::StatusOr<Revision*> RevisionLocked(const RevKey& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyReplicasLocked(Revision& revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The revision queued requests of `deployment` should go to now.
+  Revision* ServingLocked(const std::string& deployment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `request` (new or retried) on `revision`.
+  absl::Status EnqueueLocked(Request& request, Revision& revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Builds the calls of one Poll round; the caller starts them unlocked.
+  std::vector<RunnerCall*> PollLocked(absl::Time* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(uint64_t id, const absl::Status& status,
+                    const GenerateOutcome& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retries request `id` after an UNAVAILABLE failure when allowed, else
+  // finishes it with `status`.
+  void RetryOrFinishLocked(uint64_t id, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailAllLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops sequence `index` of `call` on its runner (or the whole call when
+  // it is its only live sequence).
+  void CancelSequenceLocked(RunnerCall* call, int index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteSlotLocked(RunnerCall* call, int index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RunnerService::Stub* StubLocked(const std::string& address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // From RunnerCall.
+  void OnMessage(RunnerCall* call, const v1::RunnerGenerateResponse& message);
+  void OnCallDone(RunnerCall* call, const grpc::Status& status);
+
+  const Options options_;
+
+  mutable absl::Mutex mu_;  // Protects everything below.
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time drain_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<RevKey, Revision> revisions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Request> requests_ ABSL_GUARDED_BY(mu_);
+  // Replica address -> when it may take new work again.
+  absl::flat_hash_map<std::string, absl::Time> cooldown_until_
+      ABSL_GUARDED_BY(mu_);
+  // Calls whose reactor has not finished yet.
+  std::set<RunnerCall*> calls_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<v1::RunnerService::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hangar::gateway
+
+#endif  // HANGAR_SERVICES_GATEWAY_DISPATCHER_H_
