@@ -238,6 +238,29 @@ absl::StatusOr<std::vector<Placer::Started>> Placer::Release(
   return RetryLocked(pool);
 }
 
+absl::Status Placer::Restore(const Request& request, absl::string_view node,
+                             const std::vector<int>& gpus) {
+  if (absl::Status valid = ValidateRequest(request); !valid.ok()) return valid;
+  absl::MutexLock lock(&mu_);
+  const std::vector<NodeState>& nodes = cluster_.nodes();
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    if (nodes[i].spec.name != node) continue;
+    Placement placement{
+        .node = i,
+        .gpus = gpus,
+        .milli_per_gpu = request.gpus > 0 ? kMilliPerGpu : request.milli,
+        .cpu_milli = request.cpu_milli,
+        .host_memory_bytes = request.host_memory_bytes};
+    absl::Status booked = cluster_.Allocate(request, placement);
+    if (!booked.ok() && booked.code() != absl::StatusCode::kAlreadyExists) {
+      return absl::InvalidArgumentError(booked.message());
+    }
+    return booked;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("node: unknown node \"", node, "\""));
+}
+
 std::vector<Placer::Started> Placer::RetryLocked(absl::string_view pool) {
   std::vector<Started> started;
   for (auto it = pending_.begin(); it != pending_.end();) {

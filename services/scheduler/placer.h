@@ -134,6 +134,13 @@ class Placer {
   // the workload is neither placed nor pending.
   absl::StatusOr<std::vector<Started>> Release(absl::string_view workload);
 
+  // Books `request` at exactly `placement` (the node named `node`, its GPU
+  // slots), bypassing the policy: a restarted scheduler rebuilding the
+  // allocations it had recorded. INVALID_ARGUMENT when the node is unknown
+  // or the placement breaks a cluster invariant (nothing changes then).
+  absl::Status Restore(const Request& request, absl::string_view node,
+                       const std::vector<int>& gpus);
+
   // OK when `request` could be placed on its pool if it were empty;
   // NOT_FOUND for an unknown pool; FAILED_PRECONDITION with the reason when
   // no node could ever hold it.
