@@ -75,6 +75,14 @@ std::vector<Binary> Binaries() {
         "--hf_endpoint=http://127.0.0.1:1", "--drain_timeout=1s"},
        {"hangar.v1.CatalogService"}});
 #endif
+#ifdef HANGAR_SCHEDULER_PATH
+  binaries.push_back({"scheduler",
+                      HANGAR_SCHEDULER_PATH,
+                      {"--port={port}", "--metrics_port=-1", "--db={db}",
+                       "--admin_token_file={token_file}",
+                       "--state_dir={dir}/state", "--drain_timeout=1s"},
+                      {"hangar.v1.SchedulerService"}});
+#endif
   return binaries;
 }
 
