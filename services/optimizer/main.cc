@@ -1,0 +1,92 @@
+// hangar-optimizer: the optimizer service. Flags (each also settable as
+// HANGAR_OPTIMIZER_<FLAG> or HANGAR_<FLAG>) become OptimizerServer::Options;
+// the server runs until SIGTERM/SIGINT and drains. Any start-up error
+// prints one line and exits non-zero.
+//
+//   hangar-optimizer --db=postgresql://hangar@127.0.0.1/hangar \
+//       --scheduler_address=127.0.0.1:7102 --model_store=/var/lib/hangar/models
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/config/flags.h"
+#include "services/optimizer/optimizer_server.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to bind (0.0.0.0 in containers)");
+ABSL_FLAG(int, port, 7103, "gRPC port (0 picks a free one)");
+ABSL_FLAG(int, metrics_port, 9103, "Prometheus /metrics port (-1: none)");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
+          "How long in-flight calls may finish after SIGTERM");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate for TLS (with --tls_key_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TLS");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "When set, every call but health/reflection needs 'authorization: "
+          "Bearer <token>'");
+ABSL_FLAG(std::string, db, "",
+          "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
+ABSL_FLAG(
+    absl::Duration, db_startup_timeout, absl::ZeroDuration(),
+    "Keep retrying an unreachable database this long at start (containers)");
+ABSL_FLAG(absl::Duration, db_connect_timeout, absl::Seconds(2),
+          "Longest one PostgreSQL connection attempt may take");
+ABSL_FLAG(std::string, scheduler_address, "",
+          "Scheduler host:port, whose job API runs the conversions (required)");
+ABSL_FLAG(std::string, model_store, "",
+          "Directory of prepared models; artifacts go under <dir>/artifacts "
+          "(required)");
+ABSL_FLAG(std::string, optimize_binary, "hangar-optimize",
+          "The program each job runs (absolute, or a name the scheduler's "
+          "executor resolves)");
+ABSL_FLAG(std::string, max_logit_error_bounds, "",
+          "Per-recipe quality bound overrides: RECIPE=BOUND,... (e.g. "
+          "CTRANSLATE2/int8=0.5)");
+
+int main(int argc, char** argv) {
+  hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_OPTIMIZER_", "optimizer");
+  std::map<std::string, double> bounds;
+  for (absl::string_view item :
+       absl::StrSplit(absl::GetFlag(FLAGS_max_logit_error_bounds), ',',
+                      absl::SkipWhitespace())) {
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(item, absl::MaxSplits('=', 1));
+    double v = 0;
+    if (kv.second.empty() || !absl::SimpleAtod(kv.second, &v)) {
+      std::cerr << "optimizer: --max_logit_error_bounds: must be "
+                   "RECIPE=BOUND,...; was '"
+                << item << "'" << std::endl;
+      return 1;
+    }
+    bounds[kv.first] = v;
+  }
+  auto server = hangar::optimizer::OptimizerServer::Create({
+      .server = {.name = "optimizer",
+                 .host = absl::GetFlag(FLAGS_host),
+                 .port = absl::GetFlag(FLAGS_port),
+                 .metrics_port = absl::GetFlag(FLAGS_metrics_port),
+                 .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
+                 .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                 .tls_key_file = absl::GetFlag(FLAGS_tls_key_file)},
+      .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
+      .db = absl::GetFlag(FLAGS_db),
+      .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),
+      .db_connect_timeout = absl::GetFlag(FLAGS_db_connect_timeout),
+      .model_store = absl::GetFlag(FLAGS_model_store),
+      .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
+      .optimize_binary = absl::GetFlag(FLAGS_optimize_binary),
+      .max_logit_error_bounds = bounds,
+  });
+  if (!server.ok()) {
+    std::cerr << "optimizer: " << server.status().message() << std::endl;
+    return 1;
+  }
+  std::cerr << "optimizer: serving on " << (*server)->address()
+            << ", metrics on port " << (*server)->metrics_port() << std::endl;
+  (*server)->WaitForTermination();
+  return 0;
+}

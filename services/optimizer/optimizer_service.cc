@@ -1,0 +1,90 @@
+#include "services/optimizer/optimizer_service.h"
+
+#include "common/server/admin_auth.h"
+#include "common/status/grpc_status.h"
+#include "common/watch/watch_reactor.h"
+
+namespace hangar::optimizer {
+namespace {
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+bool Ended(const v1::OptimizationJob& j) {
+  return j.state() == v1::JOB_STATE_SUCCEEDED ||
+         j.state() == v1::JOB_STATE_FAILED ||
+         j.state() == v1::JOB_STATE_CANCELLED;
+}
+
+}  // namespace
+
+grpc::Status OptimizerServiceImpl::CreateOptimizationJob(
+    grpc::ServerContext* context,
+    const v1::CreateOptimizationJobRequest* request,
+    v1::OptimizationJob* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return Reply(optimizer_->CreateJob(*request), response);
+}
+
+grpc::Status OptimizerServiceImpl::GetOptimizationJob(
+    grpc::ServerContext* context, const v1::GetOptimizationJobRequest* request,
+    v1::OptimizationJob* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return Reply(optimizer_->GetJob(request->name()), response);
+}
+
+grpc::Status OptimizerServiceImpl::ListOptimizationJobs(
+    grpc::ServerContext* context,
+    const v1::ListOptimizationJobsRequest* request,
+    v1::ListOptimizationJobsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return Reply(optimizer_->ListJobs(*request), response);
+}
+
+grpc::Status OptimizerServiceImpl::CancelOptimizationJob(
+    grpc::ServerContext* context,
+    const v1::CancelOptimizationJobRequest* request,
+    v1::OptimizationJob* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return Reply(optimizer_->CancelJob(request->name()), response);
+}
+
+grpc::ServerWriteReactor<v1::OptimizationJob>*
+OptimizerServiceImpl::WatchOptimizationJob(
+    grpc::CallbackServerContext* context,
+    const v1::WatchOptimizationJobRequest* request) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return FinishedWriteReactor<v1::OptimizationJob>(denied);
+  }
+  return WatchReactor<v1::OptimizationJob>::Start(
+      context,
+      {.notifier = notifier_,
+       .key = request->name(),
+       .read = [optimizer = optimizer_,
+                name = request->name()] { return optimizer->GetJob(name); },
+       .is_final = Ended});
+}
+
+grpc::Status OptimizerServiceImpl::ListArtifacts(
+    grpc::ServerContext* context, const v1::ListArtifactsRequest* request,
+    v1::ListArtifactsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return Reply(optimizer_->ListArtifacts(*request), response);
+}
+
+}  // namespace hangar::optimizer
