@@ -399,6 +399,110 @@ TEST_F(SchedulerIntegrationTest, BadInputsAreClearStatuses) {
               ::testing::MatchesRegex("[0-9]+ of [0-9]+ replicas? fits? now"));
 }
 
+TEST_F(SchedulerIntegrationTest, WatchReplicaSetsSnapshotThenChanges) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(90)));
+  auto reader = stub_->WatchReplicaSets(&context, {});
+  v1::ReplicaSetEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  EXPECT_EQ(event.kind(), v1::ReplicaSetEvent::KIND_SNAPSHOT);
+  EXPECT_THAT(event.replica_sets(), SizeIs(0));
+
+  v1::ReplicaSet set;
+  ASSERT_TRUE(Apply(Spec("dep-watch", 1, 1), &set).ok());
+  // Upserts until the replica is READY, then its replica-seconds grow.
+  double seconds = 0;
+  bool ready = false;
+  while (reader->Read(&event)) {
+    ASSERT_EQ(event.kind(), v1::ReplicaSetEvent::KIND_UPSERT);
+    ASSERT_THAT(event.replica_sets(), SizeIs(1));
+    const v1::ReplicaSet& now = event.replica_sets(0);
+    ASSERT_THAT(now.replicas(), SizeIs(1));
+    if (now.replicas(0).state() == v1::REPLICA_STATE_READY) ready = true;
+    if (ready && now.replicas(0).replica_seconds() > 0.5) {
+      seconds = now.replicas(0).replica_seconds();
+      break;
+    }
+  }
+  EXPECT_TRUE(ready);
+  EXPECT_GT(seconds, 0.5);
+
+  grpc::ClientContext delete_context;
+  v1::DeleteReplicaSetRequest request;
+  request.set_deployment("dep-watch");
+  request.set_revision(1);
+  request.set_drain_seconds(0);
+  v1::ReplicaSet deleted;
+  ASSERT_TRUE(stub_->DeleteReplicaSet(&delete_context, request, &deleted).ok());
+  bool gone = false;
+  while (!gone && reader->Read(&event)) {
+    gone = event.kind() == v1::ReplicaSetEvent::KIND_DELETE;
+  }
+  EXPECT_TRUE(gone);
+  EXPECT_EQ(event.replica_sets(0).spec().deployment(), "dep-watch");
+  context.TryCancel();
+  while (reader->Read(&event)) {
+  }
+  (void)reader->Finish();
+}
+
+TEST_F(SchedulerIntegrationTest, RunnerThatExitsAtOnceIsAFailedReplica) {
+  server_.reset();
+  LocalExecutor::Options executor;
+  executor.runner_path = "/bin/false";
+  executor.restart_backoff_initial = absl::Milliseconds(100);
+  executor.restart_backoff_max = absl::Milliseconds(200);
+  absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
+      SchedulerServer::Create(
+          {.server = {.name = "scheduler", .port = 0, .metrics_port = -1},
+           .db = conninfo(),
+           .hardware_config = HANGAR_HARDWARE_CONFIG_PATH,
+           .executor = executor});
+  ASSERT_OK(server.status());
+  server_ = *std::move(server);
+  stub_ = v1::SchedulerService::NewStub(grpc::CreateChannel(
+      server_->address(), grpc::InsecureChannelCredentials()));
+  v1::ReplicaSet set;
+  ASSERT_TRUE(Apply(Spec("dep-false", 1, 1), &set).ok());
+  EXPECT_TRUE(hangar::testing::WaitUntil([&] {
+    grpc::ClientContext context;
+    v1::GetReplicaSetRequest request;
+    request.set_deployment("dep-false");
+    request.set_revision(1);
+    v1::ReplicaSet now;
+    return stub_->GetReplicaSet(&context, request, &now).ok() &&
+           now.replicas(0).restarts() >= 2 &&
+           !now.replicas(0).last_error().empty();
+  }));
+
+  // A second server on the port in use fails cleanly.
+  absl::StatusOr<std::unique_ptr<SchedulerServer>> clash =
+      SchedulerServer::Create({.server = {.name = "scheduler",
+                                          .port = server_->port(),
+                                          .metrics_port = -1},
+                               .db = conninfo(),
+                               .hardware_config = HANGAR_HARDWARE_CONFIG_PATH,
+                               .executor = executor});
+  EXPECT_FALSE(clash.ok());
+}
+
+TEST_F(SchedulerIntegrationTest, MalformedHardwareFileExitsTwoNamingTheLine) {
+  const std::string dir = hangar::testing::MakeTempDir("sched-hw");
+  const std::string path = dir + "/hardware.textproto";
+  {
+    std::ofstream file(path);
+    file << "pools {\n  name: \"t4\"\n  gpus_per_node: 0\n}\n";
+  }
+  absl::StatusOr<std::unique_ptr<hangar::testing::ChildProcess>> child =
+      hangar::testing::ChildProcess::Start(
+          {HANGAR_SCHEDULER_PATH, "--port=0", "--metrics_port=-1",
+           "--db=" + conninfo(), "--hardware_config=" + path});
+  ASSERT_OK(child.status());
+  EXPECT_THAT((*child)->Wait(absl::Seconds(30)),
+              hangar::testing::IsOkAndHolds(2));
+  EXPECT_THAT((*child)->Output(), HasSubstr("hardware.textproto:"));
+}
+
 // The binary: kill -9 of the scheduler takes its runners with it (parent
 // death signal); the restarted scheduler recovers the set from PostgreSQL
 // and runs exactly min_replicas runners again — no duplicate, no orphan.
