@@ -1,0 +1,111 @@
+#include "services/deployment/deployment_server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/status_macros.h"
+#include "common/status/status_util.h"
+#include "grpcpp/grpcpp.h"
+#include "services/deployment/grpc_facts.h"
+
+namespace hangar::deployment {
+
+absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
+    Options options) {
+  if (options.db.empty()) {
+    return absl::InvalidArgumentError(
+        "--db: required (a libpq conninfo or URI)");
+  }
+  if (options.model_facts == nullptr && options.catalog_address.empty()) {
+    return absl::InvalidArgumentError(
+        "--catalog_address: required (host:port of the catalog)");
+  }
+  if (options.offering_facts == nullptr && options.scheduler_address.empty()) {
+    return absl::InvalidArgumentError(
+        "--scheduler_address: required (host:port of the scheduler)");
+  }
+  if (options.gateway_endpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "--gateway_endpoint: required (the gateway address shown to users)");
+  }
+  if (options.dependency_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("dependency_timeout: must be positive");
+  }
+  std::unique_ptr<DeploymentServer> server(new DeploymentServer());
+
+  if (!options.admin_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<auth::AdminToken>> admin =
+        auth::AdminToken::FromFile(options.admin_token_file);
+    if (!admin.ok()) {
+      return PrefixStatus("--admin_token_file", admin.status());
+    }
+    server->admin_token_ = *std::move(admin);
+  }
+
+  ASSIGN_OR_RETURN(
+      server->pool_,
+      db::Pool::Create({.conninfo = options.db,
+                        .size = options.db_pool_size,
+                        .connect_timeout = options.db_connect_timeout,
+                        .startup_timeout = options.db_startup_timeout,
+                        .clock = options.clock}));
+  RETURN_IF_ERROR(MigrateDeploymentSchema(*server->pool_));
+  server->store_ = std::make_unique<PgDeploymentStore>(server->pool_.get());
+
+  ModelFactsSource* models = options.model_facts;
+  if (models == nullptr) {
+    server->owned_model_facts_ = std::make_unique<GrpcCatalogFacts>(
+        grpc::CreateChannel(options.catalog_address,
+                            grpc::InsecureChannelCredentials()),
+        GrpcFactsOptions{.address = options.catalog_address,
+                         .admin_token = server->admin_token_.get(),
+                         .timeout = options.dependency_timeout});
+    models = server->owned_model_facts_.get();
+  }
+  OfferingFactsSource* offerings = options.offering_facts;
+  if (offerings == nullptr) {
+    server->owned_offering_facts_ = std::make_unique<GrpcSchedulerFacts>(
+        grpc::CreateChannel(options.scheduler_address,
+                            grpc::InsecureChannelCredentials()),
+        GrpcFactsOptions{.address = options.scheduler_address,
+                         .admin_token = server->admin_token_.get(),
+                         .timeout = options.dependency_timeout});
+    offerings = server->owned_offering_facts_.get();
+  }
+
+  ASSIGN_OR_RETURN(
+      server->deployments_,
+      Deployments::Create({.gateway_endpoint = options.gateway_endpoint,
+                           .store = server->store_.get(),
+                           .models = models,
+                           .offerings = offerings,
+                           .notifier = &server->notifier_,
+                           .clock = options.clock}));
+  server->service_ = std::make_unique<DeploymentServiceImpl>(
+      server->deployments_.get(), &server->notifier_,
+      server->admin_token_.get());
+  ASSIGN_OR_RETURN(server->server_,
+                   Server::Create(options.server, {server->service_.get()},
+                                  &server->metrics_));
+  // The drain ends every watch stream instead of holding it open.
+  server->server_->OnShutdown(
+      [notifier = &server->notifier_] { notifier->Close(); });
+  ASSIGN_OR_RETURN(
+      server->db_probe_,
+      db::DatabaseProbe::Start(
+          {.pool = server->pool_.get(),
+           .name = "deployment",
+           .on_change = server->server_->HealthReporter("database"),
+           .clock = options.clock}));
+  server->server_->SetServing(true);
+  return server;
+}
+
+DeploymentServer::~DeploymentServer() {
+  db_probe_.reset();  // It reports to server_.
+  if (server_ != nullptr) server_->Shutdown();
+  server_.reset();
+  notifier_.Close();
+}
+
+}  // namespace hangar::deployment

@@ -1,0 +1,116 @@
+// The deployment process's composition root: builds every piece from
+// Options, in dependency order, and owns them.
+//
+//   PostgreSQL pool -> migrations -> PgDeploymentStore
+//   admin token (--admin_token_file), carried on calls to the catalog and
+//   the scheduler too
+//   GrpcCatalogFacts (--catalog_address), GrpcSchedulerFacts
+//   (--scheduler_address), or fakes injected by tests
+//   ChangeNotifier (WatchApiKeys' feed)
+//   -> Deployments -> DeploymentServiceImpl -> hangar::Server (reflection,
+//   health, metrics, graceful drain; the drain closes the notifier, which
+//   ends every watch stream with UNAVAILABLE) and a DatabaseProbe that turns
+//   health NOT_SERVING while PostgreSQL is unreachable.
+//
+// Create() fails with one clear status naming the flag when anything is
+// wrong, and leaves nothing running. main.cc turns flags into Options;
+// tests build the server the same way with port 0 and injected facts.
+#ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVER_H_
+#define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/auth/bearer.h"
+#include "common/db/pool.h"
+#include "common/db/probe.h"
+#include "common/metrics/metrics.h"
+#include "common/server/server.h"
+#include "common/time/clock.h"
+#include "common/watch/change_notifier.h"
+#include "services/deployment/deployment_service.h"
+#include "services/deployment/deployments.h"
+#include "services/deployment/facts.h"
+#include "services/deployment/pg_deployment_store.h"
+
+namespace hangar::deployment {
+
+class DeploymentServer {
+ public:
+  struct Options {
+    // Address, ports, drain and TLS, nested as in every Hangar service.
+    // Loopback by default (control plane).
+    ServerOptions server = {.name = "deployment",
+                            .host = "127.0.0.1",
+                            .port = 7102,
+                            .metrics_port = 9102};
+    // When set, every call but health and reflection must carry
+    // "authorization: Bearer <the token in this file>", and calls to the
+    // catalog and the scheduler carry it too.
+    std::string admin_token_file;
+
+    // --- State ---
+    // libpq connection string or URI. Required.
+    std::string db;
+    // Database connections, in [1, 64].
+    int db_pool_size = 8;
+    // How long start-up keeps retrying while PostgreSQL refuses connections;
+    // zero fails at once.
+    absl::Duration db_startup_timeout = absl::ZeroDuration();
+    // Longest one connection attempt may take.
+    absl::Duration db_connect_timeout = absl::Seconds(2);
+
+    // --- Dependencies ---
+    // host:port of the catalog (model facts). Required unless
+    // `model_facts` is injected.
+    std::string catalog_address;
+    // host:port of the scheduler (hardware offerings). Required unless
+    // `offering_facts` is injected.
+    std::string scheduler_address;
+    // Deadline of one call to the catalog or the scheduler.
+    absl::Duration dependency_timeout = absl::Seconds(5);
+    // The gateway address shown to users (Deployment.endpoint). Required.
+    std::string gateway_endpoint = "127.0.0.1:7100";
+
+    // --- Injected for tests (not owned) ---
+    ModelFactsSource* model_facts = nullptr;
+    OfferingFactsSource* offering_facts = nullptr;
+    Clock* clock = Clock::Real();
+  };
+
+  static absl::StatusOr<std::unique_ptr<DeploymentServer>> Create(
+      Options options);
+
+  ~DeploymentServer();
+  DeploymentServer(const DeploymentServer&) = delete;
+  DeploymentServer& operator=(const DeploymentServer&) = delete;
+
+  std::string address() const { return server_->address(); }
+  int port() const { return server_->port(); }
+  int metrics_port() const { return server_->metrics_port(); }
+
+  void WaitForTermination() { server_->WaitForTermination(); }
+  void Shutdown() { server_->Shutdown(); }
+
+ private:
+  DeploymentServer() = default;
+
+  // Declared in construction order; destroyed in reverse.
+  MetricsRegistry metrics_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<PgDeploymentStore> store_;
+  ChangeNotifier notifier_;
+  std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.
+  std::unique_ptr<ModelFactsSource> owned_model_facts_;
+  std::unique_ptr<OfferingFactsSource> owned_offering_facts_;
+  std::unique_ptr<Deployments> deployments_;
+  std::unique_ptr<DeploymentServiceImpl> service_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<db::DatabaseProbe> db_probe_;
+};
+
+}  // namespace hangar::deployment
+
+#endif  // HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVER_H_

@@ -1,0 +1,101 @@
+#include "services/deployment/deployment_service.h"
+
+#include "common/server/admin_auth.h"
+#include "common/status/grpc_status.h"
+#include "common/watch/watch_reactor.h"
+#include "services/deployment/api_key_watch.h"
+
+namespace hangar::deployment {
+namespace {
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status DeploymentServiceImpl::ValidateDeployment(
+    grpc::ServerContext* context, const v1::ValidateDeploymentRequest* request,
+    v1::ValidateDeploymentResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->Validate(request->spec()), response);
+}
+
+grpc::Status DeploymentServiceImpl::CreateDeployment(
+    grpc::ServerContext* context, const v1::CreateDeploymentRequest* request,
+    v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->CreateDeployment(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::GetDeployment(
+    grpc::ServerContext* context, const v1::GetDeploymentRequest* request,
+    v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->Get(request->name()), response);
+}
+
+grpc::Status DeploymentServiceImpl::ListDeployments(
+    grpc::ServerContext* context, const v1::ListDeploymentsRequest* request,
+    v1::ListDeploymentsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->List(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::CreateApiKey(
+    grpc::ServerContext* context, const v1::CreateApiKeyRequest* request,
+    v1::CreateApiKeyResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->CreateApiKey(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::ListApiKeys(
+    grpc::ServerContext* context, const v1::ListApiKeysRequest* request,
+    v1::ListApiKeysResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->ListApiKeys(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::RevokeApiKey(
+    grpc::ServerContext* context, const v1::RevokeApiKeyRequest* request,
+    v1::ApiKey* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->RevokeApiKey(request->name()), response);
+}
+
+grpc::ServerWriteReactor<v1::ApiKeyEvent>* DeploymentServiceImpl::WatchApiKeys(
+    grpc::CallbackServerContext* context, const v1::WatchApiKeysRequest*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return FinishedWriteReactor<v1::ApiKeyEvent>(denied);
+  }
+  return ApiKeyWatchReactor::Start(
+      notifier_, kApiKeysWatchKey,
+      [deployments = deployments_] { return deployments->ActiveApiKeys(); });
+}
+
+}  // namespace hangar::deployment

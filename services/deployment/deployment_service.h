@@ -1,0 +1,66 @@
+// The gRPC face of the deployment service: a thin adapter from
+// hangar.v1.DeploymentService to the Deployments domain class. Each unary
+// method checks the admin token (AuthorizeAdmin), unpacks the request,
+// calls the domain and converts the status at the edge (ToGrpcStatus).
+// WatchApiKeys runs on the callback API (api_key_watch.h).
+//
+// Methods not built yet (UpdateDeployment, Redeploy, DeleteDeployment,
+// ListRevisions, GetEndpoint, WatchDeployments, RecordUsage, GetUsage) are
+// not overridden: gRPC answers UNIMPLEMENTED (see README.md).
+#ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
+#define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
+
+#include "common/auth/bearer.h"
+#include "common/watch/change_notifier.h"
+#include "hangar/v1/deployment.grpc.pb.h"
+#include "services/deployment/deployments.h"
+
+namespace hangar::deployment {
+
+class DeploymentServiceImpl final
+    : public v1::DeploymentService::WithCallbackMethod_WatchApiKeys<
+          v1::DeploymentService::Service> {
+ public:
+  // Not owned; must outlive the service. A null `admin_token` turns the
+  // check off.
+  DeploymentServiceImpl(Deployments* deployments, ChangeNotifier* notifier,
+                        const auth::AdminToken* admin_token)
+      : deployments_(deployments),
+        notifier_(notifier),
+        admin_token_(admin_token) {}
+
+  grpc::Status ValidateDeployment(
+      grpc::ServerContext* context,
+      const v1::ValidateDeploymentRequest* request,
+      v1::ValidateDeploymentResponse* response) override;
+  grpc::Status CreateDeployment(grpc::ServerContext* context,
+                                const v1::CreateDeploymentRequest* request,
+                                v1::Deployment* response) override;
+  grpc::Status GetDeployment(grpc::ServerContext* context,
+                             const v1::GetDeploymentRequest* request,
+                             v1::Deployment* response) override;
+  grpc::Status ListDeployments(grpc::ServerContext* context,
+                               const v1::ListDeploymentsRequest* request,
+                               v1::ListDeploymentsResponse* response) override;
+  grpc::Status CreateApiKey(grpc::ServerContext* context,
+                            const v1::CreateApiKeyRequest* request,
+                            v1::CreateApiKeyResponse* response) override;
+  grpc::Status ListApiKeys(grpc::ServerContext* context,
+                           const v1::ListApiKeysRequest* request,
+                           v1::ListApiKeysResponse* response) override;
+  grpc::Status RevokeApiKey(grpc::ServerContext* context,
+                            const v1::RevokeApiKeyRequest* request,
+                            v1::ApiKey* response) override;
+  grpc::ServerWriteReactor<v1::ApiKeyEvent>* WatchApiKeys(
+      grpc::CallbackServerContext* context,
+      const v1::WatchApiKeysRequest* request) override;
+
+ private:
+  Deployments* const deployments_;
+  ChangeNotifier* const notifier_;
+  const auth::AdminToken* const admin_token_;
+};
+
+}  // namespace hangar::deployment
+
+#endif  // HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_

@@ -1,0 +1,107 @@
+// The deployment service's state behind one small interface: deployments
+// with their revisions, idempotency keys, and API keys. PgDeploymentStore
+// (pg_deployment_store.h) is the real one.
+//
+// Contract every implementation keeps:
+//  - Create is atomic: the request id, the deployment and revision 1 are
+//    written together or not at all. A request id already used returns the
+//    deployment it made when the fingerprint matches, INVALID_ARGUMENT
+//    "request_id: ..." when it does not; concurrent creates with one request
+//    id make one deployment.
+//  - Display names are unique among live (not DELETED) deployments: an
+//    explicit one that is taken is ALREADY_EXISTS; a derived one gets the
+//    first free "-2", "-3", ... suffix.
+//  - Every write bumps the deployment's version; the etag returned is
+//    MakeEtag(version).
+//  - An unreachable database is UNAVAILABLE.
+#ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_STORE_H_
+#define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_STORE_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hangar/v1/deployment.pb.h"
+
+namespace hangar::deployment {
+
+// What an idempotency key made.
+struct RequestRecord {
+  // Of the request that first used the key.
+  std::string fingerprint;
+  // The resource it made ("dep-...", "key-...").
+  std::string resource;
+};
+
+struct CreateRecord {
+  std::string request_id;
+  std::string fingerprint;
+  // False: deployment.display_name is a base to make unique.
+  bool display_name_explicit = false;
+  // Without etag; version 1.
+  v1::Deployment deployment;
+  v1::Revision revision;
+  absl::Time now;
+};
+
+struct DeploymentFilter {
+  std::string model;
+  v1::DeploymentState state = v1::DEPLOYMENT_STATE_UNSPECIFIED;
+  std::string tag;
+  bool show_deleted = false;
+};
+
+// A key as stored: the message (no secret) and its hash.
+struct StoredApiKey {
+  v1::ApiKey key;
+  std::string sha256;
+};
+
+class DeploymentStore {
+ public:
+  virtual ~DeploymentStore() = default;
+
+  // Idempotency keys of `kind` ("create", "api_key").
+  virtual absl::StatusOr<std::optional<RequestRecord>> FindRequest(
+      const std::string& kind, const std::string& request_id) = 0;
+
+  virtual absl::StatusOr<v1::Deployment> Create(const CreateRecord& record) = 0;
+
+  // By id ("dep-...") or, failing that, by the display name of a live
+  // deployment. NOT_FOUND otherwise.
+  virtual absl::StatusOr<v1::Deployment> Get(const std::string& name) = 0;
+
+  // Deployments matching `filter` with name > `after`, by name, at most
+  // `limit`.
+  virtual absl::StatusOr<std::vector<v1::Deployment>> List(
+      const DeploymentFilter& filter, const std::string& after, int limit) = 0;
+
+  // Inserts `key` (of a live deployment) under the idempotency key
+  // ("api_key", request_id). Returns the stored key and whether this call
+  // made it (false: a retry, the key made before). INVALID_ARGUMENT when
+  // the request id was used with another fingerprint; FAILED_PRECONDITION
+  // when the deployment is being deleted or deleted; NOT_FOUND when absent.
+  virtual absl::StatusOr<std::pair<v1::ApiKey, bool>> CreateApiKey(
+      const std::string& request_id, const std::string& fingerprint,
+      const StoredApiKey& key) = 0;
+
+  // The keys of a deployment, by name, name > `after`, at most `limit`.
+  virtual absl::StatusOr<std::vector<v1::ApiKey>> ListApiKeys(
+      const std::string& deployment, bool show_revoked,
+      const std::string& after, int limit) = 0;
+
+  // Marks a key revoked at `now` (a revoked key stays revoked, with its
+  // first revoke time). NOT_FOUND when absent.
+  virtual absl::StatusOr<v1::ApiKey> RevokeApiKey(const std::string& name,
+                                                  absl::Time now) = 0;
+
+  // Every key not revoked: name, deployment, sha256.
+  virtual absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>>
+  ActiveApiKeys() = 0;
+};
+
+}  // namespace hangar::deployment
+
+#endif  // HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_STORE_H_

@@ -1,0 +1,334 @@
+#include "services/deployment/pg_deployment_store.h"
+
+#include <pqxx/pqxx>
+
+#include "absl/strings/str_cat.h"
+#include "common/api/etag.h"
+#include "common/api/time.h"
+#include "common/db/migrations.h"
+#include "google/protobuf/util/json_util.h"
+#include "hangar/migrations/deployment.h"
+
+namespace hangar::deployment {
+namespace {
+
+constexpr int kDeleted = v1::DEPLOYMENT_STATE_DELETED;
+constexpr int kDeleting = v1::DEPLOYMENT_STATE_DELETING;
+
+int64_t Micros(absl::Time time) { return absl::ToUnixMicros(time); }
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string json;
+  // Serializing a message we built cannot fail.
+  (void)google::protobuf::util::MessageToJsonString(message, &json);
+  return json;
+}
+
+template <typename T>
+absl::StatusOr<T> FromJson(const std::string& json) {
+  T message;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;  // Rows written by a newer version.
+  auto status =
+      google::protobuf::util::JsonStringToMessage(json, &message, options);
+  if (!status.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("stored row does not parse: ", status.ToString()));
+  }
+  return message;
+}
+
+absl::StatusOr<v1::Deployment> RowToDeployment(const pqxx::row& row) {
+  absl::StatusOr<v1::Deployment> deployment =
+      FromJson<v1::Deployment>(row["body"].as<std::string>());
+  if (!deployment.ok()) return deployment.status();
+  deployment->set_etag(MakeEtag(row["version"].as<int64_t>()));
+  return deployment;
+}
+
+constexpr char kDeploymentColumns[] = "body::text AS body, version";
+
+absl::StatusOr<v1::Deployment> SelectDeployment(pqxx::work& tx,
+                                                const std::string& name) {
+  pqxx::result rows = tx.exec_params(
+      absl::StrCat("SELECT ", kDeploymentColumns,
+                   " FROM deployment.deployments WHERE name = $1"),
+      name);
+  if (rows.empty()) {
+    rows = tx.exec_params(
+        absl::StrCat("SELECT ", kDeploymentColumns,
+                     " FROM deployment.deployments WHERE display_name = $1 "
+                     "AND state <> $2"),
+        name, kDeleted);
+  }
+  if (rows.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("deployment \"", name, "\" not found"));
+  }
+  return RowToDeployment(rows[0]);
+}
+
+v1::ApiKey RowToApiKey(const pqxx::row& row) {
+  v1::ApiKey key;
+  key.set_name(row["name"].as<std::string>());
+  key.set_deployment(row["deployment"].as<std::string>());
+  key.set_display_name(row["display_name"].as<std::string>());
+  key.set_prefix(row["prefix"].as<std::string>());
+  *key.mutable_create_time() = ToProtoTimestamp(
+      absl::FromUnixMicros(row["create_micros"].as<int64_t>()));
+  if (!row["last_used_micros"].is_null()) {
+    *key.mutable_last_used_time() = ToProtoTimestamp(
+        absl::FromUnixMicros(row["last_used_micros"].as<int64_t>()));
+  }
+  if (!row["revoke_micros"].is_null()) {
+    key.set_revoked(true);
+    *key.mutable_revoke_time() = ToProtoTimestamp(
+        absl::FromUnixMicros(row["revoke_micros"].as<int64_t>()));
+  }
+  return key;
+}
+
+constexpr char kKeyColumns[] =
+    "name, deployment, display_name, prefix, create_micros, "
+    "last_used_micros, revoke_micros";
+
+// Claims (kind, request_id) for `resource`. Returns the existing record
+// when another request claimed it first (committed: ON CONFLICT waits for a
+// concurrent claimer to finish).
+std::optional<RequestRecord> ClaimRequest(pqxx::work& tx,
+                                          const std::string& kind,
+                                          const std::string& request_id,
+                                          const std::string& fingerprint,
+                                          const std::string& resource,
+                                          absl::Time now) {
+  pqxx::result inserted = tx.exec_params(
+      "INSERT INTO deployment.request_ids "
+      "(kind, request_id, fingerprint, resource, create_micros) "
+      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+      kind, request_id, fingerprint, resource, Micros(now));
+  if (inserted.affected_rows() == 1) return std::nullopt;
+  pqxx::result rows = tx.exec_params(
+      "SELECT fingerprint, resource FROM deployment.request_ids "
+      "WHERE kind = $1 AND request_id = $2",
+      kind, request_id);
+  return RequestRecord{rows[0][0].as<std::string>(),
+                       rows[0][1].as<std::string>()};
+}
+
+absl::Status RequestReused() {
+  return absl::InvalidArgumentError(
+      "request_id: was already used for a different request; use a new "
+      "request_id for a new request");
+}
+
+}  // namespace
+
+absl::Status MigrateDeploymentSchema(db::Pool& pool) {
+  return db::ApplyMigrations(pool, migrations::deployment::kSchema,
+                             migrations::deployment::Migrations());
+}
+
+absl::StatusOr<std::optional<RequestRecord>> PgDeploymentStore::FindRequest(
+    const std::string& kind, const std::string& request_id) {
+  return pool_->Transact<std::optional<RequestRecord>>(
+      [&](pqxx::work& tx) -> absl::StatusOr<std::optional<RequestRecord>> {
+        pqxx::result rows = tx.exec_params(
+            "SELECT fingerprint, resource FROM deployment.request_ids "
+            "WHERE kind = $1 AND request_id = $2",
+            kind, request_id);
+        if (rows.empty()) return std::optional<RequestRecord>();
+        return std::optional<RequestRecord>(RequestRecord{
+            rows[0][0].as<std::string>(), rows[0][1].as<std::string>()});
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<v1::Deployment> PgDeploymentStore::Create(
+    const CreateRecord& record) {
+  return pool_->Transact<v1::Deployment>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
+        std::optional<RequestRecord> claimed =
+            ClaimRequest(tx, "create", record.request_id, record.fingerprint,
+                         record.deployment.name(), record.now);
+        if (claimed.has_value()) {
+          if (claimed->fingerprint != record.fingerprint) {
+            return RequestReused();
+          }
+          return SelectDeployment(tx, claimed->resource);
+        }
+        v1::Deployment deployment = record.deployment;
+        deployment.clear_etag();
+        const std::string base = deployment.display_name();
+        for (int suffix = 1;; ++suffix) {
+          std::string candidate =
+              suffix == 1 ? base : absl::StrCat(base, "-", suffix);
+          pqxx::result taken = tx.exec_params(
+              "SELECT 1 FROM deployment.deployments "
+              "WHERE display_name = $1 AND state <> $2",
+              candidate, kDeleted);
+          if (taken.empty()) {
+            deployment.set_display_name(candidate);
+            break;
+          }
+          if (record.display_name_explicit) {
+            return absl::AlreadyExistsError(absl::StrCat(
+                "display_name: \"", candidate,
+                "\" is taken by a live deployment; choose another"));
+          }
+          if (suffix >= 1000) {
+            return absl::ResourceExhaustedError(
+                absl::StrCat("display_name: no free name derived from \"", base,
+                             "\"; give one"));
+          }
+        }
+        tx.exec_params(
+            "INSERT INTO deployment.deployments "
+            "(name, display_name, model, state, version, body) "
+            "VALUES ($1, $2, $3, $4, 1, $5::jsonb)",
+            deployment.name(), deployment.display_name(),
+            deployment.spec().model(), static_cast<int>(deployment.state()),
+            ToJson(deployment));
+        tx.exec_params(
+            "INSERT INTO deployment.revisions (deployment, number, body) "
+            "VALUES ($1, $2, $3::jsonb)",
+            deployment.name(), record.revision.number(),
+            ToJson(record.revision));
+        deployment.set_etag(MakeEtag(1));
+        return deployment;
+      });
+}
+
+absl::StatusOr<v1::Deployment> PgDeploymentStore::Get(const std::string& name) {
+  return pool_->Transact<v1::Deployment>(
+      [&](pqxx::work& tx) { return SelectDeployment(tx, name); },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::vector<v1::Deployment>> PgDeploymentStore::List(
+    const DeploymentFilter& filter, const std::string& after, int limit) {
+  using Result = std::vector<v1::Deployment>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        // Empty filters are written as conditions that always hold, so the
+        // statement stays one parameterized text.
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat("SELECT ", kDeploymentColumns,
+                         " FROM deployment.deployments WHERE name > $1"
+                         " AND ($2 = '' OR model = $2)"
+                         " AND ($3 = 0 OR state = $3)"
+                         " AND ($4 = '' OR jsonb_exists(body->'tags', $4))"
+                         " AND ($5 OR state <> $6)"
+                         " ORDER BY name LIMIT $7"),
+            after, filter.model, static_cast<int>(filter.state), filter.tag,
+            filter.show_deleted, kDeleted, limit);
+        Result deployments;
+        for (const pqxx::row& row : rows) {
+          absl::StatusOr<v1::Deployment> deployment = RowToDeployment(row);
+          if (!deployment.ok()) return deployment.status();
+          deployments.push_back(*std::move(deployment));
+        }
+        return deployments;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::pair<v1::ApiKey, bool>> PgDeploymentStore::CreateApiKey(
+    const std::string& request_id, const std::string& fingerprint,
+    const StoredApiKey& key) {
+  using Result = std::pair<v1::ApiKey, bool>;
+  return pool_->Transact<Result>([&](pqxx::work& tx) -> absl::StatusOr<Result> {
+    const absl::Time now = FromProtoTimestamp(key.key.create_time());
+    std::optional<RequestRecord> claimed = ClaimRequest(
+        tx, "api_key", request_id, fingerprint, key.key.name(), now);
+    if (claimed.has_value()) {
+      if (claimed->fingerprint != fingerprint) return RequestReused();
+      pqxx::result rows = tx.exec_params(
+          absl::StrCat("SELECT ", kKeyColumns,
+                       " FROM deployment.api_keys WHERE name = $1"),
+          claimed->resource);
+      if (rows.empty()) {
+        return absl::InternalError("request_id names a missing key");
+      }
+      return Result(RowToApiKey(rows[0]), false);
+    }
+    pqxx::result state = tx.exec_params(
+        "SELECT state FROM deployment.deployments WHERE name = $1 FOR SHARE",
+        key.key.deployment());
+    if (state.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("deployment \"", key.key.deployment(), "\" not found"));
+    }
+    const int current = state[0][0].as<int>();
+    if (current == kDeleted || current == kDeleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("deployment \"", key.key.deployment(),
+                       "\" is deleted; it takes no new keys"));
+    }
+    tx.exec_params(
+        "INSERT INTO deployment.api_keys (name, deployment, display_name, "
+        "prefix, sha256, create_micros) VALUES ($1, $2, $3, $4, $5, $6)",
+        key.key.name(), key.key.deployment(), key.key.display_name(),
+        key.key.prefix(), key.sha256, Micros(now));
+    return Result(key.key, true);
+  });
+}
+
+absl::StatusOr<std::vector<v1::ApiKey>> PgDeploymentStore::ListApiKeys(
+    const std::string& deployment, bool show_revoked, const std::string& after,
+    int limit) {
+  using Result = std::vector<v1::ApiKey>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat("SELECT ", kKeyColumns,
+                         " FROM deployment.api_keys WHERE deployment = $1"
+                         " AND name > $2 AND ($3 OR revoke_micros IS NULL)"
+                         " ORDER BY name LIMIT $4"),
+            deployment, after, show_revoked, limit);
+        Result keys;
+        for (const pqxx::row& row : rows) keys.push_back(RowToApiKey(row));
+        return keys;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<v1::ApiKey> PgDeploymentStore::RevokeApiKey(
+    const std::string& name, absl::Time now) {
+  return pool_->Transact<v1::ApiKey>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::ApiKey> {
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat("UPDATE deployment.api_keys SET revoke_micros = "
+                         "COALESCE(revoke_micros, $2) WHERE name = $1 "
+                         "RETURNING ",
+                         kKeyColumns),
+            name, Micros(now));
+        if (rows.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("api key \"", name, "\" not found"));
+        }
+        return RowToApiKey(rows[0]);
+      });
+}
+
+absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>>
+PgDeploymentStore::ActiveApiKeys() {
+  using Result = std::vector<v1::ApiKeyEvent::Entry>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec(
+            "SELECT name, deployment, sha256 FROM deployment.api_keys "
+            "WHERE revoke_micros IS NULL ORDER BY name");
+        Result entries;
+        for (const pqxx::row& row : rows) {
+          v1::ApiKeyEvent::Entry entry;
+          entry.set_key_name(row[0].as<std::string>());
+          entry.set_deployment(row[1].as<std::string>());
+          entry.set_sha256(row[2].as<std::string>());
+          entries.push_back(std::move(entry));
+        }
+        return entries;
+      },
+      {.read_only = true});
+}
+
+}  // namespace hangar::deployment

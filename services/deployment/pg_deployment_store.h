@@ -1,0 +1,46 @@
+// DeploymentStore on PostgreSQL (schema `deployment`, migrations embedded
+// from migrations/). Deployments and revisions are kept as proto3 JSON with
+// the filtered columns beside them; every statement is parameterized, so
+// text from clients (descriptions, display names) is stored verbatim and
+// never read as SQL.
+#ifndef HANGAR_SERVICES_DEPLOYMENT_PG_DEPLOYMENT_STORE_H_
+#define HANGAR_SERVICES_DEPLOYMENT_PG_DEPLOYMENT_STORE_H_
+
+#include "common/db/pool.h"
+#include "services/deployment/deployment_store.h"
+
+namespace hangar::deployment {
+
+// Applies the embedded migrations to schema `deployment`.
+absl::Status MigrateDeploymentSchema(db::Pool& pool);
+
+class PgDeploymentStore final : public DeploymentStore {
+ public:
+  // `pool` is not owned; its search_path need not name the schema (every
+  // statement qualifies its tables).
+  explicit PgDeploymentStore(db::Pool* pool) : pool_(pool) {}
+
+  absl::StatusOr<std::optional<RequestRecord>> FindRequest(
+      const std::string& kind, const std::string& request_id) override;
+  absl::StatusOr<v1::Deployment> Create(const CreateRecord& record) override;
+  absl::StatusOr<v1::Deployment> Get(const std::string& name) override;
+  absl::StatusOr<std::vector<v1::Deployment>> List(
+      const DeploymentFilter& filter, const std::string& after,
+      int limit) override;
+  absl::StatusOr<std::pair<v1::ApiKey, bool>> CreateApiKey(
+      const std::string& request_id, const std::string& fingerprint,
+      const StoredApiKey& key) override;
+  absl::StatusOr<std::vector<v1::ApiKey>> ListApiKeys(
+      const std::string& deployment, bool show_revoked,
+      const std::string& after, int limit) override;
+  absl::StatusOr<v1::ApiKey> RevokeApiKey(const std::string& name,
+                                          absl::Time now) override;
+  absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>> ActiveApiKeys() override;
+
+ private:
+  db::Pool* const pool_;
+};
+
+}  // namespace hangar::deployment
+
+#endif  // HANGAR_SERVICES_DEPLOYMENT_PG_DEPLOYMENT_STORE_H_

@@ -1,0 +1,563 @@
+// The deployment service's RPCs end to end: a DeploymentServer on loopback
+// port 0 over a private PostgreSQL database, the catalog's and the
+// scheduler's facts from in-memory fakes, called through generated stubs.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/auth/api_key.h"
+#include "common/testing/postgres_server.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "hangar/v1/deployment.grpc.pb.h"
+#include "services/deployment/deployment_server.h"
+#include "services/deployment/grpc_facts.h"
+#include "services/deployment/testing/fake_facts.h"
+
+namespace hangar::deployment {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kModel[] = "TestOrg/Tiny-Chat_v2";
+constexpr char kOffering[] = "a10g-1x";
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+std::unique_ptr<grpc::ClientContext> Context(
+    absl::Duration timeout = absl::Seconds(30)) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(timeout));
+  return context;
+}
+
+class DeploymentApiTest : public ::hangar::testing::PostgresTest {
+ protected:
+  void SetUp() override {
+    PostgresTest::SetUp();
+    if (HasFatalFailure()) return;
+    ModelFacts model;
+    model.ready = true;
+    model.context_length = 2048;
+    model.license = "apache-2.0";
+    model.recipes["ENGINE_NONE"] = {.weight_bytes = 2 * kGiB,
+                                    .kv_bytes_per_sequence = 64 << 20};
+    v1::OptimizationRecipe int8;
+    int8.set_engine(v1::ENGINE_CTRANSLATE2);
+    int8.set_quantization(v1::QUANTIZATION_INT8);
+    model.recipes[RecipeKey(int8)] = {.weight_bytes = kGiB,
+                                      .kv_bytes_per_sequence = 64 << 20};
+    models_.Set(kModel, model);
+    OfferingFacts offering;
+    offering.gpu_model = "NVIDIA A10G";
+    offering.gpu_count = 1;
+    offering.gpu_memory_bytes = 24 * kGiB;
+    offering.hourly_price_micros = 1'818'000;
+    offerings_.Set(kOffering, offering);
+
+    absl::StatusOr<std::unique_ptr<DeploymentServer>> server =
+        DeploymentServer::Create(
+            {.server = {.name = "deployment",
+                        .port = 0,
+                        .metrics_port = -1,
+                        .drain_timeout = absl::Milliseconds(300)},
+             .db = conninfo(),
+             .db_pool_size = 8,
+             .gateway_endpoint = "gateway.test:443",
+             .model_facts = &models_,
+             .offering_facts = &offerings_});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(server_->address(),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::DeploymentService::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    stub_.reset();
+    channel_.reset();
+    server_.reset();
+  }
+
+  // A spec that passes every rule, with the terms accepted.
+  v1::DeploymentSpec ValidSpec() {
+    v1::DeploymentSpec spec;
+    spec.set_model(kModel);
+    spec.set_hardware(kOffering);
+    v1::ValidateDeploymentRequest request;
+    *request.mutable_spec() = spec;
+    v1::ValidateDeploymentResponse response;
+    grpc::Status status =
+        stub_->ValidateDeployment(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(response.valid());
+    spec.set_accept_terms(true);
+    spec.set_accepted_terms_sha256(response.terms_sha256());
+    return spec;
+  }
+
+  grpc::Status Create(const v1::CreateDeploymentRequest& request,
+                      v1::Deployment* deployment) {
+    return stub_->CreateDeployment(Context().get(), request, deployment);
+  }
+
+  v1::CreateDeploymentRequest CreateRequest(const std::string& request_id) {
+    v1::CreateDeploymentRequest request;
+    *request.mutable_spec() = ValidSpec();
+    request.set_request_id(request_id);
+    return request;
+  }
+
+  v1::ListDeploymentsResponse List(v1::ListDeploymentsRequest request) {
+    v1::ListDeploymentsResponse response;
+    grpc::Status status =
+        stub_->ListDeployments(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  testing::FakeModelFacts models_;
+  testing::FakeOfferingFacts offerings_;
+  std::unique_ptr<DeploymentServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::DeploymentService::Stub> stub_;
+};
+
+TEST_F(DeploymentApiTest, ValidateReportsEveryViolationAtOnce) {
+  v1::ValidateDeploymentRequest request;
+  v1::DeploymentSpec& spec = *request.mutable_spec();
+  spec.set_model("nobody/unknown-model");
+  spec.set_hardware("no-such-gpu");
+  spec.mutable_sampling()->set_temperature(
+      std::numeric_limits<float>::quiet_NaN());
+  spec.mutable_sampling()->set_top_p(std::numeric_limits<float>::infinity());
+  spec.set_inference_batch_size(0);
+  spec.set_min_replicas(-1);
+  spec.set_max_replicas(65);
+  spec.set_scale_up_delay_seconds(-5);
+  spec.set_scale_down_delay_seconds(86'401);
+  v1::ValidateDeploymentResponse response;
+  grpc::Status status =
+      stub_->ValidateDeployment(Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(response.valid());
+  std::set<std::string> fields;
+  for (const v1::FieldViolation& violation : response.violations()) {
+    fields.insert(violation.field());
+  }
+  for (const char* field :
+       {"spec.model", "spec.hardware", "spec.sampling.temperature",
+        "spec.sampling.top_p", "spec.inference_batch_size", "spec.min_replicas",
+        "spec.max_replicas", "spec.scale_up_delay_seconds",
+        "spec.scale_down_delay_seconds"}) {
+    EXPECT_TRUE(fields.contains(field))
+        << field << " missing from " << response.DebugString();
+  }
+
+  // The same spec refused by CreateDeployment lists them all, and nothing
+  // is written.
+  v1::CreateDeploymentRequest create;
+  *create.mutable_spec() = spec;
+  create.set_request_id("bad-spec");
+  v1::Deployment deployment;
+  status = Create(create, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.model"));
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.hardware"));
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.max_replicas"));
+  EXPECT_EQ(List({}).deployments_size(), 0);
+}
+
+TEST_F(DeploymentApiTest, ValidateReturnsNormalizedSpecCostAndTerms) {
+  v1::ValidateDeploymentRequest request;
+  request.mutable_spec()->set_model(kModel);
+  request.mutable_spec()->set_hardware(kOffering);
+  request.mutable_spec()->set_max_replicas(3);
+  v1::ValidateDeploymentResponse response;
+  ASSERT_TRUE(
+      stub_->ValidateDeployment(Context().get(), request, &response).ok());
+  EXPECT_TRUE(response.valid()) << response.DebugString();
+  EXPECT_EQ(response.normalized_spec().inference_batch_size(), 8);
+  EXPECT_EQ(response.normalized_spec().min_replicas(), 1);
+  EXPECT_EQ(response.min_hourly_cost().micros(), 1'818'000);
+  EXPECT_EQ(response.max_hourly_cost().micros(), 3 * 1'818'000);
+  EXPECT_THAT(response.terms(), HasSubstr("apache-2.0"));
+  EXPECT_EQ(response.terms_sha256().size(), 64u);
+}
+
+TEST_F(DeploymentApiTest, CreateIsIdempotentByRequestId) {
+  v1::CreateDeploymentRequest request = CreateRequest("req-1");
+  request.set_description("first");
+  v1::Deployment first;
+  grpc::Status status = Create(request, &first);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(first.name(), ::testing::MatchesRegex("dep-[a-z2-7]{12}"));
+  EXPECT_EQ(first.display_name(), "tiny-chat-v2");
+  EXPECT_EQ(first.state(), v1::DEPLOYMENT_STATE_PENDING);
+  EXPECT_EQ(first.state_reason(), "accepted");
+  EXPECT_EQ(first.latest_revision(), 1);
+  EXPECT_EQ(first.endpoint(), "gateway.test:443");
+  EXPECT_EQ(first.spec().inference_batch_size(), 8);
+  EXPECT_FALSE(first.etag().empty());
+
+  v1::Deployment again;
+  ASSERT_TRUE(Create(request, &again).ok());
+  EXPECT_EQ(again.name(), first.name());
+  EXPECT_EQ(again.etag(), first.etag());
+
+  v1::CreateDeploymentRequest other = request;
+  other.mutable_spec()->set_max_replicas(4);
+  status = Create(other, &again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("request_id"));
+  EXPECT_EQ(List({}).deployments_size(), 1);
+
+  // A second deployment of the model gets a unique derived display name;
+  // an explicit name that is taken is refused.
+  v1::Deployment second;
+  ASSERT_TRUE(Create(CreateRequest("req-2"), &second).ok());
+  EXPECT_EQ(second.display_name(), "tiny-chat-v2-2");
+  v1::CreateDeploymentRequest taken = CreateRequest("req-3");
+  taken.set_display_name("tiny-chat-v2");
+  EXPECT_EQ(Create(taken, &again).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+
+  // Get by id and by display name.
+  v1::GetDeploymentRequest get;
+  get.set_name(first.name());
+  v1::Deployment got;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.description(), "first");
+  get.set_name("tiny-chat-v2-2");
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.name(), second.name());
+  get.set_name("dep-aaaaaaaaaaaa");
+  EXPECT_EQ(stub_->GetDeployment(Context().get(), get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DeploymentApiTest, HundredConcurrentIdenticalCreatesMakeOne) {
+  const v1::CreateDeploymentRequest request = CreateRequest("same-request");
+  constexpr int kCalls = 100;
+  std::vector<std::string> names(kCalls);
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      // A well-behaved client retries RESOURCE_EXHAUSTED (the server's
+      // threads are bounded) with the same request id.
+      absl::Duration backoff = absl::Milliseconds(10);
+      for (int attempt = 0; attempt < 20; ++attempt) {
+        v1::Deployment deployment;
+        statuses[i] = Create(request, &deployment);
+        names[i] = deployment.name();
+        if (statuses[i].error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          break;
+        }
+        absl::SleepFor(backoff);  // Client backoff, not synchronisation.
+        backoff = std::min(backoff * 2, absl::Milliseconds(500));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::set<std::string> distinct;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    distinct.insert(names[i]);
+  }
+  EXPECT_EQ(distinct.size(), 1u);
+  EXPECT_EQ(List({}).deployments_size(), 1);
+}
+
+TEST_F(DeploymentApiTest, TermsMustBeAcceptedWithTheShownHash) {
+  v1::CreateDeploymentRequest request = CreateRequest("terms");
+  request.mutable_spec()->set_accepted_terms_sha256(std::string(64, '0'));
+  v1::Deployment deployment;
+  grpc::Status status = Create(request, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("accepted_terms_sha256"));
+  request.mutable_spec()->set_accept_terms(false);
+  request.set_request_id("terms-2");
+  EXPECT_EQ(Create(request, &deployment).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(List({}).deployments_size(), 0);
+}
+
+TEST_F(DeploymentApiTest, BadMetadataIsRefusedAndTextIsStoredVerbatim) {
+  v1::Deployment deployment;
+  v1::CreateDeploymentRequest many_tags = CreateRequest("tags");
+  for (int i = 0; i < 10'000; ++i) many_tags.add_tags(absl::StrCat("t", i));
+  grpc::Status status = Create(many_tags, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("at most 16 tags"));
+
+  v1::CreateDeploymentRequest big = CreateRequest("description");
+  big.set_description(std::string(1 << 20, 'x'));
+  status = Create(big, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("description"));
+
+  const std::string sql = "'; DROP TABLE deployment.deployments; --";
+  v1::CreateDeploymentRequest sql_tag = CreateRequest("sql-tag");
+  sql_tag.add_tags(sql);
+  status = Create(sql_tag, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("tags[0]"));
+  EXPECT_EQ(List({}).deployments_size(), 0);
+
+  // In the description (free text) it is stored verbatim.
+  v1::CreateDeploymentRequest sql_text = CreateRequest("sql-text");
+  sql_text.set_description(sql);
+  sql_text.add_tags("a.b:c_d-1");
+  ASSERT_TRUE(Create(sql_text, &deployment).ok());
+  v1::GetDeploymentRequest get;
+  get.set_name(deployment.name());
+  v1::Deployment got;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.description(), sql);
+  EXPECT_EQ(List({}).deployments_size(), 1);
+
+  // Unknown model / hardware.
+  v1::CreateDeploymentRequest unknown = CreateRequest("unknown");
+  unknown.mutable_spec()->set_model("nobody/nothing");
+  unknown.mutable_spec()->set_hardware("h1000-9x");
+  status = Create(unknown, &deployment);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.model"));
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.hardware"));
+
+  // Missing or oversized request ids.
+  v1::CreateDeploymentRequest no_id = CreateRequest("");
+  EXPECT_EQ(Create(no_id, &deployment).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::CreateDeploymentRequest long_id = CreateRequest(std::string(65, 'r'));
+  EXPECT_EQ(Create(long_id, &deployment).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(DeploymentApiTest, ListFiltersAndPages) {
+  v1::Deployment deployment;
+  for (int i = 0; i < 5; ++i) {
+    v1::CreateDeploymentRequest request =
+        CreateRequest(absl::StrCat("list-", i));
+    request.add_tags(i % 2 == 0 ? "even" : "odd");
+    ASSERT_TRUE(Create(request, &deployment).ok());
+  }
+  v1::ListDeploymentsRequest by_tag;
+  by_tag.set_tag("even");
+  EXPECT_EQ(List(by_tag).deployments_size(), 3);
+  v1::ListDeploymentsRequest by_model;
+  by_model.set_model("other/model");
+  EXPECT_EQ(List(by_model).deployments_size(), 0);
+  by_model.set_model(kModel);
+  EXPECT_EQ(List(by_model).deployments_size(), 5);
+  v1::ListDeploymentsRequest by_state;
+  by_state.set_state(v1::DEPLOYMENT_STATE_DEPLOYED);
+  EXPECT_EQ(List(by_state).deployments_size(), 0);
+
+  v1::ListDeploymentsRequest page;
+  page.set_page_size(2);
+  std::set<std::string> seen;
+  int pages = 0;
+  do {
+    v1::ListDeploymentsResponse response = List(page);
+    for (const v1::Deployment& d : response.deployments())
+      seen.insert(d.name());
+    page.set_page_token(response.next_page_token());
+    ++pages;
+  } while (!page.page_token().empty() && pages < 10);
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_EQ(pages, 3);
+
+  // A token replayed with other filters is refused.
+  page.set_page_size(2);
+  page.clear_page_token();
+  v1::ListDeploymentsResponse first = List(page);
+  v1::ListDeploymentsRequest replay;
+  replay.set_tag("odd");
+  replay.set_page_token(first.next_page_token());
+  v1::ListDeploymentsResponse ignored;
+  EXPECT_EQ(
+      stub_->ListDeployments(Context().get(), replay, &ignored).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(DeploymentApiTest, DependencyDownIsUnavailableNamingIt) {
+  models_.SetDown(true);
+  v1::ValidateDeploymentRequest request;
+  request.mutable_spec()->set_model(kModel);
+  v1::ValidateDeploymentResponse response;
+  grpc::Status status =
+      stub_->ValidateDeployment(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("catalog"));
+
+  // The gRPC clients name the dependency and its address.
+  GrpcCatalogFacts catalog(
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
+      {.address = "127.0.0.1:1", .timeout = absl::Seconds(2)});
+  absl::StatusOr<ModelFacts> model = catalog.GetModelFacts(kModel);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(model.status().message(), HasSubstr("catalog (127.0.0.1:1)"));
+  GrpcSchedulerFacts scheduler(
+      grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
+      {.address = "127.0.0.1:1", .timeout = absl::Seconds(2)});
+  absl::StatusOr<OfferingFacts> offering =
+      scheduler.GetOfferingFacts(kOffering);
+  EXPECT_EQ(offering.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(offering.status().message(),
+              HasSubstr("scheduler (127.0.0.1:1)"));
+}
+
+// Reads WatchApiKeys events on a thread of its own.
+class KeyWatcher {
+ public:
+  explicit KeyWatcher(v1::DeploymentService::Stub* stub) {
+    context_.set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::seconds(60));
+    reader_ = stub->WatchApiKeys(&context_, v1::WatchApiKeysRequest());
+    thread_ = std::thread([this] {
+      v1::ApiKeyEvent event;
+      while (reader_->Read(&event)) {
+        absl::MutexLock lock(&mu_);
+        events_.push_back(event);
+      }
+    });
+  }
+  ~KeyWatcher() {
+    context_.TryCancel();
+    thread_.join();
+    (void)reader_->Finish();
+  }
+  // Waits up to `timeout` for event number `index` (0-based).
+  std::optional<v1::ApiKeyEvent> WaitForEvent(size_t index,
+                                              absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&] { return events_.size() > index; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    if (events_.size() <= index) return std::nullopt;
+    return events_[index];
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::ApiKeyEvent>> reader_;
+  absl::Mutex mu_;
+  std::vector<v1::ApiKeyEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+TEST_F(DeploymentApiTest, ApiKeysCreateListRevokeAndWatch) {
+  v1::Deployment deployment;
+  ASSERT_TRUE(Create(CreateRequest("for-keys"), &deployment).ok());
+
+  v1::CreateApiKeyRequest create;
+  create.set_deployment(deployment.display_name());
+  create.set_display_name("first key");
+  create.set_request_id("key-req-1");
+  v1::CreateApiKeyResponse first;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create, &first).ok());
+  EXPECT_TRUE(auth::ValidateApiKeyFormat(first.plaintext()).ok());
+  EXPECT_EQ(first.api_key().deployment(), deployment.name());
+  EXPECT_EQ(first.api_key().prefix(),
+            auth::ApiKeyDisplayPrefix(first.plaintext()));
+
+  // A retry returns the same key without the plaintext.
+  v1::CreateApiKeyResponse retry;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create, &retry).ok());
+  EXPECT_EQ(retry.api_key().name(), first.api_key().name());
+  EXPECT_TRUE(retry.plaintext().empty());
+  create.set_display_name("another name");
+  EXPECT_EQ(stub_->CreateApiKey(Context().get(), create, &retry).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The watch starts with a snapshot holding the key's hash.
+  KeyWatcher watcher(stub_.get());
+  std::optional<v1::ApiKeyEvent> snapshot =
+      watcher.WaitForEvent(0, absl::Seconds(10));
+  ASSERT_TRUE(snapshot.has_value());
+  EXPECT_EQ(snapshot->kind(), v1::ApiKeyEvent::KIND_SNAPSHOT);
+  ASSERT_EQ(snapshot->entries_size(), 1);
+  EXPECT_EQ(snapshot->entries(0).sha256(), auth::HashApiKey(first.plaintext()));
+
+  create.set_display_name("second key");
+  create.set_request_id("key-req-2");
+  v1::CreateApiKeyResponse second;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create, &second).ok());
+  std::optional<v1::ApiKeyEvent> added =
+      watcher.WaitForEvent(1, absl::Seconds(2));
+  ASSERT_TRUE(added.has_value()) << "no ADDED within 2 s";
+  EXPECT_EQ(added->kind(), v1::ApiKeyEvent::KIND_ADDED);
+  ASSERT_EQ(added->entries_size(), 1);
+  EXPECT_EQ(added->entries(0).key_name(), second.api_key().name());
+  EXPECT_EQ(added->entries(0).sha256(), auth::HashApiKey(second.plaintext()));
+
+  v1::ListApiKeysRequest list;
+  list.set_deployment(deployment.name());
+  v1::ListApiKeysResponse keys;
+  ASSERT_TRUE(stub_->ListApiKeys(Context().get(), list, &keys).ok());
+  EXPECT_EQ(keys.api_keys_size(), 2);
+
+  v1::RevokeApiKeyRequest revoke;
+  revoke.set_name(first.api_key().name());
+  v1::ApiKey revoked;
+  const absl::Time revoke_start = absl::Now();
+  ASSERT_TRUE(stub_->RevokeApiKey(Context().get(), revoke, &revoked).ok());
+  EXPECT_TRUE(revoked.revoked());
+  std::optional<v1::ApiKeyEvent> gone =
+      watcher.WaitForEvent(2, absl::Seconds(2));
+  ASSERT_TRUE(gone.has_value()) << "no REVOKED within 2 s";
+  EXPECT_LT(absl::Now() - revoke_start, absl::Seconds(2));
+  EXPECT_EQ(gone->kind(), v1::ApiKeyEvent::KIND_REVOKED);
+  ASSERT_EQ(gone->entries_size(), 1);
+  EXPECT_EQ(gone->entries(0).key_name(), first.api_key().name());
+
+  // Revoking again is OK and keeps the key revoked; unknown keys are
+  // NOT_FOUND.
+  ASSERT_TRUE(stub_->RevokeApiKey(Context().get(), revoke, &revoked).ok());
+  EXPECT_TRUE(revoked.revoked());
+  revoke.set_name("key-nothing");
+  EXPECT_EQ(stub_->RevokeApiKey(Context().get(), revoke, &revoked).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  ASSERT_TRUE(stub_->ListApiKeys(Context().get(), list, &keys).ok());
+  ASSERT_EQ(keys.api_keys_size(), 1);
+  EXPECT_EQ(keys.api_keys(0).name(), second.api_key().name());
+  list.set_show_revoked(true);
+  ASSERT_TRUE(stub_->ListApiKeys(Context().get(), list, &keys).ok());
+  EXPECT_EQ(keys.api_keys_size(), 2);
+
+  // A key for an unknown deployment is NOT_FOUND.
+  create.set_deployment("dep-aaaaaaaaaaaa");
+  create.set_request_id("key-req-3");
+  EXPECT_EQ(stub_->CreateApiKey(Context().get(), create, &retry).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto reader = stub_->WatchApiKeys(&context, v1::WatchApiKeysRequest());
+  v1::ApiKeyEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  EXPECT_EQ(event.kind(), v1::ApiKeyEvent::KIND_SNAPSHOT);
+  EXPECT_EQ(event.entries_size(), 0);
+  server_->Shutdown();
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace hangar::deployment
