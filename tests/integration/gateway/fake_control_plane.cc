@@ -24,6 +24,16 @@ std::vector<v1::ReportLoadRequest> FakeScheduler::loads() const {
   return loads_;
 }
 
+int FakeScheduler::connections() const {
+  absl::MutexLock lock(&mu_);
+  return connections_;
+}
+
+void FakeScheduler::EndStreams() {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+}
+
 int FakeScheduler::watchers() const {
   absl::MutexLock lock(&mu_);
   return watchers_;
@@ -33,20 +43,31 @@ grpc::Status FakeScheduler::WatchRoutes(
     grpc::ServerContext* context, const v1::WatchRoutesRequest*,
     grpc::ServerWriter<v1::RouteEvent>* writer) {
   int sent = -1;
+  int generation;
   {
     absl::MutexLock lock(&mu_);
     ++watchers_;
+    ++connections_;
+    generation = generation_;
   }
   while (!context->IsCancelled()) {
     v1::RouteEvent event;
     {
       absl::MutexLock lock(&mu_);
+      if (generation != generation_) {
+        --watchers_;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake restart");
+      }
       std::pair<int*, int*> versions(&version_, &sent);
       mu_.AwaitWithTimeout(
           absl::Condition(
               +[](std::pair<int*, int*>* v) { return *v->first != *v->second; },
               &versions),
           kPoll);
+      if (generation != generation_) {
+        --watchers_;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake restart");
+      }
       if (version_ == sent) continue;
       sent = version_;
       event.set_kind(v1::RouteEvent::KIND_SNAPSHOT);

@@ -28,8 +28,12 @@ class FakeScheduler final : public v1::SchedulerService::Service {
   // Replaces the routes; every open WatchRoutes stream gets a snapshot.
   void SetRoutes(std::vector<v1::Route> routes);
   std::vector<v1::ReportLoadRequest> loads() const;
-  // Open WatchRoutes streams now.
+  // Open WatchRoutes streams now, and streams opened so far.
   int watchers() const;
+  int connections() const;
+  // Ends every open WatchRoutes stream with UNAVAILABLE (a scheduler
+  // restart, as the gateway sees it).
+  void EndStreams();
 
   grpc::Status WatchRoutes(grpc::ServerContext* context,
                            const v1::WatchRoutesRequest* request,
@@ -43,6 +47,9 @@ class FakeScheduler final : public v1::SchedulerService::Service {
   std::vector<v1::Route> routes_ ABSL_GUARDED_BY(mu_);
   int version_ ABSL_GUARDED_BY(mu_) = 0;
   int watchers_ ABSL_GUARDED_BY(mu_) = 0;
+  int connections_ ABSL_GUARDED_BY(mu_) = 0;
+  // Streams opened before this generation end.
+  int generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<v1::ReportLoadRequest> loads_ ABSL_GUARDED_BY(mu_);
 };
 

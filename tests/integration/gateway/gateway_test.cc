@@ -8,10 +8,13 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/testing/ports.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "tests/integration/gateway/gateway_test_base.h"
 
@@ -484,6 +487,107 @@ TEST_F(GatewayTest, KillOfARunnerRetriesTheRequestOnTheOther) {
   while (reader->Read(&message)) text += message.delta();
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(response.text(), text);
+}
+
+TEST_F(GatewayTest, OversizedAndMalformedRequestsAreRefusedClearly) {
+  StartGateway();
+  // 10 MB: past the gateway's 4 MiB message limit.
+  v1::GenerateRequest request = Request(4);
+  request.set_prompt(std::string(10 << 20, 'a'));
+  v1::GenerateResponse response;
+  grpc::Status big = Generate(request, &response, key_a_.plaintext);
+  EXPECT_TRUE(big.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+              big.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+      << big.error_code() << " " << big.error_message();
+  EXPECT_FALSE(big.error_message().empty());
+  // Invalid UTF-8 in GenerateRequest.prompt (field 2).
+  grpc::GenericStub stub(channel_);
+  // "\x0a\x05" "dep-a": deployment; "\x12\x02\xff\xfe": prompt.
+  const std::string bytes(
+      "\x0a\x05"
+      "dep-a"
+      "\x12\x02\xff\xfe",
+      11);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer raw(&slice, 1);
+  grpc::ByteBuffer raw_response;
+  grpc::ClientContext context;
+  Authorize(context, key_a_.plaintext);
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/hangar.v1.InferenceService/Generate",
+                 grpc::StubOptions(), &raw, &raw_response,
+                 [&](grpc::Status result) {
+                   status = std::move(result);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("GenerateRequest.prompt"));
+  // The gateway keeps serving.
+  EXPECT_TRUE(Generate(Request(2), &response, key_a_.plaintext).ok());
+}
+
+TEST_F(GatewayTest, OneKeyPastItsConcurrencyLimitDoesNotStopOthers) {
+  StartGateway([](gateway::GatewayServer::Options& options) {
+    options.max_concurrent_per_key = 1;
+  });
+  grpc::ClientContext long_context;
+  Authorize(long_context, key_a_.plaintext);
+  absl::Notification got_token;
+  std::thread holder([&] {
+    GenerateStream(Request(3000), "", &long_context,
+                   [&](const v1::GenerateStreamResponse&) {
+                     if (!got_token.HasBeenNotified()) got_token.Notify();
+                   });
+  });
+  ASSERT_TRUE(got_token.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  v1::GenerateResponse response;
+  grpc::Status refused = Generate(Request(2), &response, key_a_.plaintext);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("API key"));
+  EXPECT_TRUE(Generate(Request(2, "dep-b"), &response, key_b_.plaintext).ok());
+  long_context.TryCancel();
+  holder.join();
+  // The slot is back once the call ended.
+  EXPECT_TRUE(WaitUntil(
+      [&] { return Generate(Request(2), &response, key_a_.plaintext).ok(); }));
+}
+
+TEST_F(GatewayTest, CallsAreUnavailableUntilTheFirstRouteSnapshot) {
+  absl::StatusOr<int> port = PickFreeLoopbackPort();
+  ASSERT_TRUE(port.ok());
+  auto gateway = gateway::GatewayServer::Create(
+      {.server = {.name = "gateway", .port = 0, .metrics_port = -1},
+       .scheduler_address = absl::StrCat("127.0.0.1:", *port),
+       .deployment_address = control_->address(),
+       .gateway_id = "gw-no-routes"});
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  ASSERT_TRUE(WaitUntil([&] { return (*gateway)->keys().loaded(); }));
+  auto stub = v1::InferenceService::NewStub(grpc::CreateChannel(
+      (*gateway)->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  Authorize(context, key_a_.plaintext);
+  v1::GenerateResponse response;
+  grpc::Status status = stub->Generate(&context, Request(2), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+}
+
+TEST_F(GatewayTest, RouteStreamReconnectsAndResyncs) {
+  StartGateway();
+  const int before = control_->scheduler().connections();
+  control_->scheduler().EndStreams();
+  std::vector<v1::Route> routes = DefaultRoutes();
+  routes[0].set_display_name("alpha-renamed");
+  control_->scheduler().SetRoutes(routes);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return gateway_->routes().Resolve("alpha-renamed").ok(); },
+      absl::Seconds(10)));
+  EXPECT_GT(control_->scheduler().connections(), before);
+  v1::GenerateRequest request = Request(2, "alpha-renamed");
+  v1::GenerateResponse response;
+  EXPECT_TRUE(Generate(request, &response, key_a_.plaintext).ok());
 }
 
 }  // namespace
