@@ -21,6 +21,7 @@
 namespace hangar::testing {
 namespace {
 
+using ::hangar::testing::IsOkAndHolds;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -588,6 +589,49 @@ TEST_F(GatewayTest, RouteStreamReconnectsAndResyncs) {
   v1::GenerateRequest request = Request(2, "alpha-renamed");
   v1::GenerateResponse response;
   EXPECT_TRUE(Generate(request, &response, key_a_.plaintext).ok());
+}
+
+TEST_F(GatewayTest, TheBinaryServesAndExitsCleanlyOnSigterm) {
+  // A missing dependency is one line naming the flag and exit 1.
+  auto bad = ChildProcess::Start({HANGAR_GATEWAY_PATH, "--port=0"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_THAT((*bad)->Wait(absl::Seconds(30)), IsOkAndHolds(1));
+  EXPECT_THAT((*bad)->Output(), HasSubstr("--scheduler_address: required"));
+
+  absl::StatusOr<int> port = PickFreeLoopbackPort();
+  ASSERT_TRUE(port.ok());
+  // Flags and their environment fallbacks.
+  auto child = ChildProcess::Start(
+      {HANGAR_GATEWAY_PATH, "--host=127.0.0.1", absl::StrCat("--port=", *port),
+       "--metrics_port=-1", "--scheduler_address=" + control_->address(),
+       "--gateway_id=gw-process", "--drain_timeout=2s"},
+      {"HANGAR_GATEWAY_DEPLOYMENT_ADDRESS=" + control_->address(),
+       "HANGAR_GATEWAY_MAX_QUEUE_DELAY=1ms"});
+  ASSERT_TRUE(child.ok());
+  auto stub = v1::InferenceService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", *port), grpc::InsecureChannelCredentials()));
+  v1::GenerateResponse response;
+  ASSERT_TRUE(WaitUntil([&] {
+    grpc::ClientContext context;
+    Authorize(context, key_a_.plaintext, absl::Seconds(5));
+    return stub->Generate(&context, Request(3), &response).ok();
+  })) << (*child)->Output();
+  EXPECT_EQ(response.usage().completion_tokens(), 3);
+
+  (*child)->Signal(SIGTERM);
+  EXPECT_THAT((*child)->Wait(absl::Seconds(20)), IsOkAndHolds(0))
+      << (*child)->Output();
+  // The shutdown flushed the usage and load went to the scheduler with the
+  // instance's id.
+  int64_t completion = 0;
+  for (const v1::RecordUsageRequest& call : control_->deployment().usage()) {
+    for (const v1::TokenUsageReport& report : call.reports()) {
+      completion += report.tokens().completion_tokens();
+    }
+  }
+  EXPECT_EQ(completion, 3);
+  ASSERT_FALSE(control_->scheduler().loads().empty());
+  EXPECT_EQ(control_->scheduler().loads().back().reporter(), "gw-process");
 }
 
 }  // namespace
