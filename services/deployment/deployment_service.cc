@@ -57,6 +57,93 @@ grpc::Status DeploymentServiceImpl::ListDeployments(
   return Reply(deployments_->List(*request), response);
 }
 
+grpc::Status DeploymentServiceImpl::UpdateDeployment(
+    grpc::ServerContext* context, const v1::UpdateDeploymentRequest* request,
+    v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->Update(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
+                                             const v1::RedeployRequest* request,
+                                             v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->Redeploy(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::DeleteDeployment(
+    grpc::ServerContext* context, const v1::DeleteDeploymentRequest* request,
+    v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->Delete(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::ListRevisions(
+    grpc::ServerContext* context, const v1::ListRevisionsRequest* request,
+    v1::ListRevisionsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->ListRevisions(*request), response);
+}
+
+grpc::Status DeploymentServiceImpl::GetEndpoint(
+    grpc::ServerContext* context, const v1::GetEndpointRequest* request,
+    v1::Endpoint* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return Reply(deployments_->GetEndpoint(request->deployment()), response);
+}
+
+grpc::ServerWriteReactor<v1::Deployment>*
+DeploymentServiceImpl::WatchDeployments(grpc::CallbackServerContext* context,
+                                        const v1::WatchDeploymentsRequest*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return FinishedWriteReactor<v1::Deployment>(denied);
+  }
+  return FinishedWriteReactor<v1::Deployment>(
+      grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                   "WatchDeployments: not built yet (see "
+                   "services/deployment/README.md)"));
+}
+
+grpc::Status DeploymentServiceImpl::RecordUsage(grpc::ServerContext* context,
+                                                const v1::RecordUsageRequest*,
+                                                v1::RecordUsageResponse*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "RecordUsage: not built yet (see "
+                      "services/deployment/README.md)");
+}
+
+grpc::Status DeploymentServiceImpl::GetUsage(grpc::ServerContext* context,
+                                             const v1::GetUsageRequest*,
+                                             v1::GetUsageResponse*) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "GetUsage: not built yet (see "
+                      "services/deployment/README.md)");
+}
+
 grpc::Status DeploymentServiceImpl::CreateApiKey(
     grpc::ServerContext* context, const v1::CreateApiKeyRequest* request,
     v1::CreateApiKeyResponse* response) {

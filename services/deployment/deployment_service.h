@@ -4,9 +4,9 @@
 // calls the domain and converts the status at the edge (ToGrpcStatus).
 // WatchApiKeys runs on the callback API (api_key_watch.h).
 //
-// Methods not built yet (UpdateDeployment, Redeploy, DeleteDeployment,
-// ListRevisions, GetEndpoint, WatchDeployments, RecordUsage, GetUsage) are
-// not overridden: gRPC answers UNIMPLEMENTED (see README.md).
+// Methods not built yet (WatchDeployments, RecordUsage, GetUsage) check the
+// admin token like every other method, then answer UNIMPLEMENTED naming
+// what is missing (see README.md).
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 
@@ -18,8 +18,9 @@
 namespace hangar::deployment {
 
 class DeploymentServiceImpl final
-    : public v1::DeploymentService::WithCallbackMethod_WatchApiKeys<
-          v1::DeploymentService::Service> {
+    : public v1::DeploymentService::WithCallbackMethod_WatchDeployments<
+          v1::DeploymentService::WithCallbackMethod_WatchApiKeys<
+              v1::DeploymentService::Service>> {
  public:
   // Not owned; must outlive the service. A null `admin_token` turns the
   // check off.
@@ -42,6 +43,30 @@ class DeploymentServiceImpl final
   grpc::Status ListDeployments(grpc::ServerContext* context,
                                const v1::ListDeploymentsRequest* request,
                                v1::ListDeploymentsResponse* response) override;
+  grpc::Status UpdateDeployment(grpc::ServerContext* context,
+                                const v1::UpdateDeploymentRequest* request,
+                                v1::Deployment* response) override;
+  grpc::Status Redeploy(grpc::ServerContext* context,
+                        const v1::RedeployRequest* request,
+                        v1::Deployment* response) override;
+  grpc::Status DeleteDeployment(grpc::ServerContext* context,
+                                const v1::DeleteDeploymentRequest* request,
+                                v1::Deployment* response) override;
+  grpc::Status ListRevisions(grpc::ServerContext* context,
+                             const v1::ListRevisionsRequest* request,
+                             v1::ListRevisionsResponse* response) override;
+  grpc::Status GetEndpoint(grpc::ServerContext* context,
+                           const v1::GetEndpointRequest* request,
+                           v1::Endpoint* response) override;
+  grpc::ServerWriteReactor<v1::Deployment>* WatchDeployments(
+      grpc::CallbackServerContext* context,
+      const v1::WatchDeploymentsRequest* request) override;
+  grpc::Status RecordUsage(grpc::ServerContext* context,
+                           const v1::RecordUsageRequest* request,
+                           v1::RecordUsageResponse* response) override;
+  grpc::Status GetUsage(grpc::ServerContext* context,
+                        const v1::GetUsageRequest* request,
+                        v1::GetUsageResponse* response) override;
   grpc::Status CreateApiKey(grpc::ServerContext* context,
                             const v1::CreateApiKeyRequest* request,
                             v1::CreateApiKeyResponse* response) override;

@@ -17,6 +17,7 @@
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_STORE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_STORE_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,31 @@ struct StoredApiKey {
   std::string sha256;
 };
 
+// An idempotency key an Update claims together with its write.
+struct RequestClaim {
+  std::string kind;
+  std::string request_id;
+  std::string fingerprint;
+  absl::Time now;
+};
+
+// What an Update writes: the deployment's new state (its etag is ignored;
+// the version is bumped), optionally a new revision, and whether every key
+// of the deployment is revoked in the same transaction.
+struct Mutation {
+  v1::Deployment deployment;
+  std::optional<v1::Revision> new_revision;
+  bool revoke_keys = false;
+  absl::Time now;
+  // False: nothing is written and the current row is returned.
+  bool write = true;
+};
+
+// Decides the mutation from the current row (etag set), inside the
+// transaction that holds the row locked. An error aborts the write.
+using MutateFn =
+    std::function<absl::StatusOr<Mutation>(const v1::Deployment& current)>;
+
 class DeploymentStore {
  public:
   virtual ~DeploymentStore() = default;
@@ -77,6 +103,28 @@ class DeploymentStore {
   // `limit`.
   virtual absl::StatusOr<std::vector<v1::Deployment>> List(
       const DeploymentFilter& filter, const std::string& after, int limit) = 0;
+
+  // Locks the deployment (by id or live display name), calls `mutate` and
+  // writes what it returns, atomically. With a `claim`: when its request id
+  // is already known, `mutate` is not called and the deployment the first
+  // request wrote is returned (INVALID_ARGUMENT when the fingerprint
+  // differs). ALREADY_EXISTS when a new display name is taken.
+  virtual absl::StatusOr<v1::Deployment> Update(
+      const std::string& name, const std::optional<RequestClaim>& claim,
+      const MutateFn& mutate) = 0;
+
+  // Revision `number` of a deployment (by id). NOT_FOUND when absent.
+  virtual absl::StatusOr<v1::Revision> GetRevision(
+      const std::string& deployment, int64_t number) = 0;
+
+  // Revisions of a deployment (by id), newest first, number < `before`
+  // (0: from the newest), at most `limit`.
+  virtual absl::StatusOr<std::vector<v1::Revision>> ListRevisions(
+      const std::string& deployment, int64_t before, int limit) = 0;
+
+  // Keys of a deployment (by id) not revoked.
+  virtual absl::StatusOr<int> CountActiveApiKeys(
+      const std::string& deployment) = 0;
 
   // Inserts `key` (of a live deployment) under the idempotency key
   // ("api_key", request_id). Returns the stored key and whether this call

@@ -1,9 +1,14 @@
 #include "services/deployment/deployments.h"
 
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/api/etag.h"
+#include "common/api/field_mask.h"
 #include "common/api/page_token.h"
 #include "common/api/time.h"
 #include "common/auth/api_key.h"
@@ -13,6 +18,7 @@
 #include "common/util/sha256.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace hangar::deployment {
 namespace {
@@ -361,6 +367,308 @@ absl::StatusOr<v1::ApiKey> Deployments::RevokeApiKey(const std::string& name) {
 absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>>
 Deployments::ActiveApiKeys() {
   return options_.store->ActiveApiKeys();
+}
+
+}  // namespace hangar::deployment
+
+namespace hangar::deployment {
+namespace {
+
+bool IsLive(const v1::Deployment& deployment) {
+  return deployment.state() != v1::DEPLOYMENT_STATE_DELETED &&
+         deployment.state() != v1::DEPLOYMENT_STATE_DELETING;
+}
+
+absl::Status NotLive(const v1::Deployment& deployment) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "deployment \"", deployment.name(), "\" is ",
+      v1::DeploymentState_Name(deployment.state()), "; it cannot be changed"));
+}
+
+// Collects the dotted paths of differing fields.
+class PathReporter
+    : public google::protobuf::util::MessageDifferencer::Reporter {
+ public:
+  explicit PathReporter(std::set<std::string>* paths) : paths_(paths) {}
+  void ReportAdded(
+      const google::protobuf::Message&, const google::protobuf::Message&,
+      const std::vector<
+          google::protobuf::util::MessageDifferencer::SpecificField>& path)
+      override {
+    Add(path);
+  }
+  void ReportDeleted(
+      const google::protobuf::Message&, const google::protobuf::Message&,
+      const std::vector<
+          google::protobuf::util::MessageDifferencer::SpecificField>& path)
+      override {
+    Add(path);
+  }
+  void ReportModified(
+      const google::protobuf::Message&, const google::protobuf::Message&,
+      const std::vector<
+          google::protobuf::util::MessageDifferencer::SpecificField>& path)
+      override {
+    Add(path);
+  }
+
+ private:
+  void Add(const std::vector<
+           google::protobuf::util::MessageDifferencer::SpecificField>& path) {
+    std::string joined;
+    for (const auto& field : path) {
+      if (field.field == nullptr) continue;
+      if (!joined.empty()) joined.push_back('.');
+      joined += field.field->name();
+    }
+    if (!joined.empty()) paths_->insert(joined);
+  }
+  std::set<std::string>* paths_;
+};
+
+}  // namespace
+
+std::vector<std::string> ChangedFields(const v1::DeploymentSpec& before,
+                                       const v1::DeploymentSpec& after) {
+  std::set<std::string> paths;
+  {
+    PathReporter reporter(&paths);
+    google::protobuf::util::MessageDifferencer differencer;
+    const google::protobuf::Descriptor* descriptor =
+        v1::DeploymentSpec::descriptor();
+    differencer.IgnoreField(descriptor->FindFieldByName("accept_terms"));
+    differencer.IgnoreField(
+        descriptor->FindFieldByName("accepted_terms_sha256"));
+    differencer.ReportDifferencesTo(&reporter);
+    differencer.Compare(before, after);
+  }
+  // A message field is reported with the fields inside it that changed;
+  // keep the innermost paths only.
+  std::vector<std::string> changed;
+  for (const std::string& path : paths) {
+    auto next = paths.upper_bound(path);
+    if (next != paths.end() && absl::StartsWith(*next, path + ".")) continue;
+    changed.push_back(path);
+  }
+  return changed;
+}
+
+absl::StatusOr<v1::Deployment> Deployments::Update(
+    const v1::UpdateDeploymentRequest& request) {
+  RETURN_IF_ERROR(ValidateFieldMask(request.update_mask(),
+                                    {"display_name", "description", "tags"},
+                                    v1::Deployment::descriptor()));
+  const v1::Deployment& given = request.deployment();
+  if (given.name().empty()) return InvalidField("deployment.name", "required");
+  // Check what the mask takes before touching the database.
+  v1::Deployment probe;
+  probe.set_display_name("x");
+  ApplyFieldMask(given, request.update_mask(), &probe);
+  std::vector<FieldViolation> violations =
+      MetadataViolations(probe.display_name(), probe.description(),
+                         probe.tags(), /*allow_empty_display_name=*/false);
+  for (FieldViolation& violation : violations) {
+    violation.field = absl::StrCat("deployment.", violation.field);
+  }
+  RETURN_IF_ERROR(ViolationsToStatus(violations));
+  const absl::Time now = options_.clock->Now();
+  ASSIGN_OR_RETURN(
+      v1::Deployment updated,
+      options_.store->Update(
+          given.name(), std::nullopt,
+          [&](const v1::Deployment& current) -> absl::StatusOr<Mutation> {
+            RETURN_IF_ERROR(CheckEtag(given.etag(), current.etag(), false,
+                                      "deployment.etag"));
+            if (!IsLive(current)) return NotLive(current);
+            Mutation mutation{.deployment = current, .now = now};
+            ApplyFieldMask(given, request.update_mask(), &mutation.deployment);
+            *mutation.deployment.mutable_update_time() = ToProtoTimestamp(now);
+            return mutation;
+          }));
+  options_.notifier->Notify(updated.name());
+  return updated;
+}
+
+absl::StatusOr<v1::Deployment> Deployments::Redeploy(
+    const v1::RedeployRequest& request) {
+  if (request.name().empty()) return InvalidField("name", "required");
+  RETURN_IF_ERROR(CheckRequestId(request.request_id()));
+  if (request.etag().empty()) return InvalidField("etag", "required");
+  const std::string fingerprint = Fingerprint(request);
+  ASSIGN_OR_RETURN(
+      std::optional<RequestRecord> known,
+      options_.store->FindRequest("redeploy", request.request_id()));
+  if (known.has_value()) {
+    if (known->fingerprint != fingerprint) {
+      return absl::InvalidArgumentError(
+          "request_id: was already used for a different request; use a new "
+          "request_id for a new request");
+    }
+    return options_.store->Get(known->resource);
+  }
+  ASSIGN_OR_RETURN(v1::Deployment current, options_.store->Get(request.name()));
+  RETURN_IF_ERROR(CheckEtag(request.etag(), current.etag(), true));
+  if (!IsLive(current)) return NotLive(current);
+
+  v1::DeploymentSpec spec;
+  int64_t rolled_back_from = 0;
+  switch (request.source_case()) {
+    case v1::RedeployRequest::kSpec:
+      spec = request.spec();
+      break;
+    case v1::RedeployRequest::kFromRevision: {
+      if (request.from_revision() < 1 ||
+          request.from_revision() > current.latest_revision()) {
+        return InvalidField(
+            "from_revision",
+            absl::StrCat("must be in [1, ", current.latest_revision(),
+                         "]; was ", request.from_revision()));
+      }
+      ASSIGN_OR_RETURN(
+          v1::Revision old,
+          options_.store->GetRevision(current.name(), request.from_revision()));
+      spec = old.spec();
+      rolled_back_from = old.number();
+      break;
+    }
+    default:
+      return InvalidField("source", "required: spec or from_revision");
+  }
+  ASSIGN_OR_RETURN(SpecReview review, Review(spec));
+  RETURN_IF_ERROR(ViolationsToStatus(review.violations));
+  RETURN_IF_ERROR(CheckTermsAccepted(spec, review.terms_sha256));
+
+  const absl::Time now = options_.clock->Now();
+  ASSIGN_OR_RETURN(
+      v1::Deployment updated,
+      options_.store->Update(
+          current.name(),
+          RequestClaim{"redeploy", request.request_id(), fingerprint, now},
+          [&](const v1::Deployment& row) -> absl::StatusOr<Mutation> {
+            // The row may have moved on since it was read above.
+            RETURN_IF_ERROR(CheckEtag(request.etag(), row.etag(), true));
+            if (!IsLive(row)) return NotLive(row);
+            Mutation mutation{.deployment = row, .now = now};
+            v1::Revision revision;
+            revision.set_number(row.latest_revision() + 1);
+            *revision.mutable_spec() = review.normalized;
+            revision.set_state(v1::DEPLOYMENT_STATE_PENDING);
+            revision.set_state_reason("accepted");
+            for (std::string& field :
+                 ChangedFields(row.spec(), review.normalized)) {
+              revision.add_changed_fields(std::move(field));
+            }
+            revision.set_author(options_.author);
+            revision.set_rolled_back_from(rolled_back_from);
+            *revision.mutable_create_time() = ToProtoTimestamp(now);
+            v1::Deployment& next = mutation.deployment;
+            *next.mutable_spec() = review.normalized;
+            next.set_state(v1::DEPLOYMENT_STATE_PENDING);
+            next.set_state_reason("accepted");
+            next.set_latest_revision(revision.number());
+            next.set_desired_replicas(review.normalized.min_replicas());
+            *next.mutable_update_time() = ToProtoTimestamp(now);
+            mutation.new_revision = std::move(revision);
+            return mutation;
+          }));
+  options_.notifier->Notify(updated.name());
+  return updated;
+}
+
+absl::StatusOr<v1::Deployment> Deployments::Delete(
+    const v1::DeleteDeploymentRequest& request) {
+  if (request.name().empty()) return InvalidField("name", "required");
+  const absl::Time now = options_.clock->Now();
+  bool revoked = false;
+  ASSIGN_OR_RETURN(
+      v1::Deployment deleted,
+      options_.store->Update(
+          request.name(), std::nullopt,
+          [&](const v1::Deployment& current) -> absl::StatusOr<Mutation> {
+            Mutation mutation{.deployment = current, .now = now};
+            if (current.state() == v1::DEPLOYMENT_STATE_DELETED) {
+              mutation.write = false;  // Deleting twice: the same answer.
+              return mutation;
+            }
+            RETURN_IF_ERROR(CheckEtag(request.etag(), current.etag()));
+            v1::Deployment& next = mutation.deployment;
+            next.set_state(v1::DEPLOYMENT_STATE_DELETED);
+            next.set_state_reason("deleted; no replica was running");
+            next.set_desired_replicas(0);
+            next.set_ready_replicas(0);
+            next.set_serving_revision(0);
+            next.mutable_hourly_cost()->set_micros(0);
+            *next.mutable_update_time() = ToProtoTimestamp(now);
+            mutation.revoke_keys = true;
+            revoked = true;
+            return mutation;
+          }));
+  if (revoked) {
+    options_.notifier->Notify(kApiKeysWatchKey);
+    options_.notifier->Notify(deleted.name());
+  }
+  return deleted;
+}
+
+absl::StatusOr<v1::ListRevisionsResponse> Deployments::ListRevisions(
+    const v1::ListRevisionsRequest& request) {
+  ASSIGN_OR_RETURN(int limit, ResolvePageSize(request.page_size()));
+  const std::string filters = FilterFingerprint(request);
+  ASSIGN_OR_RETURN(std::string after,
+                   DecodePageToken(request.page_token(), filters));
+  int64_t before = 0;
+  if (!after.empty() && (!absl::SimpleAtoi(after, &before) || before < 1)) {
+    return InvalidField("page_token", "malformed");
+  }
+  if (request.deployment().empty()) {
+    return InvalidField("deployment", "required");
+  }
+  ASSIGN_OR_RETURN(v1::Deployment deployment,
+                   options_.store->Get(request.deployment()));
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Revision> revisions,
+      options_.store->ListRevisions(deployment.name(), before, limit + 1));
+  v1::ListRevisionsResponse response;
+  const bool more = static_cast<int>(revisions.size()) > limit;
+  if (more) revisions.resize(limit);
+  if (more && !revisions.empty()) {
+    response.set_next_page_token(
+        EncodePageToken(absl::StrCat(revisions.back().number()), filters));
+  }
+  for (v1::Revision& revision : revisions) {
+    revision.set_serving(revision.number() == deployment.serving_revision() &&
+                         deployment.serving_revision() > 0);
+    *response.add_revisions() = std::move(revision);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Endpoint> Deployments::GetEndpoint(const std::string& name) {
+  if (name.empty()) return InvalidField("deployment", "required");
+  ASSIGN_OR_RETURN(v1::Deployment deployment, options_.store->Get(name));
+  ASSIGN_OR_RETURN(ModelFacts model,
+                   options_.models->GetModelFacts(deployment.spec().model()));
+  ASSIGN_OR_RETURN(int keys,
+                   options_.store->CountActiveApiKeys(deployment.name()));
+  v1::Endpoint endpoint;
+  endpoint.set_deployment(deployment.name());
+  endpoint.set_display_name(deployment.display_name());
+  endpoint.set_address(options_.gateway_endpoint);
+  endpoint.set_method(kGenerateMethod);
+  const std::string body = absl::StrCat(
+      "{\"deployment\": \"", deployment.name(), "\", \"prompt\": \"Hello\"}");
+  endpoint.set_example(absl::StrCat(
+      "hangarctl call --api_key=<YOUR_API_KEY> ", options_.gateway_endpoint,
+      " ", kGenerateMethod, " '", body, "'\n",
+      "grpcurl -H 'authorization: ", "Bearer <YOUR_API_KEY>' -d '", body, "' ",
+      options_.gateway_endpoint, " ", kGenerateMethod, "\n"));
+  endpoint.set_ready(deployment.serving_revision() > 0);
+  endpoint.set_serving_revision(deployment.serving_revision());
+  endpoint.set_ready_replicas(deployment.ready_replicas());
+  endpoint.set_api_keys(keys);
+  *endpoint.mutable_sampling() = deployment.spec().sampling();
+  endpoint.set_context_length(model.found ? model.context_length : 0);
+  return endpoint;
 }
 
 }  // namespace hangar::deployment

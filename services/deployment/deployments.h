@@ -15,6 +15,18 @@
 //    reason "accepted": the reconciler that drives it further is not built
 //    yet.
 //  - Get (by id or display name) and List (filters, pages).
+//  - UpdateDeployment: display_name, description and tags through a
+//    FieldMask; an etag, when given, must be current (ABORTED otherwise).
+//    Makes no revision.
+//  - Redeploy: a new spec or an old revision's (rollback) becomes revision
+//    N+1 (PENDING, "accepted"), with the fields changed against N, the
+//    author and the revision it was rolled back from. The etag is required;
+//    the request id makes it idempotent (a retry returns the deployment even
+//    though its etag has moved on).
+//  - DeleteDeployment: nothing runs yet, so the deployment goes straight to
+//    DELETED in one transaction that revokes its keys; revisions, keys and
+//    (later) usage stay. Deleting a DELETED deployment returns it (OK).
+//  - ListRevisions (newest first, pages) and GetEndpoint (how to call it).
 //  - API keys: CreateApiKey (the plaintext is returned once; a retry with
 //    the same request id returns the key without it), ListApiKeys,
 //    RevokeApiKey, and ActiveApiKeys for the gateway's watch. Every key
@@ -58,6 +70,15 @@ std::vector<sampling::FieldViolation> MetadataViolations(
 // ("HuggingFaceTB/SmolLM2-135M-Instruct" -> "smollm2-135m-instruct").
 std::string DisplayNameFromModel(const std::string& model);
 
+// The spec fields that differ between `before` and `after`, as dotted
+// paths ("sampling.temperature", "hardware"), sorted; the terms fields are
+// not counted (they change with the text, not the deployment).
+std::vector<std::string> ChangedFields(const v1::DeploymentSpec& before,
+                                       const v1::DeploymentSpec& after);
+
+// The method clients call through the gateway.
+inline constexpr char kGenerateMethod[] = "hangar.v1.InferenceService/Generate";
+
 class Deployments {
  public:
   struct Options {
@@ -83,6 +104,15 @@ class Deployments {
   absl::StatusOr<v1::Deployment> Get(const std::string& name);
   absl::StatusOr<v1::ListDeploymentsResponse> List(
       const v1::ListDeploymentsRequest& request);
+
+  absl::StatusOr<v1::Deployment> Update(
+      const v1::UpdateDeploymentRequest& request);
+  absl::StatusOr<v1::Deployment> Redeploy(const v1::RedeployRequest& request);
+  absl::StatusOr<v1::Deployment> Delete(
+      const v1::DeleteDeploymentRequest& request);
+  absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
+      const v1::ListRevisionsRequest& request);
+  absl::StatusOr<v1::Endpoint> GetEndpoint(const std::string& name);
 
   absl::StatusOr<v1::CreateApiKeyResponse> CreateApiKey(
       const v1::CreateApiKeyRequest& request);

@@ -232,6 +232,126 @@ absl::StatusOr<std::vector<v1::Deployment>> PgDeploymentStore::List(
       {.read_only = true});
 }
 
+absl::StatusOr<v1::Deployment> PgDeploymentStore::Update(
+    const std::string& name, const std::optional<RequestClaim>& claim,
+    const MutateFn& mutate) {
+  return pool_->Transact<v1::Deployment>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
+        absl::StatusOr<v1::Deployment> found = SelectDeployment(tx, name);
+        if (!found.ok()) return found.status();
+        // Lock the row, then read it again: the first read may predate a
+        // write that committed while we waited for the lock.
+        tx.exec_params(
+            "SELECT 1 FROM deployment.deployments WHERE name = $1 FOR UPDATE",
+            found->name());
+        absl::StatusOr<v1::Deployment> current =
+            SelectDeployment(tx, found->name());
+        if (!current.ok()) return current.status();
+        if (claim.has_value()) {
+          std::optional<RequestRecord> claimed =
+              ClaimRequest(tx, claim->kind, claim->request_id,
+                           claim->fingerprint, current->name(), claim->now);
+          if (claimed.has_value()) {
+            if (claimed->fingerprint != claim->fingerprint) {
+              return RequestReused();
+            }
+            return SelectDeployment(tx, claimed->resource);
+          }
+        }
+        absl::StatusOr<Mutation> mutation = mutate(*current);
+        if (!mutation.ok()) return mutation.status();
+        if (!mutation->write) return *current;
+        v1::Deployment next = std::move(mutation->deployment);
+        next.set_name(current->name());
+        next.clear_etag();
+        if (next.display_name() != current->display_name() &&
+            next.state() != kDeleted) {
+          pqxx::result taken = tx.exec_params(
+              "SELECT 1 FROM deployment.deployments "
+              "WHERE display_name = $1 AND state <> $2 AND name <> $3",
+              next.display_name(), kDeleted, next.name());
+          if (!taken.empty()) {
+            return absl::AlreadyExistsError(absl::StrCat(
+                "display_name: \"", next.display_name(),
+                "\" is taken by a live deployment; choose another"));
+          }
+        }
+        pqxx::result updated = tx.exec_params(
+            "UPDATE deployment.deployments SET display_name = $2, "
+            "model = $3, state = $4, body = $5::jsonb, version = version + 1 "
+            "WHERE name = $1 RETURNING version",
+            next.name(), next.display_name(), next.spec().model(),
+            static_cast<int>(next.state()), ToJson(next));
+        if (mutation->new_revision.has_value()) {
+          tx.exec_params(
+              "INSERT INTO deployment.revisions (deployment, number, body) "
+              "VALUES ($1, $2, $3::jsonb)",
+              next.name(), mutation->new_revision->number(),
+              ToJson(*mutation->new_revision));
+        }
+        if (mutation->revoke_keys) {
+          tx.exec_params(
+              "UPDATE deployment.api_keys SET revoke_micros = $2 "
+              "WHERE deployment = $1 AND revoke_micros IS NULL",
+              next.name(), Micros(mutation->now));
+        }
+        next.set_etag(MakeEtag(updated[0][0].as<int64_t>()));
+        return next;
+      });
+}
+
+absl::StatusOr<v1::Revision> PgDeploymentStore::GetRevision(
+    const std::string& deployment, int64_t number) {
+  return pool_->Transact<v1::Revision>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Revision> {
+        pqxx::result rows = tx.exec_params(
+            "SELECT body::text FROM deployment.revisions "
+            "WHERE deployment = $1 AND number = $2",
+            deployment, number);
+        if (rows.empty()) {
+          return absl::NotFoundError(absl::StrCat("revision ", number, " of \"",
+                                                  deployment, "\" not found"));
+        }
+        return FromJson<v1::Revision>(rows[0][0].as<std::string>());
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::vector<v1::Revision>> PgDeploymentStore::ListRevisions(
+    const std::string& deployment, int64_t before, int limit) {
+  using Result = std::vector<v1::Revision>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec_params(
+            "SELECT body::text FROM deployment.revisions "
+            "WHERE deployment = $1 AND ($2 = 0 OR number < $2) "
+            "ORDER BY number DESC LIMIT $3",
+            deployment, before, limit);
+        Result revisions;
+        for (const pqxx::row& row : rows) {
+          absl::StatusOr<v1::Revision> revision =
+              FromJson<v1::Revision>(row[0].as<std::string>());
+          if (!revision.ok()) return revision.status();
+          revisions.push_back(*std::move(revision));
+        }
+        return revisions;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<int> PgDeploymentStore::CountActiveApiKeys(
+    const std::string& deployment) {
+  return pool_->Transact<int>(
+      [&](pqxx::work& tx) -> absl::StatusOr<int> {
+        pqxx::result rows = tx.exec_params(
+            "SELECT count(*) FROM deployment.api_keys "
+            "WHERE deployment = $1 AND revoke_micros IS NULL",
+            deployment);
+        return rows[0][0].as<int>();
+      },
+      {.read_only = true});
+}
+
 absl::StatusOr<std::pair<v1::ApiKey, bool>> PgDeploymentStore::CreateApiKey(
     const std::string& request_id, const std::string& fingerprint,
     const StoredApiKey& key) {

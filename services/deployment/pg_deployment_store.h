@@ -27,6 +27,15 @@ class PgDeploymentStore final : public DeploymentStore {
   absl::StatusOr<std::vector<v1::Deployment>> List(
       const DeploymentFilter& filter, const std::string& after,
       int limit) override;
+  absl::StatusOr<v1::Deployment> Update(
+      const std::string& name, const std::optional<RequestClaim>& claim,
+      const MutateFn& mutate) override;
+  absl::StatusOr<v1::Revision> GetRevision(const std::string& deployment,
+                                           int64_t number) override;
+  absl::StatusOr<std::vector<v1::Revision>> ListRevisions(
+      const std::string& deployment, int64_t before, int limit) override;
+  absl::StatusOr<int> CountActiveApiKeys(
+      const std::string& deployment) override;
   absl::StatusOr<std::pair<v1::ApiKey, bool>> CreateApiKey(
       const std::string& request_id, const std::string& fingerprint,
       const StoredApiKey& key) override;

@@ -545,6 +545,221 @@ TEST_F(DeploymentApiTest, ApiKeysCreateListRevokeAndWatch) {
             grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(DeploymentApiTest, UpdateTakesMaskedFieldsAndRefusesStaleEtag) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("to-update"), &created).ok());
+
+  v1::UpdateDeploymentRequest update;
+  update.mutable_deployment()->set_name(created.name());
+  update.mutable_deployment()->set_etag(created.etag());
+  update.mutable_deployment()->set_description("new words");
+  update.mutable_deployment()->add_tags("prod");
+  update.mutable_deployment()->set_display_name("ignored-not-in-mask");
+  update.mutable_update_mask()->add_paths("description");
+  update.mutable_update_mask()->add_paths("tags");
+  v1::Deployment updated;
+  grpc::Status status =
+      stub_->UpdateDeployment(Context().get(), update, &updated);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(updated.description(), "new words");
+  ASSERT_EQ(updated.tags_size(), 1);
+  EXPECT_EQ(updated.display_name(), created.display_name());
+  EXPECT_NE(updated.etag(), created.etag());
+  EXPECT_EQ(updated.latest_revision(), 1);  // No revision.
+
+  // The old etag is stale now.
+  status = stub_->UpdateDeployment(Context().get(), update, &updated);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+
+  // A path outside the allowed ones, and bad values, are refused.
+  v1::UpdateDeploymentRequest bad;
+  bad.mutable_deployment()->set_name(created.name());
+  bad.mutable_update_mask()->add_paths("spec");
+  EXPECT_EQ(
+      stub_->UpdateDeployment(Context().get(), bad, &updated).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  bad.mutable_update_mask()->clear_paths();
+  bad.mutable_update_mask()->add_paths("display_name");
+  bad.mutable_deployment()->set_display_name("Bad Name!");
+  EXPECT_EQ(
+      stub_->UpdateDeployment(Context().get(), bad, &updated).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Renaming frees the old display name.
+  bad.mutable_deployment()->set_display_name("renamed");
+  ASSERT_TRUE(stub_->UpdateDeployment(Context().get(), bad, &updated).ok());
+  v1::GetDeploymentRequest get;
+  get.set_name("renamed");
+  v1::Deployment got;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.name(), created.name());
+}
+
+TEST_F(DeploymentApiTest, RedeployMakesRevisionsAndRollsBack) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("to-redeploy"), &created).ok());
+
+  v1::RedeployRequest redeploy;
+  redeploy.set_name(created.name());
+  redeploy.set_etag(created.etag());
+  redeploy.set_request_id("redeploy-1");
+  *redeploy.mutable_spec() = ValidSpec();
+  redeploy.mutable_spec()->mutable_sampling()->set_temperature(0.2f);
+  redeploy.mutable_spec()->set_max_replicas(3);
+  v1::Deployment second;
+  grpc::Status status = stub_->Redeploy(Context().get(), redeploy, &second);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(second.latest_revision(), 2);
+  EXPECT_EQ(second.spec().max_replicas(), 3);
+  EXPECT_EQ(second.state(), v1::DEPLOYMENT_STATE_PENDING);
+
+  // A retry (with the now stale etag) returns the same result.
+  v1::Deployment retry;
+  ASSERT_TRUE(stub_->Redeploy(Context().get(), redeploy, &retry).ok());
+  EXPECT_EQ(retry.latest_revision(), 2);
+  // A new request with the stale etag is ABORTED; without one, refused.
+  redeploy.set_request_id("redeploy-2");
+  EXPECT_EQ(stub_->Redeploy(Context().get(), redeploy, &retry).error_code(),
+            grpc::StatusCode::ABORTED);
+  redeploy.clear_etag();
+  EXPECT_EQ(stub_->Redeploy(Context().get(), redeploy, &retry).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Rollback to revision 1.
+  v1::RedeployRequest rollback;
+  rollback.set_name(created.display_name());
+  rollback.set_etag(second.etag());
+  rollback.set_request_id("rollback-1");
+  rollback.set_from_revision(1);
+  v1::Deployment third;
+  status = stub_->Redeploy(Context().get(), rollback, &third);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(third.latest_revision(), 3);
+  EXPECT_EQ(third.spec().max_replicas(), created.spec().max_replicas());
+  rollback.set_from_revision(9);
+  rollback.set_etag(third.etag());
+  rollback.set_request_id("rollback-2");
+  EXPECT_EQ(stub_->Redeploy(Context().get(), rollback, &retry).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::ListRevisionsRequest list;
+  list.set_deployment(created.name());
+  v1::ListRevisionsResponse revisions;
+  ASSERT_TRUE(stub_->ListRevisions(Context().get(), list, &revisions).ok());
+  ASSERT_EQ(revisions.revisions_size(), 3);
+  const v1::Revision& r3 = revisions.revisions(0);
+  const v1::Revision& r2 = revisions.revisions(1);
+  const v1::Revision& r1 = revisions.revisions(2);
+  EXPECT_EQ(r3.number(), 3);
+  EXPECT_EQ(r3.rolled_back_from(), 1);
+  EXPECT_THAT(r3.changed_fields(), ::testing::UnorderedElementsAre(
+                                       "max_replicas", "sampling.temperature"));
+  EXPECT_EQ(r2.number(), 2);
+  EXPECT_EQ(r2.rolled_back_from(), 0);
+  EXPECT_EQ(r2.author(), "admin");
+  EXPECT_THAT(r2.changed_fields(), ::testing::UnorderedElementsAre(
+                                       "max_replicas", "sampling.temperature"));
+  EXPECT_EQ(r1.number(), 1);
+  EXPECT_TRUE(r1.changed_fields().empty());
+
+  // Pages, newest first.
+  list.set_page_size(2);
+  ASSERT_TRUE(stub_->ListRevisions(Context().get(), list, &revisions).ok());
+  ASSERT_EQ(revisions.revisions_size(), 2);
+  ASSERT_FALSE(revisions.next_page_token().empty());
+  list.set_page_token(revisions.next_page_token());
+  ASSERT_TRUE(stub_->ListRevisions(Context().get(), list, &revisions).ok());
+  ASSERT_EQ(revisions.revisions_size(), 1);
+  EXPECT_EQ(revisions.revisions(0).number(), 1);
+  EXPECT_TRUE(revisions.next_page_token().empty());
+}
+
+TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("to-delete"), &created).ok());
+  v1::CreateApiKeyRequest create_key;
+  create_key.set_deployment(created.name());
+  create_key.set_display_name("k");
+  create_key.set_request_id("delete-key");
+  v1::CreateApiKeyResponse key;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+
+  KeyWatcher watcher(stub_.get());
+  ASSERT_TRUE(watcher.WaitForEvent(0, absl::Seconds(10)).has_value());
+
+  v1::DeleteDeploymentRequest stale;
+  stale.set_name(created.name());
+  stale.set_etag("12345");
+  v1::Deployment deleted;
+  EXPECT_EQ(
+      stub_->DeleteDeployment(Context().get(), stale, &deleted).error_code(),
+      grpc::StatusCode::ABORTED);
+
+  v1::DeleteDeploymentRequest request;
+  request.set_name(created.name());
+  request.set_etag(created.etag());
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &deleted).ok());
+  EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETED);
+  std::optional<v1::ApiKeyEvent> gone =
+      watcher.WaitForEvent(1, absl::Seconds(2));
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(gone->kind(), v1::ApiKeyEvent::KIND_REVOKED);
+
+  // Twice: the same answer, nothing written.
+  v1::Deployment again;
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &again).ok());
+  EXPECT_EQ(again.state(), v1::DEPLOYMENT_STATE_DELETED);
+  EXPECT_EQ(again.etag(), deleted.etag());
+
+  // Hidden from List unless asked; the display name is free again; no new
+  // keys, no redeploy.
+  EXPECT_EQ(List({}).deployments_size(), 0);
+  v1::ListDeploymentsRequest with_deleted;
+  with_deleted.set_show_deleted(true);
+  EXPECT_EQ(List(with_deleted).deployments_size(), 1);
+  v1::Deployment reused;
+  v1::CreateDeploymentRequest same_name = CreateRequest("same-name");
+  same_name.set_display_name(created.display_name());
+  ASSERT_TRUE(Create(same_name, &reused).ok());
+  create_key.set_request_id("delete-key-2");
+  EXPECT_EQ(stub_->CreateApiKey(Context().get(), create_key, &key).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::RedeployRequest redeploy;
+  redeploy.set_name(created.name());
+  redeploy.set_etag(deleted.etag());
+  redeploy.set_request_id("redeploy-deleted");
+  redeploy.set_from_revision(1);
+  EXPECT_EQ(stub_->Redeploy(Context().get(), redeploy, &again).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("endpoint"), &created).ok());
+  v1::CreateApiKeyRequest create_key;
+  create_key.set_deployment(created.name());
+  create_key.set_display_name("k");
+  create_key.set_request_id("endpoint-key");
+  v1::CreateApiKeyResponse key;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+
+  v1::GetEndpointRequest request;
+  request.set_deployment(created.display_name());
+  v1::Endpoint endpoint;
+  ASSERT_TRUE(stub_->GetEndpoint(Context().get(), request, &endpoint).ok());
+  EXPECT_EQ(endpoint.deployment(), created.name());
+  EXPECT_EQ(endpoint.address(), "gateway.test:443");
+  EXPECT_EQ(endpoint.method(), "hangar.v1.InferenceService/Generate");
+  EXPECT_THAT(endpoint.example(), HasSubstr("<YOUR_API_KEY>"));
+  EXPECT_THAT(endpoint.example(), HasSubstr("grpcurl"));
+  EXPECT_THAT(endpoint.example(), HasSubstr("hangarctl"));
+  EXPECT_THAT(endpoint.example(), HasSubstr(created.name()));
+  EXPECT_FALSE(endpoint.ready());
+  EXPECT_EQ(endpoint.api_keys(), 1);
+  EXPECT_EQ(endpoint.context_length(), 2048);
+  EXPECT_TRUE(endpoint.sampling().has_temperature());
+}
+
 TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
