@@ -1,5 +1,9 @@
 #include "services/optimizer/conversion.h"
 
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -262,6 +266,72 @@ TEST_F(ConversionTest, StaleTemporariesOfTheSameTargetAreSwept) {
                  .threads = 1}),
             kExitOk);
   EXPECT_EQ(StoreEntries(), (std::vector<std::string>{".other.tmp-1", "art"}));
+}
+
+// A small tmpfs as the store: mounted when the test runs as root, skipped
+// otherwise.
+class DiskFullTest : public ConversionTest {
+ protected:
+  void SetUp() override {
+    ConversionTest::SetUp();
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs";
+    mount_ = ::hangar::testing::MakeTempDir("opttmpfs");
+    if (::mount("tmpfs", mount_.c_str(), "tmpfs", 0, "size=2m") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) ::umount2(mount_.c_str(), MNT_DETACH);
+  }
+  std::vector<std::string> MountEntries() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(mount_))
+      names.push_back(e.path().filename().string());
+    return names;
+  }
+  std::string mount_;
+  bool mounted_ = false;
+};
+
+TEST_F(DiskFullTest, TooSmallForTheArtifactFailsBeforeWriting) {
+  // The float32 artifact (~1.7 MB) plus the default 16 MiB margin cannot fit.
+  EXPECT_EQ(Run({.source = *source_,
+                 .recipe = {"VLLM", "float32"},
+                 .output = mount_ + "/art",
+                 .threads = 1}),
+            kExitNoSpace);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              ::testing::AllOf(HasSubstr("need "), HasSubstr("have "),
+                               HasSubstr("opttmpfs")));
+  EXPECT_TRUE(MountEntries().empty());
+}
+
+TEST_F(DiskFullTest, FullMidWriteFailsCleanly) {
+  // Room at the check; then something else fills the disk.
+  lines_.clear();
+  bool filled = false;
+  int code = RunConversion(
+      {.source = *source_,
+       .recipe = {"CTRANSLATE2", "int8"},
+       .output = mount_ + "/art",
+       .threads = 1,
+       .disk_margin_bytes = 0},
+      [&](const std::string& line) {
+        lines_.push_back(line);
+        if (!filled && line.find("\"converting\"") != std::string::npos) {
+          filled = true;
+          std::ofstream filler(mount_ + "/filler", std::ios::binary);
+          std::string block(64 << 10, 'x');
+          while (filler.write(block.data(), std::streamsize(block.size()))) {
+          }
+        }
+      });
+  EXPECT_TRUE(filled);
+  EXPECT_EQ(code, kExitNoSpace) << AllLines();
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("write failed"));
+  EXPECT_EQ(MountEntries(), std::vector<std::string>{"filler"});
 }
 
 TEST(ParseConversionOutputTest,
