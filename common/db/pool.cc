@@ -1,5 +1,7 @@
 #include "common/db/pool.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <exception>
@@ -18,6 +20,9 @@
 
 namespace hangar::db {
 namespace {
+
+// How often the watchdog reads a clock other than the real one.
+constexpr absl::Duration kFakeClockPoll = absl::Milliseconds(10);
 
 // Deadlines further away than this set no statement_timeout.
 constexpr absl::Duration kLongestStatementTimeout = absl::Hours(24);
@@ -93,7 +98,8 @@ bool IsBroken(const pqxx::connection& connection) {
 Attempt RunOnce(pqxx::connection& connection,
                 const std::function<absl::Status(pqxx::work&)>& fn,
                 const TransactOptions& options,
-                absl::Duration statement_timeout) {
+                absl::Duration statement_timeout,
+                absl::string_view timeout_cause) {
   bool committing = false;
   try {
     pqxx::work tx(connection);
@@ -138,10 +144,9 @@ Attempt RunOnce(pqxx::connection& connection,
     return {Outcome::kReconnect, StatusFromException(e)};
   } catch (const pqxx::sql_error& e) {
     if (e.sqlstate() == "57014" && statement_timeout > absl::ZeroDuration()) {
-      return {Outcome::kDone,
-              absl::DeadlineExceededError(absl::StrCat(
-                  "the call's deadline passed while the database worked (",
-                  StatusFromException(e).message(), ")"))};
+      return {Outcome::kDone, absl::DeadlineExceededError(absl::StrCat(
+                                  timeout_cause, " while the database worked (",
+                                  StatusFromException(e).message(), ")"))};
     }
     if (IsRetryableSqlState(e.sqlstate())) {
       return {Outcome::kRetry, StatusFromException(e)};
@@ -210,6 +215,17 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
         absl::StrCat("cancel_check_interval must be positive; was ",
                      absl::FormatDuration(options.cancel_check_interval)));
   }
+  if (options.deadline_margin <= absl::ZeroDuration() ||
+      options.deadline_margin > absl::Seconds(10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deadline_margin must be in (0, 10s]; was ",
+                     absl::FormatDuration(options.deadline_margin)));
+  }
+  if (options.transaction_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("transaction_timeout must not be negative; was ",
+                     absl::FormatDuration(options.transaction_timeout)));
+  }
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("clock must not be null");
   }
@@ -230,6 +246,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     absl::MutexLock lock(&pool->mu_);
     pool->idle_.push_back(*std::move(first));
   }
+  pool->watchdog_ = std::thread([raw = pool.get()] { raw->WatchLoop(); });
   pool->canceller_ = std::thread([raw = pool.get()] { raw->CancelLoop(); });
   return pool;
 }
@@ -243,10 +260,14 @@ Pool::Pool(const PoolOptions& options)
 
 Pool::~Pool() {
   {
-    absl::MutexLock lock(&cancel_mu_);
+    absl::MutexLock lock(&watch_mu_);
     stopping_ = true;
+    ++watch_generation_;
   }
+  // The canceller first: the watchdog bounds its last request.
   if (canceller_.joinable()) canceller_.join();
+  cancel_connection_.reset();
+  if (watchdog_.joinable()) watchdog_.join();
   absl::MutexLock lock(&mu_);
   // Every lease must have been returned: Transact() never outlives its call.
   idle_.clear();
@@ -397,39 +418,89 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
       sleep(Backoff(reconnects));
       continue;
     }
-    const absl::Duration statement_timeout = deadline == absl::InfiniteFuture()
-                                                 ? absl::ZeroDuration()
-                                                 : deadline - clock->Now();
-    if (deadline != absl::InfiniteFuture() &&
+    // The attempt's bounds: the server's statement_timeout ends 2 x margin
+    // before the deadline (or the transaction_timeout), the watchdog gives
+    // up on a silent server at 1 x margin before it, so the caller hears
+    // UNAVAILABLE before its own deadline.
+    const absl::Time attempt_start = clock->Now();
+    absl::Time watch_at = absl::InfiniteFuture();
+    absl::Time statement_end = absl::InfiniteFuture();
+    bool bound_by_deadline = false;
+    if (deadline != absl::InfiniteFuture()) {
+      const absl::Duration margin =
+          std::min(options_.deadline_margin, (deadline - attempt_start) / 10);
+      watch_at = deadline - margin;
+      statement_end = deadline - 2 * margin;
+      bound_by_deadline = true;
+    }
+    if (options_.transaction_timeout > absl::ZeroDuration() &&
+        attempt_start + options_.transaction_timeout < watch_at) {
+      const absl::Duration margin =
+          std::min(options_.deadline_margin, options_.transaction_timeout / 10);
+      watch_at = attempt_start + options_.transaction_timeout;
+      statement_end = watch_at - margin;
+      bound_by_deadline = false;
+    }
+    const absl::Duration statement_timeout =
+        statement_end == absl::InfiniteFuture() ? absl::ZeroDuration()
+                                                : statement_end - attempt_start;
+    if (statement_end != absl::InfiniteFuture() &&
         statement_timeout <= absl::ZeroDuration()) {
       Release(*std::move(connection));
       return absl::DeadlineExceededError(
           "the call's deadline passed before the transaction could run");
     }
+    Watched watched{
+        .connection = connection->get(), .call = call, .watch_at = watch_at};
+    Watch(&watched);
     // PostgreSQL takes at most INT_MAX ms (about 24 days); a deadline
     // further away than a day bounds nothing worth a round trip.
-    Running running{.connection = connection->get(), .call = call};
-    if (call != nullptr) {
-      absl::MutexLock lock(&cancel_mu_);
-      running_.push_back(&running);
+    Attempt attempt = RunOnce(
+        **connection, fn, options,
+        statement_timeout > kLongestStatementTimeout ? absl::ZeroDuration()
+                                                     : statement_timeout,
+        bound_by_deadline
+            ? "the call's deadline passed"
+            : absl::StrCat(
+                  "the transaction ran longer than transaction_timeout (",
+                  absl::FormatDuration(options_.transaction_timeout), ")"));
+    const bool unanswered = Unwatch(&watched);
+    if (unanswered) {
+      // The socket is shut: discard the connection and give up at once
+      // (unless the answer made it through first).
+      connection->reset();
+      Release(*std::move(connection));
+      if (attempt.status.ok() || absl::IsDeadlineExceeded(attempt.status)) {
+        return attempt.status;
+      }
+      if (watched.cancel_requested) {
+        return absl::CancelledError(
+            "the caller cancelled the call; the transaction did not commit");
+      }
+      absl::Status status = UnansweredError(watch_at - attempt_start);
+      if (absl::StrContains(attempt.status.message(), "may or may not")) {
+        status = absl::UnavailableError(
+            absl::StrCat(status.message(),
+                         " while committing; the transaction may or may not "
+                         "have been applied"));
+      }
+      ReportUnanswered(status);
+      return status;
     }
-    Attempt attempt = RunOnce(**connection, fn, options,
-                              statement_timeout > kLongestStatementTimeout
-                                  ? absl::ZeroDuration()
-                                  : statement_timeout);
-    if (call != nullptr) {
-      absl::MutexLock lock(&cancel_mu_);
-      running_.erase(std::find(running_.begin(), running_.end(), &running));
+    if (watched.cancel_requested) {
+      // The cancel request may still be on its way: this connection must
+      // not serve anyone else.
+      connection->reset();
       // The statement was cancelled because the client cancelled: say so
       // (the transaction rolled back; nothing is retried).
-      if (running.cancel_sent && !attempt.status.ok()) {
+      if (!attempt.status.ok()) {
         attempt = {Outcome::kDone,
                    absl::CancelledError("the caller cancelled the call; the "
                                         "transaction was rolled back")};
       }
     }
-    const bool healthy =
-        (*connection)->is_open() && attempt.outcome != Outcome::kReconnect;
+    const bool healthy = *connection != nullptr && (*connection)->is_open() &&
+                         attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();
     Release(*std::move(connection));
     switch (attempt.outcome) {
@@ -473,36 +544,131 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
   }
 }
 
-void Pool::CancelLoop() {
-  absl::MutexLock lock(&cancel_mu_);
-  while (true) {
-    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cancel_mu_) {
-      return stopping_ || !running_.empty();
-    };
-    // Sleep until there is something to watch, then look every interval.
-    cancel_mu_.Await(absl::Condition(&wake));
-    if (stopping_) return;
-    for (Running* running : running_) {
-      if (running->cancel_sent || !running->call->cancelled()) continue;
-      running->cancel_sent = true;
-      try {
-        // Sends PostgreSQL a cancel request on a connection of its own; the
-        // statement then fails on the transaction's thread. Transact()
-        // cannot take the entry (and its connection) away meanwhile: it
-        // needs cancel_mu_.
-        running->connection->cancel_query();
-      } catch (const std::exception&) {
-        // The connection broke; the transaction finds out itself.
+void Pool::Watch(Watched* watched) {
+  absl::MutexLock lock(&watch_mu_);
+  watched_.push_back(watched);
+  ++watch_generation_;
+}
+
+bool Pool::Unwatch(Watched* watched) {
+  absl::MutexLock lock(&watch_mu_);
+  watched_.erase(std::find(watched_.begin(), watched_.end(), watched));
+  ++watch_generation_;
+  return watched->unanswered;
+}
+
+absl::Status Pool::UnansweredError(absl::Duration waited) const {
+  std::string where = endpoint_;
+  if (!database_.empty()) {
+    absl::StrAppend(&where, " (database \"", database_, "\")");
+  }
+  // Rounded for people: "2.9s", "450ms".
+  const absl::Duration unit = waited >= absl::Seconds(1)
+                                  ? absl::Milliseconds(100)
+                                  : absl::Milliseconds(10);
+  return absl::UnavailableError(
+      absl::StrCat("PostgreSQL at ", where, " did not answer within ",
+                   absl::FormatDuration(absl::Floor(waited + unit / 2, unit))));
+}
+
+void Pool::ReportUnanswered(const absl::Status& status) {
+  MarkUnreachable(status);
+  absl::MutexLock lock(&listener_mu_);
+  if (unanswered_listener_) unanswered_listener_(status);
+}
+
+void Pool::SetUnansweredListener(
+    std::function<void(const absl::Status&)> listener) {
+  absl::MutexLock lock(&listener_mu_);
+  unanswered_listener_ = std::move(listener);
+}
+
+void Pool::WatchLoop() {
+  // A cancelled call's statement gets this long after the cancel request
+  // (and one check interval) before its connection is shut down.
+  const absl::Duration cancel_grace =
+      options_.cancel_check_interval + absl::Seconds(1);
+  Clock* const clock = options_.clock;
+  absl::MutexLock lock(&watch_mu_);
+  while (!(stopping_ && watched_.empty())) {
+    const absl::Time now = clock->Now();
+    absl::Time next = absl::InfiniteFuture();
+    for (Watched* watched : watched_) {
+      if (watched->unanswered) continue;
+      if (watched->call != nullptr && !watched->cancel_requested &&
+          watched->call->cancelled()) {
+        watched->cancel_requested = true;
+        cancel_queue_.push_back(watched->connection->backendpid());
+        watched->watch_at = std::min(watched->watch_at, now + cancel_grace);
+      }
+      if (now >= watched->watch_at) {
+        // The owner cannot close the connection meanwhile: Unwatch() needs
+        // watch_mu_. The blocked libpq call sees end-of-file at once.
+        watched->unanswered = true;
+        ::shutdown(watched->connection->sock(), SHUT_RDWR);
+        continue;
+      }
+      next = std::min(next, watched->watch_at);
+      if (watched->call != nullptr && !watched->cancel_requested) {
+        next = std::min(next, now + options_.cancel_check_interval);
       }
     }
-    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(cancel_mu_) {
-      return stopping_;
+    const int64_t seen = watch_generation_;
+    auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) {
+      return watch_generation_ != seen;
     };
-    options_.clock->AwaitWithDeadline(
-        &cancel_mu_, absl::Condition(&stopping),
-        options_.clock->Now() + options_.cancel_check_interval);
-    if (stopping_) return;
+    if (next == absl::InfiniteFuture()) {
+      // Nothing to time: sleep until something changes.
+      watch_mu_.Await(absl::Condition(&changed));
+    } else {
+      // Times come from the injected clock. Another clock than the real one
+      // (a test's FakeClock) is read every kFakeClockPoll of real time
+      // instead of being waited on, so that the watchdog never counts as a
+      // waiter a test synchronizes with.
+      absl::Duration wait = next - now;
+      if (clock != Clock::Real()) wait = std::min(wait, kFakeClockPoll);
+      watch_mu_.AwaitWithTimeout(absl::Condition(&changed), wait);
+    }
   }
+}
+
+void Pool::CancelLoop() {
+  absl::MutexLock lock(&watch_mu_);
+  while (true) {
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) {
+      return stopping_ || !cancel_queue_.empty();
+    };
+    watch_mu_.Await(absl::Condition(&wake));
+    if (stopping_) return;
+    const int backend_pid = cancel_queue_.front();
+    cancel_queue_.erase(cancel_queue_.begin());
+    watch_mu_.Unlock();
+    SendCancel(backend_pid);
+    watch_mu_.Lock();
+  }
+}
+
+void Pool::SendCancel(int backend_pid) {
+  if (cancel_connection_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Connect();
+    // Unreachable: the transaction's own watchdog bound ends it.
+    if (!connection.ok()) return;
+    cancel_connection_ = *std::move(connection);
+  }
+  Watched watched{.connection = cancel_connection_.get(),
+                  .watch_at = options_.clock->Now() + absl::Seconds(1)};
+  Watch(&watched);
+  bool ok = false;
+  try {
+    // The same role may cancel its own backends. The statement then fails
+    // on the transaction's thread with SQLSTATE 57014.
+    pqxx::nontransaction tx(*cancel_connection_);
+    tx.exec_params("SELECT pg_catalog.pg_cancel_backend($1)", backend_pid);
+    ok = true;
+  } catch (const std::exception&) {
+    // The transaction finds out itself (or its watchdog bound ends it).
+  }
+  if (Unwatch(&watched) || !ok) cancel_connection_.reset();
 }
 
 void Pool::MarkUnreachable(const absl::Status& cause) {
@@ -539,6 +705,7 @@ absl::Status Pool::OutageLocked() {
   absl::string_view cause = down_cause_;
   absl::ConsumePrefix(&cause,
                       absl::StrCat("cannot reach PostgreSQL at ", where, ": "));
+  absl::ConsumePrefix(&cause, absl::StrCat("PostgreSQL at ", where, " "));
   return absl::UnavailableError(absl::StrCat(
       "PostgreSQL at ", where, " unreachable since ",
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", down_since_, absl::UTCTimeZone()),
@@ -553,21 +720,31 @@ absl::Status Pool::Ping(absl::Duration timeout) {
       if (!connection.ok()) return connection.status();
       ping_connection_ = *std::move(connection);
     }
+    Watched watched{.connection = ping_connection_.get(),
+                    .watch_at = options_.clock->Now() + timeout};
+    Watch(&watched);
+    absl::Status status;
     try {
       pqxx::nontransaction tx(*ping_connection_);
       tx.exec0(absl::StrCat(
           "SET statement_timeout = ",
           std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout))));
       tx.exec1("SELECT 1");
-      return absl::OkStatus();
     } catch (const std::exception& e) {
-      const bool broken = !ping_connection_->is_open();
-      absl::Status status = StatusFromException(e);
-      ping_connection_.reset();
-      // A connection that broke since the last ping (a server restart) gets
-      // one fresh attempt; any other failure is the answer.
-      if (!broken) return UnavailableError(status.message());
+      status = StatusFromException(e);
+      if (status.ok()) status = absl::UnknownError(e.what());
     }
+    if (Unwatch(&watched)) {
+      // A frozen server: no second attempt, it would only wait again.
+      ping_connection_.reset();
+      return UnansweredError(timeout);
+    }
+    if (status.ok()) return status;
+    const bool broken = !ping_connection_->is_open();
+    ping_connection_.reset();
+    // A connection that broke since the last ping (a server restart) gets
+    // one fresh attempt; any other failure is the answer.
+    if (!broken) return UnavailableError(status.message());
   }
   return UnavailableError("the connection broke twice in a row");
 }
@@ -578,14 +755,28 @@ absl::Status Pool::WithConnection(
   absl::StatusOr<std::unique_ptr<pqxx::connection>> connection =
       Acquire(CallContext::CurrentDeadline());
   if (!connection.ok()) return connection.status();
+  const absl::Time deadline = CallContext::CurrentDeadline();
+  const absl::Time start = options_.clock->Now();
+  Watched watched{.connection = connection->get()};
+  if (deadline != absl::InfiniteFuture()) {
+    watched.watch_at =
+        deadline - std::min(options_.deadline_margin, (deadline - start) / 10);
+  }
+  Watch(&watched);
   absl::Status status;
   try {
     status = fn(**connection);
   } catch (const std::exception& e) {
     status = StatusFromException(e);
   }
-  if (!(*connection)->is_open()) connection->reset();
+  const bool unanswered = Unwatch(&watched);
+  if (unanswered || !(*connection)->is_open()) connection->reset();
   Release(*std::move(connection));
+  if (unanswered && !status.ok()) {
+    status = UnansweredError(watched.watch_at - start);
+    ReportUnanswered(status);
+    return status;
+  }
   if (absl::IsUnavailable(status) &&
       !absl::StrContains(status.message(), endpoint_)) {
     return UnavailableError(status.message());

@@ -33,12 +33,31 @@
 //    and the deadline of the RPC the calling thread serves
 //    (common/server/call_context.h, installed by every hangar::Server). It
 //    bounds the wait for a free connection, reconnects and backoff, and is
-//    sent to PostgreSQL as the transaction's statement_timeout, so a call
-//    never outlives its caller's patience: past it the result is
-//    DEADLINE_EXCEEDED. A call whose client cancelled stops with CANCELLED:
-//    before its next attempt, and while a statement runs a background
-//    thread sends PostgreSQL a cancel request within
+//    sent to PostgreSQL as the transaction's statement_timeout (ending
+//    2 x margin before the deadline, see below), so a call never outlives
+//    its caller's patience: past it the result is DEADLINE_EXCEEDED. A call
+//    whose client cancelled stops with CANCELLED: before its next attempt,
+//    and while a statement runs the pool asks PostgreSQL to cancel it
+//    (pg_cancel_backend from a connection of its own) within
 //    `cancel_check_interval`; the transaction rolls back.
+//  * A database that does not answer at all (a frozen host, a network
+//    partition: the TCP connection stays open, statement_timeout and cancel
+//    requests never arrive) cannot hold a call past its deadline either.
+//    One watchdog thread per pool, on the injected clock (another clock
+//    than the real one is read every 10 ms, never waited on), watches every
+//    running attempt; when one runs until `margin` before the deadline
+//    (margin = min(deadline_margin, a tenth of the time the attempt had),
+//    so 100 ms for a 3 s call, 30 ms for a 300 ms one), or longer than
+//    `transaction_timeout`, or a cancelled call's statement still runs
+//    `cancel_check_interval` + 1 s after the cancel request, it shuts the
+//    connection's socket down (shutdown(2)), so the blocked libpq call
+//    returns at once. The connection is discarded, nothing is retried, the
+//    transaction never commits (unless COMMIT was already on its way: then
+//    the message says the outcome is unknown), and the caller gets
+//    UNAVAILABLE "PostgreSQL at 127.0.0.1:5432 (database "hangar") did not
+//    answer within 2.9s". The watching DatabaseProbe is told at once, so
+//    health turns NOT_SERVING without waiting for its next check, and
+//    fail-fast (below) starts.
 //  * A broken connection (the server restarted, the network dropped) is
 //    discarded and one new connection is opened at once; if that fails the
 //    pool keeps trying (with backoff) only until `reconnect_timeout` has
@@ -128,12 +147,24 @@ struct PoolOptions {
   // (e.g. "catalog, public") right after connecting.
   std::string search_path;
 
-  // How often a background thread looks for transactions whose call was
-  // cancelled by its client (CallContext) and cancels their running
-  // statement (PostgreSQL's cancel request), so abandoned work stops at
-  // once rather than at its deadline. Must be positive. The thread sleeps
-  // while no such transaction runs.
+  // How often the watchdog looks for transactions whose call was cancelled
+  // by its client (CallContext) and asks PostgreSQL to cancel their running
+  // statement, so abandoned work stops at once rather than at its deadline.
+  // Must be positive. The watchdog sleeps while no transaction runs.
   absl::Duration cancel_check_interval = absl::Milliseconds(100);
+
+  // How long before a transaction's deadline the watchdog gives up on a
+  // database that does not answer (see above), at most: a tenth of the time
+  // the attempt had when that is less. The caller's UNAVAILABLE then
+  // reaches it before its own deadline. Must be in (0, 10s].
+  absl::Duration deadline_margin = absl::Milliseconds(100);
+
+  // Longest one attempt at a transaction may run, whatever its deadline
+  // (background work often has none): sent to PostgreSQL as its
+  // statement_timeout (DEADLINE_EXCEEDED when the server ends it) and
+  // enforced by the watchdog when the server does not answer (UNAVAILABLE).
+  // Zero: no bound beyond the deadline. Must not be negative.
+  absl::Duration transaction_timeout = absl::Seconds(60);
 
   // --- Injected dependencies ---
   // Reads time for deadlines and sleeps for backoff. Not owned; never null.
@@ -205,9 +236,18 @@ class Pool {
 
   // Runs "SELECT 1" on a connection of its own (not one of the `size`
   // slots, so a busy pool does not delay it), reconnecting when needed;
-  // bounded by connect_timeout to connect and statement time `timeout`.
-  // Used by DatabaseProbe.
+  // bounded by connect_timeout to connect and by `timeout` for the answer
+  // (the watchdog shuts the connection down when a frozen server does not
+  // answer: UNAVAILABLE "... did not answer within 2s"). Used by
+  // DatabaseProbe.
   absl::Status Ping(absl::Duration timeout = absl::Seconds(2));
+
+  // Called (on the transaction's thread) each time the watchdog gave up on
+  // a database that did not answer, with the UNAVAILABLE status the caller
+  // got. DatabaseProbe installs one to turn health NOT_SERVING at once.
+  // Null removes it; once this returns, the previous listener is not
+  // running and is never called again.
+  void SetUnansweredListener(std::function<void(const absl::Status&)> listener);
 
   // Records the result of a probe (see DatabaseProbe). The first report
   // turns fail-fast on: from then on, Transact() while the last report (or
@@ -254,20 +294,47 @@ class Pool {
   // Connections open in leased slots.
   int open_leased_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Watches the running transactions of cancellable calls (see
-  // cancel_check_interval).
-  void CancelLoop();
-
-  // A transaction running for a call that its client may cancel.
-  struct Running {
-    pqxx::connection* connection;
+  // One running attempt (or ping, or cancel request) the watchdog watches.
+  struct Watched {
+    pqxx::connection* connection = nullptr;
+    // The call it serves (may be null), for client cancellations.
     std::shared_ptr<CallContext> call;
-    bool cancel_sent = false;
+    // When the watchdog shuts the connection down; InfiniteFuture: never.
+    absl::Time watch_at = absl::InfiniteFuture();
+    bool cancel_requested = false;  // A cancel request was queued.
+    bool unanswered = false;        // The watchdog shut it down.
   };
-  absl::Mutex cancel_mu_;  // Protects running_ and stopping_.
-  std::vector<Running*> running_ ABSL_GUARDED_BY(cancel_mu_);
-  bool stopping_ ABSL_GUARDED_BY(cancel_mu_) = false;
+  // Registers `watched` (which must stay alive until Unwatch()).
+  void Watch(Watched* watched);
+  // Unregisters it; returns whether the watchdog shut its connection down.
+  bool Unwatch(Watched* watched);
+  // The UNAVAILABLE status of a database that did not answer in `waited`.
+  absl::Status UnansweredError(absl::Duration waited) const;
+  // Marks the database unreachable and tells the listener.
+  void ReportUnanswered(const absl::Status& status);
+  // Shuts down connections that ran past their time; queues cancel
+  // requests for cancelled calls.
+  void WatchLoop();
+  // Sends the queued cancel requests (pg_cancel_backend) from a connection
+  // of its own, itself watched, so a frozen server cannot hold it.
+  void CancelLoop();
+  void SendCancel(int backend_pid);
+
+  absl::Mutex watch_mu_;  // Protects the watchdog state below.
+  std::vector<Watched*> watched_ ABSL_GUARDED_BY(watch_mu_);
+  // Bumped on every Watch()/Unwatch(), to wake the watchdog.
+  int64_t watch_generation_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  // Backend pids to cancel.
+  std::vector<int> cancel_queue_ ABSL_GUARDED_BY(watch_mu_);
+  bool stopping_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watchdog_;
   std::thread canceller_;
+  // Used only by the canceller thread.
+  std::unique_ptr<pqxx::connection> cancel_connection_;
+
+  absl::Mutex listener_mu_;  // Held while the listener runs.
+  std::function<void(const absl::Status&)> unanswered_listener_
+      ABSL_GUARDED_BY(listener_mu_);
 
   absl::Mutex ping_mu_;  // Serializes Ping(); protects ping_connection_.
   std::unique_ptr<pqxx::connection> ping_connection_ ABSL_GUARDED_BY(ping_mu_);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/db/probe.h"
 #include "common/server/call_context.h"
@@ -67,6 +69,14 @@ TEST(PoolOptionsTest, RejectsBadOptionsNamingTheRule) {
   EXPECT_THAT(
       Pool::Create({.conninfo = "host=x password='oops"}),
       StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("oops"))));
+  EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1",
+                            .deadline_margin = absl::ZeroDuration()}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "deadline_margin must be in (0, 10s]; was 0"));
+  EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1",
+                            .transaction_timeout = absl::Seconds(-1)}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "transaction_timeout must not be negative; was -1s"));
 }
 
 TEST(PoolStartupTest, UnreachableDatabaseIsOneQuickUnavailableError) {
@@ -595,6 +605,222 @@ TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
   probe.reset();  // Stops promptly although fake time stands still.
   absl::MutexLock lock(&mu);
   EXPECT_EQ(changes, (std::vector<bool>{false, true, false}));
+}
+
+// --- A database that does not answer at all --------------------------------
+//
+// PostgreSQL frozen with SIGSTOP (its postmaster and every backend): the
+// TCP connections stay open and nothing answers, as with a hung host or a
+// network partition. statement_timeout and cancel requests cannot help;
+// the pool's watchdog must.
+class PoolFrozenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(server_, PostgresServer::Start());
+    ASSERT_OK_AND_ASSIGN(std::string conninfo, server_->CreateDatabase("app"));
+    conninfo_ = conninfo + " password=hunter2";
+    endpoint_ = absl::StrCat("127.0.0.1:", server_->port());
+  }
+  // Always continue the server, even after a failed assertion, or it could
+  // not be stopped.
+  void TearDown() override {
+    if (server_ != nullptr) EXPECT_OK(server_->Thaw());
+  }
+  // Freezes the server; false (and the test is skipped) when this process
+  // may not signal it.
+  bool Freeze() {
+    absl::Status frozen = server_->Freeze();
+    if (absl::IsPermissionDenied(frozen)) {
+      std::cerr << "cannot freeze PostgreSQL (run as root or as its user): "
+                << frozen << std::endl;
+      return false;
+    }
+    EXPECT_OK(frozen);
+    return frozen.ok();
+  }
+
+  std::unique_ptr<PostgresServer> server_;
+  std::string conninfo_;
+  std::string endpoint_;
+};
+
+TEST_F(PoolFrozenTest,
+       ACallOnAnOpenConnectionGetsUnavailableBeforeItsDeadline) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo_, .size = 2}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+  ASSERT_EQ(pool->open_connections(), 1);
+
+  // The transaction writes a row, then the server freezes under it.
+  absl::Notification inserted;
+  absl::Notification frozen;
+  absl::Status result;
+  absl::Duration elapsed;
+  std::thread caller([&] {
+    ScopedCallContext call(
+        std::make_shared<CallContext>(absl::Now() + absl::Seconds(3), nullptr));
+    const absl::Time start = absl::Now();
+    result = pool->Transact([&](pqxx::work& tx) {
+      tx.exec("INSERT INTO t VALUES (1)");
+      if (!inserted.HasBeenNotified()) inserted.Notify();
+      frozen.WaitForNotification();
+      tx.exec("SELECT 1");
+      return absl::OkStatus();
+    });
+    elapsed = absl::Now() - start;
+  });
+  inserted.WaitForNotification();
+  const bool can_freeze = Freeze();
+  frozen.Notify();
+  caller.join();
+  if (!can_freeze) GTEST_SKIP() << "cannot signal PostgreSQL";
+
+  EXPECT_THAT(
+      result,
+      StatusIs(absl::StatusCode::kUnavailable,
+               AllOf(HasSubstr(absl::StrCat("PostgreSQL at ", endpoint_,
+                                            " (database \"app\") did not "
+                                            "answer within 2.9s")),
+                     Not(HasSubstr("hunter2")))));
+  EXPECT_LT(elapsed, absl::Seconds(3));
+  EXPECT_GT(elapsed, absl::Seconds(2));
+  std::cout << "frozen database, 3 s call: " << result << " after " << elapsed
+            << std::endl;
+  // The connection the watchdog shut down is gone.
+  EXPECT_EQ(pool->open_connections(), 0);
+
+  // Fail-fast is off without a probe: the next call tries a new
+  // connection, which the frozen server accepts but never answers.
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(pool->Transact(
+                  [](pqxx::work& tx) {
+                    tx.exec("SELECT 1");
+                    return absl::OkStatus();
+                  },
+                  {.deadline = absl::Now() + absl::Milliseconds(500)}),
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  // A new connection to a frozen server waits for connect_timeout (2 s,
+  // libpq's least): that bound, not the deadline, is the limit here.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+
+  ASSERT_OK(server_->Thaw());
+  // Nothing was written, and the pool works again.
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(0));
+  EXPECT_OK(Exec(*pool, "INSERT INTO t VALUES (2)"));
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+}
+
+TEST_F(PoolFrozenTest, TransactionTimeoutBoundsWorkWithoutADeadline) {
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo_,
+                    .transaction_timeout = absl::Milliseconds(1500)}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+  // A live server ends a statement that runs too long itself.
+  EXPECT_THAT(pool->Transact([](pqxx::work& tx) {
+    tx.exec("SELECT pg_sleep(30)");
+    return absl::OkStatus();
+  }),
+              StatusIs(absl::StatusCode::kDeadlineExceeded,
+                       HasSubstr("transaction_timeout (1.5s)")));
+  if (!Freeze()) GTEST_SKIP() << "cannot signal PostgreSQL";
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(Exec(*pool, "INSERT INTO t VALUES (1)"),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("did not answer within 1.5s")));
+  const absl::Duration elapsed = absl::Now() - start;
+  EXPECT_LT(elapsed, absl::Seconds(3));
+  ASSERT_OK(server_->Thaw());
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(0));
+}
+
+TEST_F(PoolFrozenTest, TheProbeTurnsUnreachableAndBackAndLogsEachOnce) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo_}));
+  absl::Mutex mu;
+  std::vector<bool> changes;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<DatabaseProbe> probe,
+      DatabaseProbe::Start({.pool = pool.get(),
+                            .interval = absl::Milliseconds(500),
+                            .timeout = absl::Seconds(1),
+                            .name = "test",
+                            .on_change = [&](bool reachable) {
+                              absl::MutexLock lock(&mu);
+                              changes.push_back(reachable);
+                            }}));
+  ASSERT_TRUE(probe->reachable());
+
+  ::testing::internal::CaptureStderr();
+  if (!Freeze()) {
+    ::testing::internal::GetCapturedStderr();
+    GTEST_SKIP() << "cannot signal PostgreSQL";
+  }
+  // Within about interval + timeout (1.5 s); allow for a loaded machine.
+  const absl::Time frozen_at = absl::Now();
+  ASSERT_TRUE(hangar::testing::WaitUntil([&] { return !probe->reachable(); },
+                                         absl::Seconds(10)));
+  const absl::Duration noticed = absl::Now() - frozen_at;
+  EXPECT_LT(noticed, absl::Seconds(4));
+  std::cout << "probe noticed the frozen database after " << noticed
+            << std::endl;
+  // Calls now fail at once, naming the database.
+  absl::Time start = absl::Now();
+  EXPECT_THAT(
+      Exec(*pool, "SELECT 1"),
+      StatusIs(absl::StatusCode::kUnavailable,
+               AllOf(HasSubstr(endpoint_), HasSubstr("unreachable since"))));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  // Later failing checks change nothing.
+  const int64_t checks = probe->checks();
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return probe->checks() >= checks + 1; }, absl::Seconds(20)));
+
+  ASSERT_OK(server_->Thaw());
+  const absl::Time thawed_at = absl::Now();
+  ASSERT_TRUE(hangar::testing::WaitUntil([&] { return probe->reachable(); },
+                                         absl::Seconds(10)));
+  std::cout << "probe saw it again after " << absl::Now() - thawed_at
+            << std::endl;
+  EXPECT_OK(Exec(*pool, "SELECT 1"));
+  probe.reset();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(
+      log, HasSubstr(absl::StrCat("test: database ", endpoint_,
+                                  " unreachable: PostgreSQL at ", endpoint_)));
+  EXPECT_THAT(log, HasSubstr("did not answer within 1s"));
+  EXPECT_THAT(log, HasSubstr("reachable again"));
+  EXPECT_THAT(log, Not(HasSubstr("hunter2")));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(changes, (std::vector<bool>{true, false, true}));
+}
+
+TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
+                       Pool::Create({.conninfo = conninfo_}));
+  absl::Mutex mu;
+  std::vector<bool> changes;
+  // The probe's own checks are an hour apart: only the pool can tell it.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
+                       DatabaseProbe::Start({.pool = pool.get(),
+                                             .interval = absl::Hours(1),
+                                             .on_change = [&](bool reachable) {
+                                               absl::MutexLock lock(&mu);
+                                               changes.push_back(reachable);
+                                             }}));
+  if (!Freeze()) GTEST_SKIP() << "cannot signal PostgreSQL";
+  {
+    ScopedCallContext call(
+        std::make_shared<CallContext>(absl::Now() + absl::Seconds(2), nullptr));
+    // On the connection the pool opened at start.
+    EXPECT_THAT(Exec(*pool, "SELECT 1"),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         HasSubstr("did not answer within 1.9s")));
+  }
+  // Told before the call returned: no waiting for a check.
+  EXPECT_FALSE(probe->reachable());
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(changes, (std::vector<bool>{true, false}));
 }
 
 TEST(DatabaseProbeTest, RejectsBadOptions) {

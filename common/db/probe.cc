@@ -28,6 +28,10 @@ absl::StatusOr<std::unique_ptr<DatabaseProbe>> DatabaseProbe::Start(
   }
   auto probe = std::unique_ptr<DatabaseProbe>(new DatabaseProbe(options));
   probe->Check();
+  options.pool->SetUnansweredListener(
+      [raw = probe.get()](const absl::Status& status) {
+        raw->Record(status, /*counts_as_check=*/false);
+      });
   probe->thread_ = std::thread([raw = probe.get()] { raw->Loop(); });
   return probe;
 }
@@ -36,6 +40,8 @@ DatabaseProbe::DatabaseProbe(const DatabaseProbeOptions& options)
     : options_(options) {}
 
 DatabaseProbe::~DatabaseProbe() {
+  // Returns once no listener call is running.
+  options_.pool->SetUnansweredListener(nullptr);
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -56,12 +62,17 @@ int64_t DatabaseProbe::checks() {
 void DatabaseProbe::Check() {
   const absl::Status result = options_.pool->Ping(options_.timeout);
   options_.pool->ReportProbe(result);
+  Record(result, /*counts_as_check=*/true);
+}
+
+void DatabaseProbe::Record(const absl::Status& result, bool counts_as_check) {
+  absl::MutexLock report_lock(&report_mu_);
   const bool reachable = result.ok();
   bool changed = false;
   absl::Duration outage;
   {
     absl::MutexLock lock(&mu_);
-    ++checks_;
+    if (counts_as_check) ++checks_;
     changed = !reported_ || reachable != reachable_;
     if (changed && !reachable) down_since_ = options_.clock->Now();
     if (changed && reachable && reported_) {

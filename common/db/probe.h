@@ -19,6 +19,14 @@
 //       .on_change = server_->HealthReporter("database"),
 //       .clock = clock}));
 //
+// Each check is bounded: connecting by the pool's connect_timeout, the
+// answer by `timeout` (the pool's watchdog shuts the connection down when a
+// frozen server keeps it open without answering), so a database that stops
+// answering turns health NOT_SERVING within about interval + timeout, and
+// at once when a transaction's watchdog gives up on it first (the probe
+// listens to the pool: Pool::SetUnansweredListener). Either way one
+// "unreachable" line is logged per outage.
+//
 // Start() runs the first check before it returns, so health is right from
 // the first call. The destructor stops the probe thread (waking it at once)
 // and joins it; `on_change` is never called after the destructor returns.
@@ -50,8 +58,9 @@ struct DatabaseProbeOptions {
   // in [10ms, 1h].
   absl::Duration interval = absl::Seconds(1);
 
-  // Longest a check's query may run (its connection attempt is bounded by
-  // the pool's connect_timeout). Must be positive.
+  // Longest a check waits for the database's answer (its connection attempt
+  // is bounded by the pool's connect_timeout); past it the database counts
+  // as unreachable. Must be positive.
   absl::Duration timeout = absl::Seconds(2);
 
   // Prefix of the log lines ("catalog"); empty logs nothing.
@@ -84,9 +93,16 @@ class DatabaseProbe {
   explicit DatabaseProbe(const DatabaseProbeOptions& options);
   // Runs one check and reports a change.
   void Check();
+  // Records the result of a check (or a failure the pool saw), logging and
+  // calling on_change when the state changed.
+  void Record(const absl::Status& result, bool counts_as_check);
   void Loop();
 
   const DatabaseProbeOptions options_;
+
+  // Held while a result is recorded and reported, so that on_change sees
+  // the changes in order.
+  absl::Mutex report_mu_;
 
   absl::Mutex mu_;  // Protects the fields below.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

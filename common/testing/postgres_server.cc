@@ -30,13 +30,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/testing/ports.h"
-#include "common/util/file.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/testing/ports.h"
+#include "common/util/file.h"
 
 namespace hangar::testing {
 namespace {
@@ -310,8 +311,66 @@ absl::StatusOr<std::string> PostgresServer::CreateDatabase(
   return ConnInfo(name);
 }
 
+namespace {
+
+// The processes whose parent is `parent`, from /proc/<pid>/stat.
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !absl::ascii_isdigit(name[0])) continue;
+    absl::StatusOr<std::string> stat =
+        ReadFileToString((entry.path() / "stat").string());
+    if (!stat.ok()) continue;  // It exited meanwhile.
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const size_t close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields =
+        absl::StrSplit(stat->substr(close + 1), ' ', absl::SkipEmpty());
+    int ppid = 0;
+    int pid = 0;
+    if (fields.size() > 1 && absl::SimpleAtoi(fields[1], &ppid) &&
+        ppid == parent && absl::SimpleAtoi(name, &pid)) {
+      children.push_back(pid);
+    }
+  }
+  return children;
+}
+
+}  // namespace
+
+absl::Status PostgresServer::Freeze() {
+  if (pid_ <= 0) {
+    return absl::FailedPreconditionError("the server is not running");
+  }
+  if (frozen_) return absl::OkStatus();
+  // The postmaster first, so that it forks no new backend meanwhile.
+  if (::kill(pid_, SIGSTOP) != 0) {
+    return errno == EPERM ? absl::PermissionDeniedError(
+                                ErrnoMessage("signalling the postmaster"))
+                          : absl::InternalError(ErrnoMessage("kill(SIGSTOP)"));
+  }
+  frozen_ = true;
+  for (pid_t child : ChildrenOf(pid_)) ::kill(child, SIGSTOP);
+  return absl::OkStatus();
+}
+
+absl::Status PostgresServer::Thaw() {
+  if (!frozen_) return absl::OkStatus();
+  frozen_ = false;
+  if (pid_ <= 0) return absl::OkStatus();
+  for (pid_t child : ChildrenOf(pid_)) ::kill(child, SIGCONT);
+  if (::kill(pid_, SIGCONT) != 0) {
+    return absl::InternalError(ErrnoMessage("kill(SIGCONT)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PostgresServer::Stop() {
   if (pid_ <= 0) return absl::OkStatus();
+  (void)Thaw();
   const pid_t pid = pid_;
   pid_ = -1;
   ::kill(pid, SIGINT);  // Fast shutdown: disconnect clients, checkpoint.

@@ -17,7 +17,11 @@
 //
 // Stop() shuts the server down (fast mode) keeping its data; Resume()
 // starts it again on the same port with the same data; Restart() does both
-// (for reconnect tests). The destructor stops the server and removes the
+// (for reconnect tests). Freeze() stops every process of the server with
+// SIGSTOP (what a hung host or a network partition looks like to clients:
+// connections stay open, nothing answers) and Thaw() continues them; Stop()
+// and the destructor thaw a frozen server first. The destructor stops the
+// server and removes the
 // directory. Should the test process die without running it, the server
 // receives SIGQUIT (PR_SET_PDEATHSIG) and exits too; that signal is tied to
 // the thread that started the server, so call Start(), Resume() and
@@ -91,6 +95,15 @@ class PostgresServer {
   // Stop() then Resume().
   absl::Status Restart();
 
+  // SIGSTOP to the postmaster, then to each of its child processes
+  // (backends, checkpointer, ...). PERMISSION_DENIED when this process may
+  // not signal them (not root and not the server's user); FAILED_PRECONDITION
+  // when the server is not running. OK if already frozen.
+  absl::Status Freeze();
+  // SIGCONT to the children, then the postmaster. OK if not frozen.
+  absl::Status Thaw();
+  bool frozen() const { return frozen_; }
+
   bool running() const { return pid_ > 0; }
   const std::string& host() const { return host_; }
   int port() const { return port_; }
@@ -111,6 +124,7 @@ class PostgresServer {
   std::string dir_;
   int port_ = 0;
   pid_t pid_ = -1;  // The postmaster, when running.
+  bool frozen_ = false;
   bool as_other_user_ = false;
   uid_t uid_ = 0;
   gid_t gid_ = 0;
