@@ -1,6 +1,7 @@
 #include "services/optimizer/optimizer.h"
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "common/util/file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 #include "services/optimizer/conversion.h"
 #include "services/optimizer/testing/fake_scheduler_client.h"
 #include "services/optimizer/testing/in_memory_job_store.h"
@@ -45,6 +47,7 @@ class OptimizerTest : public ::testing::Test {
                            .store = &store_,
                            .scheduler = &scheduler_,
                            .notifier = &notifier_,
+                           .metrics = &metrics_,
                            .clock = &clock_}));
   }
   v1::CreateOptimizationJobRequest Request(
@@ -98,7 +101,28 @@ class OptimizerTest : public ::testing::Test {
   testing::InMemoryJobStore store_;
   testing::FakeSchedulerClient scheduler_;
   ChangeNotifier notifier_;
+  prometheus::Registry registry_;
+  OptimizerMetrics metrics_{registry_};
   std::unique_ptr<Optimizer> optimizer_;
+  // The value of a metric sample with these labels (-1 when absent).
+  double Metric(const std::string& family,
+                const std::map<std::string, std::string>& labels) {
+    for (const auto& f : registry_.Collect()) {
+      if (f.name != family) continue;
+      for (const auto& m : f.metric) {
+        std::map<std::string, std::string> got;
+        for (const auto& l : m.label) got[l.name] = l.value;
+        bool match = true;
+        for (const auto& [k, v] : labels) match = match && got[k] == v;
+        if (!match) continue;
+        if (f.type == prometheus::MetricType::Counter) return m.counter.value;
+        if (f.type == prometheus::MetricType::Gauge) return m.gauge.value;
+        if (f.type == prometheus::MetricType::Histogram)
+          return double(m.histogram.sample_count);
+      }
+    }
+    return -1;
+  }
 };
 
 TEST_F(OptimizerTest, RefusesInvalidRequestsNamingTheField) {
@@ -199,6 +223,31 @@ TEST_F(OptimizerTest, JobGoesPendingRunningSucceededAndTheSameInputIsReused) {
   ASSERT_OK_AND_ASSIGN(auto artifacts, optimizer_->ListArtifacts({}));
   ASSERT_EQ(artifacts.artifacts_size(), 1);
   EXPECT_EQ(artifacts.artifacts(0).path(), out);
+
+  // Metrics: states by recipe (the reused job counts as a success too),
+  // bytes, duration, quality.
+  const std::string recipe = "CTRANSLATE2/int8";
+  EXPECT_EQ(Metric("hangar_optimizer_jobs_total",
+                   {{"state", "JOB_STATE_PENDING"}, {"recipe", recipe}}),
+            1);
+  EXPECT_EQ(Metric("hangar_optimizer_jobs_total",
+                   {{"state", "JOB_STATE_RUNNING"}, {"recipe", recipe}}),
+            1);
+  EXPECT_EQ(Metric("hangar_optimizer_jobs_total",
+                   {{"state", "JOB_STATE_SUCCEEDED"}, {"recipe", recipe}}),
+            2);
+  EXPECT_EQ(
+      Metric("hangar_optimizer_bytes_converted_total", {{"recipe", recipe}}),
+      1234);
+  EXPECT_EQ(
+      Metric("hangar_optimizer_job_duration_seconds", {{"recipe", recipe}}), 1);
+  EXPECT_DOUBLE_EQ(
+      Metric("hangar_optimizer_quality",
+             {{"recipe", recipe}, {"figure", "max_abs_logit_error"}}),
+      0.1);
+  EXPECT_DOUBLE_EQ(Metric("hangar_optimizer_quality",
+                          {{"recipe", recipe}, {"figure", "greedy_agreement"}}),
+                   0.97);
 }
 
 TEST_F(OptimizerTest, AQualityGateFailureKeepsTheReport) {
