@@ -199,7 +199,11 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(Options options) {
     return absl::InvalidArgumentError("make_executor: returned no executor");
   }
   RETURN_IF_ERROR(s.Recover());
-  s.loop_ = std::thread([raw = scheduler.get()] { raw->Loop(); });
+  // The first evaluation is due one period after Create, whenever the
+  // thread gets to run.
+  const absl::Time first =
+      s.options_.clock->Now() + s.options_.autoscale_period;
+  s.loop_ = std::thread([raw = scheduler.get(), first] { raw->Loop(first); });
   return scheduler;
 }
 
@@ -270,7 +274,7 @@ absl::Status Scheduler::Recover() {
           recorded.push_back(std::move(record));
           // Until the executor says otherwise (re-adopted: READY again).
           rec.stored.state = v1::REPLICA_STATE_STARTING;
-          if (rec.stored.stopping) to_stop.push_back({key, stored.index});
+          if (rec.stored.stopping) to_stop.push_back({key, rec.stored.index});
           continue;
         }
         std::cerr << "scheduler: replica " << rec.stored.name
@@ -344,8 +348,7 @@ absl::Status Scheduler::Recover() {
 
 // --- The loop -------------------------------------------------------------
 
-void Scheduler::Loop() {
-  absl::Time next_autoscale = options_.clock->Now() + options_.autoscale_period;
+void Scheduler::Loop(absl::Time next_autoscale) {
   while (true) {
     std::deque<Event> events;
     {
@@ -1213,6 +1216,12 @@ absl::StatusOr<v1::ReplicaSet> Scheduler::DeleteReplicaSet(
       set->stored = std::move(updated);
       autoscaler_->RemoveSet(SetName(request.deployment(), request.revision()));
     }
+    // The final state, should the set go during this call (nothing placed).
+    v1::ReplicaSet final_state = ToProtoLocked(*set);
+    final_state.set_desired_replicas(0);
+    for (v1::Replica& replica : *final_state.mutable_replicas()) {
+      replica.set_state(v1::REPLICA_STATE_STOPPED);
+    }
     std::vector<int> indexes;
     for (const auto& [index, rec] : set->replicas) indexes.push_back(index);
     bool gone = false;
@@ -1236,19 +1245,18 @@ absl::StatusOr<v1::ReplicaSet> Scheduler::DeleteReplicaSet(
       if (set != nullptr && set->replicas.empty()) {
         // Nothing to drain: the set goes now.
         result = ToProtoLocked(*set);
-        set->stored.deleting = true;
-        (void)options_.store->DeleteSet(request.deployment(),
-                                        request.revision());
+        if (absl::Status deleted = options_.store->DeleteSet(
+                request.deployment(), request.revision());
+            !deleted.ok() && !absl::IsNotFound(deleted)) {
+          return deleted;
+        }
         sets_.erase({request.deployment(), request.revision()});
         gone = true;
       } else if (set != nullptr) {
         result = ToProtoLocked(*set);
       }
     }
-    if (gone && result.spec().deployment().empty()) {
-      result.mutable_spec()->set_deployment(request.deployment());
-      result.mutable_spec()->set_revision(request.revision());
-    }
+    if (gone && result.spec().deployment().empty()) result = final_state;
     RefreshLocked();
     keys = TakeDirtyLocked();
   }

@@ -183,7 +183,7 @@ class Scheduler {
   explicit Scheduler(Options options);
 
   absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
-  void Loop();
+  void Loop(absl::Time next_autoscale);
 
   // Every helper below runs with mu_ held.
   absl::Status ValidateSpec(const v1::ReplicaSetSpec& spec)

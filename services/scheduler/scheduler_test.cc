@@ -14,6 +14,7 @@
 #include "common/watch/change_notifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 #include "services/scheduler/hardware_config.h"
 #include "services/scheduler/testing/fake_executor.h"
 #include "services/scheduler/testing/in_memory_scheduler_store.h"
@@ -94,6 +95,7 @@ class SchedulerTest : public ::testing::Test {
          },
          .store = &store_,
          .notifier = &notifier_,
+         .metrics = &metrics_,
          .clock = &clock_});
     ASSERT_OK(scheduler.status());
     scheduler_ = *std::move(scheduler);
@@ -118,6 +120,46 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_OK(scheduler_->ReportLoad(request));
   }
 
+  // The value of `family`'s series whose label `key` is `value` (-1: none).
+  double Metric(const std::string& family, const std::string& key,
+                const std::string& value) {
+    for (const prometheus::MetricFamily& f : registry_.Collect()) {
+      if (f.name != family) continue;
+      for (const prometheus::ClientMetric& m : f.metric) {
+        for (const prometheus::ClientMetric::Label& label : m.label) {
+          if (label.name == key && label.value == value) {
+            return f.type == prometheus::MetricType::Counter ? m.counter.value
+                                                             : m.gauge.value;
+          }
+        }
+      }
+    }
+    return -1;
+  }
+
+  // Advances the clock by one autoscaler period and waits (real time,
+  // bounded) for the loop to announce the evaluation that it triggers.
+  bool AdvanceOnePeriod() {
+    absl::Mutex mu;
+    int changes = 0;
+    auto subscription = notifier_.Subscribe(
+        kReplicaSetsKey,
+        [&] {
+          absl::MutexLock lock(&mu);
+          ++changes;
+        },
+        nullptr);
+    clock_.BlockUntilWaiters(1);  // The loop waits for its next period.
+    clock_.Advance(absl::Seconds(1));
+    absl::MutexLock lock(&mu);
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return changes > 0;
+    };
+    return mu.AwaitWithTimeout(absl::Condition(&changed), absl::Seconds(30));
+  }
+
+  prometheus::Registry registry_;
+  SchedulerMetrics metrics_{registry_};
   hangar::testing::FakeClock clock_;
   testing::InMemorySchedulerStore store_;
   ChangeNotifier notifier_;
@@ -300,6 +342,72 @@ TEST_F(SchedulerTest, AutoscalerScalesUpAfterDelayAndBackDown) {
   ASSERT_OK_AND_ASSIGN(set, scheduler_->GetReplicaSet("dep-a", 1));
   EXPECT_THAT(set.replicas(), SizeIs(1));
   EXPECT_EQ(FreeGpus(), 3);
+}
+
+TEST_F(SchedulerTest, TheLoopEvaluatesTheAutoscalerOnTheClock) {
+  v1::ReplicaSetSpec spec = Spec("dep-a", 1, 1, 3);
+  spec.set_scale_up_delay_seconds(3);
+  ASSERT_OK(scheduler_->ApplyReplicaSet(spec).status());
+  Load("dep-a", 1, 6, absl::Seconds(60));
+  auto desired = [&] {
+    absl::StatusOr<v1::ReplicaSet> set = scheduler_->GetReplicaSet("dep-a", 1);
+    return set.ok() ? set->desired_replicas() : -1;
+  };
+  EXPECT_EQ(desired(), 1);
+  // No explicit evaluation: only the clock moves, one period at a time.
+  ASSERT_TRUE(AdvanceOnePeriod());
+  ASSERT_TRUE(AdvanceOnePeriod());
+  EXPECT_EQ(desired(), 1);  // Held 2 s of the 3 s delay.
+  ASSERT_TRUE(AdvanceOnePeriod());
+  EXPECT_EQ(desired(), 3);
+  EXPECT_THAT(executor_->started(), SizeIs(3));
+  EXPECT_EQ(
+      Metric("hangar_scheduler_autoscaler_decisions_total", "direction", "up"),
+      1);
+  EXPECT_EQ(Metric("hangar_scheduler_autoscaler_load", "set", "dep-a/1"), 6);
+}
+
+TEST_F(SchedulerTest, MetricsFollowPoolsPendingAndReplicaStates) {
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("big", 1, 2, 2, "p-2x")).status());
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("small", 1, 1, 1)).status());
+  EXPECT_EQ(Metric("hangar_scheduler_pool_gpus", "kind", "total"), 4);
+  EXPECT_EQ(Metric("hangar_scheduler_pool_gpus", "kind", "allocated"), 4);
+  EXPECT_EQ(Metric("hangar_scheduler_pending_items", "reason", "capacity"), 1);
+  EXPECT_EQ(Metric("hangar_scheduler_replicas", "state", "STARTING"), 2);
+  EXPECT_EQ(Metric("hangar_scheduler_replicas", "state", "PENDING"), 1);
+  EXPECT_EQ(Metric("hangar_scheduler_placements_total", "result", "pending"),
+            1);
+  executor_->EmitReplica("big-r1-0", ReplicaState::kReady);
+  executor_->EmitReplica("big-r1-1", ReplicaState::kFailed, 1);
+  scheduler_->Sync();
+  EXPECT_EQ(Metric("hangar_scheduler_replicas", "state", "READY"), 1);
+  EXPECT_EQ(Metric("hangar_scheduler_replicas", "state", "FAILED"), 1);
+  double restarts = -1;
+  for (const prometheus::MetricFamily& f : registry_.Collect()) {
+    if (f.name == "hangar_scheduler_replica_restarts_total") {
+      restarts = f.metric.at(0).counter.value;
+    }
+  }
+  EXPECT_EQ(restarts, 1);
+}
+
+TEST_F(SchedulerTest, DeletingASetWithNothingPlacedEndsItAtOnce) {
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("big", 1, 2, 2, "p-2x")).status());
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("small", 1, 1, 1)).status());
+  v1::DeleteReplicaSetRequest del;
+  del.set_deployment("small");
+  del.set_revision(1);
+  ASSERT_OK_AND_ASSIGN(v1::ReplicaSet final_state,
+                       scheduler_->DeleteReplicaSet(del));
+  EXPECT_EQ(final_state.spec().deployment(), "small");
+  ASSERT_THAT(final_state.replicas(), SizeIs(1));
+  EXPECT_EQ(final_state.replicas(0).state(), v1::REPLICA_STATE_STOPPED);
+  EXPECT_THAT(scheduler_->GetReplicaSet("small", 1),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("small")));
+  ASSERT_OK_AND_ASSIGN(v1::PoolStatus pool, scheduler_->GetPoolStatus("p"));
+  EXPECT_THAT(pool.pending(), SizeIs(0));
+  EXPECT_THAT(scheduler_->DeleteReplicaSet(del),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("small")));
 }
 
 TEST_F(SchedulerTest, ExpiredReportStopsHoldingReplicasUp) {
