@@ -5,7 +5,10 @@
 // While the database is down a call with a 3 s deadline gets UNAVAILABLE
 // naming the database in under 3 s, health (every entry) turns NOT_SERVING,
 // and a burst of 50 calls neither blocks nor grows the process's threads;
-// when it returns, health turns SERVING and calls succeed again.
+// when it returns, health turns SERVING and calls succeed again. The same
+// holds with PostgreSQL frozen (SIGSTOP: connections stay open, nothing
+// answers, as with a hung host or a network partition), where only the
+// pool's watchdog can end a call in time.
 #include <dirent.h>
 
 #include <atomic>
@@ -84,6 +87,12 @@ class CatalogDbOutageTest : public ::testing::Test {
     ASSERT_TRUE(WaitUntil([&] { return Health("") == HealthResponse::SERVING; },
                           absl::Seconds(60)))
         << catalog_->Output();
+  }
+
+  // A frozen server must be continued even after a failed assertion, or it
+  // could not be stopped.
+  void TearDown() override {
+    if (pg_ != nullptr) EXPECT_OK(pg_->Thaw());
   }
 
   // The health of `service` ("" = the server), UNKNOWN if Check failed.
@@ -228,6 +237,83 @@ TEST_F(CatalogDbOutageTest, FailsFastWhileDownAndRecoversWhenItReturns) {
   const std::string log = catalog_->Output();
   EXPECT_THAT(log,
               HasSubstr(absl::StrCat("database ", endpoint, " unreachable")));
+  EXPECT_THAT(log, HasSubstr("reachable again"));
+  EXPECT_THAT(log, Not(HasSubstr("not-a-real-secret")));
+}
+
+// PostgreSQL frozen under a running catalog: the first call, on a pooled
+// connection that stays open but never answers, still gets UNAVAILABLE
+// naming the database before its 3 s deadline, and health turns
+// NOT_SERVING at once; when PostgreSQL continues, SERVING and calls work.
+TEST_F(CatalogDbOutageTest, AFrozenDatabaseFailsCallsInTimeAndFlipsHealth) {
+  v1::ListModelsResponse listed;
+  ASSERT_TRUE(List(&listed).ok());
+  ASSERT_GT(listed.models_size(), 0);
+  const std::string name = listed.models(0).name();
+  const std::string endpoint = absl::StrCat("127.0.0.1:", pg_->port());
+  v1::Model model;
+  ASSERT_TRUE(Get(name, &model).ok());
+  ASSERT_EQ(Health(""), HealthResponse::SERVING);
+
+  absl::Status frozen = pg_->Freeze();
+  if (absl::IsPermissionDenied(frozen)) {
+    GTEST_SKIP() << "cannot signal PostgreSQL (run as root or as its user): "
+                 << frozen;
+  }
+  ASSERT_OK(frozen);
+  const absl::Time frozen_at = absl::Now();
+  absl::Duration elapsed;
+  grpc::Status got = Get(name, &model, &elapsed);
+  EXPECT_EQ(got.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << got.error_message();
+  EXPECT_THAT(got.error_message(),
+              AllOf(HasSubstr(absl::StrCat("PostgreSQL at ", endpoint,
+                                           " (database \"catalog_outage\")")),
+                    HasSubstr("did not answer within"),
+                    Not(HasSubstr("not-a-real-secret"))));
+  EXPECT_LT(elapsed, absl::Seconds(3));
+  std::cout << "first call on the frozen database: " << got.error_message()
+            << " in " << elapsed << std::endl;
+
+  // The watchdog told the probe: NOT_SERVING without waiting for a check
+  // (bounded anyway by the probe's interval + timeout).
+  ASSERT_TRUE(
+      WaitUntil([&] { return Health("") == HealthResponse::NOT_SERVING; },
+                absl::Seconds(10)));
+  const absl::Duration not_serving_after = absl::Now() - frozen_at;
+  EXPECT_LT(not_serving_after, absl::Seconds(6));
+  std::cout << "NOT_SERVING " << not_serving_after << " after the freeze"
+            << std::endl;
+  EXPECT_EQ(Health("hangar.v1.CatalogService"), HealthResponse::NOT_SERVING);
+
+  // Later calls fail fast.
+  got = List(&listed, &elapsed);
+  EXPECT_EQ(got.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(got.error_message(),
+              AllOf(HasSubstr(endpoint), HasSubstr("unreachable since")));
+  EXPECT_LT(elapsed, absl::Seconds(1));
+  std::cout << "fail-fast call: " << got.error_message() << " in " << elapsed
+            << std::endl;
+
+  ASSERT_OK(pg_->Thaw());
+  const absl::Time thawed = absl::Now();
+  ASSERT_TRUE(WaitUntil([&] { return Health("") == HealthResponse::SERVING; },
+                        absl::Seconds(10)));
+  std::cout << "SERVING " << absl::Now() - thawed << " after the thaw"
+            << std::endl;
+  EXPECT_EQ(Health("hangar.v1.CatalogService"), HealthResponse::SERVING);
+  got = Get(name, &model);
+  EXPECT_TRUE(got.ok()) << got.error_message();
+  EXPECT_EQ(model.name(), name);
+  EXPECT_TRUE(List(&listed).ok());
+
+  // One line for the outage, one for the recovery, never the password.
+  const std::string log = catalog_->Output();
+  const std::string unreachable =
+      absl::StrCat("database ", endpoint, " unreachable");
+  const size_t first = log.find(unreachable);
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(unreachable, first + 1), std::string::npos) << log;
   EXPECT_THAT(log, HasSubstr("reachable again"));
   EXPECT_THAT(log, Not(HasSubstr("not-a-real-secret")));
 }
