@@ -1,0 +1,350 @@
+// gateway_bench: issue 11's targets, measured in one run.
+//
+//   gateway_bench [--quick]
+//
+// Everything runs on this host: hangar-runner child processes on the
+// "small" preset model (~15 M parameters), an in-process GatewayServer, the
+// in-process fake scheduler and deployment service of the gateway's
+// integration tests, and a C++ client (one thread per concurrent client,
+// blocking unary calls over shared channels).
+//
+// (a) Batching gain. 32 concurrent clients, Generate with 32 new tokens,
+//     greedy, for a fixed time, through the gateway to one runner:
+//     inference_batch_size 8 (runner --max_batch=8) vs 1 (--max_batch=1).
+//     Prints completion tokens/s of both and the ratio (target >= 3.5x),
+//     and the same load sent straight to the runner, whose own ratio bounds
+//     what the gateway can show.
+// (b) Overhead. One client, sequential Generate with max_tokens 1, through
+//     the gateway (max_queue_delay 0, batch size 1) and directly to the
+//     runner (RunnerService.Generate with one sequence), alternating call
+//     by call so both see the same background load: p50 and p99 of
+//     both and the p50 difference (target <= 0.3 ms + the queue delay).
+// (c) Proxy efficiency against nginx grpc_pass is not measured here.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/auth/api_key.h"
+#include "common/testing/child_process.h"
+#include "engine/tiny_model.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "hangar/v1/inference.grpc.pb.h"
+#include "hangar/v1/runner.grpc.pb.h"
+#include "services/gateway/gateway_server.h"
+#include "tests/integration/gateway/fake_control_plane.h"
+
+namespace hangar {
+namespace {
+
+using testing::ChildProcess;
+
+struct Runner {
+  std::unique_ptr<ChildProcess> process;
+  std::string address;
+};
+
+[[noreturn]] void Die(const std::string& message) {
+  std::fprintf(stderr, "gateway_bench: %s\n", message.c_str());
+  std::exit(1);
+}
+
+Runner StartRunner(const std::string& model, int max_batch) {
+  char dir[] = "/tmp/gateway-bench-XXXXXX";
+  if (mkdtemp(dir) == nullptr) Die("mkdtemp failed");
+  const std::string port_file = std::string(dir) + "/port";
+  auto child = ChildProcess::Start(
+      {HANGAR_RUNNER_PATH, "--model=" + model, "--port_file=" + port_file,
+       "--metrics_port=-1", absl::StrCat("--max_batch=", max_batch),
+       "--max_tokens=256"});
+  if (!child.ok()) Die(std::string(child.status().message()));
+  Runner runner{.process = *std::move(child)};
+  if (!testing::WaitUntil([&] {
+        struct stat info;
+        return stat(port_file.c_str(), &info) == 0 ||
+               !runner.process->Running();
+      }) ||
+      !runner.process->Running()) {
+    Die("runner did not start: " + runner.process->Output());
+  }
+  std::ifstream in(port_file);
+  std::string port((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  runner.address = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(port));
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(runner.address, grpc::InsecureChannelCredentials()));
+  if (!testing::WaitUntil([&] {
+        grpc::ClientContext context;
+        grpc::health::v1::HealthCheckResponse response;
+        return health->Check(&context, {}, &response).ok() &&
+               response.status() ==
+                   grpc::health::v1::HealthCheckResponse::SERVING;
+      })) {
+    Die("runner not SERVING: " + runner.process->Output());
+  }
+  return runner;
+}
+
+v1::Route MakeRoute(const Runner& runner, int batch_size) {
+  v1::Route route;
+  route.set_deployment("dep-bench");
+  route.set_display_name("bench");
+  route.set_revision(1);
+  route.set_serving(true);
+  route.set_inference_batch_size(batch_size);
+  route.set_context_length(1024);
+  route.mutable_sampling()->set_max_tokens(256);
+  v1::RouteReplica* replica = route.add_replicas();
+  replica->set_name("r0");
+  replica->set_address(runner.address);
+  replica->set_state(v1::REPLICA_STATE_READY);
+  replica->set_max_batch(batch_size);
+  return route;
+}
+
+struct Bench {
+  testing::FakeControlPlane control;
+  auth::ApiKey key;
+};
+
+std::unique_ptr<gateway::GatewayServer> StartGateway(
+    Bench& bench, absl::Duration queue_delay) {
+  auto gateway = gateway::GatewayServer::Create(
+      {.server = {.name = "gateway", .port = 0, .metrics_port = -1},
+       .scheduler_address = bench.control.address(),
+       .deployment_address = bench.control.address(),
+       .gateway_id = "gw-bench",
+       .max_queue_delay = queue_delay,
+       .max_concurrent_per_key = 1024});
+  if (!gateway.ok()) Die(std::string(gateway.status().message()));
+  if (!testing::WaitUntil([&] {
+        return (*gateway)->routes().Resolve("dep-bench").ok() &&
+               (*gateway)->keys().loaded() &&
+               !(*gateway)->dispatcher().Load().empty();
+      })) {
+    Die("gateway did not load its route");
+  }
+  return *std::move(gateway);
+}
+
+v1::GenerateRequest Request(int max_tokens) {
+  v1::GenerateRequest request;
+  request.set_deployment("dep-bench");
+  request.set_prompt("Once upon a time");
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_sampling()->set_max_tokens(max_tokens);
+  return request;
+}
+
+// Completion tokens per second of `clients` closed-loop clients.
+double Throughput(const std::string& address, const std::string& key,
+                  int clients, absl::Duration duration) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("bench_channel", i);  // Distinct connections.
+    channels.push_back(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
+  }
+  std::atomic<int64_t> tokens{0};
+  std::atomic<int64_t> failures{0};
+  const absl::Time end = absl::Now() + duration;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::InferenceService::NewStub(channels[c % channels.size()]);
+      const v1::GenerateRequest request = Request(32);
+      while (absl::Now() < end) {
+        grpc::ClientContext context;
+        context.AddMetadata("authorization", "Bearer " + key);
+        v1::GenerateResponse response;
+        if (stub->Generate(&context, request, &response).ok()) {
+          tokens += response.usage().completion_tokens();
+        } else {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  if (failures > 0) {
+    std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
+  }
+  return static_cast<double>(tokens) / absl::ToDoubleSeconds(duration);
+}
+
+// The same load sent straight to the runner (one sequence per call), to
+// separate the runner's own batching gain from the gateway's.
+double DirectThroughput(const std::string& address, int clients,
+                        absl::Duration duration) {
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  std::atomic<int64_t> tokens{0};
+  std::atomic<int64_t> next_id{0};
+  const absl::Time end = absl::Now() + duration;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      auto stub = v1::RunnerService::NewStub(channel);
+      while (absl::Now() < end) {
+        v1::RunnerGenerateRequest request;
+        v1::RunnerSequence* sequence = request.add_sequences();
+        sequence->set_id(absl::StrCat("direct-", next_id.fetch_add(1)));
+        sequence->set_prompt("Once upon a time");
+        sequence->mutable_sampling()->set_temperature(0);
+        sequence->mutable_sampling()->set_max_tokens(32);
+        grpc::ClientContext context;
+        auto reader = stub->Generate(&context, request);
+        v1::RunnerGenerateResponse response;
+        int64_t got = 0;
+        while (reader->Read(&response)) got += response.token_ids_size();
+        if (reader->Finish().ok()) tokens += got;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return static_cast<double>(tokens) / absl::ToDoubleSeconds(duration);
+}
+
+struct Percentiles {
+  double p50_ms;
+  double p99_ms;
+};
+
+Percentiles Summarize(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    return samples[std::min(samples.size() - 1,
+                            static_cast<size_t>(q * samples.size()))];
+  };
+  return {at(0.50), at(0.99)};
+}
+
+// Sequential max_tokens=1 calls, alternating between the gateway and the
+// runner itself so that both see the same background load; the first 20
+// pairs warm up.
+std::pair<Percentiles, Percentiles> Latencies(const std::string& gateway,
+                                              const std::string& runner,
+                                              const std::string& key,
+                                              int calls) {
+  auto inference = v1::InferenceService::NewStub(
+      grpc::CreateChannel(gateway, grpc::InsecureChannelCredentials()));
+  auto direct = v1::RunnerService::NewStub(
+      grpc::CreateChannel(runner, grpc::InsecureChannelCredentials()));
+  const v1::GenerateRequest request = Request(1);
+  std::vector<double> through_samples, direct_samples;
+  for (int i = 0; i < calls + 20; ++i) {
+    {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", "Bearer " + key);
+      v1::GenerateResponse response;
+      const absl::Time start = absl::Now();
+      if (!inference->Generate(&context, request, &response).ok()) {
+        Die("Generate through the gateway failed");
+      }
+      if (i >= 20) {
+        through_samples.push_back(
+            absl::ToDoubleMilliseconds(absl::Now() - start));
+      }
+    }
+    v1::RunnerGenerateRequest runner_request;
+    v1::RunnerSequence* sequence = runner_request.add_sequences();
+    sequence->set_id(absl::StrCat("direct-", i));
+    sequence->set_prompt(request.prompt());
+    sequence->mutable_sampling()->set_temperature(0);
+    sequence->mutable_sampling()->set_max_tokens(1);
+    grpc::ClientContext context;
+    const absl::Time start = absl::Now();
+    auto reader = direct->Generate(&context, runner_request);
+    v1::RunnerGenerateResponse response;
+    while (reader->Read(&response)) {
+    }
+    if (!reader->Finish().ok()) Die("Generate on the runner failed");
+    if (i >= 20) {
+      direct_samples.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+  }
+  return {Summarize(direct_samples), Summarize(through_samples)};
+}
+
+int Main(bool quick) {
+  char dir[] = "/tmp/gateway-bench-model-XXXXXX";
+  if (mkdtemp(dir) == nullptr) Die("mkdtemp failed");
+  absl::StatusOr<engine::TinyModelOptions> preset =
+      engine::TinyModelPreset("small");
+  if (!preset.ok() || !engine::WriteTinyModel(*preset, dir).ok()) {
+    Die("cannot write the small model");
+  }
+  Bench bench;
+  absl::StatusOr<auth::ApiKey> key = auth::GenerateApiKey();
+  if (!key.ok()) Die("no key");
+  bench.key = *key;
+  bench.control.deployment().AddKey("key-bench", "dep-bench", bench.key.hash);
+  const absl::Duration duration = absl::Seconds(quick ? 3 : 10);
+  const int calls = quick ? 200 : 1000;
+
+  std::printf("(a) batching gain: 32 clients, 32 new tokens, %s each\n",
+              absl::FormatDuration(duration).c_str());
+  double tokens_per_s[2] = {0, 0};
+  double direct_per_s[2] = {0, 0};
+  const int batch_sizes[2] = {1, 8};
+  for (int i = 0; i < 2; ++i) {
+    Runner runner = StartRunner(dir, batch_sizes[i]);
+    bench.control.scheduler().SetRoutes({MakeRoute(runner, batch_sizes[i])});
+    auto gateway = StartGateway(bench, absl::Milliseconds(5));
+    tokens_per_s[i] =
+        Throughput(gateway->address(), bench.key.plaintext, 32, duration);
+    gateway.reset();
+    direct_per_s[i] = DirectThroughput(runner.address, 32, duration);
+    std::printf(
+        "  inference_batch_size %d: %.0f tokens/s through the gateway, %.0f "
+        "direct to the runner\n",
+        batch_sizes[i], tokens_per_s[i], direct_per_s[i]);
+  }
+  std::printf(
+      "  ratio 8 vs 1: %.2fx through the gateway (target >= 3.5x), "
+      "%.2fx direct to the runner\n",
+      tokens_per_s[1] / std::max(tokens_per_s[0], 1e-9),
+      direct_per_s[1] / std::max(direct_per_s[0], 1e-9));
+
+  std::printf("(b) overhead: Generate max_tokens 1, one client, %d calls\n",
+              calls);
+  Runner runner = StartRunner(dir, 1);
+  bench.control.scheduler().SetRoutes({MakeRoute(runner, 1)});
+  auto gateway = StartGateway(bench, absl::ZeroDuration());
+  auto [direct, through] =
+      Latencies(gateway->address(), runner.address, bench.key.plaintext, calls);
+  std::printf("  direct to the runner: p50 %.3f ms, p99 %.3f ms\n",
+              direct.p50_ms, direct.p99_ms);
+  std::printf("  through the gateway:  p50 %.3f ms, p99 %.3f ms\n",
+              through.p50_ms, through.p99_ms);
+  std::printf("  p50 overhead: %.3f ms (target <= 0.3 ms + queue delay 0 ms)\n",
+              through.p50_ms - direct.p50_ms);
+  std::printf("(c) nginx grpc_pass comparison: not measured by this binary\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace hangar
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--quick") quick = true;
+  }
+  return hangar::Main(quick);
+}
