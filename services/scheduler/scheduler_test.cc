@@ -530,6 +530,74 @@ TEST_F(SchedulerTest, RestartRebuildsAllocationsAndAdoptsWithoutDuplicates) {
   EXPECT_EQ(after.replicas(0).state(), v1::REPLICA_STATE_READY);
 }
 
+TEST_F(SchedulerTest, ListsPageAndFilter) {
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("dep-a", 1, 0, 1)).status());
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("dep-a", 2, 0, 1)).status());
+  ASSERT_OK(scheduler_->ApplyReplicaSet(Spec("dep-b", 10, 0, 1)).status());
+  v1::ListReplicaSetsRequest request;
+  request.set_page_size(2);
+  ASSERT_OK_AND_ASSIGN(v1::ListReplicaSetsResponse page,
+                       scheduler_->ListReplicaSets(request));
+  ASSERT_THAT(page.replica_sets(), SizeIs(2));
+  EXPECT_EQ(page.replica_sets(1).spec().revision(), 2);
+  ASSERT_FALSE(page.next_page_token().empty());
+  request.set_page_token(page.next_page_token());
+  ASSERT_OK_AND_ASSIGN(page, scheduler_->ListReplicaSets(request));
+  ASSERT_THAT(page.replica_sets(), SizeIs(1));
+  EXPECT_EQ(page.replica_sets(0).spec().deployment(), "dep-b");
+  EXPECT_TRUE(page.next_page_token().empty());
+  // A token is bound to its filter.
+  request.set_deployment("dep-a");
+  EXPECT_THAT(
+      scheduler_->ListReplicaSets(request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+  request.clear_page_token();
+  ASSERT_OK_AND_ASSIGN(page, scheduler_->ListReplicaSets(request));
+  EXPECT_THAT(page.replica_sets(), SizeIs(2));
+
+  for (const char* owner : {"o1", "o2", "o1"}) {
+    v1::SubmitJobRequest job;
+    job.set_request_id(absl::StrCat("req-", owner, "-",
+                                    scheduler_->ListJobs({})->jobs_size()));
+    job.mutable_spec()->add_argv("/bin/true");
+    job.mutable_spec()->set_hardware("p-1x");
+    job.mutable_spec()->set_owner(owner);
+    ASSERT_OK(scheduler_->SubmitJob(job).status());
+  }
+  v1::ListJobsRequest jobs;
+  jobs.set_owner("o1");
+  jobs.set_page_size(1);
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse first, scheduler_->ListJobs(jobs));
+  ASSERT_THAT(first.jobs(), SizeIs(1));
+  jobs.set_page_token(first.next_page_token());
+  ASSERT_OK_AND_ASSIGN(v1::ListJobsResponse second, scheduler_->ListJobs(jobs));
+  ASSERT_THAT(second.jobs(), SizeIs(1));
+  EXPECT_EQ(second.jobs(0).spec().owner(), "o1");
+  EXPECT_NE(second.jobs(0).name(), first.jobs(0).name());
+  EXPECT_TRUE(second.next_page_token().empty());
+}
+
+TEST_F(SchedulerTest, CancellingARunningJobGoesThroughTheExecutor) {
+  v1::SubmitJobRequest request;
+  request.set_request_id("req-cancel");
+  request.mutable_spec()->add_argv("/bin/sleep");
+  request.mutable_spec()->add_argv("100");
+  request.mutable_spec()->set_hardware("p-1x");
+  ASSERT_OK_AND_ASSIGN(v1::Job job, scheduler_->SubmitJob(request));
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_OK_AND_ASSIGN(v1::Job asked, scheduler_->CancelJob(job.name()));
+  EXPECT_EQ(asked.state(), v1::JOB_STATE_RUNNING);  // Until it has ended.
+  EXPECT_THAT(executor_->cancelled(), ElementsAre(job.name()));
+  executor_->EmitJob(job.name(), JobState::kCancelled, 143);
+  scheduler_->Sync();
+  ASSERT_OK_AND_ASSIGN(job, scheduler_->GetJob(job.name()));
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(job.exit_code(), 143);
+  EXPECT_EQ(FreeGpus(), 4);
+  EXPECT_THAT(scheduler_->CancelJob("job-unknown"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-unknown")));
+}
+
 TEST_F(SchedulerTest, ListHardwareShowsLiveAvailability) {
   ASSERT_OK_AND_ASSIGN(v1::ListHardwareResponse before,
                        scheduler_->ListHardware({}));
