@@ -1,5 +1,6 @@
 #include "services/deployment/deployment_server.h"
 
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,15 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
   }
   if (options.dependency_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("dependency_timeout: must be positive");
+  }
+  for (const auto& [flag, price] :
+       {std::pair<const char*, double>{"--prompt_price_per_1k",
+                                       options.prompt_price_per_1k},
+        {"--completion_price_per_1k", options.completion_price_per_1k}}) {
+    if (!std::isfinite(price) || price < 0 || price > 1e6) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": must be a price in [0, 1000000] USD; was ", price));
+    }
   }
   std::unique_ptr<DeploymentServer> server(new DeploymentServer());
 
@@ -76,6 +86,10 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
   ASSIGN_OR_RETURN(
       server->deployments_,
       Deployments::Create({.gateway_endpoint = options.gateway_endpoint,
+                           .prompt_price_per_1k_micros =
+                               std::llround(options.prompt_price_per_1k * 1e6),
+                           .completion_price_per_1k_micros = std::llround(
+                               options.completion_price_per_1k * 1e6),
                            .store = server->store_.get(),
                            .models = models,
                            .offerings = offerings,

@@ -74,6 +74,11 @@ class DeploymentServer {
     // The gateway address shown to users (Deployment.endpoint). Required.
     std::string gateway_endpoint = "127.0.0.1:7100";
 
+    // --- Charges ---
+    // Inference prices in USD per 1000 prompt / completion tokens, >= 0.
+    double prompt_price_per_1k = 0.0;
+    double completion_price_per_1k = 0.0;
+
     // --- Injected for tests (not owned) ---
     ModelFactsSource* model_facts = nullptr;
     OfferingFactsSource* offering_facts = nullptr;

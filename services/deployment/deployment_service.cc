@@ -120,28 +120,24 @@ DeploymentServiceImpl::WatchDeployments(grpc::CallbackServerContext* context,
                    "services/deployment/README.md)"));
 }
 
-grpc::Status DeploymentServiceImpl::RecordUsage(grpc::ServerContext* context,
-                                                const v1::RecordUsageRequest*,
-                                                v1::RecordUsageResponse*) {
+grpc::Status DeploymentServiceImpl::RecordUsage(
+    grpc::ServerContext* context, const v1::RecordUsageRequest* request,
+    v1::RecordUsageResponse*) {
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok()) {
     return denied;
   }
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "RecordUsage: not built yet (see "
-                      "services/deployment/README.md)");
+  return ToGrpcStatus(deployments_->RecordUsage(*request));
 }
 
 grpc::Status DeploymentServiceImpl::GetUsage(grpc::ServerContext* context,
-                                             const v1::GetUsageRequest*,
-                                             v1::GetUsageResponse*) {
+                                             const v1::GetUsageRequest* request,
+                                             v1::GetUsageResponse* response) {
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok()) {
     return denied;
   }
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "GetUsage: not built yet (see "
-                      "services/deployment/README.md)");
+  return Reply(deployments_->GetUsage(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::CreateApiKey(

@@ -4,9 +4,8 @@
 // calls the domain and converts the status at the edge (ToGrpcStatus).
 // WatchApiKeys runs on the callback API (api_key_watch.h).
 //
-// Methods not built yet (WatchDeployments, RecordUsage, GetUsage) check the
-// admin token like every other method, then answer UNIMPLEMENTED naming
-// what is missing (see README.md).
+// WatchDeployments is not built yet: it checks the admin token like every
+// other method, then answers UNIMPLEMENTED saying so (see README.md).
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 

@@ -85,6 +85,24 @@ struct Mutation {
 using MutateFn =
     std::function<absl::StatusOr<Mutation>(const v1::Deployment& current)>;
 
+// Token usage of one key on one deployment on one UTC day.
+struct TokenUsageRow {
+  std::string date;  // "YYYY-MM-DD"
+  std::string deployment;
+  std::string api_key;
+  int64_t requests = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+struct UsageQuery {
+  // Empty: every deployment.
+  std::string deployment;
+  // Inclusive "YYYY-MM-DD" bounds; empty: unbounded.
+  std::string start_date;
+  std::string end_date;
+};
+
 class DeploymentStore {
  public:
   virtual ~DeploymentStore() = default;
@@ -125,6 +143,23 @@ class DeploymentStore {
   // Keys of a deployment (by id) not revoked.
   virtual absl::StatusOr<int> CountActiveApiKeys(
       const std::string& deployment) = 0;
+
+  // Appends `reports` under `report_id` unless that id was recorded before
+  // (then nothing is written). Returns whether this call wrote them. Keys'
+  // last-used times move to the end of their windows.
+  virtual absl::StatusOr<bool> RecordUsage(
+      const std::string& report_id,
+      const std::vector<v1::TokenUsageReport>& reports, absl::Time now) = 0;
+
+  // Per (date, deployment, key) sums matching `query`, ordered by that
+  // triple, after `after` (a row's "date|deployment|key"; empty: from the
+  // start), at most `limit`.
+  virtual absl::StatusOr<std::vector<TokenUsageRow>> TokenUsage(
+      const UsageQuery& query, const std::string& after, int limit) = 0;
+
+  // Sums over every row matching `query`.
+  virtual absl::StatusOr<TokenUsageRow> TokenUsageTotal(
+      const UsageQuery& query) = 0;
 
   // Inserts `key` (of a live deployment) under the idempotency key
   // ("api_key", request_id). Returns the stored key and whether this call

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/api/etag.h"
 #include "common/api/field_mask.h"
 #include "common/api/page_token.h"
@@ -155,6 +156,11 @@ absl::StatusOr<std::unique_ptr<Deployments>> Deployments::Create(
   if (options.gateway_endpoint.empty()) {
     return absl::InvalidArgumentError(
         "gateway_endpoint: required (the address shown to users)");
+  }
+  if (options.prompt_price_per_1k_micros < 0 ||
+      options.completion_price_per_1k_micros < 0) {
+    return absl::InvalidArgumentError(
+        "prompt/completion price per 1k tokens: must be >= 0");
   }
   if (options.store == nullptr || options.models == nullptr ||
       options.offerings == nullptr || options.notifier == nullptr ||
@@ -669,6 +675,142 @@ absl::StatusOr<v1::Endpoint> Deployments::GetEndpoint(const std::string& name) {
   *endpoint.mutable_sampling() = deployment.spec().sampling();
   endpoint.set_context_length(model.found ? model.context_length : 0);
   return endpoint;
+}
+
+}  // namespace hangar::deployment
+
+namespace hangar::deployment {
+namespace {
+
+absl::Status CheckDate(const char* field, const std::string& date) {
+  if (date.empty()) return absl::OkStatus();
+  absl::Time parsed;
+  std::string error;
+  if (date.size() != 10 ||
+      !absl::ParseTime("%Y-%m-%d", date, absl::UTCTimeZone(), &parsed,
+                       &error)) {
+    return InvalidField(field, absl::StrCat("must be a date YYYY-MM-DD; was \"",
+                                            date.substr(0, 40), "\""));
+  }
+  return absl::OkStatus();
+}
+
+// tokens / 1000 x price, rounded to the nearest micro.
+int64_t TokenCost(int64_t tokens, int64_t price_per_1k_micros) {
+  const __int128 product =
+      static_cast<__int128>(tokens) * price_per_1k_micros + 500;
+  return static_cast<int64_t>(product / 1000);
+}
+
+}  // namespace
+
+absl::Status Deployments::RecordUsage(const v1::RecordUsageRequest& request) {
+  if (request.report_id().empty() ||
+      request.report_id().size() > static_cast<size_t>(kMaxReportIdChars)) {
+    return InvalidField(
+        "report_id",
+        absl::StrCat("required, 1 to ", kMaxReportIdChars, " characters; was ",
+                     request.report_id().size()));
+  }
+  if (request.reports_size() > kMaxUsageReports) {
+    return InvalidField(
+        "reports", absl::StrCat("at most ", kMaxUsageReports, " per call; was ",
+                                request.reports_size()));
+  }
+  std::vector<FieldViolation> violations;
+  for (int i = 0; i < request.reports_size(); ++i) {
+    const v1::TokenUsageReport& report = request.reports(i);
+    const std::string at = absl::StrCat("reports[", i, "].");
+    if (report.api_key().empty()) {
+      violations.push_back({at + "api_key", "required"});
+    }
+    if (report.deployment().empty()) {
+      violations.push_back({at + "deployment", "required"});
+    }
+    if (report.revision() < 0) {
+      violations.push_back({at + "revision", absl::StrCat("must be >= 0; was ",
+                                                          report.revision())});
+    }
+    if (!report.has_start_time() || !report.has_end_time() ||
+        FromProtoTimestamp(report.end_time()) <
+            FromProtoTimestamp(report.start_time())) {
+      violations.push_back({at + "end_time",
+                            "start_time and end_time are required, "
+                            "start_time <= end_time"});
+    }
+    for (const auto& [name, value] :
+         {std::pair<const char*, int64_t>{"requests", report.requests()},
+          {"tokens.prompt_tokens", report.tokens().prompt_tokens()},
+          {"tokens.completion_tokens", report.tokens().completion_tokens()}}) {
+      if (value < 0) {
+        violations.push_back(
+            {at + name, absl::StrCat("must be >= 0; was ", value)});
+      }
+    }
+    if (violations.size() >= 16) break;  // Enough to act on.
+  }
+  RETURN_IF_ERROR(ViolationsToStatus(violations));
+  std::vector<v1::TokenUsageReport> reports(request.reports().begin(),
+                                            request.reports().end());
+  return options_.store
+      ->RecordUsage(request.report_id(), reports, options_.clock->Now())
+      .status();
+}
+
+absl::StatusOr<v1::GetUsageResponse> Deployments::GetUsage(
+    const v1::GetUsageRequest& request) {
+  ASSIGN_OR_RETURN(int limit, ResolvePageSize(request.page_size()));
+  const std::string filters = FilterFingerprint(request);
+  ASSIGN_OR_RETURN(std::string after,
+                   DecodePageToken(request.page_token(), filters));
+  RETURN_IF_ERROR(CheckDate("range.start_date", request.range().start_date()));
+  RETURN_IF_ERROR(CheckDate("range.end_date", request.range().end_date()));
+  UsageQuery query{.start_date = request.range().start_date(),
+                   .end_date = request.range().end_date()};
+  if (!request.deployment().empty()) {
+    ASSIGN_OR_RETURN(v1::Deployment deployment,
+                     options_.store->Get(request.deployment()));
+    query.deployment = deployment.name();
+  }
+  ASSIGN_OR_RETURN(std::vector<TokenUsageRow> rows,
+                   options_.store->TokenUsage(query, after, limit + 1));
+  ASSIGN_OR_RETURN(TokenUsageRow total, options_.store->TokenUsageTotal(query));
+
+  const std::string& currency = options_.currency_code;
+  const int64_t prompt_price = options_.prompt_price_per_1k_micros;
+  const int64_t completion_price = options_.completion_price_per_1k_micros;
+  v1::GetUsageResponse response;
+  const bool more = static_cast<int>(rows.size()) > limit;
+  if (more) rows.resize(limit);
+  for (const TokenUsageRow& row : rows) {
+    v1::KeyTokenUsage* out = response.add_token_usage();
+    out->set_date(row.date);
+    out->set_deployment(row.deployment);
+    out->set_api_key(row.api_key);
+    out->set_requests(row.requests);
+    out->mutable_tokens()->set_prompt_tokens(row.prompt_tokens);
+    out->mutable_tokens()->set_completion_tokens(row.completion_tokens);
+    *out->mutable_cost() = MakeMoney(
+        currency, TokenCost(row.prompt_tokens, prompt_price) +
+                      TokenCost(row.completion_tokens, completion_price));
+  }
+  if (more && !rows.empty()) {
+    const TokenUsageRow& last = rows.back();
+    response.set_next_page_token(EncodePageToken(
+        absl::StrCat(last.date, "|", last.deployment, "|", last.api_key),
+        filters));
+  }
+  const int64_t token_cost =
+      TokenCost(total.prompt_tokens, prompt_price) +
+      TokenCost(total.completion_tokens, completion_price);
+  *response.mutable_replica_cost() = MakeMoney(currency, 0);
+  *response.mutable_token_cost() = MakeMoney(currency, token_cost);
+  *response.mutable_total_cost() = MakeMoney(currency, token_cost);
+  *response.mutable_prices()->mutable_prompt_per_1k_tokens() =
+      MakeMoney(currency, prompt_price);
+  *response.mutable_prices()->mutable_completion_per_1k_tokens() =
+      MakeMoney(currency, completion_price);
+  return response;
 }
 
 }  // namespace hangar::deployment

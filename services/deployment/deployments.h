@@ -27,6 +27,11 @@
 //    DELETED in one transaction that revokes its keys; revisions, keys and
 //    (later) usage stay. Deleting a DELETED deployment returns it (OK).
 //  - ListRevisions (newest first, pages) and GetEndpoint (how to call it).
+//  - RecordUsage: the gateway's token reports, appended once per report id
+//    (a retried batch is counted once). GetUsage: token rows per day, key
+//    and deployment with their cost at the configured per-1k prices, and
+//    totals over the whole range. Replica time (from the scheduler's
+//    WatchReplicaSets) is not recorded yet, so replica rows are empty.
 //  - API keys: CreateApiKey (the plaintext is returned once; a retry with
 //    the same request id returns the key without it), ListApiKeys,
 //    RevokeApiKey, and ActiveApiKeys for the gateway's watch. Every key
@@ -57,6 +62,9 @@ inline constexpr int kMaxDescriptionChars = 1000;
 inline constexpr int kMaxTags = 16;
 inline constexpr int kMaxNameChars = 63;
 inline constexpr int kMaxRequestIdChars = 64;
+// Reports in one RecordUsage call, and characters of its report id.
+inline constexpr int kMaxUsageReports = 10'000;
+inline constexpr int kMaxReportIdChars = 128;
 
 // Violations of a deployment's metadata: display_name (empty allowed when
 // `allow_empty_display_name`), description, tags.
@@ -86,6 +94,11 @@ class Deployments {
     std::string gateway_endpoint;
     // Who makes revisions (Revision.author).
     std::string author = "admin";
+    // Inference prices: per 1000 prompt and per 1000 completion tokens, in
+    // micros of `currency_code`; each >= 0.
+    int64_t prompt_price_per_1k_micros = 0;
+    int64_t completion_price_per_1k_micros = 0;
+    std::string currency_code = "USD";
 
     // --- Injected (not owned; must outlive this) ---
     DeploymentStore* store = nullptr;
@@ -113,6 +126,10 @@ class Deployments {
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& request);
   absl::StatusOr<v1::Endpoint> GetEndpoint(const std::string& name);
+
+  absl::Status RecordUsage(const v1::RecordUsageRequest& request);
+  absl::StatusOr<v1::GetUsageResponse> GetUsage(
+      const v1::GetUsageRequest& request);
 
   absl::StatusOr<v1::CreateApiKeyResponse> CreateApiKey(
       const v1::CreateApiKeyRequest& request);

@@ -39,6 +39,10 @@ ABSL_FLAG(std::string, scheduler_address, "",
           "Scheduler service host:port, asked about hardware (required)");
 ABSL_FLAG(std::string, gateway_endpoint, "127.0.0.1:7100",
           "The inference gateway address shown to users");
+ABSL_FLAG(double, prompt_price_per_1k, 0.0,
+          "Inference price in USD per 1000 prompt tokens (GetUsage)");
+ABSL_FLAG(double, completion_price_per_1k, 0.0,
+          "Inference price in USD per 1000 completion tokens (GetUsage)");
 
 int main(int argc, char** argv) {
   hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_DEPLOYMENT_", "deployment");
@@ -57,6 +61,8 @@ int main(int argc, char** argv) {
       .catalog_address = absl::GetFlag(FLAGS_catalog_address),
       .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
       .gateway_endpoint = absl::GetFlag(FLAGS_gateway_endpoint),
+      .prompt_price_per_1k = absl::GetFlag(FLAGS_prompt_price_per_1k),
+      .completion_price_per_1k = absl::GetFlag(FLAGS_completion_price_per_1k),
   });
   if (!server.ok()) {
     std::cerr << "deployment: " << server.status().message() << std::endl;

@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/api/etag.h"
 #include "common/api/time.h"
 #include "common/db/migrations.h"
@@ -348,6 +349,98 @@ absl::StatusOr<int> PgDeploymentStore::CountActiveApiKeys(
             "WHERE deployment = $1 AND revoke_micros IS NULL",
             deployment);
         return rows[0][0].as<int>();
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<bool> PgDeploymentStore::RecordUsage(
+    const std::string& report_id,
+    const std::vector<v1::TokenUsageReport>& reports, absl::Time now) {
+  return pool_->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    pqxx::result claimed = tx.exec_params(
+        "INSERT INTO deployment.usage_reports (report_id, create_micros) "
+        "VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        report_id, Micros(now));
+    if (claimed.affected_rows() == 0) return false;  // Counted before.
+    for (size_t i = 0; i < reports.size(); ++i) {
+      const v1::TokenUsageReport& report = reports[i];
+      const int64_t start = Micros(FromProtoTimestamp(report.start_time()));
+      const int64_t end = Micros(FromProtoTimestamp(report.end_time()));
+      const std::string day =
+          absl::FormatTime("%Y-%m-%d", FromProtoTimestamp(report.start_time()),
+                           absl::UTCTimeZone());
+      tx.exec_params(
+          "INSERT INTO deployment.token_usage (report_id, item, api_key, "
+          "deployment, revision, start_micros, end_micros, day, requests, "
+          "prompt_tokens, completion_tokens) VALUES ($1, $2, $3, $4, $5, $6, "
+          "$7, $8::date, $9, $10, $11)",
+          report_id, static_cast<int>(i), report.api_key(), report.deployment(),
+          report.revision(), start, end, day, report.requests(),
+          report.tokens().prompt_tokens(), report.tokens().completion_tokens());
+      tx.exec_params(
+          "UPDATE deployment.api_keys SET last_used_micros = "
+          "GREATEST(COALESCE(last_used_micros, 0), $2) WHERE name = $1",
+          report.api_key(), end);
+    }
+    return true;
+  });
+}
+
+namespace {
+
+// The WHERE clause of usage queries over $1 (deployment), $2 (start date),
+// $3 (end date).
+constexpr char kUsageWhere[] =
+    " WHERE ($1 = '' OR deployment = $1)"
+    " AND (NULLIF($2, '') IS NULL OR day >= NULLIF($2, '')::date)"
+    " AND (NULLIF($3, '') IS NULL OR day <= NULLIF($3, '')::date)";
+
+}  // namespace
+
+absl::StatusOr<std::vector<TokenUsageRow>> PgDeploymentStore::TokenUsage(
+    const UsageQuery& query, const std::string& after, int limit) {
+  using Result = std::vector<TokenUsageRow>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat(
+                "SELECT to_char(day, 'YYYY-MM-DD') AS date, deployment, "
+                "api_key, sum(requests), sum(prompt_tokens), "
+                "sum(completion_tokens) FROM deployment.token_usage",
+                kUsageWhere,
+                " AND ($4 = '' OR (to_char(day, 'YYYY-MM-DD') || '|' || "
+                "deployment || '|' || api_key) > $4)"
+                " GROUP BY day, deployment, api_key"
+                " ORDER BY day, deployment, api_key LIMIT $5"),
+            query.deployment, query.start_date, query.end_date, after, limit);
+        Result result;
+        for (const pqxx::row& row : rows) {
+          result.push_back({.date = row[0].as<std::string>(),
+                            .deployment = row[1].as<std::string>(),
+                            .api_key = row[2].as<std::string>(),
+                            .requests = row[3].as<int64_t>(),
+                            .prompt_tokens = row[4].as<int64_t>(),
+                            .completion_tokens = row[5].as<int64_t>()});
+        }
+        return result;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<TokenUsageRow> PgDeploymentStore::TokenUsageTotal(
+    const UsageQuery& query) {
+  return pool_->Transact<TokenUsageRow>(
+      [&](pqxx::work& tx) -> absl::StatusOr<TokenUsageRow> {
+        pqxx::result rows =
+            tx.exec_params(absl::StrCat("SELECT COALESCE(sum(requests), 0), "
+                                        "COALESCE(sum(prompt_tokens), 0), "
+                                        "COALESCE(sum(completion_tokens), 0) "
+                                        "FROM deployment.token_usage",
+                                        kUsageWhere),
+                           query.deployment, query.start_date, query.end_date);
+        return TokenUsageRow{.requests = rows[0][0].as<int64_t>(),
+                             .prompt_tokens = rows[0][1].as<int64_t>(),
+                             .completion_tokens = rows[0][2].as<int64_t>()};
       },
       {.read_only = true});
 }

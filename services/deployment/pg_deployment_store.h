@@ -36,6 +36,14 @@ class PgDeploymentStore final : public DeploymentStore {
       const std::string& deployment, int64_t before, int limit) override;
   absl::StatusOr<int> CountActiveApiKeys(
       const std::string& deployment) override;
+  absl::StatusOr<bool> RecordUsage(
+      const std::string& report_id,
+      const std::vector<v1::TokenUsageReport>& reports,
+      absl::Time now) override;
+  absl::StatusOr<std::vector<TokenUsageRow>> TokenUsage(
+      const UsageQuery& query, const std::string& after, int limit) override;
+  absl::StatusOr<TokenUsageRow> TokenUsageTotal(
+      const UsageQuery& query) override;
   absl::StatusOr<std::pair<v1::ApiKey, bool>> CreateApiKey(
       const std::string& request_id, const std::string& fingerprint,
       const StoredApiKey& key) override;

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/api/time.h"
 #include "common/auth/api_key.h"
 #include "common/testing/postgres_server.h"
 #include "gmock/gmock.h"
@@ -75,6 +76,8 @@ class DeploymentApiTest : public ::hangar::testing::PostgresTest {
              .db = conninfo(),
              .db_pool_size = 8,
              .gateway_endpoint = "gateway.test:443",
+             .prompt_price_per_1k = 0.5,
+             .completion_price_per_1k = 1.5,
              .model_facts = &models_,
              .offering_facts = &offerings_});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -758,6 +761,94 @@ TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
   EXPECT_EQ(endpoint.api_keys(), 1);
   EXPECT_EQ(endpoint.context_length(), 2048);
   EXPECT_TRUE(endpoint.sampling().has_temperature());
+}
+
+TEST_F(DeploymentApiTest, RetriedUsageIsCountedOnceAndPriced) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("usage"), &created).ok());
+  v1::CreateApiKeyRequest create_key;
+  create_key.set_deployment(created.name());
+  create_key.set_display_name("k");
+  create_key.set_request_id("usage-key");
+  v1::CreateApiKeyResponse key;
+  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+
+  grpc::Status status;
+  const absl::Time day =
+      absl::FromCivil(absl::CivilDay(2026, 3, 14), absl::UTCTimeZone());
+  v1::RecordUsageRequest record;
+  record.set_report_id("gateway-1:7");
+  for (int i = 0; i < 2; ++i) {
+    v1::TokenUsageReport* report = record.add_reports();
+    report->set_api_key(key.api_key().name());
+    report->set_deployment(created.name());
+    report->set_revision(1);
+    *report->mutable_start_time() = ToProtoTimestamp(day + absl::Hours(10 + i));
+    *report->mutable_end_time() =
+        ToProtoTimestamp(day + absl::Hours(10 + i) + absl::Seconds(10));
+    report->set_requests(3);
+    report->mutable_tokens()->set_prompt_tokens(1000);
+    report->mutable_tokens()->set_completion_tokens(500);
+  }
+  v1::RecordUsageResponse recorded;
+  status = stub_->RecordUsage(Context().get(), record, &recorded);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // The gateway retries the same batch (it never saw the answer).
+  ASSERT_TRUE(stub_->RecordUsage(Context().get(), record, &recorded).ok());
+
+  v1::GetUsageRequest get;
+  get.set_deployment(created.display_name());
+  v1::GetUsageResponse usage;
+  status = stub_->GetUsage(Context().get(), get, &usage);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(usage.token_usage_size(), 1);
+  const v1::KeyTokenUsage& row = usage.token_usage(0);
+  EXPECT_EQ(row.date(), "2026-03-14");
+  EXPECT_EQ(row.api_key(), key.api_key().name());
+  EXPECT_EQ(row.requests(), 6);
+  EXPECT_EQ(row.tokens().prompt_tokens(), 2000);
+  EXPECT_EQ(row.tokens().completion_tokens(), 1000);
+  // 2000 x 0.5/1k + 1000 x 1.5/1k = 2.5 USD.
+  EXPECT_EQ(row.cost().micros(), 2'500'000);
+  EXPECT_EQ(usage.token_cost().micros(), 2'500'000);
+  EXPECT_EQ(usage.total_cost().micros(), 2'500'000);
+  EXPECT_EQ(usage.replica_usage_size(), 0);
+  EXPECT_EQ(usage.prices().prompt_per_1k_tokens().micros(), 500'000);
+  EXPECT_EQ(usage.prices().completion_per_1k_tokens().micros(), 1'500'000);
+
+  // A range without the day is empty; a malformed date is refused.
+  get.mutable_range()->set_start_date("2026-03-15");
+  ASSERT_TRUE(stub_->GetUsage(Context().get(), get, &usage).ok());
+  EXPECT_EQ(usage.token_usage_size(), 0);
+  EXPECT_EQ(usage.token_cost().micros(), 0);
+  get.mutable_range()->set_start_date("14/03/2026");
+  EXPECT_EQ(stub_->GetUsage(Context().get(), get, &usage).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The key's last use moved to the end of its last window.
+  v1::ListApiKeysRequest list;
+  list.set_deployment(created.name());
+  v1::ListApiKeysResponse keys;
+  ASSERT_TRUE(stub_->ListApiKeys(Context().get(), list, &keys).ok());
+  ASSERT_EQ(keys.api_keys_size(), 1);
+  EXPECT_EQ(FromProtoTimestamp(keys.api_keys(0).last_used_time()),
+            day + absl::Hours(11) + absl::Seconds(10));
+
+  // Negative counts and missing windows are refused, nothing written.
+  v1::RecordUsageRequest bad = record;
+  bad.set_report_id("gateway-1:8");
+  bad.mutable_reports(0)->mutable_tokens()->set_prompt_tokens(-1);
+  bad.mutable_reports(1)->clear_end_time();
+  status = stub_->RecordUsage(Context().get(), bad, &recorded);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("reports[0].tokens.prompt"));
+  EXPECT_THAT(status.error_message(), HasSubstr("reports[1].end_time"));
+  bad.clear_report_id();
+  EXPECT_EQ(stub_->RecordUsage(Context().get(), bad, &recorded).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  get.clear_range();
+  ASSERT_TRUE(stub_->GetUsage(Context().get(), get, &usage).ok());
+  EXPECT_EQ(usage.token_usage(0).requests(), 6);
 }
 
 TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
