@@ -1,7 +1,9 @@
 #include "engine/quantize.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -77,8 +79,7 @@ std::vector<float> ToFloats(const SafetensorsTensor& t) {
 
 // Per-row symmetric quantization; returns (bytes, scales).
 std::pair<std::string, std::vector<float>> QuantizeRows(
-    const std::vector<float>& v, int64_t rows, int64_t cols,
-    const std::string& dtype) {
+    const float* v, int64_t rows, int64_t cols, const std::string& dtype) {
   std::string out;
   std::vector<float> scales(static_cast<size_t>(rows));
   const int esize = dtype == "I16" ? 2 : 1;
@@ -87,7 +88,7 @@ std::pair<std::string, std::vector<float>> QuantizeRows(
                      : dtype == "I16" ? 32767.0f
                                       : 448.0f;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* row = v.data() + r * cols;
+    const float* row = v + r * cols;
     float amax = 0;
     for (int64_t k = 0; k < cols; ++k) amax = std::max(amax, std::fabs(row[k]));
     float scale = amax / qmax;
@@ -107,6 +108,34 @@ std::pair<std::string, std::vector<float>> QuantizeRows(
     }
   }
   return {std::move(out), std::move(scales)};
+}
+
+// dtype encoding of n floats (F32, F16 or BF16).
+std::string EncodeFloats(const float* v, int64_t n, const std::string& dtype) {
+  std::string out;
+  if (dtype == "F32") {
+    out.assign(reinterpret_cast<const char*>(v), size_t(n) * 4);
+    return out;
+  }
+  out.resize(size_t(n) * 2);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h = dtype == "F16" ? F32ToF16(v[i]) : F32ToBf16(v[i]);
+    std::memcpy(&out[size_t(2 * i)], &h, 2);
+  }
+  return out;
+}
+
+// Drops the source pages of a converted tensor from this process's
+// resident set (the page cache keeps them), so resident memory follows the
+// tensor being converted, not the model.
+void ReleasePages(const uint8_t* data, int64_t nbytes) {
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  uintptr_t begin =
+      (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  uintptr_t end =
+      (reinterpret_cast<uintptr_t>(data) + uintptr_t(nbytes)) & ~(page - 1);
+  if (end > begin)
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 bool QuantizedDType(const std::string& d) {
@@ -247,14 +276,17 @@ class StreamingSafetensorsWriter {
     return Check();
   }
   absl::Status Append(const std::string& name, const std::string& bytes) {
+    return Append(name, bytes.data(), bytes.size());
+  }
+  absl::Status Append(const std::string& name, const void* data, size_t size) {
     if (next_ >= plan_->size() || (*plan_)[next_].name != name ||
-        (*plan_)[next_].nbytes != int64_t(bytes.size())) {
+        (*plan_)[next_].nbytes != int64_t(size)) {
       return absl::InternalError(
           absl::StrCat("tensor '", name, "' written out of plan order"));
     }
     ++next_;
-    out_.write(bytes.data(), std::streamsize(bytes.size()));
-    bytes_written_ += int64_t(bytes.size());
+    out_.write(static_cast<const char*>(data), std::streamsize(size));
+    bytes_written_ += int64_t(size);
     return Check();
   }
   absl::Status Close() {
@@ -486,33 +518,54 @@ absl::StatusOr<QuantizeReport> QuantizeModelImpl(
             absl::StrCat("conversion cancelled after ", counts.tensors_done,
                          " of ", counts.tensors_total, " tensors"));
       }
-      std::vector<float> v = ToFloats(t);
       report.parameters += t.elements();
       const std::string& dtype =
           IsLinear(name, t) ? recipe.linear : recipe.other;
-      if (QuantizedDType(dtype)) {
-        auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], dtype);
-        RETURN_IF_ERROR(writer.Append(name, bytes));
+      const bool quantize_lm_head =
+          name == "model.embed_tokens.weight" && untied;
+      if (!QuantizedDType(dtype) && dtype == t.dtype && !quantize_lm_head) {
+        // Same storage type: the bytes as they are, straight from the map.
+        RETURN_IF_ERROR(writer.Append(name, t.data, size_t(t.nbytes)));
         wrote(name);
-        RETURN_IF_ERROR(
-            writer.Append(name + "_scale", EncodeFloats(scales, "F32")));
-        wrote(name + "_scale");
       } else {
-        RETURN_IF_ERROR(writer.Append(name, EncodeFloats(v, dtype)));
-        wrote(name);
+        // Float32 sources are read in place when aligned; others are
+        // widened once.
+        std::vector<float> widened;
+        const float* v = reinterpret_cast<const float*>(t.data);
+        if (t.dtype != "F32" ||
+            reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0) {
+          widened = ToFloats(t);
+          v = widened.data();
+        }
+        if (QuantizedDType(dtype)) {
+          auto [bytes, scales] = QuantizeRows(v, t.shape[0], t.shape[1], dtype);
+          RETURN_IF_ERROR(writer.Append(name, bytes));
+          wrote(name);
+          RETURN_IF_ERROR(
+              writer.Append(name + "_scale", EncodeFloats(scales, "F32")));
+          wrote(name + "_scale");
+        } else if (dtype == t.dtype) {
+          RETURN_IF_ERROR(writer.Append(name, t.data, size_t(t.nbytes)));
+          wrote(name);
+        } else {
+          RETURN_IF_ERROR(
+              writer.Append(name, EncodeFloats(v, t.elements(), dtype)));
+          wrote(name);
+        }
+        if (quantize_lm_head) {
+          // The tied output projection is a linear layer too: store it
+          // quantized as an untied lm_head (the embedding lookup keeps the
+          // unquantized table).
+          auto [bytes, scales] =
+              QuantizeRows(v, t.shape[0], t.shape[1], recipe.linear);
+          RETURN_IF_ERROR(writer.Append("lm_head.weight", bytes));
+          wrote("lm_head.weight");
+          RETURN_IF_ERROR(writer.Append("lm_head.weight_scale",
+                                        EncodeFloats(scales, "F32")));
+          wrote("lm_head.weight_scale");
+        }
       }
-      if (name == "model.embed_tokens.weight" && untied) {
-        // The tied output projection is a linear layer too: store it
-        // quantized as an untied lm_head (the embedding lookup keeps the
-        // unquantized table).
-        auto [bytes, scales] =
-            QuantizeRows(v, t.shape[0], t.shape[1], recipe.linear);
-        RETURN_IF_ERROR(writer.Append("lm_head.weight", bytes));
-        wrote("lm_head.weight");
-        RETURN_IF_ERROR(
-            writer.Append("lm_head.weight_scale", EncodeFloats(scales, "F32")));
-        wrote("lm_head.weight_scale");
-      }
+      ReleasePages(t.data, t.nbytes);
       done += t.elements();
       progress(0.1 + 0.6 * double(done) / double(std::max<int64_t>(total, 1)),
                "quantizing");

@@ -289,3 +289,41 @@ TEST_F(QuantizeStreamingTest, ShortDiskFailsWithTheNumbersBeforeWriting) {
 
 }  // namespace
 }  // namespace hangar::engine
+
+namespace hangar::engine {
+namespace {
+
+TEST(QuantizeSourceDtypeTest, HalfPrecisionSourcesConvertToEveryKindOfTarget) {
+  for (const char* source_dtype : {"F16", "BF16"}) {
+    std::string src = ::hangar::engine::testing::MakeTempDir("half");
+    TinyModelOptions o;
+    o.num_layers = 1;
+    o.dtype = source_dtype;
+    ASSERT_OK(WriteTinyModel(o, src));
+    for (const char* q : {"float16", "bfloat16", "fp8", "float32"}) {
+      SCOPED_TRACE(std::string(source_dtype) + " -> " + q);
+      ASSERT_OK_AND_ASSIGN(QuantizeReport r,
+                           QuantizeModel({.source_dir = src,
+                                          .output_dir = src + "-" + q,
+                                          .engine = "VLLM",
+                                          .quantization = q,
+                                          .threads = 1,
+                                          .greedy_tokens = 4}));
+      // Same storage type as the source: the bytes as they were.
+      const bool same =
+          (std::string(q) == "float16" && std::string(source_dtype) == "F16") ||
+          (std::string(q) == "bfloat16" && std::string(source_dtype) == "BF16");
+      if (same) {
+        EXPECT_EQ(r.max_abs_logit_error, 0) << source_dtype << " -> " << q;
+      }
+      if (std::string(q) == "float32") {
+        EXPECT_EQ(r.max_abs_logit_error, 0)
+            << source_dtype << " -> float32 widens exactly";
+      }
+      EXPECT_LT(r.max_abs_logit_error, 1.0) << source_dtype << " -> " << q;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hangar::engine
