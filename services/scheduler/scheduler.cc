@@ -338,7 +338,19 @@ absl::Status Scheduler::Recover() {
     for (const auto& [key, set] : sets_) keys.push_back(key);
     for (const SetKey& key : keys) {
       auto it = sets_.find(key);
-      if (it != sets_.end()) ReconcileLocked(it->second);
+      if (it == sets_.end()) continue;
+      if (it->second.stored.deleting && it->second.replicas.empty()) {
+        // Its last replica was removed just before the previous scheduler
+        // ended: finish the deletion.
+        if (absl::Status deleted =
+                options_.store->DeleteSet(key.first, key.second);
+            !deleted.ok() && !absl::IsNotFound(deleted)) {
+          return deleted;
+        }
+        sets_.erase(it);
+        continue;
+      }
+      ReconcileLocked(it->second);
     }
     RefreshLocked();
   }

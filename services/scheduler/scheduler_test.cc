@@ -598,6 +598,19 @@ TEST_F(SchedulerTest, CancellingARunningJobGoesThroughTheExecutor) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-unknown")));
 }
 
+TEST_F(SchedulerTest, RestartFinishesADeletionLeftHalfDone) {
+  scheduler_.reset();
+  StoredSet left{
+      .spec = Spec("dep-z", 1, 1, 1), .desired = 1, .deleting = true};
+  ASSERT_OK(store_.PutSet(left));
+  Start();
+  EXPECT_THAT(scheduler_->GetReplicaSet("dep-z", 1),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("dep-z")));
+  ASSERT_OK_AND_ASSIGN(SchedulerSnapshot stored, store_.Load());
+  EXPECT_THAT(stored.sets, SizeIs(0));
+  EXPECT_THAT(executor_->started(), SizeIs(0));
+}
+
 TEST_F(SchedulerTest, ListHardwareShowsLiveAvailability) {
   ASSERT_OK_AND_ASSIGN(v1::ListHardwareResponse before,
                        scheduler_->ListHardware({}));
