@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -70,6 +72,11 @@ std::string FlagsHelp(const std::string& env_prefix,
     std::string default_value = flag->DefaultValue();
     if (flag->IsOfType<std::string>()) {
       default_value = absl::StrCat("\"", default_value, "\"");
+    } else if (flag->IsOfType<std::vector<std::string>>()) {
+      if (default_value.empty()) default_value = "none";
+    } else if (default_value.empty()) {
+      // An optional flag (std::optional<T>) without a default value.
+      default_value = "unset";
     }
     absl::StrAppend(&help, "  --", name, " (default ", default_value, "; env ",
                     env_prefix, upper, " or HANGAR_", upper, ")\n      ",

@@ -14,7 +14,8 @@
 //
 // `--help` (also -help, --helpshort) prints FlagsHelp(): the binary's own
 // flags (those its main.cc defines; Abseil's are left to --helpfull), each
-// with its default and description, plus the environment variables
+// with its default ("unset" for an optional flag without one) and
+// description, plus the environment variables
 // that set them, and exits 0.
 #ifndef HANGAR_COMMON_CONFIG_FLAGS_H_
 #define HANGAR_COMMON_CONFIG_FLAGS_H_

@@ -1,5 +1,8 @@
 #include "common/config/flags.h"
 
+#include <optional>
+#include <string>
+
 #include "absl/flags/flag.h"
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -7,6 +10,7 @@
 
 ABSL_FLAG(int, test_port, 7101, "a port");
 ABSL_FLAG(std::string, test_db, "", "a conninfo");
+ABSL_FLAG(std::optional<int>, test_limit, std::nullopt, "an optional limit");
 
 namespace hangar {
 namespace {
@@ -56,6 +60,9 @@ TEST_F(FlagsTest, HelpListsTheProgramsFlagsWithDefaultsAndVariables) {
                               "HANGAR_CATALOG_TEST_PORT or HANGAR_TEST_PORT)\n"
                               "      a port\n"));
   EXPECT_THAT(help, HasSubstr("  --test_db (default \"\";"));
+  // An optional flag without a default says so, not "(default ;".
+  EXPECT_THAT(help, HasSubstr("  --test_limit (default unset; env "
+                              "HANGAR_CATALOG_TEST_LIMIT"));
   // Abseil's own flags are for --helpfull.
   EXPECT_THAT(help, Not(HasSubstr("--flagfile")));
   EXPECT_THAT(help, Not(HasSubstr("No flags matched")));

@@ -72,4 +72,19 @@ TEST_F(HangarGenerateTest, BadInputFailsWithAMessage) {
   EXPECT_THAT(bad_top_p.out, ::testing::HasSubstr("top_p: must be in (0, 1]"));
 }
 
+TEST(HangarGenerateHelpTest, HelpListsTheFlagsWithDefaults) {
+  CliResult help = Cli("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, ::testing::Not(::testing::HasSubstr("No flags matched")));
+  EXPECT_THAT(help.out, ::testing::HasSubstr("--max_tokens (default 64;"));
+  EXPECT_THAT(help.out, ::testing::HasSubstr("--seed (default unset;"));
+  EXPECT_THAT(help.out, ::testing::HasSubstr("--top_p (default 0.95;"));
+}
+
+TEST_F(HangarGenerateTest, RepeatedStopsKeepTheirCommasAndBothSpellingsWork) {
+  CliResult run = Cli("--model " + *dir_ +
+                      " --prompt-ids=0,5,9 --max_tokens 2 --temperature=0 --stop 'a,b' --stop c --print-ids");
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+}
+
 }  // namespace

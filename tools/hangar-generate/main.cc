@@ -6,56 +6,59 @@
 //
 // Tokens are printed as they are produced (with --batch N > 1, sequence 0
 // streams and the others are printed when done); prompt and decode speed go
-// to stderr. Flags use the spelling of issue 3 (dashes), so they are parsed
-// here rather than with absl::flags.
+// to stderr. Flags use the spelling of issue 3 (dashes: --max-tokens); they
+// are defined with underscores (absl flags must be identifiers) and parsed by
+// the kit (common/config/flags.h), so --help lists them with their defaults
+// and HANGAR_GENERATE_<FLAG> variables may set them. Either spelling works
+// on the command line; --stop may be repeated.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/config/flags.h"
 #include "engine/batch_decoder.h"
 #include "engine/kernels.h"
 #include "engine/model.h"
 
+ABSL_FLAG(std::string, model, "", "Hugging Face directory, GGUF file or optimized artifact (required).");
+ABSL_FLAG(std::string, prompt, "", "Prompt text (BOS added as the tokenizer says).");
+ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids (--prompt-ids works too).");
+ABSL_FLAG(int, max_tokens, 64, "Tokens to generate (--max-tokens works too).");
+ABSL_FLAG(double, temperature, 0.8, "Sampling temperature; 0 = greedy.");
+ABSL_FLAG(int, top_k, 40, "Top-k sampling; 0 = off (--top-k works too).");
+ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling, in (0, 1] (--top-p works too).");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "Random seed; unset: random.");
+ABSL_FLAG(std::vector<std::string>, stop, {},
+          "Stop sequence; repeat --stop for several (the environment variable takes a comma-separated list).");
+ABSL_FLAG(int, threads, 0, "Kernel threads; 0 = all cores.");
+ABSL_FLAG(int, batch, 1, "Decode N copies of the prompt together, in [1, 256].");
+ABSL_FLAG(bool, print_ids, false, "Print generated token ids instead of text (--print-ids works too).");
+ABSL_FLAG(bool, ignore_eos, false, "Keep generating past end-of-sequence tokens (--ignore-eos works too).");
+
 namespace {
 
-constexpr char kUsage[] = R"(usage: hangar-generate --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [options]
-  --model PATH        Hugging Face directory, GGUF file or optimized artifact
-  --prompt TEXT       prompt text (BOS added as the tokenizer says)
-  --prompt-ids LIST   prompt as comma-separated token ids
-  --max-tokens N      tokens to generate (default 64)
-  --temperature T     0 = greedy (default 0.8)
-  --top-k K           0 = off (default 40)
-  --top-p P           in (0, 1] (default 0.95)
-  --seed S            random seed (default: random)
-  --stop TEXT         stop sequence (repeatable)
-  --threads N         kernel threads (default: all cores)
-  --batch N           decode N copies of the prompt together (default 1)
-  --print-ids         print generated token ids instead of text
-  --ignore-eos        keep generating past end-of-sequence tokens
-)";
-
-struct Args {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> stops;
-  bool print_ids = false;
-  bool ignore_eos = false;
-};
-
-bool Parse(int argc, char** argv, Args* args, std::string* error) {
-  static const char* kValued[] = {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k",
-                                  "top-p", "seed", "stop", "threads", "batch"};
+// The command line with dashed flag names spelled with underscores and the
+// --stop values taken out (each one whole, commas included), checked for
+// unknown flags and stray arguments. False with `error` set on bad input.
+bool Normalize(int argc, char** argv, std::vector<std::string>* args, std::vector<std::string>* stops,
+               std::string* error) {
+  static const std::set<std::string> kValued = {"model", "prompt", "prompt_ids", "max_tokens", "temperature", "top_k",
+                                                "top_p", "seed",   "stop",       "threads",    "batch"};
+  static const std::set<std::string> kBool = {"print_ids", "ignore_eos", "help", "helpshort", "helpfull"};
+  args->push_back(argv[0]);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      *error = "";
-      return false;
-    }
+    if (a == "-h") a = "--help";
     if (a.rfind("--", 0) != 0) {
       *error = "unexpected argument '" + a + "'";
       return false;
@@ -67,31 +70,27 @@ bool Parse(int argc, char** argv, Args* args, std::string* error) {
       name = name.substr(0, eq);
       has_value = true;
     }
-    if (name == "print-ids") {
-      args->print_ids = true;
+    const std::string spelled = name;
+    name = absl::StrReplaceAll(name, {{"-", "_"}});
+    if (kBool.count(name) > 0) {
+      args->push_back("--" + name + (has_value ? "=" + value : ""));
       continue;
     }
-    if (name == "ignore-eos") {
-      args->ignore_eos = true;
-      continue;
-    }
-    bool known = false;
-    for (const char* k : kValued) known = known || name == k;
-    if (!known) {
-      *error = "unknown flag --" + name;
+    if (kValued.count(name) == 0) {
+      *error = "unknown flag --" + spelled;
       return false;
     }
     if (!has_value) {
       if (i + 1 >= argc) {
-        *error = "--" + name + " needs a value";
+        *error = "--" + spelled + " needs a value";
         return false;
       }
       value = argv[++i];
     }
     if (name == "stop") {
-      args->stops.push_back(value);
+      stops->push_back(value);
     } else {
-      args->values[name] = value;
+      args->push_back("--" + name + "=" + value);
     }
   }
   return true;
@@ -107,33 +106,35 @@ int Fail(const std::string& msg) {
 int main(int argc, char** argv) {
   using hangar::engine::BatchDecoder;
   using hangar::engine::Model;
-  Args args;
+  std::vector<std::string> normalized;
+  std::vector<std::string> stops;
   std::string error;
-  if (!Parse(argc, argv, &args, &error)) {
-    if (!error.empty()) std::cerr << "hangar-generate: " << error << "\n";
-    std::cerr << kUsage;
-    return error.empty() ? 0 : 2;
-  }
-  auto get = [&](const std::string& k, const std::string& def) {
-    auto it = args.values.find(k);
-    return it == args.values.end() ? def : it->second;
-  };
-  if (get("model", "").empty() || (get("prompt", "").empty() && get("prompt-ids", "").empty())) {
-    std::cerr << "hangar-generate: --model and --prompt or --prompt-ids are required\n" << kUsage;
+  if (!Normalize(argc, argv, &normalized, &stops, &error)) {
+    std::cerr << "hangar-generate: " << error << " (see --help)\n";
     return 2;
   }
-  int max_tokens, threads, batch, top_k;
-  float temperature, top_p;
-  if (!absl::SimpleAtoi(get("max-tokens", "64"), &max_tokens) || !absl::SimpleAtoi(get("threads", "0"), &threads) ||
-      !absl::SimpleAtoi(get("batch", "1"), &batch) || !absl::SimpleAtoi(get("top-k", "40"), &top_k) ||
-      !absl::SimpleAtof(get("temperature", "0.8"), &temperature) ||
-      !absl::SimpleAtof(get("top-p", "0.95"), &top_p)) {
-    return Fail("a numeric flag has a value that is not a number");
+  std::vector<char*> parse_argv;
+  for (std::string& arg : normalized) parse_argv.push_back(arg.data());
+  hangar::ParseFlagsWithEnv(static_cast<int>(parse_argv.size()), parse_argv.data(), "HANGAR_GENERATE_",
+                            "hangar-generate");
+  if (stops.empty()) stops = absl::GetFlag(FLAGS_stop);
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  const std::string prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
+  if (model_path.empty() || (prompt_text.empty() && prompt_ids.empty())) {
+    std::cerr << "hangar-generate: --model and --prompt or --prompt-ids are required (see --help)\n";
+    return 2;
   }
+  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int top_k = absl::GetFlag(FLAGS_top_k);
+  const float temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  const float top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
   if (batch < 1 || batch > 256) return Fail("--batch: must be in [1, 256]");
 
   auto t0 = std::chrono::steady_clock::now();
-  auto model_or = Model::Load(get("model", ""), {.threads = threads});
+  auto model_or = Model::Load(model_path, {.threads = threads});
   if (!model_or.ok()) return Fail(std::string(model_or.status().message()));
   std::unique_ptr<Model> model = std::move(model_or).value();
   const auto& info = model->info();
@@ -144,14 +145,14 @@ int main(int argc, char** argv) {
             << ", loaded in " << load_s << " s\n";
 
   std::vector<int> prompt;
-  if (!get("prompt-ids", "").empty()) {
-    for (absl::string_view part : absl::StrSplit(get("prompt-ids", ""), ',', absl::SkipEmpty())) {
+  if (!prompt_ids.empty()) {
+    for (absl::string_view part : absl::StrSplit(prompt_ids, ',', absl::SkipEmpty())) {
       int id;
       if (!absl::SimpleAtoi(part, &id)) return Fail("--prompt-ids: '" + std::string(part) + "' is not an integer");
       prompt.push_back(id);
     }
   } else {
-    auto ids = model->tokenizer().Encode(get("prompt", ""));
+    auto ids = model->tokenizer().Encode(prompt_text);
     if (!ids.ok()) return Fail(std::string(ids.status().message()));
     prompt = *ids;
   }
@@ -160,10 +161,10 @@ int main(int argc, char** argv) {
   sp.top_k = top_k;
   sp.top_p = top_p;
   sp.max_new_tokens = max_tokens;
-  sp.stop = args.stops;
-  sp.ignore_eos = args.ignore_eos;
-  if (!get("seed", "").empty()) {
-    if (!absl::SimpleAtoi(get("seed", ""), &sp.seed)) return Fail("--seed: not an integer");
+  sp.stop = stops;
+  sp.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  if (const std::optional<uint64_t> seed = absl::GetFlag(FLAGS_seed); seed.has_value()) {
+    sp.seed = *seed;
     sp.has_seed = true;
   }
   int context = std::min<int>(model->context_length(), int(prompt.size()) + max_tokens);
@@ -171,6 +172,7 @@ int main(int argc, char** argv) {
                                                        .prefill_chunk = std::max<int>(256, int(prompt.size()) * batch)});
   if (!decoder_or.ok()) return Fail(std::string(decoder_or.status().message()));
   auto decoder = std::move(decoder_or).value();
+  const bool print_ids = absl::GetFlag(FLAGS_print_ids);
   std::vector<uint64_t> ids;
   for (int b = 0; b < batch; ++b) {
     auto id = decoder->Add({.prompt_ids = prompt, .sampling = sp});
@@ -189,7 +191,7 @@ int main(int argc, char** argv) {
       if (e.token >= 0) {
         ++generated;
         if (e.generated_tokens == 1) ++first_tokens;
-        std::string piece = args.print_ids ? std::to_string(e.token) + " " : e.text;
+        std::string piece = print_ids ? std::to_string(e.token) + " " : e.text;
         if (e.id == ids[0]) {
           std::fwrite(piece.data(), 1, piece.size(), stdout);
           std::fflush(stdout);

@@ -5,12 +5,15 @@
 //   make-tiny-model --out /tmp/tiny                  # ~1 M parameters
 //   make-tiny-model --out /tmp/m100 --preset base    # ~110 M parameters
 //   make-tiny-model --out /tmp/tiny --gguf /tmp/tiny.gguf --gguf_type q8_0
+//
+// Flags are parsed by the kit (common/config/flags.h): --help lists them
+// with their defaults, and HANGAR_MAKE_TINY_MODEL_<FLAG> variables may set
+// them.
 #include <iostream>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "common/config/flags.h"
 #include "engine/tiny_model.h"
 
 ABSL_FLAG(std::string, out, "", "Output directory (required).");
@@ -30,8 +33,7 @@ ABSL_FLAG(std::string, gguf, "", "Also write a GGUF file here.");
 ABSL_FLAG(std::string, gguf_type, "f32", "GGUF weight type: f32, f16, q8_0, q4_0.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Writes a deterministic random Llama model directory.");
-  absl::ParseCommandLine(argc, argv);
+  hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_MAKE_TINY_MODEL_", "make-tiny-model");
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     std::cerr << "make-tiny-model: --out is required\n";
