@@ -87,23 +87,45 @@ std::pair<std::string, std::vector<float>> QuantizeRows(
   const float qmax = dtype == "I8"    ? 127.0f
                      : dtype == "I16" ? 32767.0f
                                       : 448.0f;
+  enum {
+    kI8,
+    kI16,
+    kFp8
+  } kind = dtype == "I8"    ? kI8
+           : dtype == "I16" ? kI16
+                            : kFp8;
+  // Round to nearest, ties to even (as nearbyint in the default mode), for
+  // |x| < 2^22: adding and subtracting 1.5 * 2^23 drops the fraction. Plain
+  // float arithmetic, so the loops vectorize.
+  constexpr float kRound = 12582912.0f;
+  std::vector<float> q(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = v + r * cols;
     float amax = 0;
-    for (int64_t k = 0; k < cols; ++k) amax = std::max(amax, std::fabs(row[k]));
+    for (int64_t k = 0; k < cols; ++k) {
+      float a = std::fabs(row[k]);
+      amax = a > amax ? a : amax;
+    }
     float scale = amax / qmax;
     scales[size_t(r)] = scale;
     float inv = scale > 0 ? 1.0f / scale : 0.0f;
+    if (kind == kFp8) {
+      for (int64_t k = 0; k < cols; ++k)
+        out[size_t(r * cols + k)] = char(F32ToFp8E4M3(row[k] * inv));
+      continue;
+    }
     for (int64_t k = 0; k < cols; ++k) {
       float x = row[k] * inv;
-      if (dtype == "I8") {
-        out[size_t(r * cols + k)] =
-            char(int8_t(std::clamp(std::nearbyint(x), -127.0f, 127.0f)));
-      } else if (dtype == "I16") {
-        int16_t q = int16_t(std::clamp(std::nearbyint(x), -32767.0f, 32767.0f));
-        std::memcpy(&out[size_t(2 * (r * cols + k))], &q, 2);
-      } else {
-        out[size_t(r * cols + k)] = char(F32ToFp8E4M3(x));
+      x = x < -qmax ? -qmax : (x > qmax ? qmax : x);
+      q[size_t(k)] = (x + kRound) - kRound;
+    }
+    if (kind == kI8) {
+      int8_t* o = reinterpret_cast<int8_t*>(&out[size_t(r * cols)]);
+      for (int64_t k = 0; k < cols; ++k) o[k] = int8_t(q[size_t(k)]);
+    } else {
+      for (int64_t k = 0; k < cols; ++k) {
+        int16_t h = int16_t(q[size_t(k)]);
+        std::memcpy(&out[size_t(2 * (r * cols + k))], &h, 2);
       }
     }
   }
