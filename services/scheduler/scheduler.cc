@@ -1464,7 +1464,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& name) {
       proto.clear_pending_reason();
       FinishJobLocked(job);
     } else if (proto.state() == v1::JOB_STATE_RUNNING) {
-      job.cancel_requested = true;
+      // CANCELLED arrives from the executor once the process ended.
       (void)executor_->CancelJob(name);
     }
     RefreshLocked();

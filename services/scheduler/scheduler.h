@@ -176,7 +176,6 @@ class Scheduler {
   };
   struct JobRec {
     StoredJob stored;
-    bool cancel_requested = false;
   };
   using Event = std::variant<ReplicaStatus, JobStatus>;
 
