@@ -108,16 +108,34 @@ grpc::Status DeploymentServiceImpl::GetEndpoint(
 }
 
 grpc::ServerWriteReactor<v1::Deployment>*
-DeploymentServiceImpl::WatchDeployments(grpc::CallbackServerContext* context,
-                                        const v1::WatchDeploymentsRequest*) {
+DeploymentServiceImpl::WatchDeployments(
+    grpc::CallbackServerContext* context,
+    const v1::WatchDeploymentsRequest* request) {
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok()) {
     return FinishedWriteReactor<v1::Deployment>(denied);
   }
-  return FinishedWriteReactor<v1::Deployment>(
-      grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                   "WatchDeployments: not built yet (see "
-                   "services/deployment/README.md)"));
+  if (request->name().empty()) {
+    return FinishedWriteReactor<v1::Deployment>(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "name: required (watching every deployment at once is not built "
+        "yet; see services/deployment/README.md)"));
+  }
+  // Follow the id, so a rename does not end the stream.
+  absl::StatusOr<v1::Deployment> found = deployments_->Get(request->name());
+  if (!found.ok()) {
+    return FinishedWriteReactor<v1::Deployment>(ToGrpcStatus(found.status()));
+  }
+  return WatchReactor<v1::Deployment>::Start(
+      context,
+      {.notifier = notifier_,
+       .key = found->name(),
+       .read = [deployments = deployments_,
+                name = found->name()] { return deployments->Get(name); },
+       .is_final =
+           [](const v1::Deployment& deployment) {
+             return deployment.state() == v1::DEPLOYMENT_STATE_DELETED;
+           }});
 }
 
 grpc::Status DeploymentServiceImpl::RecordUsage(

@@ -4,8 +4,10 @@
 // calls the domain and converts the status at the edge (ToGrpcStatus).
 // WatchApiKeys runs on the callback API (api_key_watch.h).
 //
-// WatchDeployments is not built yet: it checks the admin token like every
-// other method, then answers UNIMPLEMENTED saying so (see README.md).
+// WatchDeployments follows one deployment (by id or display name) with the
+// kit's WatchReactor: its state now, then after every change, ending OK
+// once it is DELETED. Watching every deployment at once (an empty name) is
+// not built yet: INVALID_ARGUMENT says so (see README.md).
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 

@@ -851,6 +851,47 @@ TEST_F(DeploymentApiTest, RetriedUsageIsCountedOnceAndPriced) {
   EXPECT_EQ(usage.token_usage(0).requests(), 6);
 }
 
+TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("watched"), &created).ok());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  v1::WatchDeploymentsRequest request;
+  request.set_name(created.display_name());
+  auto reader = stub_->WatchDeployments(&context, request);
+  v1::Deployment seen;
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.name(), created.name());
+  EXPECT_EQ(seen.etag(), created.etag());
+
+  v1::UpdateDeploymentRequest update;
+  update.mutable_deployment()->set_name(created.name());
+  update.mutable_deployment()->set_description("changed");
+  update.mutable_update_mask()->add_paths("description");
+  v1::Deployment updated;
+  ASSERT_TRUE(stub_->UpdateDeployment(Context().get(), update, &updated).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.description(), "changed");
+
+  v1::DeleteDeploymentRequest remove;
+  remove.set_name(created.name());
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &updated).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETED);
+  EXPECT_FALSE(reader->Read(&seen));
+  EXPECT_TRUE(reader->Finish().ok());
+
+  // Unknown names and the not-yet-built "every deployment" are refused.
+  for (const char* name : {"dep-aaaaaaaaaaaa", ""}) {
+    grpc::ClientContext refused;
+    request.set_name(name);
+    auto stream = stub_->WatchDeployments(&refused, request);
+    EXPECT_FALSE(stream->Read(&seen));
+    EXPECT_NE(stream->Finish().error_code(), grpc::StatusCode::OK) << name;
+  }
+}
+
 TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
