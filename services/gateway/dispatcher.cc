@@ -49,8 +49,13 @@ class Dispatcher::RunnerCall final
   }
 
   void OnDone(const grpc::Status& status) override {
-    dispatcher_->OnCallDone(this, status);
+    Dispatcher* dispatcher = dispatcher_;
+    dispatcher->OnCallDone(this, status);
     delete this;
+    // Only now may the dispatcher (and the channels it holds) go: the
+    // context destroyed above must not drop the last channel reference on
+    // a gRPC callback thread (grpc/grpc#32584).
+    dispatcher->Forget();
   }
 
   // Set before Start(), then guarded by the dispatcher's mu_.
@@ -63,6 +68,9 @@ class Dispatcher::RunnerCall final
   std::vector<uint64_t> ids;
   // Whether the runner still holds the sequence (its slot is taken).
   std::vector<bool> open;
+  // Whose tokens each sequence spends (kept when its client is gone, so
+  // that a cancelled request's tokens are still metered).
+  std::vector<UsageKey> usage_keys;
 
  private:
   Dispatcher* const dispatcher_;
@@ -107,12 +115,21 @@ absl::StatusOr<std::unique_ptr<Dispatcher>> Dispatcher::Create(
 }
 
 Dispatcher::~Dispatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    FailAllLocked(Unavailable("gateway is shutting down"));
+    for (RunnerCall* call : calls_) call->context.TryCancel();
+    mu_.Await(absl::Condition(this, &Dispatcher::Idle));
+  }
+  absl::MutexLock lock(&cancel_mu_);
+  cancel_mu_.Await(absl::Condition(
+      +[](int* in_flight) { return *in_flight == 0; }, &cancels_in_flight_));
+}
+
+void Dispatcher::Forget() {
   absl::MutexLock lock(&mu_);
-  stopping_ = true;
-  FailAllLocked(Unavailable("gateway is shutting down"));
-  for (RunnerCall* call : calls_) call->context.TryCancel();
-  mu_.Await(absl::Condition(
-      +[](std::set<RunnerCall*>* calls) { return calls->empty(); }, &calls_));
+  --dying_;
 }
 
 void Dispatcher::Run() {
@@ -400,6 +417,10 @@ std::vector<Dispatcher::RunnerCall*> Dispatcher::PollLocked(absl::Time* wake) {
         }
         call->ids.push_back(id);
         call->open.push_back(true);
+        UsageKey usage_key = request.usage_key;
+        usage_key.deployment = key.first;
+        usage_key.revision = key.second;
+        call->usage_keys.push_back(std::move(usage_key));
         if (options_.metrics != nullptr) {
           options_.metrics->QueueWait(key.first, now - request.enqueued);
         }
@@ -477,14 +498,15 @@ void Dispatcher::FailAllLocked(const absl::Status& status) {
 }
 
 void Dispatcher::CancelSequenceLocked(RunnerCall* call, int index) {
-  int live = 0;
-  for (size_t i = 0; i < call->ids.size(); ++i) {
-    if (call->open[i] && call->ids[i] != 0) ++live;
-  }
-  if (live <= 1) {
+  if (!call->open[index]) return;  // The runner already ended it.
+  if (stopping_) {
+    // Nothing will read the call's stream any more.
     call->context.TryCancel();
     return;
   }
+  // By id, even when it is the call's only live sequence: the call then
+  // ends on its own, and the runner's last message for the sequence still
+  // carries the tokens it spent, which are metered.
   struct CancelRpc {
     grpc::ClientContext context;
     v1::RunnerCancelRequest request;
@@ -494,10 +516,18 @@ void Dispatcher::CancelSequenceLocked(RunnerCall* call, int index) {
   rpc->request.add_sequence_ids(call->request.sequences(index).id());
   rpc->context.set_deadline(
       absl::ToChronoTime(options_.clock->Now() + kCancelRpcTimeout));
+  {
+    absl::MutexLock lock(&cancel_mu_);
+    ++cancels_in_flight_;
+  }
   StubLocked(call->address)
       ->async()
       ->Cancel(&rpc->context, &rpc->request, &rpc->response,
-               [rpc](grpc::Status) { delete rpc; });
+               [this, rpc](grpc::Status) {
+                 delete rpc;  // Before the dispatcher may drop the channel.
+                 absl::MutexLock lock(&cancel_mu_);
+                 --cancels_in_flight_;
+               });
 }
 
 void Dispatcher::CompleteSlotLocked(RunnerCall* call, int index) {
@@ -527,7 +557,22 @@ void Dispatcher::OnMessage(RunnerCall* call,
     return;  // Not a sequence of this call; nothing to route it to.
   }
   const bool last = message.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
-  if (last) CompleteSlotLocked(call, index);
+  if (last) {
+    CompleteSlotLocked(call, index);
+    // Every token the runner spent is metered, the cancelled client's too.
+    const UsageKey& usage_key = call->usage_keys[index];
+    const v1::TokenUsage& usage = message.usage();
+    if (usage.prompt_tokens() > 0 || usage.completion_tokens() > 0) {
+      if (options_.metrics != nullptr) {
+        options_.metrics->Tokens(usage_key.deployment, usage.prompt_tokens(),
+                                 usage.completion_tokens());
+      }
+      if (options_.usage != nullptr) {
+        options_.usage->Record(usage_key, usage.prompt_tokens(),
+                               usage.completion_tokens());
+      }
+    }
+  }
   const uint64_t id = call->ids[index];
   if (id == 0) return;
   auto it = requests_.find(id);
@@ -550,21 +595,6 @@ void Dispatcher::OnMessage(RunnerCall* call,
   call->ids[index] = 0;
   GenerateOutcome outcome{.finish_reason = message.finish_reason(),
                           .usage = message.usage()};
-  if (message.usage().prompt_tokens() > 0 ||
-      message.usage().completion_tokens() > 0) {
-    if (options_.metrics != nullptr) {
-      options_.metrics->Tokens(request.revision.first,
-                               message.usage().prompt_tokens(),
-                               message.usage().completion_tokens());
-    }
-    if (options_.usage != nullptr) {
-      UsageKey key = request.usage_key;
-      key.deployment = request.revision.first;
-      key.revision = request.revision.second;
-      options_.usage->Record(key, message.usage().prompt_tokens(),
-                             message.usage().completion_tokens());
-    }
-  }
   switch (message.finish_reason()) {
     case v1::FINISH_REASON_ERROR: {
       const int code = message.error().code();
@@ -598,6 +628,7 @@ void Dispatcher::OnMessage(RunnerCall* call,
 void Dispatcher::OnCallDone(RunnerCall* call, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   calls_.erase(call);
+  ++dying_;  // Until Forget().
   for (size_t i = 0; i < call->open.size(); ++i) {
     CompleteSlotLocked(call, static_cast<int>(i));
   }

@@ -18,15 +18,15 @@
 //
 // Failures. A client that cancels while queued leaves the queue
 // (Batcher::CancelQueued); once dispatched its sequence alone is cancelled
-// on the runner (RunnerService.Cancel by id, or the call itself when it is
-// the call's only live sequence) and the client is answered CANCELLED at
-// once; the other sequences of the batch go on. A call or sequence that
-// fails with UNAVAILABLE before anything reached the client (the observer
-// agrees to Restart()) is queued again, up to `max_attempts` dispatches; the
-// failed replica is treated as draining for `replica_cooldown`, so the retry
-// goes to another one. Queued requests of a revision that stops serving
-// move to the deployment's serving revision, and in-flight ones finish where
-// they are: a revision switch fails nothing.
+// on the runner (RunnerService.Cancel by id; the runner's last message for
+// it still carries the tokens it spent, which are metered) and the client is
+// answered CANCELLED at once; the other sequences of the batch go on. A call or
+// sequence that fails with UNAVAILABLE before anything reached the client (the
+// observer agrees to Restart()) is queued again, up to `max_attempts`
+// dispatches; the failed replica is treated as draining for `replica_cooldown`,
+// so the retry goes to another one. Queued requests of a revision that stops
+// serving move to the deployment's serving revision, and in-flight ones finish
+// where they are: a revision switch fails nothing.
 //
 // Observers (the gRPC server reactors) are called with the dispatcher's
 // lock held, in order: OnDelta*, then exactly one OnFinish, after which the
@@ -186,6 +186,9 @@ class Dispatcher {
   bool Wakeable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return kicked_ || stopping_;
   }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return calls_.empty() && dying_ == 0;
+  }
   void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { kicked_ = true; }
 
   absl::StatusOr<Revision*> RevisionLocked(const RevKey& key)
@@ -210,8 +213,8 @@ class Dispatcher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailAllLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stops sequence `index` of `call` on its runner (or the whole call when
-  // it is its only live sequence).
+  // Stops sequence `index` of `call` on its runner with
+  // RunnerService.Cancel by id (the whole call once the dispatcher stops).
   void CancelSequenceLocked(RunnerCall* call, int index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompleteSlotLocked(RunnerCall* call, int index)
@@ -219,7 +222,8 @@ class Dispatcher {
   v1::RunnerService::Stub* StubLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // From RunnerCall.
+  // From RunnerCall: OnDone, then Forget once the call object is gone.
+  void Forget();
   void OnMessage(RunnerCall* call, const v1::RunnerGenerateResponse& message);
   void OnCallDone(RunnerCall* call, const grpc::Status& status);
 
@@ -236,10 +240,17 @@ class Dispatcher {
   // Replica address -> when it may take new work again.
   absl::flat_hash_map<std::string, absl::Time> cooldown_until_
       ABSL_GUARDED_BY(mu_);
-  // Calls whose reactor has not finished yet.
+  // Calls whose reactor has not had OnDone yet.
   std::set<RunnerCall*> calls_ ABSL_GUARDED_BY(mu_);
+  // Calls past OnDone whose object is not deleted yet.
+  int dying_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::unique_ptr<v1::RunnerService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
+
+  // Cancel RPCs whose callback has not run yet (taken after mu_; the
+  // callbacks take only this one).
+  absl::Mutex cancel_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  int cancels_in_flight_ ABSL_GUARDED_BY(cancel_mu_) = 0;
 };
 
 }  // namespace hangar::gateway

@@ -330,6 +330,30 @@ TEST_F(DispatcherTest, CancelOfOneDispatchedSequenceCancelsOnlyIt) {
   EXPECT_EQ(neighbour.text(), "h");
 }
 
+TEST_F(DispatcherTest, TokensOfACancelledRequestAreStillMetered) {
+  FakeRunner runner;
+  std::unique_ptr<UsageMeter> meter =
+      *UsageMeter::Create({.reporter_id = "gw-test"});
+  Start({.max_queue_delay = absl::Milliseconds(100), .usage = meter.get()});
+  dispatcher_->UpdateRoutes({Route(1, {Replica("r0", runner)})});
+  Recorder victim, neighbour;
+  absl::StatusOr<uint64_t> id = Submit(victim, "hold");
+  ASSERT_THAT(id, IsOk());
+  ASSERT_THAT(Submit(neighbour, "fine"), IsOk());
+  ASSERT_TRUE(victim.WaitForText());
+  ASSERT_TRUE(neighbour.Wait());
+  dispatcher_->Cancel(*id);
+  // The runner ends the cancelled sequence with its usage (1 token).
+  ASSERT_TRUE(WaitUntil([&] { return meter->unreported_requests() == 2; }));
+  std::optional<UsageBatch> batch = meter->NextBatch();
+  ASSERT_TRUE(batch.has_value());
+  ASSERT_EQ(batch->request.reports_size(), 1);
+  EXPECT_EQ(batch->request.reports(0).api_key(), "key-1");
+  EXPECT_EQ(batch->request.reports(0).deployment(), "dep-1");
+  EXPECT_EQ(batch->request.reports(0).requests(), 2);
+  EXPECT_EQ(batch->request.reports(0).tokens().completion_tokens(), 3 + 1);
+}
+
 TEST_F(DispatcherTest, ExpiredWhileQueuedIsDeadlineExceeded) {
   FakeRunner runner;
   Start({.max_queue_delay = absl::ZeroDuration()});
