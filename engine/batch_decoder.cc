@@ -26,14 +26,16 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 struct BatchDecoder::Sequence {
-  Sequence(SequenceId id, SequenceRequest req, const Tokenizer* tok, uint64_t seed)
+  Sequence(SequenceId id, SequenceRequest req, const Tokenizer* tok,
+           uint64_t seed)
       : id(id),
         tokens(std::move(req.prompt_ids)),
         prompt_len(int(tokens.size())),
         params(std::move(req.sampling)),
         sampler(params, seed),
         detok(tok) {
-    for (const std::string& s : params.stop) max_stop = std::max(max_stop, s.size());
+    for (const std::string& s : params.stop)
+      max_stop = std::max(max_stop, s.size());
   }
   SequenceId id;
   std::vector<int> tokens;  // prompt + generated
@@ -49,8 +51,8 @@ struct BatchDecoder::Sequence {
   int generated() const { return int(tokens.size()) - prompt_len; }
 };
 
-BatchDecoder::BatchDecoder(const Model* model, const DecoderOptions& options, int context,
-                           std::unique_ptr<DecodeState> state)
+BatchDecoder::BatchDecoder(const Model* model, const DecoderOptions& options,
+                           int context, std::unique_ptr<DecodeState> state)
     : model_(model),
       options_(options),
       context_(context),
@@ -60,25 +62,31 @@ BatchDecoder::BatchDecoder(const Model* model, const DecoderOptions& options, in
 }
 BatchDecoder::~BatchDecoder() = default;
 
-absl::StatusOr<std::unique_ptr<BatchDecoder>> BatchDecoder::Create(const Model* model,
-                                                                   const DecoderOptions& options) {
-  if (model == nullptr) return absl::InvalidArgumentError("model: must not be null");
+absl::StatusOr<std::unique_ptr<BatchDecoder>> BatchDecoder::Create(
+    const Model* model, const DecoderOptions& options) {
+  if (model == nullptr)
+    return absl::InvalidArgumentError("model: must not be null");
   if (options.max_batch < 1 || options.max_batch > 256) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_batch: must be in [1, 256]; was ", options.max_batch));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_batch: must be in [1, 256]; was ", options.max_batch));
   }
-  if (options.max_context < 0 || options.max_context > model->context_length()) {
-    return absl::InvalidArgumentError(absl::StrCat("max_context: must be in [0, ", model->context_length(),
-                                                   "]; was ", options.max_context));
+  if (options.max_context < 0 ||
+      options.max_context > model->context_length()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_context: must be in [0, ", model->context_length(),
+                     "]; was ", options.max_context));
   }
   if (options.prefill_chunk < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prefill_chunk: must be >= 1; was ", options.prefill_chunk));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prefill_chunk: must be >= 1; was ", options.prefill_chunk));
   }
-  int context = options.max_context > 0 ? options.max_context : model->context_length();
+  int context =
+      options.max_context > 0 ? options.max_context : model->context_length();
   int max_rows = std::max(options.prefill_chunk, 1) + options.max_batch;
-  ASSIGN_OR_RETURN(auto state, model->NewState(options.max_batch, context, max_rows));
-  auto d = std::unique_ptr<BatchDecoder>(new BatchDecoder(model, options, context, std::move(state)));
+  ASSIGN_OR_RETURN(auto state,
+                   model->NewState(options.max_batch, context, max_rows));
+  auto d = std::unique_ptr<BatchDecoder>(
+      new BatchDecoder(model, options, context, std::move(state)));
   absl::MutexLock lock(&d->step_mu_);
   d->logits_.resize(size_t(options.max_batch) * model->vocab_size());
   return d;
@@ -94,34 +102,39 @@ int BatchDecoder::active() const {
 absl::StatusOr<SequenceId> BatchDecoder::Add(SequenceRequest request) {
   RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   if (request.prompt_ids.empty()) {
-    return absl::InvalidArgumentError("prompt: must contain at least one token");
+    return absl::InvalidArgumentError(
+        "prompt: must contain at least one token");
   }
   const int vocab = model_->vocab_size();
   for (size_t i = 0; i < request.prompt_ids.size(); ++i) {
     int t = request.prompt_ids[i];
     if (t < 0 || t >= vocab) {
       return absl::InvalidArgumentError(
-          absl::StrCat("prompt: token ", i, " is ", t, ", outside the vocabulary [0, ", vocab, ")"));
+          absl::StrCat("prompt: token ", i, " is ", t,
+                       ", outside the vocabulary [0, ", vocab, ")"));
     }
   }
   if (int(request.prompt_ids.size()) >= context_) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt: ", request.prompt_ids.size(),
-                                                   " tokens leave no room in the context of ", context_,
-                                                   " tokens"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt: ", request.prompt_ids.size(),
+        " tokens leave no room in the context of ", context_, " tokens"));
   }
   absl::MutexLock lock(&mu_);
   for (auto& slot : slots_) {
     if (slot != nullptr) continue;
     SequenceId id = next_id_++;
-    uint64_t seed = request.sampling.has_seed
-                        ? request.sampling.seed
-                        : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                              (++seed_counter_ * 0x9e3779b97f4a7c15ULL);
-    slot = std::make_unique<Sequence>(id, std::move(request), &model_->tokenizer(), seed);
+    uint64_t seed =
+        request.sampling.has_seed
+            ? request.sampling.seed
+            : uint64_t(
+                  std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                  (++seed_counter_ * 0x9e3779b97f4a7c15ULL);
+    slot = std::make_unique<Sequence>(id, std::move(request),
+                                      &model_->tokenizer(), seed);
     return id;
   }
-  return absl::ResourceExhaustedError(
-      absl::StrCat("decoder: all ", options_.max_batch, " sequence slots are busy"));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "decoder: all ", options_.max_batch, " sequence slots are busy"));
 }
 
 absl::Status BatchDecoder::Cancel(SequenceId id) {
@@ -143,7 +156,8 @@ void BatchDecoder::FinishText(Sequence* s, SequenceEvent* e, bool all) {
     // Hold back the longest suffix that is a proper prefix of a stop string.
     size_t hold = 0;
     for (const std::string& stop : s->params.stop) {
-      for (size_t len = std::min(stop.size() - 1, s->text.size()); len > hold; --len) {
+      for (size_t len = std::min(stop.size() - 1, s->text.size()); len > hold;
+           --len) {
         if (s->text.compare(s->text.size() - len, len, stop, 0, len) == 0) {
           hold = len;
           break;
@@ -152,7 +166,9 @@ void BatchDecoder::FinishText(Sequence* s, SequenceEvent* e, bool all) {
     }
     end = std::max(s->emitted, s->text.size() - hold);
     // Never split a UTF-8 character.
-    while (end > s->emitted && end < s->text.size() && (uint8_t(s->text[end]) & 0xc0) == 0x80) --end;
+    while (end > s->emitted && end < s->text.size() &&
+           (uint8_t(s->text[end]) & 0xc0) == 0x80)
+      --end;
   }
   e->text += s->text.substr(s->emitted, end - s->emitted);
   s->emitted = end;
@@ -192,7 +208,8 @@ absl::StatusOr<std::vector<SequenceEvent>> BatchDecoder::Step() {
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence* s = seqs[i];
     if (s->cached < s->prompt_len) continue;
-    rows_.push_back(ForwardRow{seq_slots[i], s->cached, s->tokens.back(), true});
+    rows_.push_back(
+        ForwardRow{seq_slots[i], s->cached, s->tokens.back(), true});
     logit_row_of[i] = n_logits++;
   }
   int budget = options_.prefill_chunk;
@@ -204,7 +221,8 @@ absl::StatusOr<std::vector<SequenceEvent>> BatchDecoder::Step() {
     for (int k = 0; k < n; ++k) {
       int pos = s->cached + k;
       bool last = pos == s->prompt_len - 1;
-      rows_.push_back(ForwardRow{seq_slots[i], pos, s->tokens[size_t(pos)], last});
+      rows_.push_back(
+          ForwardRow{seq_slots[i], pos, s->tokens[size_t(pos)], last});
       if (last) logit_row_of[i] = n_logits++;
     }
     advance[i] = n;
@@ -219,12 +237,14 @@ absl::StatusOr<std::vector<SequenceEvent>> BatchDecoder::Step() {
   }
   // The tokenizer may be smaller than the embedding table (padded vocab):
   // never sample ids it cannot decode.
-  const int vocab = std::min(model_->vocab_size(), std::max(model_->tokenizer().vocab_size(), 1));
+  const int vocab = std::min(model_->vocab_size(),
+                             std::max(model_->tokenizer().vocab_size(), 1));
   std::vector<SequenceId> finished_ids;
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (logit_row_of[i] < 0) continue;
     Sequence* s = seqs[i];
-    const float* logits = logits_.data() + size_t(logit_row_of[i]) * model_->vocab_size();
+    const float* logits =
+        logits_.data() + size_t(logit_row_of[i]) * model_->vocab_size();
     int token = s->sampler.Sample(logits, vocab);
     SequenceEvent e;
     e.id = s->id;
@@ -251,7 +271,8 @@ absl::StatusOr<std::vector<SequenceEvent>> BatchDecoder::Step() {
         FinishText(s, &e, true);
         e.finished = true;
         e.reason = FinishReason::kStop;
-      } else if (s->generated() >= s->params.max_new_tokens || int(s->tokens.size()) >= context_) {
+      } else if (s->generated() >= s->params.max_new_tokens ||
+                 int(s->tokens.size()) >= context_) {
         s->text += s->detok.Flush();
         FinishText(s, &e, true);
         e.finished = true;
@@ -266,8 +287,8 @@ absl::StatusOr<std::vector<SequenceEvent>> BatchDecoder::Step() {
   if (!finished_ids.empty()) {
     absl::MutexLock lock(&mu_);
     for (auto& slot : slots_) {
-      if (slot != nullptr &&
-          std::find(finished_ids.begin(), finished_ids.end(), slot->id) != finished_ids.end()) {
+      if (slot != nullptr && std::find(finished_ids.begin(), finished_ids.end(),
+                                       slot->id) != finished_ids.end()) {
         slot.reset();
       }
     }

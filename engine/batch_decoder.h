@@ -8,9 +8,11 @@
 // is read once per step for the whole batch. New sequences therefore join at
 // the next token boundary, and sequences leave independently when they end.
 //
-//   ASSIGN_OR_RETURN(auto decoder, BatchDecoder::Create(model.get(), {.max_batch = 8}));
-//   ASSIGN_OR_RETURN(SequenceId id, decoder->Add({.prompt_ids = ids,
-//                                                 .sampling = {.temperature = 0}}));
+//   ASSIGN_OR_RETURN(auto decoder, BatchDecoder::Create(model.get(),
+//   {.max_batch = 8})); ASSIGN_OR_RETURN(SequenceId id,
+//   decoder->Add({.prompt_ids = ids,
+//                                                 .sampling = {.temperature =
+//                                                 0}}));
 //   while (decoder->HasWork()) {
 //     ASSIGN_OR_RETURN(std::vector<SequenceEvent> events, decoder->Step());
 //     for (const SequenceEvent& e : events) std::cout << e.text;
@@ -90,8 +92,8 @@ struct SequenceEvent {
 class BatchDecoder {
  public:
   // `model` must outlive the decoder.
-  static absl::StatusOr<std::unique_ptr<BatchDecoder>> Create(const Model* model,
-                                                              const DecoderOptions& options);
+  static absl::StatusOr<std::unique_ptr<BatchDecoder>> Create(
+      const Model* model, const DecoderOptions& options);
   ~BatchDecoder();
 
   absl::StatusOr<SequenceId> Add(SequenceRequest request);

@@ -116,7 +116,8 @@ uint8_t F32ToFp8E4M3(float f) {
   return sign | uint8_t(biased << 3) | uint8_t(mant);
 }
 
-std::string EncodeFloats(const std::vector<float>& v, const std::string& dtype) {
+std::string EncodeFloats(const std::vector<float>& v,
+                         const std::string& dtype) {
   std::string out;
   if (dtype == "F32") {
     out.resize(v.size() * 4);

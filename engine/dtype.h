@@ -6,8 +6,9 @@
 // loaders accept:
 //
 //   kF32, kF16, kBF16   plain floating point, one value per element
-//   kI8, kI16           per-output-row symmetric integers; value = q * scale[row]
-//   kF8E4M3             fp8 (1 sign, 4 exponent, 3 mantissa bits, bias 7, no
+//   kI8, kI16           per-output-row symmetric integers; value = q *
+//   scale[row] kF8E4M3             fp8 (1 sign, 4 exponent, 3 mantissa bits,
+//   bias 7, no
 //                       infinities) with a float scale per row
 //   kQ8_0, kQ4_0        GGUF block formats: 32 elements share one float16 scale
 //

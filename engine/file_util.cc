@@ -12,17 +12,21 @@
 
 namespace hangar::engine {
 
-absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(
+    const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open: ", std::strerror(err)));
+    if (err == ENOENT)
+      return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot open: ", std::strerror(err)));
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a regular file"));
   }
   size_t size = static_cast<size_t>(st.st_size);
   const uint8_t* data = nullptr;
@@ -31,7 +35,8 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
     if (p == MAP_FAILED) {
       int err = errno;
       ::close(fd);
-      return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(err)));
+      return absl::InternalError(
+          absl::StrCat(path, ": mmap failed: ", std::strerror(err)));
     }
     data = static_cast<const uint8_t*>(p);
   }
@@ -55,7 +60,8 @@ bool IsDirectory(const std::string& path) {
 
 absl::StatusOr<int64_t> FileSize(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+  if (::stat(path.c_str(), &st) != 0)
+    return absl::NotFoundError(absl::StrCat(path, ": no such file"));
   return static_cast<int64_t>(st.st_size);
 }
 

@@ -26,7 +26,8 @@ class MappedFile {
  public:
   // Maps `path`. NOT_FOUND if it does not exist, INVALID_ARGUMENT if it is
   // not a regular file.
-  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(
+      const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

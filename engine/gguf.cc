@@ -19,12 +19,12 @@ struct TypeInfo {
   int bytes;
 };
 constexpr TypeInfo kTypes[] = {
-    {0, "F32", 1, 4},       {1, "F16", 1, 2},        {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},    {6, "Q5_0", 32, 22},     {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},     {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144},  {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292},  {24, "I8", 1, 1},
-    {25, "I16", 1, 2},      {26, "I32", 1, 4},       {27, "I64", 1, 8},
+    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},
+    {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},    {10, "Q2_K", 256, 84},
+    {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},
+    {25, "I16", 1, 2},      {26, "I32", 1, 4},      {27, "I64", 1, 8},
     {28, "F64", 1, 8},      {30, "BF16", 1, 2},
 };
 
@@ -43,8 +43,8 @@ class Reader {
   template <typename T>
   absl::Status Read(T* out, const char* what) {
     if (remaining() < sizeof(T)) {
-      return absl::InvalidArgumentError(absl::StrCat("gguf: truncated while reading ", what,
-                                                     " at byte ", pos_));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gguf: truncated while reading ", what, " at byte ", pos_));
     }
     std::memcpy(out, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
@@ -54,8 +54,9 @@ class Reader {
     uint64_t len;
     RETURN_IF_ERROR(Read(&len, what));
     if (len > remaining()) {
-      return absl::InvalidArgumentError(absl::StrCat("gguf: ", what, " claims ", len,
-                                                     " bytes but only ", remaining(), " remain"));
+      return absl::InvalidArgumentError(absl::StrCat("gguf: ", what, " claims ",
+                                                     len, " bytes but only ",
+                                                     remaining(), " remain"));
     }
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += len;
@@ -91,7 +92,8 @@ int ScalarSize(GgufType t) {
 }
 
 // Reads one scalar of numeric type `t` into v (u, i, f, b all set).
-absl::Status ReadScalar(Reader& r, GgufType t, GgufValue* v, const std::string& key) {
+absl::Status ReadScalar(Reader& r, GgufType t, GgufValue* v,
+                        const std::string& key) {
   auto set = [&](int64_t i, uint64_t u, double f) {
     v->i = i;
     v->u = u;
@@ -99,20 +101,75 @@ absl::Status ReadScalar(Reader& r, GgufType t, GgufValue* v, const std::string& 
     v->b = u != 0;
   };
   switch (t) {
-    case GgufType::kU8: { uint8_t x; RETURN_IF_ERROR(r.Read(&x, "u8")); set(x, x, x); break; }
-    case GgufType::kI8: { int8_t x; RETURN_IF_ERROR(r.Read(&x, "i8")); set(x, uint64_t(x), x); break; }
-    case GgufType::kU16: { uint16_t x; RETURN_IF_ERROR(r.Read(&x, "u16")); set(x, x, x); break; }
-    case GgufType::kI16: { int16_t x; RETURN_IF_ERROR(r.Read(&x, "i16")); set(x, uint64_t(x), x); break; }
-    case GgufType::kU32: { uint32_t x; RETURN_IF_ERROR(r.Read(&x, "u32")); set(x, x, x); break; }
-    case GgufType::kI32: { int32_t x; RETURN_IF_ERROR(r.Read(&x, "i32")); set(x, uint64_t(x), x); break; }
-    case GgufType::kU64: { uint64_t x; RETURN_IF_ERROR(r.Read(&x, "u64")); set(int64_t(x), x, double(x)); break; }
-    case GgufType::kI64: { int64_t x; RETURN_IF_ERROR(r.Read(&x, "i64")); set(x, uint64_t(x), double(x)); break; }
-    case GgufType::kF32: { float x; RETURN_IF_ERROR(r.Read(&x, "f32")); set(int64_t(x), uint64_t(x), x); break; }
-    case GgufType::kF64: { double x; RETURN_IF_ERROR(r.Read(&x, "f64")); set(int64_t(x), uint64_t(x), x); break; }
-    case GgufType::kBool: { uint8_t x; RETURN_IF_ERROR(r.Read(&x, "bool")); set(x != 0, x != 0, x != 0); break; }
+    case GgufType::kU8: {
+      uint8_t x;
+      RETURN_IF_ERROR(r.Read(&x, "u8"));
+      set(x, x, x);
+      break;
+    }
+    case GgufType::kI8: {
+      int8_t x;
+      RETURN_IF_ERROR(r.Read(&x, "i8"));
+      set(x, uint64_t(x), x);
+      break;
+    }
+    case GgufType::kU16: {
+      uint16_t x;
+      RETURN_IF_ERROR(r.Read(&x, "u16"));
+      set(x, x, x);
+      break;
+    }
+    case GgufType::kI16: {
+      int16_t x;
+      RETURN_IF_ERROR(r.Read(&x, "i16"));
+      set(x, uint64_t(x), x);
+      break;
+    }
+    case GgufType::kU32: {
+      uint32_t x;
+      RETURN_IF_ERROR(r.Read(&x, "u32"));
+      set(x, x, x);
+      break;
+    }
+    case GgufType::kI32: {
+      int32_t x;
+      RETURN_IF_ERROR(r.Read(&x, "i32"));
+      set(x, uint64_t(x), x);
+      break;
+    }
+    case GgufType::kU64: {
+      uint64_t x;
+      RETURN_IF_ERROR(r.Read(&x, "u64"));
+      set(int64_t(x), x, double(x));
+      break;
+    }
+    case GgufType::kI64: {
+      int64_t x;
+      RETURN_IF_ERROR(r.Read(&x, "i64"));
+      set(x, uint64_t(x), double(x));
+      break;
+    }
+    case GgufType::kF32: {
+      float x;
+      RETURN_IF_ERROR(r.Read(&x, "f32"));
+      set(int64_t(x), uint64_t(x), x);
+      break;
+    }
+    case GgufType::kF64: {
+      double x;
+      RETURN_IF_ERROR(r.Read(&x, "f64"));
+      set(int64_t(x), uint64_t(x), x);
+      break;
+    }
+    case GgufType::kBool: {
+      uint8_t x;
+      RETURN_IF_ERROR(r.Read(&x, "bool"));
+      set(x != 0, x != 0, x != 0);
+      break;
+    }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("gguf: metadata '", key, "' has unknown value type ", uint32_t(t)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gguf: metadata '", key, "' has unknown value type ", uint32_t(t)));
   }
   return absl::OkStatus();
 }
@@ -130,7 +187,8 @@ std::string GgufFile::GgmlTypeName(uint32_t type) {
   return info ? info->name : absl::StrCat("type ", type);
 }
 
-absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(
+    const std::string& path) {
   ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
   auto parsed = Parse(file->data(), file->size());
   if (!parsed.ok()) {
@@ -140,7 +198,8 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   return std::move(parsed).value();
 }
 
-absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, size_t size) {
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data,
+                                                          size_t size) {
   Reader r(data, size);
   uint32_t magic;
   RETURN_IF_ERROR(r.Read(&magic, "magic"));
@@ -150,16 +209,17 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
   auto out = std::unique_ptr<GgufFile>(new GgufFile());
   RETURN_IF_ERROR(r.Read(&out->version_, "version"));
   if (out->version_ != 2 && out->version_ != 3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gguf: version ", out->version_, " is not supported (only 2 and 3)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gguf: version ", out->version_, " is not supported (only 2 and 3)"));
   }
   uint64_t n_tensors, n_kv;
   RETURN_IF_ERROR(r.Read(&n_tensors, "tensor count"));
   RETURN_IF_ERROR(r.Read(&n_kv, "metadata count"));
   // Every KV needs at least 12 bytes and every tensor info at least 24.
   if (n_kv > r.remaining() / 12 || n_tensors > r.remaining() / 24) {
-    return absl::InvalidArgumentError(absl::StrCat("gguf: counts (", n_kv, " metadata, ", n_tensors,
-                                                   " tensors) exceed the file size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gguf: counts (", n_kv, " metadata, ", n_tensors,
+                     " tensors) exceed the file size"));
   }
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key;
@@ -179,25 +239,30 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
       if (v.element_type == GgufType::kString) {
         if (n > r.remaining() / 8) {
           return absl::InvalidArgumentError(
-              absl::StrCat("gguf: metadata '", key, "' array of ", n, " strings exceeds the file"));
+              absl::StrCat("gguf: metadata '", key, "' array of ", n,
+                           " strings exceeds the file"));
         }
         v.strings.resize(n);
-        for (uint64_t j = 0; j < n; ++j) RETURN_IF_ERROR(r.ReadString(&v.strings[j], "array string"));
+        for (uint64_t j = 0; j < n; ++j)
+          RETURN_IF_ERROR(r.ReadString(&v.strings[j], "array string"));
       } else {
         int es = ScalarSize(v.element_type);
         if (es == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "gguf: metadata '", key, "' has unsupported array element type ", et));
+          return absl::InvalidArgumentError(
+              absl::StrCat("gguf: metadata '", key,
+                           "' has unsupported array element type ", et));
         }
         if (n > r.remaining() / es) {
           return absl::InvalidArgumentError(
-              absl::StrCat("gguf: metadata '", key, "' array of ", n, " elements exceeds the file"));
+              absl::StrCat("gguf: metadata '", key, "' array of ", n,
+                           " elements exceeds the file"));
         }
         v.numbers.resize(n);
         for (uint64_t j = 0; j < n; ++j) {
           GgufValue e;
           RETURN_IF_ERROR(ReadScalar(r, v.element_type, &e, key));
-          v.numbers[j] = (v.element_type == GgufType::kF32 || v.element_type == GgufType::kF64)
+          v.numbers[j] = (v.element_type == GgufType::kF32 ||
+                          v.element_type == GgufType::kF64)
                              ? e.f
                              : double(e.i);
         }
@@ -210,9 +275,11 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
   uint64_t alignment = 32;
   if (const GgufValue* a = out->Find("general.alignment")) {
     alignment = uint64_t(a->AsInt());
-    if (alignment == 0 || alignment > 65536 || (alignment & (alignment - 1)) != 0) {
+    if (alignment == 0 || alignment > 65536 ||
+        (alignment & (alignment - 1)) != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("gguf: general.alignment ", alignment, " must be a power of two <= 65536"));
+          absl::StrCat("gguf: general.alignment ", alignment,
+                       " must be a power of two <= 65536"));
     }
   }
   std::vector<std::pair<GgufTensor, uint64_t>> infos;
@@ -223,15 +290,18 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
     RETURN_IF_ERROR(r.Read(&n_dims, "tensor n_dims"));
     if (n_dims == 0 || n_dims > 4) {
       return absl::InvalidArgumentError(
-          absl::StrCat("gguf: tensor '", tensor.name, "' has ", n_dims, " dimensions (1 to 4 allowed)"));
+          absl::StrCat("gguf: tensor '", tensor.name, "' has ", n_dims,
+                       " dimensions (1 to 4 allowed)"));
     }
     int64_t elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       uint64_t dim;
       RETURN_IF_ERROR(r.Read(&dim, "tensor dimension"));
-      if (dim == 0 || dim > uint64_t(kMaxElements) || elements > kMaxElements / int64_t(dim)) {
+      if (dim == 0 || dim > uint64_t(kMaxElements) ||
+          elements > kMaxElements / int64_t(dim)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("gguf: tensor '", tensor.name, "' has an absurd shape (zero or over 2^40 elements)"));
+            absl::StrCat("gguf: tensor '", tensor.name,
+                         "' has an absurd shape (zero or over 2^40 elements)"));
       }
       elements *= int64_t(dim);
       tensor.dims.push_back(int64_t(dim));
@@ -242,35 +312,41 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(const uint8_t* data, s
     const TypeInfo* info = FindType(tensor.type);
     if (info == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("gguf: tensor '", tensor.name, "' has unknown ggml type ", tensor.type));
+          absl::StrCat("gguf: tensor '", tensor.name,
+                       "' has unknown ggml type ", tensor.type));
     }
     if (tensor.dims[0] % info->block != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("gguf: tensor '", tensor.name, "' row of ",
-                                                     tensor.dims[0], " elements is not a multiple of the ",
-                                                     info->name, " block size ", info->block));
+      return absl::InvalidArgumentError(
+          absl::StrCat("gguf: tensor '", tensor.name, "' row of ",
+                       tensor.dims[0], " elements is not a multiple of the ",
+                       info->name, " block size ", info->block));
     }
     tensor.nbytes = elements / info->block * info->bytes;
     if (offset % alignment != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("gguf: tensor '", tensor.name, "' offset ", offset, " is not aligned to ", alignment));
+          absl::StrCat("gguf: tensor '", tensor.name, "' offset ", offset,
+                       " is not aligned to ", alignment));
     }
     infos.emplace_back(std::move(tensor), offset);
   }
   uint64_t data_start = (r.pos() + alignment - 1) / alignment * alignment;
   if (data_start > size) {
     if (n_tensors == 0) return out;
-    return absl::InvalidArgumentError("gguf: the data region starts past the end of the file");
+    return absl::InvalidArgumentError(
+        "gguf: the data region starts past the end of the file");
   }
   uint64_t data_size = size - data_start;
   for (auto& [tensor, offset] : infos) {
     if (offset > data_size || uint64_t(tensor.nbytes) > data_size - offset) {
-      return absl::InvalidArgumentError(absl::StrCat("gguf: tensor '", tensor.name, "' at offset ", offset,
-                                                     " with ", tensor.nbytes, " bytes runs past the end of the file"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gguf: tensor '", tensor.name, "' at offset ", offset, " with ",
+          tensor.nbytes, " bytes runs past the end of the file"));
     }
     tensor.data = data + data_start + offset;
     std::string name = tensor.name;
     if (!out->tensors_.emplace(name, std::move(tensor)).second) {
-      return absl::InvalidArgumentError(absl::StrCat("gguf: tensor '", name, "' appears twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("gguf: tensor '", name, "' appears twice"));
     }
   }
   return out;
@@ -330,7 +406,8 @@ void GgufWriter::AddBool(const std::string& key, bool v) {
   Put<uint8_t>(&kv_, v ? 1 : 0);
   ++kv_count_;
 }
-void GgufWriter::AddStringArray(const std::string& key, const std::vector<std::string>& v) {
+void GgufWriter::AddStringArray(const std::string& key,
+                                const std::vector<std::string>& v) {
   PutString(&kv_, key);
   Put<uint32_t>(&kv_, uint32_t(GgufType::kArray));
   Put<uint32_t>(&kv_, uint32_t(GgufType::kString));
@@ -338,7 +415,8 @@ void GgufWriter::AddStringArray(const std::string& key, const std::vector<std::s
   for (const auto& s : v) PutString(&kv_, s);
   ++kv_count_;
 }
-void GgufWriter::AddF32Array(const std::string& key, const std::vector<float>& v) {
+void GgufWriter::AddF32Array(const std::string& key,
+                             const std::vector<float>& v) {
   PutString(&kv_, key);
   Put<uint32_t>(&kv_, uint32_t(GgufType::kArray));
   Put<uint32_t>(&kv_, uint32_t(GgufType::kF32));
@@ -346,7 +424,8 @@ void GgufWriter::AddF32Array(const std::string& key, const std::vector<float>& v
   for (float f : v) Put<float>(&kv_, f);
   ++kv_count_;
 }
-void GgufWriter::AddI32Array(const std::string& key, const std::vector<int32_t>& v) {
+void GgufWriter::AddI32Array(const std::string& key,
+                             const std::vector<int32_t>& v) {
   PutString(&kv_, key);
   Put<uint32_t>(&kv_, uint32_t(GgufType::kArray));
   Put<uint32_t>(&kv_, uint32_t(GgufType::kI32));
@@ -354,9 +433,10 @@ void GgufWriter::AddI32Array(const std::string& key, const std::vector<int32_t>&
   for (int32_t x : v) Put<int32_t>(&kv_, x);
   ++kv_count_;
 }
-void GgufWriter::AddTensor(const std::string& name, uint32_t ggml_type, std::vector<int64_t> dims,
-                           std::string bytes) {
-  tensors_.push_back(Tensor{name, ggml_type, std::move(dims), std::move(bytes)});
+void GgufWriter::AddTensor(const std::string& name, uint32_t ggml_type,
+                           std::vector<int64_t> dims, std::string bytes) {
+  tensors_.push_back(
+      Tensor{name, ggml_type, std::move(dims), std::move(bytes)});
 }
 
 absl::Status GgufWriter::Write(const std::string& path) const {

@@ -35,13 +35,28 @@
 namespace hangar::engine {
 
 enum class GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 // ggml tensor types the engine computes with.
 enum GgmlType : uint32_t {
-  kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ8_0 = 8, kGgmlBF16 = 30,
+  kGgmlF32 = 0,
+  kGgmlF16 = 1,
+  kGgmlQ4_0 = 2,
+  kGgmlQ8_0 = 8,
+  kGgmlBF16 = 30,
 };
 
 struct GgufValue {
@@ -75,8 +90,10 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
-  static absl::StatusOr<std::unique_ptr<GgufFile>> Parse(const uint8_t* data, size_t size);
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Open(
+      const std::string& path);
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Parse(const uint8_t* data,
+                                                         size_t size);
 
   uint32_t version() const { return version_; }
   const GgufValue* Find(const std::string& key) const;
@@ -102,12 +119,13 @@ class GgufWriter {
   void AddI32(const std::string& key, int32_t v);
   void AddF32(const std::string& key, float v);
   void AddBool(const std::string& key, bool v);
-  void AddStringArray(const std::string& key, const std::vector<std::string>& v);
+  void AddStringArray(const std::string& key,
+                      const std::vector<std::string>& v);
   void AddF32Array(const std::string& key, const std::vector<float>& v);
   void AddI32Array(const std::string& key, const std::vector<int32_t>& v);
   // `dims` innermost first; `bytes` already in the ggml type's layout.
-  void AddTensor(const std::string& name, uint32_t ggml_type, std::vector<int64_t> dims,
-                 std::string bytes);
+  void AddTensor(const std::string& name, uint32_t ggml_type,
+                 std::vector<int64_t> dims, std::string bytes);
   absl::Status Write(const std::string& path) const;
 
  private:

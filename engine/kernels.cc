@@ -32,7 +32,8 @@ bool CpuHas(KernelIsa isa) {
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              HasF16c();
     case KernelIsa::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      return __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && HasF16c() &&
              __builtin_cpu_supports("fma");
   }
@@ -67,7 +68,8 @@ KernelIsa DetectKernelIsa() {
     std::string want = env;
     if (want == "scalar") best = KernelIsa::kScalar;
     if (want == "avx2" && CpuHas(KernelIsa::kAvx2)) best = KernelIsa::kAvx2;
-    if (want == "avx512" && CpuHas(KernelIsa::kAvx512)) best = KernelIsa::kAvx512;
+    if (want == "avx512" && CpuHas(KernelIsa::kAvx512))
+      best = KernelIsa::kAvx512;
   }
   return best;
 }
@@ -131,7 +133,8 @@ void MatMulRowsScalar(const RowRangeArgs& a) {
   const WeightMatrix& w = *a.w;
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = a.r0; r < a.r1; ++r) {
-    for (int64_t k = 0; k < w.cols; ++k) row[size_t(k)] = DequantElement(w, r, k);
+    for (int64_t k = 0; k < w.cols; ++k)
+      row[size_t(k)] = DequantElement(w, r, k);
     for (int b = 0; b < a.n; ++b) {
       const float* x = a.x + b * a.ldx;
       float acc = 0;
@@ -148,7 +151,8 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
     std::memcpy(out, w.data + row * w.row_bytes(), size_t(w.cols) * 4);
     return;
   }
-  for (int64_t k = 0; k < w.cols; ++k) out[k] = internal::DequantElement(w, row, k);
+  for (int64_t k = 0; k < w.cols; ++k)
+    out[k] = internal::DequantElement(w, row, k);
 }
 
 void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
@@ -171,7 +175,8 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   for (size_t j = 0; j < jobs.size(); ++j) {
     const WeightMatrix& w = *jobs[j].w;
     const int64_t rb = std::max<int64_t>(w.row_bytes(), 1);
-    int64_t rows_per_chunk = std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
+    int64_t rows_per_chunk =
+        std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
     for (int64_t r = 0; r < w.rows; r += rows_per_chunk) {
       chunks.push_back(Chunk{int(j), r, std::min(w.rows, r + rows_per_chunk)});
     }
@@ -189,7 +194,8 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   };
   // Small products finish faster on one thread than a fork-join takes.
   constexpr int64_t kMinParallelWork = 256 * 1024;
-  if (pool == nullptr || pool->size() == 1 || total_bytes * n < kMinParallelWork) {
+  if (pool == nullptr || pool->size() == 1 ||
+      total_bytes * n < kMinParallelWork) {
     for (size_t c = 0; c < chunks.size(); ++c) run_chunk(int64_t(c));
   } else {
     pool->ParallelFor(int64_t(chunks.size()), run_chunk);

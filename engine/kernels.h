@@ -17,8 +17,8 @@
 // Work is split by output rows into chunks of about 256 KiB of weights that
 // the pool's threads claim dynamically (ThreadPool::ParallelFor); several
 // matrices that share an input — q/k/v, gate/up — go in one call so one
-// fork-join covers them. Three implementations exist and are chosen once at run time
-// with __builtin_cpu_supports: AVX-512 (F, BW, VL), AVX2 + FMA + F16C, and
+// fork-join covers them. Three implementations exist and are chosen once at run
+// time with __builtin_cpu_supports: AVX-512 (F, BW, VL), AVX2 + FMA + F16C, and
 // portable scalar C++. `SetKernelIsa` overrides the choice (tests compare
 // the paths; the benchmark reports which ran). The environment variable
 // HANGAR_ENGINE_ISA=scalar|avx2|avx512 does the same at startup.

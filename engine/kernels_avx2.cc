@@ -9,7 +9,8 @@
 #include "engine/kernels.h"
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), \
+                             apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -44,13 +45,15 @@ struct LoadF32 {
 struct LoadF16 {
   static constexpr float kScaleFactor = 1.0f;
   static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
   }
 };
 struct LoadBF16 {
   static constexpr float kScaleFactor = 1.0f;
   static inline __m256 Load(const uint8_t* row, int64_t k) {
-    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    __m256i v = _mm256_cvtepu16_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
   }
 };
@@ -63,8 +66,8 @@ struct LoadI8 {
 struct LoadI16 {
   static constexpr float kScaleFactor = 1.0f;
   static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_cvtepi32_ps(
-        _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k))));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k))));
   }
 };
 // See kernels_avx512.cc: fp8 bits moved into a float16 give value * 2^-8.
@@ -81,7 +84,8 @@ struct LoadQ8_0 {
   static constexpr float kScaleFactor = 1.0f;
   static inline __m256 Load(const uint8_t* row, int64_t k) {
     const uint8_t* b = row + (k >> 5) * 34;
-    __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(Load8Bytes(b + 2 + (k & 31))));
+    __m256 q =
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(Load8Bytes(b + 2 + (k & 31))));
     return _mm256_mul_ps(q, _mm256_set1_ps(HalfToFloat(b)));
   }
 };
@@ -92,7 +96,8 @@ struct LoadQ4_0 {
     __m128i qs = Load8Bytes(b + 2 + (k & 15));
     if (k & 16) qs = _mm_srli_epi16(qs, 4);
     qs = _mm_and_si128(qs, _mm_set1_epi8(0x0f));
-    __m256i q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(qs), _mm256_set1_epi32(8));
+    __m256i q =
+        _mm256_sub_epi32(_mm256_cvtepu8_epi32(qs), _mm256_set1_epi32(8));
     return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(HalfToFloat(b)));
   }
 };
@@ -100,12 +105,12 @@ struct LoadQ4_0 {
 // A 4-row x NB-activation register tile over columns [k0, k1): every
 // weight vector is dequantized once and used NB times, every activation
 // vector used 4 times. Partial sums stay vectors in `part` ([NB][4] vectors,
-// zeroed when `first`) across column chunks; the caller reduces them once. Prefetches the next row block (4 rows
-// further, same offset): interleaved rows of a few KiB are too short for
-// the hardware prefetcher.
+// zeroed when `first`) across column chunks; the caller reduces them once.
+// Prefetches the next row block (4 rows further, same offset): interleaved rows
+// of a few KiB are too short for the hardware prefetcher.
 template <class L, int NB>
-inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0, int64_t k1, bool first,
-                 float* part) {
+inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0,
+                 int64_t k1, bool first, float* part) {
   constexpr int R = 4;
   const WeightMatrix& w = *a.w;
   const int64_t rb = w.row_bytes();
@@ -118,14 +123,16 @@ inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0, int64_t k
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 16
     for (int j = 0; j < NB; ++j)
-      acc[i][j] = first ? _mm256_setzero_ps() : _mm256_load_ps(part + (j * R + i) * 8);
+      acc[i][j] =
+          first ? _mm256_setzero_ps() : _mm256_load_ps(part + (j * R + i) * 8);
   const int64_t ahead = 2 * R * rb;
   int64_t next_line = k0 * rb / w.cols;
   for (int64_t k = k0; k < k1; k += 8) {
     const int64_t kb = k * rb / w.cols;
     if (kb >= next_line) {
 #pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
+      for (int i = 0; i < R; ++i)
+        __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
       next_line = kb + 64;
     }
     __m256 wv[R];
@@ -135,13 +142,15 @@ inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0, int64_t k
     for (int j = 0; j < NB; ++j) {
       __m256 xv = _mm256_loadu_ps(xs[j] + k);
 #pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
+      for (int i = 0; i < R; ++i)
+        acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
     }
   }
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j) _mm256_store_ps(part + (j * R + i) * 8, acc[i][j]);
+    for (int j = 0; j < NB; ++j)
+      _mm256_store_ps(part + (j * R + i) * 8, acc[i][j]);
 }
 
 // One weight row against NB activation rows over all columns, with U
@@ -167,12 +176,15 @@ inline void Row(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
 #pragma GCC unroll 16
     for (int j = 0; j < NB; ++j)
 #pragma GCC unroll 16
-      for (int u = 0; u < U; ++u) acc[j][u] = _mm256_fmadd_ps(wv[u], _mm256_loadu_ps(xs[j] + k + 8 * u), acc[j][u]);
+      for (int u = 0; u < U; ++u)
+        acc[j][u] = _mm256_fmadd_ps(wv[u], _mm256_loadu_ps(xs[j] + k + 8 * u),
+                                    acc[j][u]);
   }
   for (; k < kend; k += 8) {
     __m256 wv = L::Load(row, k);
 #pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j) acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[j] + k), acc[j][0]);
+    for (int j = 0; j < NB; ++j)
+      acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[j] + k), acc[j][0]);
   }
   const float scale = w.scales ? w.scales[r] * L::kScaleFactor : 1.0f;
   for (int j = 0; j < NB; ++j) {
@@ -180,7 +192,8 @@ inline void Row(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
 #pragma GCC unroll 16
     for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[j][u]);
     float s = HorizontalSum(sum) * scale;
-    for (int64_t t = kend; t < w.cols; ++t) s += DequantElement(w, r, t) * xs[j][t];
+    for (int64_t t = kend; t < w.cols; ++t)
+      s += DequantElement(w, r, t) * xs[j][t];
     a.y[(b0 + j) * a.ldy + r] = s;
   }
 }
@@ -208,25 +221,32 @@ void Run(const RowRangeArgs& a) {
         const int64_t k1 = k0 + kChunk < kend ? k0 + kChunk : kend;
         const bool first = k0 == 0;
         int b = 0;
-        for (; b + 2 <= gn; b += 2) Tile<L, 2>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
-        if (gn - b == 1) Tile<L, 1>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
+        for (; b + 2 <= gn; b += 2)
+          Tile<L, 2>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
+        if (gn - b == 1)
+          Tile<L, 1>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
       }
       // Four row sums at once per activation row (a transpose-and-add tree).
       __m128 scale4 = _mm_set1_ps(1.0f);
-      if (w.scales) scale4 = _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(L::kScaleFactor));
+      if (w.scales)
+        scale4 = _mm_mul_ps(_mm_loadu_ps(w.scales + r),
+                            _mm_set1_ps(L::kScaleFactor));
       for (int j = 0; j < gn; ++j) {
         __m256 h[4];
         for (int i = 0; i < 4; ++i) {
           const __m256 v = _mm256_load_ps(part + (j * 4 + i) * 8);
           h[i] = v;
         }
-        __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
-        __m128 sums = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]),
+                                  _mm256_hadd_ps(h[2], h[3]));
+        __m128 sums =
+            _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
         sums = kend > 0 ? _mm_mul_ps(sums, scale4) : _mm_setzero_ps();
         float* y = a.y + (g + j) * a.ldy + r;
         _mm_storeu_ps(y, sums);
         for (int64_t t2 = kend; t2 < w.cols; ++t2)
-          for (int i = 0; i < 4; ++i) y[i] += DequantElement(w, r + i, t2) * a.x[(g + j) * a.ldx + t2];
+          for (int i = 0; i < 4; ++i)
+            y[i] += DequantElement(w, r + i, t2) * a.x[(g + j) * a.ldx + t2];
       }
     }
   }

@@ -64,7 +64,8 @@ Matrix Make(DType dtype, int rows, int cols, std::mt19937& rng) {
             uint16_t d = F32ToF16(0.02f + 0.001f * r);
             std::memcpy(b, &d, 2);
           }
-          b[2 + k % 32] = uint8_t(int8_t(std::lround(std::clamp(v * 40, -127.0f, 127.0f))));
+          b[2 + k % 32] =
+              uint8_t(int8_t(std::lround(std::clamp(v * 40, -127.0f, 127.0f))));
           break;
         }
         case DType::kQ4_0: {
@@ -91,7 +92,8 @@ Matrix Make(DType dtype, int rows, int cols, std::mt19937& rng) {
   return m;
 }
 
-class KernelsTest : public ::testing::TestWithParam<std::tuple<DType, KernelIsa>> {
+class KernelsTest
+    : public ::testing::TestWithParam<std::tuple<DType, KernelIsa>> {
  protected:
   void TearDown() override { SetKernelIsa(DetectKernelIsa()); }
 };
@@ -112,17 +114,21 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
       std::vector<float> bias(37);
       for (float& v : bias) v = dist(rng);
       std::vector<float> y(size_t(n) * 40, -1.0f);
-      MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, y.data(), 40, bias.data()}});
+      MatMul(&pool, n,
+             {MatMulJob{&m.w, x.data(), cols, y.data(), 40, bias.data()}});
       for (int b = 0; b < n; ++b) {
         for (int r = 0; r < 37; ++r) {
           double want = bias[size_t(r)], mag = 0;
           for (int k = 0; k < cols; ++k) {
-            double t = double(internal::DequantElement(m.w, r, k)) * x[size_t(b * cols + k)];
+            double t = double(internal::DequantElement(m.w, r, k)) *
+                       x[size_t(b * cols + k)];
             want += t;
             mag += std::fabs(t);
           }
-          ASSERT_NEAR(y[size_t(b * 40 + r)], want, 1e-4 * (1 + std::fabs(want)) + 1e-6 * mag)
-              << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n << " cols=" << cols << " r=" << r;
+          ASSERT_NEAR(y[size_t(b * 40 + r)], want,
+                      1e-4 * (1 + std::fabs(want)) + 1e-6 * mag)
+              << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
+              << " cols=" << cols << " r=" << r;
         }
         // Columns past `rows` in y are untouched.
         EXPECT_EQ(y[size_t(b * 40 + 38)], -1.0f);
@@ -133,9 +139,12 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllTypes, KernelsTest,
-    ::testing::Combine(::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kI16,
-                                         DType::kF8E4M3, DType::kQ8_0, DType::kQ4_0),
-                       ::testing::Values(KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512)));
+    ::testing::Combine(::testing::Values(DType::kF32, DType::kF16, DType::kBF16,
+                                         DType::kI8, DType::kI16,
+                                         DType::kF8E4M3, DType::kQ8_0,
+                                         DType::kQ4_0),
+                       ::testing::Values(KernelIsa::kScalar, KernelIsa::kAvx2,
+                                         KernelIsa::kAvx512)));
 
 TEST(DTypeTest, Fp8RoundTripsEveryCode) {
   for (int c = 0; c < 256; ++c) {
@@ -154,7 +163,8 @@ TEST(DTypeTest, Fp8RoundTripsEveryCode) {
 }
 
 TEST(DTypeTest, HalfAndBfloatConversions) {
-  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.1f}) {
+  for (float v :
+       {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.1f}) {
     EXPECT_NEAR(F16ToF32(F32ToF16(v)), v, std::fabs(v) * 1e-3 + 1e-8) << v;
     EXPECT_NEAR(Bf16ToF32(F32ToBf16(v)), v, std::fabs(v) * 1e-2 + 1e-30) << v;
   }
@@ -181,7 +191,8 @@ TEST(ThreadPoolTest, ParallelForRunsEveryChunkExactlyOnce) {
     const int64_t chunks = 1 + iter % 37;
     std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
     pool.ParallelFor(chunks, [&](int64_t c) { hits[size_t(c)].fetch_add(1); });
-    for (int64_t c = 0; c < chunks; ++c) ASSERT_EQ(hits[size_t(c)].load(), 1) << iter << " " << c;
+    for (int64_t c = 0; c < chunks; ++c)
+      ASSERT_EQ(hits[size_t(c)].load(), 1) << iter << " " << c;
     // Static jobs interleave with dynamic ones.
     std::atomic<int> calls{0};
     pool.Run([&](int, int) { calls.fetch_add(1); });

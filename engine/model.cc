@@ -24,7 +24,8 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a JSON object"));
   }
   return j;
 }
@@ -36,7 +37,8 @@ void AddIds(const json& v, std::vector<int>* out) {
       if (e.is_number_integer()) out->push_back(e.get<int>());
 }
 
-inline void RmsNorm(const float* x, const float* w, int n, float eps, float* out) {
+inline void RmsNorm(const float* x, const float* w, int n, float eps,
+                    float* out) {
   double ss = 0;
   for (int i = 0; i < n; ++i) ss += double(x[i]) * x[i];
   float scale = float(1.0 / std::sqrt(ss / n + eps));
@@ -55,7 +57,9 @@ Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                                                    const LoadOptions& options) {
-  if (!FileExists(path)) return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
+  if (!FileExists(path))
+    return absl::NotFoundError(
+        absl::StrCat(path, ": no such file or directory"));
   if (options.threads < 0 || options.threads > 256) {
     return absl::InvalidArgumentError(
         absl::StrCat("threads: must be in [0, 256]; was ", options.threads));
@@ -81,8 +85,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
 }
 
 bool Model::IsEos(int token) const {
-  return std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(), token) !=
-         config_.eos_token_ids.end();
+  return std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(),
+                   token) != config_.eos_token_ids.end();
 }
 
 // ---------------------------------------------------------------------------
@@ -92,22 +96,25 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
   info_.format = "huggingface";
   const std::string config_path = dir + "/config.json";
   if (!FileExists(config_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, ": not a model directory (no config.json)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": not a model directory (no config.json)"));
   }
   ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(config_path));
   ASSIGN_OR_RETURN(config_, ParseHuggingFaceConfig(config_text, config_path));
   ModelConfig& c = config_;
   if (FileExists(dir + "/generation_config.json")) {
     ASSIGN_OR_RETURN(json gen, ReadJson(dir + "/generation_config.json"));
-    if (gen.contains("eos_token_id")) AddIds(gen["eos_token_id"], &c.eos_token_ids);
+    if (gen.contains("eos_token_id"))
+      AddIds(gen["eos_token_id"], &c.eos_token_ids);
     if (gen.contains("bos_token_id") && gen["bos_token_id"].is_number_integer())
       c.bos_token_id = gen["bos_token_id"].get<int>();
   }
   if (FileExists(dir + "/hangar_manifest.json")) {
     ASSIGN_OR_RETURN(json manifest, ReadJson(dir + "/hangar_manifest.json"));
     if (manifest.contains("recipe") && manifest["recipe"].is_object()) {
-      info_.quantization = absl::StrCat(manifest["recipe"].value("engine", ""), ":",
-                                        manifest["recipe"].value("quantization", ""));
+      info_.quantization =
+          absl::StrCat(manifest["recipe"].value("engine", ""), ":",
+                       manifest["recipe"].value("quantization", ""));
     }
   }
 
@@ -130,23 +137,28 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
   if (FileExists(dir + "/model.safetensors")) {
     shard_paths.push_back(dir + "/model.safetensors");
   } else if (FileExists(dir + "/model.safetensors.index.json")) {
-    ASSIGN_OR_RETURN(json index, ReadJson(dir + "/model.safetensors.index.json"));
+    ASSIGN_OR_RETURN(json index,
+                     ReadJson(dir + "/model.safetensors.index.json"));
     if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(dir, "/model.safetensors.index.json: no weight_map"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/model.safetensors.index.json: no weight_map"));
     }
     std::set<std::string> files;
-    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end();
+         ++it) {
       if (!it.value().is_string()) continue;
       std::string f = it.value().get<std::string>();
-      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("weight_map names a file outside the directory: ", f));
+      if (f.find('/') != std::string::npos ||
+          f.find("..") != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("weight_map names a file outside the directory: ", f));
       }
       files.insert(f);
     }
     for (const std::string& f : files) shard_paths.push_back(dir + "/" + f);
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": no model.safetensors or model.safetensors.index.json"));
   }
   std::map<std::string, const SafetensorsTensor*> tensors;
   for (const std::string& p : shard_paths) {
@@ -155,7 +167,8 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
     files_->safetensors.push_back(std::move(f));
   }
   for (const auto& [name, t] : tensors) {
-    if (name.size() > 6 && name.compare(name.size() - 6, 6, "_scale") == 0) continue;
+    if (name.size() > 6 && name.compare(name.size() - 6, 6, "_scale") == 0)
+      continue;
     info_.parameters += t->elements();
   }
 
@@ -163,9 +176,12 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
     auto it = tensors.find(name);
     return it == tensors.end() ? nullptr : it->second;
   };
-  auto vec = [&](const std::string& name, int64_t n, std::vector<float>* out) -> absl::Status {
+  auto vec = [&](const std::string& name, int64_t n,
+                 std::vector<float>* out) -> absl::Status {
     const SafetensorsTensor* t = find(name);
-    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
+    if (t == nullptr)
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing tensor '", name, "'"));
     if (t->elements() != n || t->shape.size() != 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", name, "' must have shape [", n, "]"));
@@ -179,18 +195,22 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
         std::memcpy(&h, t->data + 2 * i, 2);
         (*out)[size_t(i)] = t->dtype == "F16" ? F16ToF32(h) : Bf16ToF32(h);
       } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", name, "' has dtype ", t->dtype, ", which is not supported for vectors (F32, F16, BF16)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", name, "' has dtype ", t->dtype,
+            ", which is not supported for vectors (F32, F16, BF16)"));
       }
     }
     return absl::OkStatus();
   };
-  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, WeightMatrix* w) -> absl::Status {
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols,
+                 WeightMatrix* w) -> absl::Status {
     const SafetensorsTensor* t = find(name);
-    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
+    if (t == nullptr)
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing tensor '", name, "'"));
     if (t->shape.size() != 2 || t->shape[0] != rows || t->shape[1] != cols) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' must have shape [", rows, ", ",
-                                                     cols, "]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' must have shape [", rows, ", ", cols, "]"));
     }
     if (t->dtype == "F32") {
       w->dtype = DType::kF32;
@@ -223,7 +243,8 @@ absl::Status Model::LoadHuggingFace(const std::string& dir) {
   };
 
   const int64_t D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
-  const int64_t qdim = int64_t(c.num_heads) * c.head_dim, kvdim = int64_t(c.num_kv_heads) * c.head_dim;
+  const int64_t qdim = int64_t(c.num_heads) * c.head_dim,
+                kvdim = int64_t(c.num_kv_heads) * c.head_dim;
   owned_scales_.reserve(size_t(c.num_layers) * 7 + 2);
   RETURN_IF_ERROR(mat("model.embed_tokens.weight", V, D, &embed_));
   if (find("lm_head.weight") != nullptr) {
@@ -269,13 +290,19 @@ absl::Status Model::LoadGguf(const std::string& path) {
   if (!tok.ok()) return PrefixStatus(path, tok.status());
   tokenizer_ = std::move(tok).value();
   c.bos_token_id = tokenizer_->bos_id();
-  if (tokenizer_->eos_id() >= 0) c.eos_token_ids.push_back(tokenizer_->eos_id());
+  if (tokenizer_->eos_id() >= 0)
+    c.eos_token_ids.push_back(tokenizer_->eos_id());
   for (const auto& [name, t] : g.tensors()) info_.parameters += t.elements();
 
-  auto vec = [&](const std::string& name, int64_t n, std::vector<float>* out) -> absl::Status {
+  auto vec = [&](const std::string& name, int64_t n,
+                 std::vector<float>* out) -> absl::Status {
     const GgufTensor* t = g.FindTensor(name);
-    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
-    if (t->elements() != n) return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' must have ", n, " elements"));
+    if (t == nullptr)
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing tensor '", name, "'"));
+    if (t->elements() != n)
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' must have ", n, " elements"));
     out->resize(size_t(n));
     for (int64_t i = 0; i < n; ++i) {
       if (t->type == kGgmlF32) {
@@ -285,30 +312,43 @@ absl::Status Model::LoadGguf(const std::string& path) {
         std::memcpy(&h, t->data + 2 * i, 2);
         (*out)[size_t(i)] = t->type == kGgmlF16 ? F16ToF32(h) : Bf16ToF32(h);
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has type ",
-                                                       GgufFile::GgmlTypeName(t->type),
-                                                       ", which is not supported for vectors (F32, F16, BF16)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", name, "' has type ", GgufFile::GgmlTypeName(t->type),
+            ", which is not supported for vectors (F32, F16, BF16)"));
       }
     }
     return absl::OkStatus();
   };
-  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, WeightMatrix* w) -> absl::Status {
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols,
+                 WeightMatrix* w) -> absl::Status {
     const GgufTensor* t = g.FindTensor(name);
-    if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("missing tensor '", name, "'"));
+    if (t == nullptr)
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing tensor '", name, "'"));
     if (t->dims.size() != 2 || t->dims[0] != cols || t->dims[1] != rows) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' must have GGUF dims [", cols, ", ",
-                                                     rows, "]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' must have GGUF dims [", cols, ", ", rows, "]"));
     }
     switch (t->type) {
-      case kGgmlF32: w->dtype = DType::kF32; break;
-      case kGgmlF16: w->dtype = DType::kF16; break;
-      case kGgmlBF16: w->dtype = DType::kBF16; break;
-      case kGgmlQ8_0: w->dtype = DType::kQ8_0; break;
-      case kGgmlQ4_0: w->dtype = DType::kQ4_0; break;
+      case kGgmlF32:
+        w->dtype = DType::kF32;
+        break;
+      case kGgmlF16:
+        w->dtype = DType::kF16;
+        break;
+      case kGgmlBF16:
+        w->dtype = DType::kBF16;
+        break;
+      case kGgmlQ8_0:
+        w->dtype = DType::kQ8_0;
+        break;
+      case kGgmlQ4_0:
+        w->dtype = DType::kQ4_0;
+        break;
       default:
-        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has type ",
-                                                       GgufFile::GgmlTypeName(t->type),
-                                                       ", which is not supported (F32, F16, BF16, Q8_0, Q4_0)"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", name, "' has type ", GgufFile::GgmlTypeName(t->type),
+            ", which is not supported (F32, F16, BF16, Q8_0, Q4_0)"));
     }
     w->rows = rows;
     w->cols = cols;
@@ -317,7 +357,8 @@ absl::Status Model::LoadGguf(const std::string& path) {
     return absl::OkStatus();
   };
   const int64_t V = c.vocab_size;
-  const int64_t qdim = int64_t(c.num_heads) * c.head_dim, kvdim = int64_t(c.num_kv_heads) * c.head_dim;
+  const int64_t qdim = int64_t(c.num_heads) * c.head_dim,
+                kvdim = int64_t(c.num_kv_heads) * c.head_dim;
   RETURN_IF_ERROR(mat("token_embd.weight", V, D, &embed_));
   if (!c.tie_word_embeddings) {
     RETURN_IF_ERROR(mat("output.weight", V, D, &lm_head_));
@@ -351,21 +392,26 @@ absl::Status Model::LoadGguf(const std::string& path) {
 
 absl::Status Model::Finish(const LoadOptions& options) {
   ModelConfig& c = config_;
-  if (c.num_layers <= 0 || c.vocab_size <= 0 || c.intermediate_size <= 0 || c.head_dim <= 0 ||
-      c.head_dim % 2 != 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0) {
+  if (c.num_layers <= 0 || c.vocab_size <= 0 || c.intermediate_size <= 0 ||
+      c.head_dim <= 0 || c.head_dim % 2 != 0 || c.num_kv_heads <= 0 ||
+      c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        info_.path, ": inconsistent dimensions (layers ", c.num_layers, ", vocab ", c.vocab_size,
-        ", heads ", c.num_heads, ", kv heads ", c.num_kv_heads, ", head_dim ", c.head_dim, ")"));
+        info_.path, ": inconsistent dimensions (layers ", c.num_layers,
+        ", vocab ", c.vocab_size, ", heads ", c.num_heads, ", kv heads ",
+        c.num_kv_heads, ", head_dim ", c.head_dim, ")"));
   }
   if (tokenizer_->vocab_size() > c.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(info_.path, ": the tokenizer has ", tokenizer_->vocab_size(),
-                                                   " tokens but the model only ", c.vocab_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        info_.path, ": the tokenizer has ", tokenizer_->vocab_size(),
+        " tokens but the model only ", c.vocab_size));
   }
   if (tokenizer_->eos_id() >= 0 &&
-      std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), tokenizer_->eos_id()) == c.eos_token_ids.end()) {
+      std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(),
+                tokenizer_->eos_id()) == c.eos_token_ids.end()) {
     c.eos_token_ids.push_back(tokenizer_->eos_id());
   }
-  int ctx = std::min(c.max_position_embeddings > 0 ? c.max_position_embeddings : 2048, 32768);
+  int ctx = std::min(
+      c.max_position_embeddings > 0 ? c.max_position_embeddings : 2048, 32768);
   if (options.max_context > 0) ctx = std::min(ctx, options.max_context);
   info_.context_length = ctx;
   info_.architecture = c.architecture;
@@ -377,14 +423,19 @@ absl::Status Model::Finish(const LoadOptions& options) {
     info_.weight_bytes += w.bytes();
   };
   for (const Layer& L : layers_) {
-    for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) add(*w);
-    info_.weight_bytes += int64_t(L.attn_norm.size() + L.ffn_norm.size() + L.bq.size() + L.bk.size() + L.bv.size()) * 4;
+    for (const WeightMatrix* w :
+         {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
+      add(*w);
+    info_.weight_bytes += int64_t(L.attn_norm.size() + L.ffn_norm.size() +
+                                  L.bq.size() + L.bk.size() + L.bv.size()) *
+                          4;
   }
   info_.weight_bytes += int64_t(final_norm_.size()) * 4;
   info_.decode_bytes = info_.weight_bytes + lm_head_.bytes();
   info_.weight_bytes += embed_.bytes();
   if (!c.tie_word_embeddings) add(lm_head_);
-  info_.weight_dtype = dtypes.size() == 1 ? DTypeName(*dtypes.begin()) : "mixed";
+  info_.weight_dtype =
+      dtypes.size() == 1 ? DTypeName(*dtypes.begin()) : "mixed";
   if (info_.quantization.empty()) info_.quantization = info_.weight_dtype;
 
   // RoPE tables, in float32 like the reference implementations.
@@ -393,14 +444,17 @@ absl::Status Model::Finish(const LoadOptions& options) {
   for (int i = 0; i < half; ++i) {
     double f = 1.0 / std::pow(double(c.rope_theta), double(2 * i) / c.head_dim);
     if (c.rope_scaling_factor > 0) {
-      double low_wavelen = c.rope_original_max_position / c.rope_low_freq_factor;
-      double high_wavelen = c.rope_original_max_position / c.rope_high_freq_factor;
+      double low_wavelen =
+          c.rope_original_max_position / c.rope_low_freq_factor;
+      double high_wavelen =
+          c.rope_original_max_position / c.rope_high_freq_factor;
       double wavelen = 2 * M_PI / f;
       if (wavelen > low_wavelen) {
         f = f / c.rope_scaling_factor;
       } else if (wavelen >= high_wavelen) {
-        double smooth = (c.rope_original_max_position / wavelen - c.rope_low_freq_factor) /
-                        (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        double smooth =
+            (c.rope_original_max_position / wavelen - c.rope_low_freq_factor) /
+            (c.rope_high_freq_factor - c.rope_low_freq_factor);
         f = (1 - smooth) * f / c.rope_scaling_factor + smooth * f;
       }
     }
@@ -419,16 +473,19 @@ absl::Status Model::Finish(const LoadOptions& options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<DecodeState>> Model::NewState(int slots, int capacity, int max_rows) const {
+absl::StatusOr<std::unique_ptr<DecodeState>> Model::NewState(
+    int slots, int capacity, int max_rows) const {
   if (slots <= 0 || slots > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat("slots: must be in [1, 4096]; was ", slots));
+    return absl::InvalidArgumentError(
+        absl::StrCat("slots: must be in [1, 4096]; was ", slots));
   }
   if (capacity <= 0 || capacity > context_length()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("capacity: must be in [1, ", context_length(), "]; was ", capacity));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capacity: must be in [1, ", context_length(), "]; was ", capacity));
   }
   if (max_rows <= 0 || max_rows > 65536) {
-    return absl::InvalidArgumentError(absl::StrCat("max_rows: must be in [1, 65536]; was ", max_rows));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_rows: must be in [1, 65536]; was ", max_rows));
   }
   const ModelConfig& c = config_;
   auto s = std::unique_ptr<DecodeState>(new DecodeState());
@@ -453,9 +510,11 @@ absl::StatusOr<std::unique_ptr<DecodeState>> Model::NewState(int slots, int capa
   return s;
 }
 
-void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState* s) const {
+void Model::Attention(absl::Span<const ForwardRow> rows, int layer,
+                      DecodeState* s) const {
   const ModelConfig& c = config_;
-  const int hd = c.head_dim, H = c.num_heads, group = c.num_heads / c.num_kv_heads;
+  const int hd = c.head_dim, H = c.num_heads,
+            group = c.num_heads / c.num_kv_heads;
   const int64_t qdim = int64_t(H) * hd, kvdim = s->kv_dim_;
   const int64_t total = int64_t(rows.size()) * H;
   const float inv_sqrt = 1.0f / std::sqrt(float(hd));
@@ -464,7 +523,8 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
   // One chunk per (row, head) pair, handed out dynamically.
   auto job_fn = [&](int64_t job) {
     thread_local std::vector<float> scratch;
-    if (scratch.size() < size_t(s->capacity_)) scratch.resize(size_t(s->capacity_));
+    if (scratch.size() < size_t(s->capacity_))
+      scratch.resize(size_t(s->capacity_));
     float* scores = scratch.data();
     {
       const int64_t r = job / H;
@@ -506,18 +566,21 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState*
   }
 }
 
-absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, float* logits) const {
+absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s,
+                            float* logits) const {
   const ModelConfig& c = config_;
   const int N = int(rows.size());
   if (N == 0) return absl::OkStatus();
   if (N > s->max_rows_) {
-    return absl::InvalidArgumentError(absl::StrCat("forward: ", N, " rows exceed the state's max_rows ", s->max_rows_));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "forward: ", N, " rows exceed the state's max_rows ", s->max_rows_));
   }
   for (const ForwardRow& r : rows) {
-    if (r.slot < 0 || r.slot >= s->slots_ || r.position < 0 || r.position >= s->capacity_ || r.token < 0 ||
-        r.token >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("forward: row (slot ", r.slot, ", position ", r.position,
-                                                     ", token ", r.token, ") is out of range"));
+    if (r.slot < 0 || r.slot >= s->slots_ || r.position < 0 ||
+        r.position >= s->capacity_ || r.token < 0 || r.token >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward: row (slot ", r.slot, ", position ", r.position,
+                       ", token ", r.token, ") is out of range"));
     }
   }
   const int64_t D = c.hidden_size, F = c.intermediate_size;
@@ -525,7 +588,8 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
   const int hd = c.head_dim, half = hd / 2;
   float* x = s->x_.data();
   float* xn = s->xn_.data();
-  for (int r = 0; r < N; ++r) DequantizeRow(embed_, rows[size_t(r)].token, x + r * D);
+  for (int r = 0; r < N; ++r)
+    DequantizeRow(embed_, rows[size_t(r)].token, x + r * D);
 
   auto rope = [&](float* v, int heads, int pos) {
     const float* cs = rope_cos_.data() + size_t(pos) * half;
@@ -550,22 +614,32 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
 
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[size_t(l)];
-    for (int r = 0; r < N; ++r) RmsNorm(x + r * D, L.attn_norm.data(), int(D), c.rms_norm_eps, xn + r * D);
+    for (int r = 0; r < N; ++r)
+      RmsNorm(x + r * D, L.attn_norm.data(), int(D), c.rms_norm_eps,
+              xn + r * D);
     MatMul(pool_.get(), N,
-           {MatMulJob{&L.wq, xn, D, s->q_.data(), qdim, L.bq.empty() ? nullptr : L.bq.data()},
-            MatMulJob{&L.wk, xn, D, s->k_.data(), kvdim, L.bk.empty() ? nullptr : L.bk.data()},
-            MatMulJob{&L.wv, xn, D, s->v_.data(), kvdim, L.bv.empty() ? nullptr : L.bv.data()}});
+           {MatMulJob{&L.wq, xn, D, s->q_.data(), qdim,
+                      L.bq.empty() ? nullptr : L.bq.data()},
+            MatMulJob{&L.wk, xn, D, s->k_.data(), kvdim,
+                      L.bk.empty() ? nullptr : L.bk.data()},
+            MatMulJob{&L.wv, xn, D, s->v_.data(), kvdim,
+                      L.bv.empty() ? nullptr : L.bv.data()}});
     for (int r = 0; r < N; ++r) {
       const ForwardRow& row = rows[size_t(r)];
       rope(s->q_.data() + r * qdim, c.num_heads, row.position);
       rope(s->k_.data() + r * kvdim, c.num_kv_heads, row.position);
-      std::memcpy(s->K(row.slot, l) + int64_t(row.position) * kvdim, s->k_.data() + r * kvdim, size_t(kvdim) * 4);
-      std::memcpy(s->V(row.slot, l) + int64_t(row.position) * kvdim, s->v_.data() + r * kvdim, size_t(kvdim) * 4);
+      std::memcpy(s->K(row.slot, l) + int64_t(row.position) * kvdim,
+                  s->k_.data() + r * kvdim, size_t(kvdim) * 4);
+      std::memcpy(s->V(row.slot, l) + int64_t(row.position) * kvdim,
+                  s->v_.data() + r * kvdim, size_t(kvdim) * 4);
     }
     Attention(rows, l, s);
-    MatMul(pool_.get(), N, {MatMulJob{&L.wo, s->att_.data(), qdim, s->tmp_.data(), D, nullptr}});
+    MatMul(
+        pool_.get(), N,
+        {MatMulJob{&L.wo, s->att_.data(), qdim, s->tmp_.data(), D, nullptr}});
     for (int64_t i = 0; i < N * D; ++i) x[i] += s->tmp_[size_t(i)];
-    for (int r = 0; r < N; ++r) RmsNorm(x + r * D, L.ffn_norm.data(), int(D), c.rms_norm_eps, xn + r * D);
+    for (int r = 0; r < N; ++r)
+      RmsNorm(x + r * D, L.ffn_norm.data(), int(D), c.rms_norm_eps, xn + r * D);
     MatMul(pool_.get(), N,
            {MatMulJob{&L.gate, xn, D, s->gate_.data(), F, nullptr},
             MatMulJob{&L.up, xn, D, s->up_.data(), F, nullptr}});
@@ -574,25 +648,31 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s, f
     constexpr int64_t kSwigluChunk = 8192;
     const int64_t swiglu_chunks = (N * F + kSwigluChunk - 1) / kSwigluChunk;
     auto swiglu = [&](int64_t c) {
-      const int64_t begin = c * kSwigluChunk, end = std::min(N * F, begin + kSwigluChunk);
-      for (int64_t i = begin; i < end; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      const int64_t begin = c * kSwigluChunk,
+                    end = std::min(N * F, begin + kSwigluChunk);
+      for (int64_t i = begin; i < end; ++i)
+        g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     };
     if (swiglu_chunks >= 4) {
       pool_->ParallelFor(swiglu_chunks, swiglu);
     } else {
       for (int64_t c = 0; c < swiglu_chunks; ++c) swiglu(c);
     }
-    MatMul(pool_.get(), N, {MatMulJob{&L.down, g, F, s->tmp_.data(), D, nullptr}});
+    MatMul(pool_.get(), N,
+           {MatMulJob{&L.down, g, F, s->tmp_.data(), D, nullptr}});
     for (int64_t i = 0; i < N * D; ++i) x[i] += s->tmp_[size_t(i)];
   }
   int M = 0;
   for (int r = 0; r < N; ++r) {
     if (!rows[size_t(r)].want_logits) continue;
-    RmsNorm(x + r * D, final_norm_.data(), int(D), c.rms_norm_eps, s->xl_.data() + int64_t(M) * D);
+    RmsNorm(x + r * D, final_norm_.data(), int(D), c.rms_norm_eps,
+            s->xl_.data() + int64_t(M) * D);
     ++M;
   }
   if (M > 0) {
-    MatMul(pool_.get(), M, {MatMulJob{&lm_head_, s->xl_.data(), D, logits, c.vocab_size, nullptr}});
+    MatMul(pool_.get(), M,
+           {MatMulJob{&lm_head_, s->xl_.data(), D, logits, c.vocab_size,
+                      nullptr}});
   }
   return absl::OkStatus();
 }

@@ -65,14 +65,16 @@ struct LoadOptions {
 // What the runner's Info RPC and the CLI report.
 struct ModelInfo {
   std::string path;
-  std::string format;          // "huggingface" or "gguf"
-  std::string architecture;    // config.architecture
-  int64_t parameters = 0;      // elements of every weight tensor (not scales)
-  std::string weight_dtype;    // of the linear layers: "float32", "int8", "q4_0", "mixed"
-  std::string quantization;    // the manifest's recipe ("ctranslate2:int8") or weight_dtype
-  int64_t weight_bytes = 0;    // bytes of all weights and scales
-  int64_t decode_bytes = 0;    // bytes streamed per forward pass (all but the
-                               // embedding table, unless tied to lm_head)
+  std::string format;        // "huggingface" or "gguf"
+  std::string architecture;  // config.architecture
+  int64_t parameters = 0;    // elements of every weight tensor (not scales)
+  std::string
+      weight_dtype;  // of the linear layers: "float32", "int8", "q4_0", "mixed"
+  std::string quantization;  // the manifest's recipe ("ctranslate2:int8") or
+                             // weight_dtype
+  int64_t weight_bytes = 0;  // bytes of all weights and scales
+  int64_t decode_bytes = 0;  // bytes streamed per forward pass (all but the
+                             // embedding table, unless tied to lm_head)
   int context_length = 0;
   int vocab_size = 0;
 };
@@ -90,8 +92,8 @@ class DecodeState;
 
 class Model {
  public:
-  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path,
-                                                     const LoadOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<Model>> Load(
+      const std::string& path, const LoadOptions& options = {});
   ~Model();
 
   const ModelConfig& config() const { return config_; }
@@ -126,7 +128,8 @@ class Model {
   absl::Status LoadHuggingFace(const std::string& dir);
   absl::Status LoadGguf(const std::string& path);
   absl::Status Finish(const LoadOptions& options);
-  void Attention(absl::Span<const ForwardRow> rows, int layer, DecodeState* s) const;
+  void Attention(absl::Span<const ForwardRow> rows, int layer,
+                 DecodeState* s) const;
 
   ModelConfig config_;
   ModelInfo info_;
@@ -155,9 +158,12 @@ class DecodeState {
   std::vector<float> kv_;  // [slot][layer][k|v][capacity][kv_dim]
   std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, xl_;
   float* K(int slot, int layer) {
-    return kv_.data() + ((int64_t(slot) * layers_ + layer) * 2) * capacity_ * kv_dim_;
+    return kv_.data() +
+           ((int64_t(slot) * layers_ + layer) * 2) * capacity_ * kv_dim_;
   }
-  float* V(int slot, int layer) { return K(slot, layer) + int64_t(capacity_) * kv_dim_; }
+  float* V(int slot, int layer) {
+    return K(slot, layer) + int64_t(capacity_) * kv_dim_;
+  }
 };
 
 }  // namespace hangar::engine

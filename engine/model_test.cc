@@ -24,11 +24,13 @@ using ::hangar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 // Logits of every position, from the engine.
-std::vector<std::vector<float>> EngineLogits(const Model& model, const std::vector<int>& ids) {
+std::vector<std::vector<float>> EngineLogits(const Model& model,
+                                             const std::vector<int>& ids) {
   auto state = model.NewState(1, int(ids.size()), int(ids.size()));
   EXPECT_TRUE(state.ok()) << state.status();
   std::vector<ForwardRow> rows;
-  for (size_t i = 0; i < ids.size(); ++i) rows.push_back({0, int(i), ids[i], true});
+  for (size_t i = 0; i < ids.size(); ++i)
+    rows.push_back({0, int(i), ids[i], true});
   std::vector<float> flat(ids.size() * size_t(model.vocab_size()));
   EXPECT_OK(model.Forward(rows, state->get(), flat.data()));
   std::vector<std::vector<float>> out;
@@ -39,9 +41,11 @@ std::vector<std::vector<float>> EngineLogits(const Model& model, const std::vect
 }
 
 // Logits of every position, from the NumPy reference (float64).
-std::vector<std::vector<float>> ReferenceLogits(const std::string& dir, const std::vector<int>& ids) {
-  std::string cmd = absl::StrCat("/usr/bin/python3 ", HANGAR_ENGINE_TESTDATA_DIR, "/reference_forward.py ", dir,
-                                 " ", absl::StrJoin(ids, ","));
+std::vector<std::vector<float>> ReferenceLogits(const std::string& dir,
+                                                const std::vector<int>& ids) {
+  std::string cmd =
+      absl::StrCat("/usr/bin/python3 ", HANGAR_ENGINE_TESTDATA_DIR,
+                   "/reference_forward.py ", dir, " ", absl::StrJoin(ids, ","));
   FILE* p = ::popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr);
   std::string out;
@@ -54,12 +58,14 @@ std::vector<std::vector<float>> ReferenceLogits(const std::string& dir, const st
   return j.get<std::vector<std::vector<float>>>();
 }
 
-double MaxDiff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+double MaxDiff(const std::vector<std::vector<float>>& a,
+               const std::vector<std::vector<float>>& b) {
   EXPECT_EQ(a.size(), b.size());
   double m = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
     EXPECT_EQ(a[i].size(), b[i].size());
-    for (size_t k = 0; k < a[i].size() && k < b[i].size(); ++k) m = std::max(m, std::fabs(double(a[i][k]) - b[i][k]));
+    for (size_t k = 0; k < a[i].size() && k < b[i].size(); ++k)
+      m = std::max(m, std::fabs(double(a[i][k]) - b[i][k]));
   }
   return m;
 }
@@ -86,7 +92,8 @@ TEST_P(ReferenceTest, ForwardMatchesNumpy) {
   EXPECT_GT(spread, 0.5);
 }
 
-TinyModelOptions Opts(std::string arch, std::string dtype, bool tie, int kv_heads) {
+TinyModelOptions Opts(std::string arch, std::string dtype, bool tie,
+                      int kv_heads) {
   TinyModelOptions o;
   o.architecture = arch;
   o.dtype = dtype;
@@ -97,16 +104,19 @@ TinyModelOptions Opts(std::string arch, std::string dtype, bool tie, int kv_head
   return o;
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, ReferenceTest,
-                         ::testing::Values(Variant{"llama_gqa_f32", Opts("llama", "F32", false, 2)},
-                                           Variant{"llama_mha_tied_bf16", Opts("llama", "BF16", true, 4)},
-                                           Variant{"qwen2_bias_f16", Opts("qwen2", "F16", true, 1)}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Variants, ReferenceTest,
+    ::testing::Values(Variant{"llama_gqa_f32", Opts("llama", "F32", false, 2)},
+                      Variant{"llama_mha_tied_bf16",
+                              Opts("llama", "BF16", true, 4)},
+                      Variant{"qwen2_bias_f16", Opts("qwen2", "F16", true, 1)}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(ModelTest, InfoDescribesTheModel) {
   std::string dir = MakeTempDir("info");
   ASSERT_OK(WriteTinyModel({}, dir));
-  ASSERT_OK_AND_ASSIGN(auto model, Model::Load(dir, {.threads = 1, .max_context = 100}));
+  ASSERT_OK_AND_ASSIGN(auto model,
+                       Model::Load(dir, {.threads = 1, .max_context = 100}));
   const ModelInfo& info = model->info();
   EXPECT_EQ(info.format, "huggingface");
   EXPECT_EQ(info.architecture, "llama");
@@ -121,7 +131,8 @@ TEST(ModelTest, InfoDescribesTheModel) {
   EXPECT_EQ(model->tokenizer().bos_id(), 0);
 }
 
-class GgufTest : public ::testing::TestWithParam<std::pair<std::string, double>> {};
+class GgufTest
+    : public ::testing::TestWithParam<std::pair<std::string, double>> {};
 
 TEST_P(GgufTest, SameLogitsAsSafetensors) {
   auto [type, tolerance] = GetParam();
@@ -133,12 +144,16 @@ TEST_P(GgufTest, SameLogitsAsSafetensors) {
   ASSERT_OK_AND_ASSIGN(auto hf, Model::Load(dir, {.threads = 2}));
   ASSERT_OK_AND_ASSIGN(auto gg, Model::Load(gguf, {.threads = 2}));
   EXPECT_EQ(gg->info().format, "gguf");
-  EXPECT_EQ(gg->info().weight_dtype, type == "f32" ? "float32" : type == "f16" ? "float16" : type);
+  EXPECT_EQ(gg->info().weight_dtype, type == "f32"   ? "float32"
+                                     : type == "f16" ? "float16"
+                                                     : type);
   EXPECT_EQ(gg->config().num_kv_heads, 2);
   EXPECT_TRUE(gg->config().rope_interleaved);
   // Same tokenizer.
-  ASSERT_OK_AND_ASSIGN(auto a, hf->tokenizer().Encode("The pilot checked the fuel, 42 times!"));
-  ASSERT_OK_AND_ASSIGN(auto b, gg->tokenizer().Encode("The pilot checked the fuel, 42 times!"));
+  ASSERT_OK_AND_ASSIGN(
+      auto a, hf->tokenizer().Encode("The pilot checked the fuel, 42 times!"));
+  ASSERT_OK_AND_ASSIGN(
+      auto b, gg->tokenizer().Encode("The pilot checked the fuel, 42 times!"));
   EXPECT_EQ(a, b);
   auto want = EngineLogits(*hf, kIds), got = EngineLogits(*gg, kIds);
   if (type == "f32" || type == "f16") {
@@ -157,12 +172,13 @@ TEST_P(GgufTest, SameLogitsAsSafetensors) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, GgufTest,
-                         ::testing::Values(std::make_pair(std::string("f32"), 1e-4),
-                                           std::make_pair(std::string("f16"), 2e-2),
-                                           std::make_pair(std::string("q8_0"), 0.999),
-                                           std::make_pair(std::string("q4_0"), 0.9)),
-                         [](const auto& info) { return info.param.first; });
+INSTANTIATE_TEST_SUITE_P(
+    Types, GgufTest,
+    ::testing::Values(std::make_pair(std::string("f32"), 1e-4),
+                      std::make_pair(std::string("f16"), 2e-2),
+                      std::make_pair(std::string("q8_0"), 0.999),
+                      std::make_pair(std::string("q4_0"), 0.9)),
+    [](const auto& info) { return info.param.first; });
 
 TEST(GgufTest, Qwen2KeepsRotateHalfLayout) {
   std::string dir = MakeTempDir("gguf-qwen");
@@ -180,40 +196,54 @@ TEST(ModelTest, ShardedIndexLoads) {
   ASSERT_OK_AND_ASSIGN(auto single, Model::Load(dir, {.threads = 1}));
   auto want = EngineLogits(*single, kIds);
   single.reset();
-  ASSERT_EQ(std::rename((dir + "/model.safetensors").c_str(), (dir + "/model-00001-of-00001.safetensors").c_str()), 0);
-  ASSERT_OK(WriteStringToFile(dir + "/model.safetensors.index.json",
-                              R"({"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}})"));
+  ASSERT_EQ(std::rename((dir + "/model.safetensors").c_str(),
+                        (dir + "/model-00001-of-00001.safetensors").c_str()),
+            0);
+  ASSERT_OK(WriteStringToFile(
+      dir + "/model.safetensors.index.json",
+      R"({"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}})"));
   ASSERT_OK_AND_ASSIGN(auto sharded, Model::Load(dir, {.threads = 1}));
   EXPECT_LT(MaxDiff(EngineLogits(*sharded, kIds), want), 1e-6);
 }
 
 TEST(ModelTest, RejectsBadInputWithClearErrors) {
-  EXPECT_THAT(Model::Load("/nonexistent/model"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/model")));
+  EXPECT_THAT(
+      Model::Load("/nonexistent/model"),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/model")));
   std::string dir = MakeTempDir("bad");
   ASSERT_OK(WriteTinyModel(Opts("llama", "F32", false, 2), dir));
-  ASSERT_OK_AND_ASSIGN(std::string config, ReadFileToString(dir + "/config.json"));
+  ASSERT_OK_AND_ASSIGN(std::string config,
+                       ReadFileToString(dir + "/config.json"));
 
   // Unsupported architecture.
   std::string gpt2 = config;
   gpt2.replace(gpt2.find("\"llama\""), 7, "\"gpt2\"");
   ASSERT_OK(WriteStringToFile(dir + "/config.json", gpt2));
-  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_type 'gpt2' is not supported")));
+  EXPECT_THAT(Model::Load(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model_type 'gpt2' is not supported")));
   ASSERT_OK(WriteStringToFile(dir + "/config.json", config));
 
   // Truncated weights.
-  ASSERT_OK_AND_ASSIGN(std::string weights, ReadFileToString(dir + "/model.safetensors"));
-  ASSERT_OK(WriteStringToFile(dir + "/model.safetensors", weights.substr(0, weights.size() / 2)));
-  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside the data region")));
+  ASSERT_OK_AND_ASSIGN(std::string weights,
+                       ReadFileToString(dir + "/model.safetensors"));
+  ASSERT_OK(WriteStringToFile(dir + "/model.safetensors",
+                              weights.substr(0, weights.size() / 2)));
+  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("outside the data region")));
   // Truncated header.
-  ASSERT_OK(WriteStringToFile(dir + "/model.safetensors", weights.substr(0, 5)));
-  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shorter than")));
+  ASSERT_OK(
+      WriteStringToFile(dir + "/model.safetensors", weights.substr(0, 5)));
+  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("shorter than")));
   ASSERT_OK(WriteStringToFile(dir + "/model.safetensors", weights));
 
   // Wrong shape in config.
   std::string wide = config;
   wide.replace(wide.find("\"hidden_size\": 128"), 18, "\"hidden_size\": 256");
   ASSERT_OK(WriteStringToFile(dir + "/config.json", wide));
-  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must have shape")));
+  EXPECT_THAT(Model::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("must have shape")));
   ASSERT_OK(WriteStringToFile(dir + "/config.json", config));
 
   // GGUF with an unsupported tensor type is refused by name.
@@ -221,7 +251,8 @@ TEST(ModelTest, RejectsBadInputWithClearErrors) {
   ASSERT_OK_AND_ASSIGN(std::string gguf, ReadFileToString(dir + "/m.gguf"));
   EXPECT_THAT(Model::Load(dir + "/m.gguf", {}), ::hangar::testing::IsOk());
   ASSERT_OK(WriteStringToFile(dir + "/t.gguf", gguf.substr(0, 100)));
-  EXPECT_THAT(Model::Load(dir + "/t.gguf"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gguf")));
+  EXPECT_THAT(Model::Load(dir + "/t.gguf"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gguf")));
 }
 
 TEST(ModelTest, ForwardValidatesRows) {
@@ -231,12 +262,15 @@ TEST(ModelTest, ForwardValidatesRows) {
   ASSERT_OK_AND_ASSIGN(auto state, model->NewState(2, 8, 4));
   std::vector<float> logits(size_t(model->vocab_size()));
   std::vector<ForwardRow> bad_token = {{0, 0, 100000, true}};
-  EXPECT_THAT(model->Forward(bad_token, state.get(), logits.data()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
+  EXPECT_THAT(
+      model->Forward(bad_token, state.get(), logits.data()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
   std::vector<ForwardRow> bad_pos = {{0, 8, 1, true}};
-  EXPECT_THAT(model->Forward(bad_pos, state.get(), logits.data()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
-  EXPECT_THAT(model->NewState(0, 8, 4), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slots")));
+  EXPECT_THAT(
+      model->Forward(bad_pos, state.get(), logits.data()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
+  EXPECT_THAT(model->NewState(0, 8, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slots")));
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ namespace hangar::engine {
 
 struct SafetensorsTensor {
   std::string name;
-  std::string dtype;           // as written: "F32", "BF16", "I8", "F8_E4M3", ...
+  std::string dtype;  // as written: "F32", "BF16", "I8", "F8_E4M3", ...
   std::vector<int64_t> shape;  // outermost first
   const uint8_t* data = nullptr;
   int64_t nbytes = 0;
@@ -50,10 +50,11 @@ struct SafetensorsTensor {
 class SafetensorsFile {
  public:
   // Maps and parses a file; the returned object owns the map.
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path);
   // Parses a buffer the caller keeps alive (used by the fuzzer).
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Parse(const uint8_t* data,
-                                                                size_t size);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Parse(
+      const uint8_t* data, size_t size);
 
   // Header-only reading, for callers that fetch just the header (the
   // catalog reads remote files with two HTTP range requests): the header
@@ -61,13 +62,18 @@ class SafetensorsFile {
   // alone, validated like Parse except that the data region is unknown, so
   // offsets are not checked against it. Tensors have `data == nullptr` and
   // `nbytes` from their offsets.
-  static absl::StatusOr<uint64_t> HeaderLength(const uint8_t* data, size_t size);
+  static absl::StatusOr<uint64_t> HeaderLength(const uint8_t* data,
+                                               size_t size);
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> ParseHeader(
       const std::string& header_json);
 
   const SafetensorsTensor* Find(const std::string& name) const;
-  const std::map<std::string, SafetensorsTensor>& tensors() const { return tensors_; }
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, SafetensorsTensor>& tensors() const {
+    return tensors_;
+  }
+  const std::map<std::string, std::string>& metadata() const {
+    return metadata_;
+  }
 
   // Bytes per element of a safetensors dtype name, or 0 if unknown.
   static int DTypeSize(const std::string& dtype);
@@ -77,7 +83,8 @@ class SafetensorsFile {
   // Parses the JSON header; `base` (null for header-only reading) is where
   // the data region of `data_size` bytes starts.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> ParseHeaderJson(
-      const char* header, size_t header_len, const uint8_t* base, uint64_t data_size);
+      const char* header, size_t header_len, const uint8_t* base,
+      uint64_t data_size);
   std::unique_ptr<MappedFile> file_;
   std::map<std::string, SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;

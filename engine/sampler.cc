@@ -10,14 +10,16 @@ namespace hangar::engine {
 
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature: must be a finite number >= 0; was ", p.temperature));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "temperature: must be a finite number >= 0; was ", p.temperature));
   }
   if (!(p.top_p > 0 && p.top_p <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p: must be in (0, 1]; was ", p.top_p));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_p: must be in (0, 1]; was ", p.top_p));
   }
   if (p.top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k: must be >= 0; was ", p.top_k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_k: must be >= 0; was ", p.top_k));
   }
   if (p.max_new_tokens < 1) {
     return absl::InvalidArgumentError(
@@ -31,7 +33,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
     const std::string& s = p.stop[i];
     if (s.empty() || s.size() > 256 || !IsValidUtf8(s)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "stop[", i, "]: must be 1 to 256 bytes of valid UTF-8; was ", s.size(), " bytes"));
+          "stop[", i, "]: must be 1 to 256 bytes of valid UTF-8; was ",
+          s.size(), " bytes"));
     }
   }
   return absl::OkStatus();
@@ -48,7 +51,9 @@ inline uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed)
-    : temperature_(params.temperature), top_k_(params.top_k), top_p_(params.top_p) {
+    : temperature_(params.temperature),
+      top_k_(params.top_k),
+      top_p_(params.top_p) {
   uint64_t x = seed;
   for (uint64_t& s : s_) s = SplitMix(x);
 }
@@ -75,12 +80,14 @@ int Sampler::Sample(const float* logits, int n) {
   }
   scratch_.resize(size_t(n));
   for (int i = 0; i < n; ++i) scratch_[size_t(i)] = {logits[i], i};
-  auto desc = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
+  auto desc = [](const std::pair<float, int>& a,
+                 const std::pair<float, int>& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };
   size_t m = size_t(n);
   if (top_k_ > 0 && size_t(top_k_) < m) {
-    std::nth_element(scratch_.begin(), scratch_.begin() + top_k_, scratch_.end(), desc);
+    std::nth_element(scratch_.begin(), scratch_.begin() + top_k_,
+                     scratch_.end(), desc);
     m = size_t(top_k_);
   }
   if (top_p_ < 1) std::sort(scratch_.begin(), scratch_.begin() + long(m), desc);

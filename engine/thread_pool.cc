@@ -18,7 +18,8 @@ ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = int(std::thread::hardware_concurrency());
   if (threads <= 0) threads = 1;
   size_ = threads;
-  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < size_; ++i)
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -52,14 +53,17 @@ void ThreadPool::Run(const std::function<void(int, int)>& fn) {
 int64_t ThreadPool::Claim(uint32_t seq) {
   uint64_t t = ticket_.load(std::memory_order_seq_cst);
   while (true) {
-    if (uint32_t(t >> 32) != seq || int64_t(t & 0xffffffffu) >= chunks_.load(std::memory_order_relaxed)) {
+    if (uint32_t(t >> 32) != seq ||
+        int64_t(t & 0xffffffffu) >= chunks_.load(std::memory_order_relaxed)) {
       return -1;
     }
-    if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_seq_cst)) return int64_t(t & 0xffffffffu);
+    if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_seq_cst))
+      return int64_t(t & 0xffffffffu);
   }
 }
 
-void ThreadPool::ParallelFor(int64_t chunks, const std::function<void(int64_t)>& fn) {
+void ThreadPool::ParallelFor(int64_t chunks,
+                             const std::function<void(int64_t)>& fn) {
   if (size_ == 1 || chunks <= 1) {
     for (int64_t c = 0; c < chunks; ++c) fn(c);
     return;

@@ -38,7 +38,8 @@ class ThreadPool {
 
   int size() const { return size_; }
   void Run(const std::function<void(int thread, int threads)>& fn);
-  void ParallelFor(int64_t chunks, const std::function<void(int64_t chunk)>& fn);
+  void ParallelFor(int64_t chunks,
+                   const std::function<void(int64_t chunk)>& fn);
 
  private:
   void WorkerLoop(int index);
@@ -54,9 +55,10 @@ class ThreadPool {
   std::atomic<int64_t> chunks_{0};
   uint32_t seq_ = 0;
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> pending_{0};          // Run: workers still to finish
-  alignas(64) std::atomic<uint64_t> ticket_{0};      // ParallelFor: seq << 32 | next chunk
-  alignas(64) std::atomic<int> busy_{0};             // ParallelFor: workers inside the job
+  alignas(64) std::atomic<int> pending_{0};  // Run: workers still to finish
+  alignas(64) std::atomic<uint64_t> ticket_{
+      0};                                 // ParallelFor: seq << 32 | next chunk
+  alignas(64) std::atomic<int> busy_{0};  // ParallelFor: workers inside the job
   std::atomic<bool> stop_{false};
 };
 

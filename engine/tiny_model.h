@@ -60,10 +60,12 @@ struct TinyModelOptions {
 absl::StatusOr<TinyModelOptions> TinyModelPreset(const std::string& name);
 
 // Creates `dir` if needed and writes the model into it.
-absl::Status WriteTinyModel(const TinyModelOptions& options, const std::string& dir);
+absl::Status WriteTinyModel(const TinyModelOptions& options,
+                            const std::string& dir);
 
 // `type`: "f32", "f16", "q8_0" or "q4_0".
-absl::Status ConvertToGguf(const std::string& hf_dir, const std::string& gguf_path,
+absl::Status ConvertToGguf(const std::string& hf_dir,
+                           const std::string& gguf_path,
                            const std::string& type);
 
 // The embedded training corpus (plain English text).

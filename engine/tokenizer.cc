@@ -16,7 +16,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr char kGpt2Pattern[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| "
+    "?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 constexpr char kLlama3Pattern[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -32,7 +33,8 @@ struct ByteUnicode {
   ByteUnicode() {
     int n = 0;
     for (int b = 0; b < 256; ++b) {
-      bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) ||
+                       (b >= 174 && b <= 255);
       byte_to_cp[b] = printable ? uint32_t(b) : uint32_t(256 + n++);
       cp_to_byte[byte_to_cp[b]] = uint8_t(b);
     }
@@ -101,7 +103,8 @@ absl::StatusOr<std::string> ByteLevelToBytes(const std::string& piece) {
     int len = Utf8CharLen(piece, i);
     if (len <= 0) return absl::InvalidArgumentError("token is not valid UTF-8");
     uint32_t cp = uint8_t(piece[i]) & (len == 1 ? 0x7f : (0x7f >> len));
-    for (int k = 1; k < len; ++k) cp = (cp << 6) | (uint8_t(piece[i + k]) & 0x3f);
+    for (int k = 1; k < len; ++k)
+      cp = (cp << 6) | (uint8_t(piece[i + k]) & 0x3f);
     auto it = ByteMap().cp_to_byte.find(cp);
     if (it == ByteMap().cp_to_byte.end()) {
       // Not a mapped byte (can happen in added tokens): keep as UTF-8.
@@ -116,19 +119,23 @@ absl::StatusOr<std::string> ByteLevelToBytes(const std::string& piece) {
 
 // "<0xAB>" -> 0xAB, or -1.
 int ParseByteToken(const std::string& piece) {
-  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>')
+    return -1;
   int v = 0;
   for (int k = 3; k < 5; ++k) {
     char c = piece[size_t(k)];
-    int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    int d = (c >= '0' && c <= '9')   ? c - '0'
+            : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+            : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                     : -1;
     if (d < 0) return -1;
     v = v * 16 + d;
   }
   return v;
 }
 
-std::string ReplaceAll(const std::string& s, const std::string& from, const std::string& to) {
+std::string ReplaceAll(const std::string& s, const std::string& from,
+                       const std::string& to) {
   if (from.empty()) return s;
   std::string out;
   size_t pos = 0;
@@ -179,17 +186,20 @@ struct Tokenizer::Splitter {
     if (code != nullptr) pcre2_code_free(code);
   }
 
-  static absl::StatusOr<std::unique_ptr<Splitter>> Regex(const std::string& pattern, bool removed) {
+  static absl::StatusOr<std::unique_ptr<Splitter>> Regex(
+      const std::string& pattern, bool removed) {
     auto s = std::make_unique<Splitter>();
     int err;
     PCRE2_SIZE off;
-    s->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                            PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
+    s->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
+                            pattern.size(), PCRE2_UTF | PCRE2_UCP, &err, &off,
+                            nullptr);
     if (s->code == nullptr) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof(msg));
-      return absl::InvalidArgumentError(absl::StrCat("tokenizer: pre-tokenizer regex does not compile at offset ",
-                                                     off, ": ", reinterpret_cast<char*>(msg)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokenizer: pre-tokenizer regex does not compile at offset ", off,
+          ": ", reinterpret_cast<char*>(msg)));
     }
     pcre2_jit_compile(s->code, PCRE2_JIT_COMPLETE);  // best effort
     s->removed = removed;
@@ -199,11 +209,12 @@ struct Tokenizer::Splitter {
   void Apply(const std::string& in, std::vector<std::string>* out) const {
     switch (type) {
       case kRegex: {
-        pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
+        pcre2_match_data* md =
+            pcre2_match_data_create_from_pattern(code, nullptr);
         size_t pos = 0, last = 0;
         while (pos <= in.size()) {
-          int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(in.data()), in.size(), pos,
-                               PCRE2_NO_UTF_CHECK, md, nullptr);
+          int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(in.data()),
+                               in.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
           if (rc < 0) break;
           PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
           size_t s = ov[0], e = ov[1];
@@ -250,7 +261,8 @@ struct Tokenizer::Splitter {
           break;
         }
         size_t start = 0;
-        for (size_t p = s.find(kMetaspace, 1); p != std::string::npos; p = s.find(kMetaspace, p + 3)) {
+        for (size_t p = s.find(kMetaspace, 1); p != std::string::npos;
+             p = s.find(kMetaspace, p + 3)) {
           if (p > start) out->push_back(s.substr(start, p - start));
           start = p;
         }
@@ -271,24 +283,31 @@ Tokenizer::~Tokenizer() = default;
 
 namespace {
 
-absl::Status AddNormalizers(const json& n,
-                            std::vector<std::pair<int, std::pair<std::string, std::string>>>* out) {
+absl::Status AddNormalizers(
+    const json& n,
+    std::vector<std::pair<int, std::pair<std::string, std::string>>>* out) {
   if (n.is_null()) return absl::OkStatus();
   std::string type = n.value("type", "");
   if (type == "Sequence") {
-    for (const json& c : n.at("normalizers")) RETURN_IF_ERROR(AddNormalizers(c, out));
+    for (const json& c : n.at("normalizers"))
+      RETURN_IF_ERROR(AddNormalizers(c, out));
   } else if (type == "Prepend") {
     out->push_back({0, {n.value("prepend", ""), ""}});
   } else if (type == "Replace") {
     const json& p = n.at("pattern");
     if (!p.is_object() || !p.contains("String")) {
-      return absl::InvalidArgumentError("tokenizer: normalizer Replace with a regex pattern is not supported");
+      return absl::InvalidArgumentError(
+          "tokenizer: normalizer Replace with a regex pattern is not "
+          "supported");
     }
-    out->push_back({1, {p["String"].get<std::string>(), n.value("content", "")}});
-  } else if (type == "NFC" || type == "NFKC" || type == "NFD" || type == "NFKD") {
+    out->push_back(
+        {1, {p["String"].get<std::string>(), n.value("content", "")}});
+  } else if (type == "NFC" || type == "NFKC" || type == "NFD" ||
+             type == "NFKD") {
     // Accepted as a no-op: texts already in normal form encode identically.
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer: normalizer '", type, "' is not supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer: normalizer '", type, "' is not supported"));
   }
   return absl::OkStatus();
 }
@@ -296,7 +315,8 @@ absl::Status AddNormalizers(const json& n,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
-    const std::string& tokenizer_json, const std::string& tokenizer_config_json) {
+    const std::string& tokenizer_json,
+    const std::string& tokenizer_config_json) {
   json j = json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("tokenizer.json: not a JSON object");
@@ -305,20 +325,25 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
   if (!tokenizer_config_json.empty()) {
     cfg = json::parse(tokenizer_config_json, nullptr, false);
     if (cfg.is_discarded() || !cfg.is_object()) {
-      return absl::InvalidArgumentError("tokenizer_config.json: not a JSON object");
+      return absl::InvalidArgumentError(
+          "tokenizer_config.json: not a JSON object");
     }
   }
   try {
     const json& model = j.at("model");
-    if (!model.is_object()) return absl::InvalidArgumentError("tokenizer.json: 'model' is not an object");
+    if (!model.is_object())
+      return absl::InvalidArgumentError(
+          "tokenizer.json: 'model' is not an object");
     std::string mtype = model.value("type", "BPE");
     if (mtype != "BPE") {
       return absl::InvalidArgumentError(
-          absl::StrCat("tokenizer.json: model type '", mtype, "' is not supported (only BPE)"));
+          absl::StrCat("tokenizer.json: model type '", mtype,
+                       "' is not supported (only BPE)"));
     }
     auto tok = std::unique_ptr<Tokenizer>(new Tokenizer());
     // Byte-level if any pre-tokenizer or the decoder is ByteLevel.
-    std::string dump_pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"].dump() : "";
+    std::string dump_pre =
+        j.contains("pre_tokenizer") ? j["pre_tokenizer"].dump() : "";
     std::string dump_dec = j.contains("decoder") ? j["decoder"].dump() : "";
     bool byte_level = dump_pre.find("\"ByteLevel\"") != std::string::npos ||
                       dump_dec.find("\"ByteLevel\"") != std::string::npos;
@@ -326,15 +351,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
     tok->byte_fallback_ = model.value("byte_fallback", false);
     tok->ignore_merges_ = model.value("ignore_merges", false);
     const json& vocab = model.at("vocab");
-    if (!vocab.is_object()) return absl::InvalidArgumentError("tokenizer.json: model.vocab is not an object");
+    if (!vocab.is_object())
+      return absl::InvalidArgumentError(
+          "tokenizer.json: model.vocab is not an object");
     int max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       if (!it.value().is_number_integer()) {
-        return absl::InvalidArgumentError("tokenizer.json: vocab ids must be integers");
+        return absl::InvalidArgumentError(
+            "tokenizer.json: vocab ids must be integers");
       }
       int64_t id = it.value().get<int64_t>();
       if (id < 0 || id > 10'000'000) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: vocab id ", id, " out of range"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer.json: vocab id ", id, " out of range"));
       }
       max_id = std::max(max_id, int(id));
     }
@@ -342,12 +371,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
       for (const json& a : j["added_tokens"]) {
         int64_t id = a.value("id", int64_t{-1});
         if (id < 0 || id > 10'000'000) {
-          return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: added token id ", id, " out of range"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "tokenizer.json: added token id ", id, " out of range"));
         }
         max_id = std::max(max_id, int(id));
       }
     }
-    if (max_id < 0) return absl::InvalidArgumentError("tokenizer.json: empty vocabulary");
+    if (max_id < 0)
+      return absl::InvalidArgumentError("tokenizer.json: empty vocabulary");
     tok->id_to_piece_.assign(size_t(max_id) + 1, "");
     tok->id_to_bytes_.assign(size_t(max_id) + 1, "");
     tok->special_.assign(size_t(max_id) + 1, false);
@@ -384,15 +415,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
           std::string s = m.get<std::string>();
           size_t sp = s.find(' ');
           if (sp == std::string::npos) {
-            return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: merge '", s, "' has no space"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("tokenizer.json: merge '", s, "' has no space"));
           }
           a = s.substr(0, sp);
           b = s.substr(sp + 1);
-        } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+        } else if (m.is_array() && m.size() == 2 && m[0].is_string() &&
+                   m[1].is_string()) {
           a = m[0].get<std::string>();
           b = m[1].get<std::string>();
         } else {
-          return absl::InvalidArgumentError("tokenizer.json: a merge is neither \"a b\" nor [a, b]");
+          return absl::InvalidArgumentError(
+              "tokenizer.json: a merge is neither \"a b\" nor [a, b]");
         }
         auto ia = tok->piece_to_id_.find(a), ib = tok->piece_to_id_.find(b),
              ic = tok->piece_to_id_.find(a + b);
@@ -401,7 +435,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
           ++rank;
           continue;  // HF refuses these; skipping keeps odd files usable
         }
-        uint64_t key = (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second);
+        uint64_t key =
+            (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second);
         tok->merges_.emplace(key, std::make_pair(rank++, ic->second));
       }
     }
@@ -451,15 +486,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
           // Literal: escape for PCRE2.
           regex = "\\Q" + pat["String"].get<std::string>() + "\\E";
         } else {
-          return absl::InvalidArgumentError("tokenizer: Split pre-tokenizer needs a pattern");
+          return absl::InvalidArgumentError(
+              "tokenizer: Split pre-tokenizer needs a pattern");
         }
         std::string behavior = p.value("behavior", "Isolated");
         if (behavior != "Isolated" && behavior != "Removed") {
           return absl::InvalidArgumentError(
-              absl::StrCat("tokenizer: Split behavior '", behavior, "' is not supported (Isolated, Removed)"));
+              absl::StrCat("tokenizer: Split behavior '", behavior,
+                           "' is not supported (Isolated, Removed)"));
         }
         if (p.value("invert", false)) {
-          return absl::InvalidArgumentError("tokenizer: inverted Split pre-tokenizer is not supported");
+          return absl::InvalidArgumentError(
+              "tokenizer: inverted Split pre-tokenizer is not supported");
         }
         ASSIGN_OR_RETURN(auto s, Splitter::Regex(regex, behavior == "Removed"));
         tok->splitters_.push_back(std::move(s));
@@ -481,33 +519,41 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
       } else if (type == "Metaspace") {
         auto s = std::make_unique<Splitter>();
         s->type = Splitter::kMetaspaceSplit;
-        std::string scheme = p.value("prepend_scheme", p.value("add_prefix_space", true) ? "always" : "never");
+        std::string scheme =
+            p.value("prepend_scheme",
+                    p.value("add_prefix_space", true) ? "always" : "never");
         s->prepend = scheme != "never";
         s->split = p.value("split", true);
         tok->strip_leading_space_ = s->prepend;
         tok->splitters_.push_back(std::move(s));
       } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tokenizer: pre-tokenizer '", type, "' is not supported"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tokenizer: pre-tokenizer '", type, "' is not supported"));
       }
     }
     // Decoder: a Strip of one leading space (Llama 2 style).
-    if (dump_dec.find("\"Strip\"") != std::string::npos) tok->strip_leading_space_ = true;
-    if (dump_dec.find("\"Metaspace\"") != std::string::npos) tok->strip_leading_space_ = true;
+    if (dump_dec.find("\"Strip\"") != std::string::npos)
+      tok->strip_leading_space_ = true;
+    if (dump_dec.find("\"Metaspace\"") != std::string::npos)
+      tok->strip_leading_space_ = true;
 
     // BOS / EOS.
     auto find_id = [&](const std::string& content) {
       auto it = tok->piece_to_id_.find(content);
       return it == tok->piece_to_id_.end() ? -1 : it->second;
     };
-    if (cfg.contains("bos_token")) tok->bos_id_ = find_id(SpecialContent(cfg["bos_token"]));
-    if (cfg.contains("eos_token")) tok->eos_id_ = find_id(SpecialContent(cfg["eos_token"]));
+    if (cfg.contains("bos_token"))
+      tok->bos_id_ = find_id(SpecialContent(cfg["bos_token"]));
+    if (cfg.contains("eos_token"))
+      tok->eos_id_ = find_id(SpecialContent(cfg["eos_token"]));
     if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) {
       tok->add_bos_ = cfg["add_bos_token"].get<bool>();
-    } else if (j.contains("post_processor") && j["post_processor"].is_object() &&
+    } else if (j.contains("post_processor") &&
+               j["post_processor"].is_object() &&
                j["post_processor"].value("type", "") == "TemplateProcessing") {
       const json& single = j["post_processor"]["single"];
-      if (single.is_array() && !single.empty() && single[0].contains("SpecialToken")) {
+      if (single.is_array() && !single.empty() &&
+          single[0].contains("SpecialToken")) {
         int id = find_id(single[0]["SpecialToken"].value("id", ""));
         if (id >= 0) {
           tok->add_bos_ = true;
@@ -519,30 +565,35 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
       tok->add_eos_ = cfg["add_eos_token"].get<bool>();
     }
     if (tok->add_bos_ && tok->bos_id_ < 0) {
-      return absl::InvalidArgumentError("tokenizer: add_bos_token is set but no BOS token is defined");
+      return absl::InvalidArgumentError(
+          "tokenizer: add_bos_token is set but no BOS token is defined");
     }
     RETURN_IF_ERROR(tok->Finish());
     return tok;
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.json: ", e.what()));
   }
 }
 
 // ---------------------------------------------------------------------------
 // Loading from GGUF metadata
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(
+    const GgufFile& gguf) {
   const GgufValue* model = gguf.Find("tokenizer.ggml.model");
   const GgufValue* tokens = gguf.Find("tokenizer.ggml.tokens");
   if (model == nullptr || tokens == nullptr || tokens->strings.empty()) {
     return absl::InvalidArgumentError(
-        "gguf: no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are required)");
+        "gguf: no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens "
+        "are required)");
   }
   auto tok = std::unique_ptr<Tokenizer>(new Tokenizer());
   const std::vector<std::string>& pieces = tokens->strings;
   size_t n = pieces.size();
   std::vector<double> types;
-  if (const GgufValue* t = gguf.Find("tokenizer.ggml.token_type")) types = t->numbers;
+  if (const GgufValue* t = gguf.Find("tokenizer.ggml.token_type"))
+    types = t->numbers;
   tok->id_to_piece_ = pieces;
   tok->id_to_bytes_.assign(n, "");
   tok->special_.assign(n, false);
@@ -552,7 +603,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
     tok->byte_fallback_ = true;
     std::vector<float> scores(n, 0.0f);
     if (const GgufValue* s = gguf.Find("tokenizer.ggml.scores")) {
-      for (size_t i = 0; i < n && i < s->numbers.size(); ++i) scores[i] = float(s->numbers[i]);
+      for (size_t i = 0; i < n && i < s->numbers.size(); ++i)
+        scores[i] = float(s->numbers[i]);
     }
     for (size_t i = 0; i < n; ++i) {
       const std::string& piece = pieces[i];
@@ -574,7 +626,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
     }
     tok->BuildMergesFromScores(scores);
     bool add_space = true;
-    if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_space_prefix")) add_space = v->b;
+    if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_space_prefix"))
+      add_space = v->b;
     if (add_space) {
       auto p = std::make_unique<Normalizer>();
       p->type = Normalizer::kPrepend;
@@ -602,13 +655,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
       }
       auto bytes = ByteLevelToBytes(piece);
       if (!bytes.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("gguf: token ", i, " is not valid UTF-8"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("gguf: token ", i, " is not valid UTF-8"));
       }
       tok->id_to_bytes_[i] = *bytes;
       tok->symbol_to_id_.emplace(*bytes, int(i));
     }
     const GgufValue* merges = gguf.Find("tokenizer.ggml.merges");
-    if (merges == nullptr) return absl::InvalidArgumentError("gguf: gpt2 tokenizer without tokenizer.ggml.merges");
+    if (merges == nullptr)
+      return absl::InvalidArgumentError(
+          "gguf: gpt2 tokenizer without tokenizer.ggml.merges");
     int rank = 0;
     for (const std::string& m : merges->strings) {
       size_t sp = m.find(' ');
@@ -616,11 +672,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
         ++rank;
         continue;
       }
-      auto ia = tok->piece_to_id_.find(m.substr(0, sp)), ib = tok->piece_to_id_.find(m.substr(sp + 1)),
+      auto ia = tok->piece_to_id_.find(m.substr(0, sp)),
+           ib = tok->piece_to_id_.find(m.substr(sp + 1)),
            ic = tok->piece_to_id_.find(m.substr(0, sp) + m.substr(sp + 1));
-      if (ia != tok->piece_to_id_.end() && ib != tok->piece_to_id_.end() && ic != tok->piece_to_id_.end()) {
-        tok->merges_.emplace((uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second),
-                             std::make_pair(rank, ic->second));
+      if (ia != tok->piece_to_id_.end() && ib != tok->piece_to_id_.end() &&
+          ic != tok->piece_to_id_.end()) {
+        tok->merges_.emplace(
+            (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second),
+            std::make_pair(rank, ic->second));
       }
       ++rank;
     }
@@ -631,17 +690,19 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
       pattern = kLlama3Pattern;
     } else if (pre == "qwen2") {
       pattern = kQwen2Pattern;
-    } else if (pre != "default" && pre != "gpt-2" && pre != "gpt2" && pre != "smollm") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("gguf: tokenizer.ggml.pre '", pre,
-                       "' is not supported (default, gpt-2, smollm, llama-bpe, qwen2)"));
+    } else if (pre != "default" && pre != "gpt-2" && pre != "gpt2" &&
+               pre != "smollm") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gguf: tokenizer.ggml.pre '", pre,
+          "' is not supported (default, gpt-2, smollm, llama-bpe, qwen2)"));
     }
     ASSIGN_OR_RETURN(auto s, Splitter::Regex(pattern, false));
     tok->splitters_.push_back(std::move(s));
     tok->add_bos_ = false;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("gguf: tokenizer model '", model->s, "' is not supported (llama, gpt2)"));
+        absl::StrCat("gguf: tokenizer model '", model->s,
+                     "' is not supported (llama, gpt2)"));
   }
   auto get_id = [&](const char* key) -> int {
     const GgufValue* v = gguf.Find(key);
@@ -651,9 +712,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& g
   };
   tok->bos_id_ = get_id("tokenizer.ggml.bos_token_id");
   tok->eos_id_ = get_id("tokenizer.ggml.eos_token_id");
-  if (int unk = get_id("tokenizer.ggml.unknown_token_id"); unk >= 0) tok->unk_id_ = unk;
-  if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_bos_token")) tok->add_bos_ = v->b;
-  if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_eos_token")) tok->add_eos_ = v->b;
+  if (int unk = get_id("tokenizer.ggml.unknown_token_id"); unk >= 0)
+    tok->unk_id_ = unk;
+  if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_bos_token"))
+    tok->add_bos_ = v->b;
+  if (const GgufValue* v = gguf.Find("tokenizer.ggml.add_eos_token"))
+    tok->add_eos_ = v->b;
   if (tok->bos_id_ >= 0) tok->special_[size_t(tok->bos_id_)] = true;
   if (tok->eos_id_ >= 0) tok->special_[size_t(tok->eos_id_)] = true;
   if (tok->add_bos_ && tok->bos_id_ < 0) tok->add_bos_ = false;
@@ -665,7 +729,8 @@ void Tokenizer::BuildMergesFromScores(const std::vector<float>& scores) {
   // Every way to split a vocabulary piece into two vocabulary pieces is a
   // merge; higher-scored results merge first.
   std::vector<std::pair<float, int>> order;
-  for (const auto& [piece, id] : symbol_to_id_) order.push_back({scores[size_t(id)], id});
+  for (const auto& [piece, id] : symbol_to_id_)
+    order.push_back({scores[size_t(id)], id});
   std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
@@ -677,8 +742,9 @@ void Tokenizer::BuildMergesFromScores(const std::vector<float>& scores) {
       if (l == symbol_to_id_.end()) continue;
       auto r = symbol_to_id_.find(piece.substr(cut));
       if (r == symbol_to_id_.end()) continue;
-      merges_.emplace((uint64_t(uint32_t(l->second)) << 32) | uint32_t(r->second),
-                      std::make_pair(rank, id));
+      merges_.emplace(
+          (uint64_t(uint32_t(l->second)) << 32) | uint32_t(r->second),
+          std::make_pair(rank, id));
     }
     ++rank;
   }
@@ -688,14 +754,15 @@ absl::Status Tokenizer::Finish() {
   if (kind_ == Kind::kByteLevelBpe) {
     for (int b = 0; b < 256; ++b) {
       if (symbol_to_id_.find(std::string(1, char(b))) == symbol_to_id_.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tokenizer: byte-level vocabulary lacks the token for byte ", b));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tokenizer: byte-level vocabulary lacks the token for byte ", b));
       }
     }
   }
   // Longest added tokens first so that matching is leftmost-longest.
   std::sort(added_.begin(), added_.end(), [](const auto& a, const auto& b) {
-    return a.first.size() != b.first.size() ? a.first.size() > b.first.size() : a.second < b.second;
+    return a.first.size() != b.first.size() ? a.first.size() > b.first.size()
+                                            : a.second < b.second;
   });
   return absl::OkStatus();
 }
@@ -703,8 +770,8 @@ absl::Status Tokenizer::Finish() {
 // ---------------------------------------------------------------------------
 // Encoding
 
-absl::StatusOr<std::vector<int>> Tokenizer::Encode(absl::string_view text,
-                                                   bool add_special_tokens) const {
+absl::StatusOr<std::vector<int>> Tokenizer::Encode(
+    absl::string_view text, bool add_special_tokens) const {
   if (!IsValidUtf8(text)) {
     return absl::InvalidArgumentError("prompt: is not valid UTF-8");
   }
@@ -736,7 +803,8 @@ absl::StatusOr<std::vector<int>> Tokenizer::Encode(absl::string_view text,
   return out;
 }
 
-void Tokenizer::EncodeSegment(const std::string& text, std::vector<int>* out) const {
+void Tokenizer::EncodeSegment(const std::string& text,
+                              std::vector<int>* out) const {
   std::string normalized = text;
   for (const auto& n : normalizers_) normalized = n->Apply(normalized);
   std::vector<std::string> pieces{normalized};
@@ -750,7 +818,8 @@ void Tokenizer::EncodeSegment(const std::string& text, std::vector<int>* out) co
   }
 }
 
-void Tokenizer::EmitUnknown(const std::string& symbol, std::vector<int>* out) const {
+void Tokenizer::EmitUnknown(const std::string& symbol,
+                            std::vector<int>* out) const {
   if (kind_ == Kind::kSentencePieceBpe && byte_fallback_) {
     bool all = true;
     for (unsigned char c : symbol) all = all && byte_token_[c] >= 0;
@@ -795,7 +864,9 @@ void Tokenizer::Bpe(const std::string& piece, std::vector<int>* out) const {
     int rank;
     int left;
     int left_id, right_id;
-    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+    bool operator>(const Cand& o) const {
+      return rank != o.rank ? rank > o.rank : left > o.left;
+    }
   };
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int left) {
@@ -858,7 +929,8 @@ std::optional<int> Tokenizer::TokenId(const std::string& piece) const {
   return it->second;
 }
 
-std::string Tokenizer::Decode(const std::vector<int>& ids, bool skip_special) const {
+std::string Tokenizer::Decode(const std::vector<int>& ids,
+                              bool skip_special) const {
   std::string bytes;
   bool first = true;
   for (int id : ids) {

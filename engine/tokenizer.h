@@ -56,8 +56,10 @@ class Tokenizer {
 
   // `tokenizer_config_json` may be empty.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHuggingFace(
-      const std::string& tokenizer_json, const std::string& tokenizer_config_json);
-  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& gguf);
+      const std::string& tokenizer_json,
+      const std::string& tokenizer_config_json);
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGguf(
+      const GgufFile& gguf);
 
   ~Tokenizer();
 
@@ -67,7 +69,8 @@ class Tokenizer {
                                           bool add_special_tokens = true) const;
   // Decodes ids to text; special tokens are dropped when `skip_special`.
   // Out-of-range ids are skipped.
-  std::string Decode(const std::vector<int>& ids, bool skip_special = true) const;
+  std::string Decode(const std::vector<int>& ids,
+                     bool skip_special = true) const;
 
   // The raw bytes token `id` stands for (special tokens: their content).
   const std::string& TokenBytes(int id) const;
@@ -123,7 +126,8 @@ class Tokenizer {
 
 class StreamDetokenizer {
  public:
-  explicit StreamDetokenizer(const Tokenizer* tokenizer, bool skip_special = true)
+  explicit StreamDetokenizer(const Tokenizer* tokenizer,
+                             bool skip_special = true)
       : tokenizer_(tokenizer), skip_special_(skip_special) {}
   // Adds one token; returns the text that is now complete (maybe empty).
   std::string Push(int id);

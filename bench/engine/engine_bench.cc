@@ -48,7 +48,9 @@ std::string LoadAverage() {
   return s;
 }
 
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 __attribute__((target("avx2"))) float SumAvx2(const float* p, size_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -72,7 +74,8 @@ __attribute__((target("avx512f"))) float SumAvx512(const float* p, size_t n) {
     a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
     a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  return _mm512_reduce_add_ps(
+      _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 float SumScalar(const float* p, size_t n) {
@@ -93,9 +96,12 @@ double ReadBandwidth(int threads, const std::vector<float>& buf, int reps = 5) {
     std::vector<float> sums(static_cast<size_t>(threads));
     auto t0 = Clock::now();
     pool.Run([&](int t, int n) {
-      size_t begin = buf.size() * size_t(t) / size_t(n), end = buf.size() * size_t(t + 1) / size_t(n);
+      size_t begin = buf.size() * size_t(t) / size_t(n),
+             end = buf.size() * size_t(t + 1) / size_t(n);
       const float* p = buf.data() + begin;
-      sums[size_t(t)] = avx512 ? SumAvx512(p, end - begin) : avx2 ? SumAvx2(p, end - begin) : SumScalar(p, end - begin);
+      sums[size_t(t)] = avx512 ? SumAvx512(p, end - begin)
+                        : avx2 ? SumAvx2(p, end - begin)
+                               : SumScalar(p, end - begin);
     });
     double s = Seconds(t0, Clock::now());
     for (float x : sums) sink = sink + x;
@@ -110,10 +116,13 @@ class Config {
  public:
   Config(std::string name, const Model* model, int batch, int steps, int rounds)
       : name_(std::move(name)), model_(model), batch_(batch) {
-    auto decoder = BatchDecoder::Create(model, {.max_batch = batch, .max_context = 64 + steps * rounds + 8,
-                                                .prefill_chunk = 256});
+    auto decoder =
+        BatchDecoder::Create(model, {.max_batch = batch,
+                                     .max_context = 64 + steps * rounds + 8,
+                                     .prefill_chunk = 256});
     if (!decoder.ok()) {
-      std::fprintf(stderr, "decoder: %s\n", std::string(decoder.status().message()).c_str());
+      std::fprintf(stderr, "decoder: %s\n",
+                   std::string(decoder.status().message()).c_str());
       std::exit(1);
     }
     decoder_ = std::move(decoder).value();
@@ -160,7 +169,8 @@ class Config {
 std::unique_ptr<Model> Load(const std::string& path, int threads) {
   auto m = Model::Load(path, {.threads = threads, .max_context = 1024});
   if (!m.ok()) {
-    std::fprintf(stderr, "load %s: %s\n", path.c_str(), std::string(m.status().message()).c_str());
+    std::fprintf(stderr, "load %s: %s\n", path.c_str(),
+                 std::string(m.status().message()).c_str());
     std::exit(1);
   }
   return std::move(m).value();
@@ -168,23 +178,31 @@ std::unique_ptr<Model> Load(const std::string& path, int threads) {
 
 void Ensure(const std::string& dir, const std::string& preset) {
   if (FileExists(dir + "/model.safetensors")) return;
-  std::fprintf(stderr, "generating %s model in %s ...\n", preset.c_str(), dir.c_str());
+  std::fprintf(stderr, "generating %s model in %s ...\n", preset.c_str(),
+               dir.c_str());
   auto o = TinyModelPreset(preset);
   if (!o.ok() || !WriteTinyModel(*o, dir).ok()) std::exit(1);
 }
 
-void EnsureQuantized(const std::string& src, const std::string& dir, const std::string& q) {
+void EnsureQuantized(const std::string& src, const std::string& dir,
+                     const std::string& q) {
   if (FileExists(dir + "/hangar_manifest.json")) return;
-  std::fprintf(stderr, "quantizing %s -> %s (%s) ...\n", src.c_str(), dir.c_str(), q.c_str());
-  auto r = QuantizeModel({.source_dir = src, .output_dir = dir, .engine = "CTRANSLATE2", .quantization = q});
+  std::fprintf(stderr, "quantizing %s -> %s (%s) ...\n", src.c_str(),
+               dir.c_str(), q.c_str());
+  auto r = QuantizeModel({.source_dir = src,
+                          .output_dir = dir,
+                          .engine = "CTRANSLATE2",
+                          .quantization = q});
   if (!r.ok()) {
-    std::fprintf(stderr, "quantize: %s\n", std::string(r.status().message()).c_str());
+    std::fprintf(stderr, "quantize: %s\n",
+                 std::string(r.status().message()).c_str());
     std::exit(1);
   }
 }
 
 void Ratio(const char* what, double measured, double target) {
-  std::printf("  %-58s %7.2f   target >= %.2f   %s\n", what, measured, target, measured >= target ? "MET" : "below");
+  std::printf("  %-58s %7.2f   target >= %.2f   %s\n", what, measured, target,
+              measured >= target ? "MET" : "below");
 }
 
 }  // namespace
@@ -195,23 +213,30 @@ int main(int argc, char** argv) {
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--dir" && i + 1 < argc) dir = argv[++i];
-    else if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
-    else if (a == "--quick") quick = true;
+    if (a == "--dir" && i + 1 < argc)
+      dir = argv[++i];
+    else if (a == "--steps" && i + 1 < argc)
+      steps = std::atoi(argv[++i]);
+    else if (a == "--quick")
+      quick = true;
     else {
-      std::fprintf(stderr, "usage: engine_bench [--dir DIR] [--steps N] [--quick]\n");
+      std::fprintf(stderr,
+                   "usage: engine_bench [--dir DIR] [--steps N] [--quick]\n");
       return 2;
     }
   }
-  const std::string small = dir + "/small-f32", base = dir + "/base-f32", base_i8 = dir + "/base-int8",
+  const std::string small = dir + "/small-f32", base = dir + "/base-f32",
+                    base_i8 = dir + "/base-int8",
                     base_bf16 = dir + "/base-bf16";
   Ensure(small, "small");
   Ensure(base, "base");
   EnsureQuantized(base, base_i8, "int8");
   EnsureQuantized(base, base_bf16, "bfloat16");
 
-  std::printf("engine_bench: kernels %s, %u hardware threads, load average %s\n",
-              KernelIsaName(ActiveKernelIsa()), std::thread::hardware_concurrency(), LoadAverage().c_str());
+  std::printf(
+      "engine_bench: kernels %s, %u hardware threads, load average %s\n",
+      KernelIsaName(ActiveKernelIsa()), std::thread::hardware_concurrency(),
+      LoadAverage().c_str());
   std::vector<float> buf(size_t(256) << 20 >> 2 << 1);  // 512 MiB
   for (size_t i = 0; i < buf.size(); i += 1024) buf[i] = 1.0f;
   // The read bandwidth is measured before and inside every round below, and
@@ -222,11 +247,14 @@ int main(int argc, char** argv) {
   // them in turn and each keeps its fastest round, so a burst of other work
   // on the shared machine hurts one round, not one configuration.
   auto small_2 = Load(small, 2), base_2 = Load(base, 2), base_1 = Load(base, 1);
-  auto int8_2 = Load(base_i8, 2), int8_1 = Load(base_i8, 1), bf16_2 = Load(base_bf16, 2);
+  auto int8_2 = Load(base_i8, 2), int8_1 = Load(base_i8, 1),
+       bf16_2 = Load(base_bf16, 2);
   const int rounds = quick ? 2 : 4;
   std::vector<std::unique_ptr<Config>> configs;
-  auto add = [&](const std::string& name, const Model* m, std::vector<int> batches) {
-    for (int b : batches) configs.push_back(std::make_unique<Config>(name, m, b, steps, rounds));
+  auto add = [&](const std::string& name, const Model* m,
+                 std::vector<int> batches) {
+    for (int b : batches)
+      configs.push_back(std::make_unique<Config>(name, m, b, steps, rounds));
   };
   add("small-f32", small_2.get(), {1, 4, 8, 16});
   add("base-f32", base_2.get(), {1, 4, 8, 16});
@@ -239,36 +267,54 @@ int main(int argc, char** argv) {
     bw2 = std::max(bw2, ReadBandwidth(2, buf, 1));
     for (auto& c : configs) c->Time(steps);
   }
-  std::printf("STREAM-style read bandwidth (best of all rounds): 1 thread %.1f GB/s, 2 threads %.1f GB/s\n", bw1,
-              bw2);
+  std::printf(
+      "STREAM-style read bandwidth (best of all rounds): 1 thread %.1f GB/s, 2 "
+      "threads %.1f GB/s\n",
+      bw1, bw2);
   std::map<std::string, double> tps;  // "model/threads/batch"
   for (const auto& c : configs) {
     const ModelInfo& info = c->model().info();
     const int threads = c->model().threads();
     double bw = double(info.decode_bytes) / c->step_s() / 1e9;
-    std::printf("%-10s %6.1fM params %-9s threads %d batch %2d: %8.1f tokens/s  step %6.2f ms  weights %.2f GB/s\n",
-                c->name().c_str(), info.parameters / 1e6, info.weight_dtype.c_str(), threads, c->batch(),
-                c->tokens_per_s(), c->step_s() * 1e3, bw);
-    tps[c->name() + "/" + std::to_string(threads) + "/" + std::to_string(c->batch())] = c->tokens_per_s();
+    std::printf(
+        "%-10s %6.1fM params %-9s threads %d batch %2d: %8.1f tokens/s  step "
+        "%6.2f ms  weights %.2f GB/s\n",
+        c->name().c_str(), info.parameters / 1e6, info.weight_dtype.c_str(),
+        threads, c->batch(), c->tokens_per_s(), c->step_s() * 1e3, bw);
+    tps[c->name() + "/" + std::to_string(threads) + "/" +
+        std::to_string(c->batch())] = c->tokens_per_s();
     if (c->batch() == 1) tps[c->name() + "/bw/" + std::to_string(threads)] = bw;
   }
 
   std::printf("\nRatios (measured in this run; targets from issue 3):\n");
-  Ratio("base f32 batch-1 bandwidth efficiency, 2 threads", tps["base-f32/bw/2"] / bw2, 0.85);
-  Ratio("base f32 batch-1 bandwidth efficiency, 1 thread (info)", tps["base-f32/bw/1"] / bw1, 0.85);
-  Ratio("base int8 vs f32 decode speed, batch 1", tps["base-int8/2/1"] / tps["base-f32/2/1"], 3.0);
-  Ratio("base bf16 vs f32 decode speed, batch 1", tps["base-bf16/2/1"] / tps["base-f32/2/1"], 1.7);
-  Ratio("base f32 batch 8 vs batch 1 throughput", tps["base-f32/2/8"] / tps["base-f32/2/1"], 6.0);
-  std::printf("  (info) base f32 batch 4 / 16 vs batch 1: %.2f / %.2f\n", tps["base-f32/2/4"] / tps["base-f32/2/1"],
+  Ratio("base f32 batch-1 bandwidth efficiency, 2 threads",
+        tps["base-f32/bw/2"] / bw2, 0.85);
+  Ratio("base f32 batch-1 bandwidth efficiency, 1 thread (info)",
+        tps["base-f32/bw/1"] / bw1, 0.85);
+  Ratio("base int8 vs f32 decode speed, batch 1",
+        tps["base-int8/2/1"] / tps["base-f32/2/1"], 3.0);
+  Ratio("base bf16 vs f32 decode speed, batch 1",
+        tps["base-bf16/2/1"] / tps["base-f32/2/1"], 1.7);
+  Ratio("base f32 batch 8 vs batch 1 throughput",
+        tps["base-f32/2/8"] / tps["base-f32/2/1"], 6.0);
+  std::printf("  (info) base f32 batch 4 / 16 vs batch 1: %.2f / %.2f\n",
+              tps["base-f32/2/4"] / tps["base-f32/2/1"],
               tps["base-f32/2/16"] / tps["base-f32/2/1"]);
-  std::printf("  (info) small f32 batch 4 / 8 / 16 vs batch 1: %.2f / %.2f / %.2f\n",
-              tps["small-f32/2/4"] / tps["small-f32/2/1"], tps["small-f32/2/8"] / tps["small-f32/2/1"],
-              tps["small-f32/2/16"] / tps["small-f32/2/1"]);
-  std::printf("  (info) base f32 threads 2 vs 1, batch 1: %.2f\n", tps["base-f32/2/1"] / tps["base-f32/1/1"]);
-  std::printf("  (info) base int8 threads 2 vs 1, batch 1: %.2f\n", tps["base-int8/2/1"] / tps["base-int8/1/1"]);
+  std::printf(
+      "  (info) small f32 batch 4 / 8 / 16 vs batch 1: %.2f / %.2f / %.2f\n",
+      tps["small-f32/2/4"] / tps["small-f32/2/1"],
+      tps["small-f32/2/8"] / tps["small-f32/2/1"],
+      tps["small-f32/2/16"] / tps["small-f32/2/1"]);
+  std::printf("  (info) base f32 threads 2 vs 1, batch 1: %.2f\n",
+              tps["base-f32/2/1"] / tps["base-f32/1/1"]);
+  std::printf("  (info) base int8 threads 2 vs 1, batch 1: %.2f\n",
+              tps["base-int8/2/1"] / tps["base-int8/1/1"]);
   std::printf("  (info) base int8 / bf16 batch 8 vs batch 1: %.2f / %.2f\n",
-              tps["base-int8/2/8"] / tps["base-int8/2/1"], tps["base-bf16/2/8"] / tps["base-bf16/2/1"]);
-  std::printf("load average at the end: %s (other work on the machine lowers every number)\n",
-              LoadAverage().c_str());
+              tps["base-int8/2/8"] / tps["base-int8/2/1"],
+              tps["base-bf16/2/8"] / tps["base-bf16/2/1"]);
+  std::printf(
+      "load average at the end: %s (other work on the machine lowers every "
+      "number)\n",
+      LoadAverage().c_str());
   return 0;
 }

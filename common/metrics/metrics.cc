@@ -20,8 +20,8 @@ absl::Status MetricsRegistry::Serve(const std::string& host, int port) {
     // One worker thread is plenty for a scrape every few seconds.
     exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", address, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
   }
   exposer_->RegisterCollectable(registry_);
   std::vector<int> ports = exposer_->GetListeningPorts();

@@ -14,7 +14,8 @@ using ::hangar::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(GrpcStatusTest, KeepsCodeAndMessageBothWays) {
-  absl::Status status = absl::InvalidArgumentError("spec.min_replicas: must be >= 0");
+  absl::Status status =
+      absl::InvalidArgumentError("spec.min_replicas: must be >= 0");
   grpc::Status edge = ToGrpcStatus(status);
   EXPECT_EQ(edge.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(edge.error_message(), "spec.min_replicas: must be >= 0");
@@ -26,7 +27,8 @@ TEST(GrpcStatusTest, KeepsCodeAndMessageBothWays) {
 TEST(GrpcStatusTest, EveryCanonicalCodeRoundTrips) {
   for (int code = 0; code <= 16; ++code) {
     absl::Status status(static_cast<absl::StatusCode>(code), code ? "x" : "");
-    EXPECT_EQ(FromGrpcStatus(ToGrpcStatus(status)).code(), status.code()) << code;
+    EXPECT_EQ(FromGrpcStatus(ToGrpcStatus(status)).code(), status.code())
+        << code;
   }
 }
 
@@ -58,8 +60,8 @@ TEST(StatusMacrosTest, PropagateErrorsAndUnwrapValues) {
   EXPECT_THAT(Quarter(8), IsOkAndHolds(2));
   EXPECT_THAT(Quarter(6), StatusIs(absl::StatusCode::kInvalidArgument,
                                    HasSubstr("must be even")));
-  EXPECT_THAT(CheckEven(3), StatusIs(absl::StatusCode::kInvalidArgument,
-                                     HasSubstr("value")));
+  EXPECT_THAT(CheckEven(3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("value")));
   EXPECT_THAT(CheckEven(4), IsOk());
 }
 

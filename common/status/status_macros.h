@@ -14,14 +14,14 @@
 #define HANGAR_STATUS_CONCAT_INNER_(a, b) a##b
 #define HANGAR_STATUS_CONCAT_(a, b) HANGAR_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                      \
-  do {                                                             \
-    ::absl::Status hangar_status_ = (expr);                        \
-    if (!hangar_status_.ok()) return hangar_status_;               \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::absl::Status hangar_status_ = (expr);          \
+    if (!hangar_status_.ok()) return hangar_status_; \
   } while (0)
 
-#define ASSIGN_OR_RETURN(lhs, expr)                                        \
-  HANGAR_ASSIGN_OR_RETURN_IMPL_(                                           \
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  HANGAR_ASSIGN_OR_RETURN_IMPL_(    \
       HANGAR_STATUS_CONCAT_(hangar_statusor_, __LINE__), lhs, expr)
 
 #define HANGAR_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \

@@ -76,8 +76,8 @@ bool ChildProcess::Running() {
   pid_t result = waitpid(pid_, &status, WNOHANG);
   if (result == 0) return true;
   if (result == pid_) {
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                   : 128 + WTERMSIG(status);
+    exit_code_ =
+        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   return false;
 }
@@ -95,8 +95,7 @@ std::string ChildProcess::Output() const {
   return ReadFileToString(output_path_).value_or("");
 }
 
-bool WaitUntil(const std::function<bool()>& condition,
-               absl::Duration timeout) {
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   while (!condition()) {
     if (absl::Now() >= deadline) return false;

@@ -61,8 +61,8 @@ MATCHER_P2(StatusIs, code, message_matcher,
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::hangar::testing::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::hangar::testing::IsOk())
 
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                    \
-  HANGAR_ASSERT_OK_AND_ASSIGN_IMPL_(                                      \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  HANGAR_ASSERT_OK_AND_ASSIGN_IMPL_(    \
       HANGAR_TESTING_CONCAT_(hangar_statusor_, __LINE__), lhs, expr)
 #define HANGAR_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                      \

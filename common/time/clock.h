@@ -10,7 +10,8 @@
 // wait in a server is "until something changes or a deadline passes":
 //
 //   absl::MutexLock lock(&mu_);
-//   clock_->AwaitWithDeadline(&mu_, absl::Condition(this, &Batcher::HasFullBatch),
+//   clock_->AwaitWithDeadline(&mu_, absl::Condition(this,
+//   &Batcher::HasFullBatch),
 //                             oldest_enqueue_time + max_queue_delay);
 #ifndef HANGAR_COMMON_TIME_CLOCK_H_
 #define HANGAR_COMMON_TIME_CLOCK_H_

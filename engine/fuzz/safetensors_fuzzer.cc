@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t sum = 0;
   for (const auto& [name, t] : (*file)->tensors()) {
     if (t.data < data || t.data + t.nbytes > data + size) __builtin_trap();
-    for (int64_t i = 0; i < t.nbytes; ++i) sum += t.data[i];  // ASan checks every read
+    for (int64_t i = 0; i < t.nbytes; ++i)
+      sum += t.data[i];  // ASan checks every read
   }
   return sum == 0xdeadbeef ? 1 : 0;
 }

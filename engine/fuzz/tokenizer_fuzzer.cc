@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto tok = hangar::engine::Tokenizer::FromHuggingFace(json, "");
   if (!tok.ok()) return 0;
   const auto& t = **tok;
-  for (const char* text : {"Hello world", " leading and  double  spaces\n", "ünïcödé 中文 🛩 123456", ""}) {
+  for (const char* text : {"Hello world", " leading and  double  spaces\n",
+                           "ünïcödé 中文 🛩 123456", ""}) {
     auto ids = t.Encode(text);
     if (!ids.ok()) continue;
     hangar::engine::StreamDetokenizer stream(&t);

@@ -30,31 +30,44 @@
 #include "engine/kernels.h"
 #include "engine/model.h"
 
-ABSL_FLAG(std::string, model, "", "Hugging Face directory, GGUF file or optimized artifact (required).");
-ABSL_FLAG(std::string, prompt, "", "Prompt text (BOS added as the tokenizer says).");
-ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids (--prompt-ids works too).");
+ABSL_FLAG(
+    std::string, model, "",
+    "Hugging Face directory, GGUF file or optimized artifact (required).");
+ABSL_FLAG(std::string, prompt, "",
+          "Prompt text (BOS added as the tokenizer says).");
+ABSL_FLAG(std::string, prompt_ids, "",
+          "Prompt as comma-separated token ids (--prompt-ids works too).");
 ABSL_FLAG(int, max_tokens, 64, "Tokens to generate (--max-tokens works too).");
 ABSL_FLAG(double, temperature, 0.8, "Sampling temperature; 0 = greedy.");
 ABSL_FLAG(int, top_k, 40, "Top-k sampling; 0 = off (--top-k works too).");
-ABSL_FLAG(double, top_p, 0.95, "Nucleus sampling, in (0, 1] (--top-p works too).");
-ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "Random seed; unset: random.");
+ABSL_FLAG(double, top_p, 0.95,
+          "Nucleus sampling, in (0, 1] (--top-p works too).");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "Random seed; unset: random.");
 ABSL_FLAG(std::vector<std::string>, stop, {},
-          "Stop sequence; repeat --stop for several (the environment variable takes a comma-separated list).");
+          "Stop sequence; repeat --stop for several (the environment variable "
+          "takes a comma-separated list).");
 ABSL_FLAG(int, threads, 0, "Kernel threads; 0 = all cores.");
-ABSL_FLAG(int, batch, 1, "Decode N copies of the prompt together, in [1, 256].");
-ABSL_FLAG(bool, print_ids, false, "Print generated token ids instead of text (--print-ids works too).");
-ABSL_FLAG(bool, ignore_eos, false, "Keep generating past end-of-sequence tokens (--ignore-eos works too).");
+ABSL_FLAG(int, batch, 1,
+          "Decode N copies of the prompt together, in [1, 256].");
+ABSL_FLAG(bool, print_ids, false,
+          "Print generated token ids instead of text (--print-ids works too).");
+ABSL_FLAG(
+    bool, ignore_eos, false,
+    "Keep generating past end-of-sequence tokens (--ignore-eos works too).");
 
 namespace {
 
 // The command line with dashed flag names spelled with underscores and the
 // --stop values taken out (each one whole, commas included), checked for
 // unknown flags and stray arguments. False with `error` set on bad input.
-bool Normalize(int argc, char** argv, std::vector<std::string>* args, std::vector<std::string>* stops,
-               std::string* error) {
-  static const std::set<std::string> kValued = {"model", "prompt", "prompt_ids", "max_tokens", "temperature", "top_k",
-                                                "top_p", "seed",   "stop",       "threads",    "batch"};
-  static const std::set<std::string> kBool = {"print_ids", "ignore_eos", "help", "helpshort", "helpfull"};
+bool Normalize(int argc, char** argv, std::vector<std::string>* args,
+               std::vector<std::string>* stops, std::string* error) {
+  static const std::set<std::string> kValued = {
+      "model", "prompt", "prompt_ids", "max_tokens", "temperature", "top_k",
+      "top_p", "seed",   "stop",       "threads",    "batch"};
+  static const std::set<std::string> kBool = {"print_ids", "ignore_eos", "help",
+                                              "helpshort", "helpfull"};
   args->push_back(argv[0]);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -115,21 +128,24 @@ int main(int argc, char** argv) {
   }
   std::vector<char*> parse_argv;
   for (std::string& arg : normalized) parse_argv.push_back(arg.data());
-  hangar::ParseFlagsWithEnv(static_cast<int>(parse_argv.size()), parse_argv.data(), "HANGAR_GENERATE_",
+  hangar::ParseFlagsWithEnv(static_cast<int>(parse_argv.size()),
+                            parse_argv.data(), "HANGAR_GENERATE_",
                             "hangar-generate");
   if (stops.empty()) stops = absl::GetFlag(FLAGS_stop);
   const std::string model_path = absl::GetFlag(FLAGS_model);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
   const std::string prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
   if (model_path.empty() || (prompt_text.empty() && prompt_ids.empty())) {
-    std::cerr << "hangar-generate: --model and --prompt or --prompt-ids are required (see --help)\n";
+    std::cerr << "hangar-generate: --model and --prompt or --prompt-ids are "
+                 "required (see --help)\n";
     return 2;
   }
   const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
   const int threads = absl::GetFlag(FLAGS_threads);
   const int batch = absl::GetFlag(FLAGS_batch);
   const int top_k = absl::GetFlag(FLAGS_top_k);
-  const float temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  const float temperature =
+      static_cast<float>(absl::GetFlag(FLAGS_temperature));
   const float top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
   if (batch < 1 || batch > 256) return Fail("--batch: must be in [1, 256]");
 
@@ -138,17 +154,24 @@ int main(int argc, char** argv) {
   if (!model_or.ok()) return Fail(std::string(model_or.status().message()));
   std::unique_ptr<Model> model = std::move(model_or).value();
   const auto& info = model->info();
-  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "model: " << info.architecture << " (" << info.format << "), " << info.parameters / 1e6
-            << "M parameters, " << info.quantization << ", context " << info.context_length << ", "
-            << model->threads() << " threads, kernels " << hangar::engine::KernelIsaName(hangar::engine::ActiveKernelIsa())
+  double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::cerr << "model: " << info.architecture << " (" << info.format << "), "
+            << info.parameters / 1e6 << "M parameters, " << info.quantization
+            << ", context " << info.context_length << ", " << model->threads()
+            << " threads, kernels "
+            << hangar::engine::KernelIsaName(hangar::engine::ActiveKernelIsa())
             << ", loaded in " << load_s << " s\n";
 
   std::vector<int> prompt;
   if (!prompt_ids.empty()) {
-    for (absl::string_view part : absl::StrSplit(prompt_ids, ',', absl::SkipEmpty())) {
+    for (absl::string_view part :
+         absl::StrSplit(prompt_ids, ',', absl::SkipEmpty())) {
       int id;
-      if (!absl::SimpleAtoi(part, &id)) return Fail("--prompt-ids: '" + std::string(part) + "' is not an integer");
+      if (!absl::SimpleAtoi(part, &id))
+        return Fail("--prompt-ids: '" + std::string(part) +
+                    "' is not an integer");
       prompt.push_back(id);
     }
   } else {
@@ -163,13 +186,18 @@ int main(int argc, char** argv) {
   sp.max_new_tokens = max_tokens;
   sp.stop = stops;
   sp.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-  if (const std::optional<uint64_t> seed = absl::GetFlag(FLAGS_seed); seed.has_value()) {
+  if (const std::optional<uint64_t> seed = absl::GetFlag(FLAGS_seed);
+      seed.has_value()) {
     sp.seed = *seed;
     sp.has_seed = true;
   }
-  int context = std::min<int>(model->context_length(), int(prompt.size()) + max_tokens);
-  auto decoder_or = BatchDecoder::Create(model.get(), {.max_batch = batch, .max_context = context,
-                                                       .prefill_chunk = std::max<int>(256, int(prompt.size()) * batch)});
+  int context =
+      std::min<int>(model->context_length(), int(prompt.size()) + max_tokens);
+  auto decoder_or = BatchDecoder::Create(
+      model.get(),
+      {.max_batch = batch,
+       .max_context = context,
+       .prefill_chunk = std::max<int>(256, int(prompt.size()) * batch)});
   if (!decoder_or.ok()) return Fail(std::string(decoder_or.status().message()));
   auto decoder = std::move(decoder_or).value();
   const bool print_ids = absl::GetFlag(FLAGS_print_ids);
@@ -199,21 +227,29 @@ int main(int argc, char** argv) {
           outputs[e.id] += piece;
         }
       }
-      if (e.finished) reasons[e.id] = hangar::engine::FinishReasonName(e.reason);
+      if (e.finished)
+        reasons[e.id] = hangar::engine::FinishReasonName(e.reason);
     }
     if (prefill_s == 0 && first_tokens == batch) {
-      prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      prefill_s = std::chrono::duration<double>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
     }
   }
-  double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double total_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::printf("\n");
-  for (size_t b = 1; b < ids.size(); ++b) std::printf("[seq %zu] %s\n", b, outputs[ids[b]].c_str());
+  for (size_t b = 1; b < ids.size(); ++b)
+    std::printf("[seq %zu] %s\n", b, outputs[ids[b]].c_str());
   int decode_tokens = generated - batch;
   double decode_s = total_s - prefill_s;
   std::fprintf(stderr, "finish: %s\n", reasons[ids[0]].c_str());
-  std::fprintf(stderr, "prompt: %zu tokens x %d in %.3f s (%.1f tokens/s)\n", prompt.size(), batch, prefill_s,
+  std::fprintf(stderr, "prompt: %zu tokens x %d in %.3f s (%.1f tokens/s)\n",
+               prompt.size(), batch, prefill_s,
                prefill_s > 0 ? double(prompt.size()) * batch / prefill_s : 0.0);
-  std::fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n", decode_tokens, decode_s,
+  std::fprintf(stderr, "decode: %d tokens in %.3f s (%.1f tokens/s)\n",
+               decode_tokens, decode_s,
                decode_s > 0 ? decode_tokens / decode_s : 0.0);
   return 0;
 }

@@ -84,24 +84,22 @@ std::vector<Binary> Binaries() {
                       {"hangar.v1.SchedulerService"}});
 #endif
 #ifdef HANGAR_OPTIMIZER_PATH
-  binaries.push_back({"optimizer",
-                      HANGAR_OPTIMIZER_PATH,
-                      {"--port={port}", "--metrics_port=-1", "--db={db}",
-                       "--admin_token_file={token_file}",
-                       "--model_store={dir}/models",
-                       "--scheduler_address=127.0.0.1:1",
-                       "--drain_timeout=1s"},
-                      {"hangar.v1.OptimizerService"}});
+  binaries.push_back(
+      {"optimizer",
+       HANGAR_OPTIMIZER_PATH,
+       {"--port={port}", "--metrics_port=-1", "--db={db}",
+        "--admin_token_file={token_file}", "--model_store={dir}/models",
+        "--scheduler_address=127.0.0.1:1", "--drain_timeout=1s"},
+       {"hangar.v1.OptimizerService"}});
 #endif
 #ifdef HANGAR_DEPLOYMENT_PATH
-  binaries.push_back({"deployment",
-                      HANGAR_DEPLOYMENT_PATH,
-                      {"--port={port}", "--metrics_port=-1", "--db={db}",
-                       "--admin_token_file={token_file}",
-                       "--catalog_address=127.0.0.1:1",
-                       "--scheduler_address=127.0.0.1:1",
-                       "--drain_timeout=1s"},
-                      {"hangar.v1.DeploymentService"}});
+  binaries.push_back(
+      {"deployment",
+       HANGAR_DEPLOYMENT_PATH,
+       {"--port={port}", "--metrics_port=-1", "--db={db}",
+        "--admin_token_file={token_file}", "--catalog_address=127.0.0.1:1",
+        "--scheduler_address=127.0.0.1:1", "--drain_timeout=1s"},
+       {"hangar.v1.DeploymentService"}});
 #endif
   return binaries;
 }
