@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?= -LE fuzz
 
-.PHONY: deps configure build test fuzz run clean
+.PHONY: deps format-check configure build test fuzz run clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -14,9 +14,14 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Installs dependencies, builds everything and runs every test but the
-# fuzzers (run those with `make fuzz`).
-test: build
+# Every C++ file must be clang-formatted (scripts/check-format.sh --fix
+# formats them).
+format-check: deps
+	bash scripts/check-format.sh
+
+# Installs dependencies, checks formatting, builds everything and runs every
+# test but the fuzzers (run those with `make fuzz`).
+test: format-check build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 # libFuzzer targets need clang; they live in their own build tree.
