@@ -3,7 +3,8 @@
 #include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
 #include "common/watch/watch_reactor.h"
-#include "services/deployment/api_key_watch.h"
+#include "services/deployment/event_watch_reactor.h"
+#include "services/deployment/watch_feeds.h"
 
 namespace hangar::deployment {
 namespace {
@@ -116,10 +117,10 @@ DeploymentServiceImpl::WatchDeployments(
     return FinishedWriteReactor<v1::Deployment>(denied);
   }
   if (request->name().empty()) {
-    return FinishedWriteReactor<v1::Deployment>(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        "name: required (watching every deployment at once is not built "
-        "yet; see services/deployment/README.md)"));
+    // Every deployment: an event feed over every change ("" subscribes to
+    // every key the notifier announces).
+    return EventWatchReactor<v1::Deployment>::Start(
+        notifier_, "", DeploymentFeed(deployments_));
   }
   // Follow the id, so a rename does not end the stream.
   absl::StatusOr<v1::Deployment> found = deployments_->Get(request->name());
@@ -194,9 +195,8 @@ grpc::ServerWriteReactor<v1::ApiKeyEvent>* DeploymentServiceImpl::WatchApiKeys(
       !denied.ok()) {
     return FinishedWriteReactor<v1::ApiKeyEvent>(denied);
   }
-  return ApiKeyWatchReactor::Start(
-      notifier_, kApiKeysWatchKey,
-      [deployments = deployments_] { return deployments->ActiveApiKeys(); });
+  return EventWatchReactor<v1::ApiKeyEvent>::Start(notifier_, kApiKeysWatchKey,
+                                                   ApiKeyFeed(deployments_));
 }
 
 }  // namespace hangar::deployment

@@ -2,12 +2,13 @@
 // hangar.v1.DeploymentService to the Deployments domain class. Each unary
 // method checks the admin token (AuthorizeAdmin), unpacks the request,
 // calls the domain and converts the status at the edge (ToGrpcStatus).
-// WatchApiKeys runs on the callback API (api_key_watch.h).
+// The Watch methods run on the callback API.
 //
 // WatchDeployments follows one deployment (by id or display name) with the
 // kit's WatchReactor: its state now, then after every change, ending OK
-// once it is DELETED. Watching every deployment at once (an empty name) is
-// not built yet: INVALID_ARGUMENT says so (see README.md).
+// once it is DELETED. With an empty name it streams every live deployment,
+// then every deployment that changed (event_watch_reactor.h +
+// watch_feeds.h). WatchApiKeys uses the same event reactor.
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENT_SERVICE_H_
 

@@ -302,6 +302,22 @@ absl::StatusOr<v1::ListDeploymentsResponse> Deployments::List(
   return response;
 }
 
+absl::StatusOr<std::vector<v1::Deployment>> Deployments::AllDeployments(
+    bool include_deleted) {
+  std::vector<v1::Deployment> all;
+  std::string after;
+  for (;;) {
+    ASSIGN_OR_RETURN(
+        std::vector<v1::Deployment> page,
+        options_.store->List({.show_deleted = include_deleted}, after, 1000));
+    if (page.empty()) break;
+    after = page.back().name();
+    for (v1::Deployment& deployment : page)
+      all.push_back(std::move(deployment));
+  }
+  return all;
+}
+
 absl::StatusOr<v1::CreateApiKeyResponse> Deployments::CreateApiKey(
     const v1::CreateApiKeyRequest& request) {
   RETURN_IF_ERROR(CheckRequestId(request.request_id()));

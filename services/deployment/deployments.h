@@ -117,6 +117,10 @@ class Deployments {
   absl::StatusOr<v1::Deployment> Get(const std::string& name);
   absl::StatusOr<v1::ListDeploymentsResponse> List(
       const v1::ListDeploymentsRequest& request);
+  // Every deployment (DELETED ones too when asked), by id: the feed of
+  // WatchDeployments without a name.
+  absl::StatusOr<std::vector<v1::Deployment>> AllDeployments(
+      bool include_deleted);
 
   absl::StatusOr<v1::Deployment> Update(
       const v1::UpdateDeploymentRequest& request);

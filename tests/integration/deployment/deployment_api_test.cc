@@ -882,14 +882,43 @@ TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
   EXPECT_FALSE(reader->Read(&seen));
   EXPECT_TRUE(reader->Finish().ok());
 
-  // Unknown names and the not-yet-built "every deployment" are refused.
-  for (const char* name : {"dep-aaaaaaaaaaaa", ""}) {
-    grpc::ClientContext refused;
-    request.set_name(name);
-    auto stream = stub_->WatchDeployments(&refused, request);
-    EXPECT_FALSE(stream->Read(&seen));
-    EXPECT_NE(stream->Finish().error_code(), grpc::StatusCode::OK) << name;
+  // An unknown name is NOT_FOUND.
+  grpc::ClientContext refused;
+  request.set_name("dep-aaaaaaaaaaaa");
+  auto stream = stub_->WatchDeployments(&refused, request);
+  EXPECT_FALSE(stream->Read(&seen));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DeploymentApiTest, WatchEveryDeploymentSendsEachChange) {
+  v1::Deployment first;
+  ASSERT_TRUE(Create(CreateRequest("all-1"), &first).ok());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto reader =
+      stub_->WatchDeployments(&context, v1::WatchDeploymentsRequest());
+  v1::Deployment seen;
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.name(), first.name());
+
+  v1::Deployment second;
+  ASSERT_TRUE(Create(CreateRequest("all-2"), &second).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.name(), second.name());
+  EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_PENDING);
+
+  v1::DeleteDeploymentRequest remove;
+  remove.set_name(first.name());
+  v1::Deployment deleted;
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &deleted).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.name(), first.name());
+  EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETED);
+  context.TryCancel();
+  while (reader->Read(&seen)) {
   }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
