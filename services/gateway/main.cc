@@ -13,22 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/config/flags.h"
+#include "common/server/server_flags.h"
 #include "services/gateway/gateway_server.h"
 
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to bind");
-ABSL_FLAG(int, port, 7100, "gRPC port (0 picks a free one)");
-ABSL_FLAG(int, metrics_port, 9100, "Prometheus /metrics port (-1: none)");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "How long in-flight calls may run after SIGTERM");
-ABSL_FLAG(std::string, tls_cert_file, "",
-          "PEM certificate for TLS (with --tls_key_file)");
-ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TLS");
+HANGAR_SERVER_FLAGS("0.0.0.0", 7100, 9100);
 ABSL_FLAG(std::string, scheduler_address, "",
           "SchedulerService host:port (WatchRoutes, ReportLoad); required");
 ABSL_FLAG(std::string, deployment_address, "",
           "DeploymentService host:port (WatchApiKeys, RecordUsage); required");
-ABSL_FLAG(std::string, admin_token_file, "",
-          "Admin token presented on the gateway's own internal calls");
 ABSL_FLAG(absl::Duration, max_queue_delay, absl::Milliseconds(5),
           "Longest a partial batch waits for company, in [0, 10s]");
 ABSL_FLAG(int, max_queue_size, 1024,
@@ -52,14 +44,13 @@ int main(int argc, char** argv) {
     gateway_id = absl::StrCat(host, "-", getpid());
   }
   auto server = hangar::gateway::GatewayServer::Create({
-      .server = {.name = "gateway",
-                 .host = absl::GetFlag(FLAGS_host),
-                 .port = absl::GetFlag(FLAGS_port),
-                 .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-                 .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
-                 .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
-                 .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
-                 .max_message_bytes = 4 << 20},
+      .server =
+          [] {
+            hangar::ServerOptions server =
+                HangarServerOptionsFromFlags("gateway");
+            server.max_message_bytes = 4 << 20;
+            return server;
+          }(),
       .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
       .deployment_address = absl::GetFlag(FLAGS_deployment_address),
       .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
