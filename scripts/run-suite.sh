@@ -39,6 +39,11 @@ Environment:
   HANGAR_PG_PORT, HANGAR_STATE_DIR, BUILD_DIR
                        defaults of --pg_port, --state_dir, the build folder
 
+The services find each other on the default ports (gateway 7100, catalog
+7101, deployment 7102, optimizer 7103, scheduler 7104): moving one with
+--<service>_port also needs the matching address flag of the others (e.g.
+--gateway_scheduler_address=127.0.0.1:7204 with --scheduler_port=7204).
+
 Precedence for a service flag: --<service>_<flag> and <SERVICE>_ARGS (given
 last, so they win) over the script's defaults (--db, --model_store, ...)
 over HANGAR_* variables.
@@ -88,8 +93,17 @@ service_args() {
   local service=$1
   args=(--db="$DB")
   case $service in
-    catalog) args+=(--model_store="$STATE/models" --local_model_root="$STATE/local-models") ;;
-    gateway) args=() ;;
+    catalog)
+      args+=(--model_store="$STATE/models" --local_model_root="$STATE/local-models"
+        --deployment_address=127.0.0.1:7102) ;;
+    scheduler) args+=(--state_dir="$STATE/scheduler") ;;
+    optimizer)
+      args+=(--model_store="$STATE/models" --scheduler_address=127.0.0.1:7104) ;;
+    deployment)
+      args+=(--catalog_address=127.0.0.1:7101 --scheduler_address=127.0.0.1:7104
+        --gateway_endpoint=127.0.0.1:7100) ;;
+    gateway)
+      args=(--scheduler_address=127.0.0.1:7104 --deployment_address=127.0.0.1:7102) ;;
   esac
   # Extra flags come last so that they win; word-split on purpose.
   read -r -a extra <<<"${EXTRA[$service]}"

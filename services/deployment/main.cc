@@ -12,27 +12,11 @@
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
 #include "common/config/flags.h"
+#include "common/server/server_flags.h"
 #include "services/deployment/deployment_server.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1",
-          "Address to bind (0.0.0.0 in containers)");
-ABSL_FLAG(int, port, 7102, "gRPC port (0 picks a free one)");
-ABSL_FLAG(int, metrics_port, 9102, "Prometheus /metrics port (-1: none)");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
-          "How long in-flight calls may finish after SIGTERM");
-ABSL_FLAG(std::string, tls_cert_file, "",
-          "PEM certificate for TLS (with --tls_key_file)");
-ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for TLS");
-ABSL_FLAG(std::string, admin_token_file, "",
-          "When set, every call but health/reflection needs 'authorization: "
-          "Bearer <token>', and calls to the catalog and scheduler carry it");
-ABSL_FLAG(std::string, db, "",
-          "PostgreSQL: libpq conninfo or postgresql:// URI (required)");
-ABSL_FLAG(
-    absl::Duration, db_startup_timeout, absl::ZeroDuration(),
-    "Keep retrying an unreachable database this long at start (containers)");
-ABSL_FLAG(absl::Duration, db_connect_timeout, absl::Seconds(2),
-          "Longest one PostgreSQL connection attempt may take");
+HANGAR_SERVER_FLAGS("127.0.0.1", 7102, 9102);
+HANGAR_DATABASE_FLAGS();
 ABSL_FLAG(std::string, catalog_address, "",
           "Catalog service host:port, asked about models (required)");
 ABSL_FLAG(std::string, scheduler_address, "",
@@ -47,13 +31,7 @@ ABSL_FLAG(double, completion_price_per_1k, 0.0,
 int main(int argc, char** argv) {
   hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_DEPLOYMENT_", "deployment");
   auto server = hangar::deployment::DeploymentServer::Create({
-      .server = {.name = "deployment",
-                 .host = absl::GetFlag(FLAGS_host),
-                 .port = absl::GetFlag(FLAGS_port),
-                 .metrics_port = absl::GetFlag(FLAGS_metrics_port),
-                 .drain_timeout = absl::GetFlag(FLAGS_drain_timeout),
-                 .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
-                 .tls_key_file = absl::GetFlag(FLAGS_tls_key_file)},
+      .server = HangarServerOptionsFromFlags("deployment"),
       .admin_token_file = absl::GetFlag(FLAGS_admin_token_file),
       .db = absl::GetFlag(FLAGS_db),
       .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),

@@ -72,7 +72,8 @@ TEST_F(RunSuiteTest, DefaultsAreTheDocumentedOnes) {
                         "/services/catalog/hangar-catalog "
                         "--db=postgresql://hangar@127.0.0.1:5432/hangar "
                         "--model_store=/tmp/st/models "
-                        "--local_model_root=/tmp/st/local-models\n")));
+                        "--local_model_root=/tmp/st/local-models "
+                        "--deployment_address=127.0.0.1:7102\n")));
   EXPECT_THAT(plan, HasSubstr("not yet built: gateway"));
 }
 
@@ -87,6 +88,7 @@ TEST_F(RunSuiteTest, PortAndServiceFlagsReachTheCommandLines) {
               HasSubstr("--db=postgresql://hangar@127.0.0.1:5433/hangar "
                         "--model_store=/tmp/st/models "
                         "--local_model_root=/tmp/st/local-models "
+                        "--deployment_address=127.0.0.1:7102 "
                         "--hf_endpoint=http://mirror:8080 --metrics_port=-1 "
                         "--port=7201 --db_connect_timeout=5s\n"));
 
