@@ -7,6 +7,7 @@
 #define HANGAR_COMMON_STATUS_GRPC_STATUS_H_
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/support/status.h"
 
@@ -19,6 +20,17 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // "scheduler.ApplyReplicaSet") is prefixed to the message when not empty.
 absl::Status FromGrpcStatus(const grpc::Status& status,
                             absl::string_view context = {});
+
+// For thin service adapters: moves a domain result into the gRPC response,
+// or converts its error.
+//
+//   return ReplyWith(catalog_->GetModel(request->name()), response);
+template <typename T>
+grpc::Status ReplyWith(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
 
 }  // namespace hangar
 

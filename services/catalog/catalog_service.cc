@@ -5,18 +5,6 @@
 #include "common/watch/watch_reactor.h"
 
 namespace hangar::catalog {
-namespace {
-
-// Copies a StatusOr's value into the response, or returns its status.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *std::move(result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status CatalogServiceImpl::ListModels(
     grpc::ServerContext* context, const v1::ListModelsRequest* request,
     v1::ListModelsResponse* response) {
@@ -24,7 +12,7 @@ grpc::Status CatalogServiceImpl::ListModels(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->ListModels(*request), response);
+  return ReplyWith(catalog_->ListModels(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext* context,
@@ -34,7 +22,7 @@ grpc::Status CatalogServiceImpl::GetModel(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->GetModel(request->name()), response);
+  return ReplyWith(catalog_->GetModel(request->name()), response);
 }
 
 grpc::Status CatalogServiceImpl::ImportModel(
@@ -44,7 +32,7 @@ grpc::Status CatalogServiceImpl::ImportModel(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->ImportModel(*request), response);
+  return ReplyWith(catalog_->ImportModel(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::UpdateModel(
@@ -54,7 +42,7 @@ grpc::Status CatalogServiceImpl::UpdateModel(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->UpdateModel(*request), response);
+  return ReplyWith(catalog_->UpdateModel(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::DeleteModel(
@@ -74,7 +62,7 @@ grpc::Status CatalogServiceImpl::PrepareModel(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->PrepareModel(request->name()), response);
+  return ReplyWith(catalog_->PrepareModel(request->name()), response);
 }
 
 grpc::ServerWriteReactor<v1::Model>* CatalogServiceImpl::WatchModel(
@@ -99,7 +87,8 @@ grpc::Status CatalogServiceImpl::CreateConnection(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->connections().Create(request->connection()), response);
+  return ReplyWith(catalog_->connections().Create(request->connection()),
+                   response);
 }
 
 grpc::Status CatalogServiceImpl::GetConnection(
@@ -109,7 +98,7 @@ grpc::Status CatalogServiceImpl::GetConnection(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->connections().Get(request->name()), response);
+  return ReplyWith(catalog_->connections().Get(request->name()), response);
 }
 
 grpc::Status CatalogServiceImpl::ListConnections(
@@ -119,7 +108,7 @@ grpc::Status CatalogServiceImpl::ListConnections(
       !denied.ok()) {
     return denied;
   }
-  return Reply(catalog_->connections().List(*request), response);
+  return ReplyWith(catalog_->connections().List(*request), response);
 }
 
 grpc::Status CatalogServiceImpl::DeleteConnection(

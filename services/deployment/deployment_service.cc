@@ -7,17 +7,6 @@
 #include "services/deployment/watch_feeds.h"
 
 namespace hangar::deployment {
-namespace {
-
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *std::move(result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status DeploymentServiceImpl::ValidateDeployment(
     grpc::ServerContext* context, const v1::ValidateDeploymentRequest* request,
     v1::ValidateDeploymentResponse* response) {
@@ -25,7 +14,7 @@ grpc::Status DeploymentServiceImpl::ValidateDeployment(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->Validate(request->spec()), response);
+  return ReplyWith(deployments_->Validate(request->spec()), response);
 }
 
 grpc::Status DeploymentServiceImpl::CreateDeployment(
@@ -35,7 +24,7 @@ grpc::Status DeploymentServiceImpl::CreateDeployment(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->CreateDeployment(*request), response);
+  return ReplyWith(deployments_->CreateDeployment(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::GetDeployment(
@@ -45,7 +34,7 @@ grpc::Status DeploymentServiceImpl::GetDeployment(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->Get(request->name()), response);
+  return ReplyWith(deployments_->Get(request->name()), response);
 }
 
 grpc::Status DeploymentServiceImpl::ListDeployments(
@@ -55,7 +44,7 @@ grpc::Status DeploymentServiceImpl::ListDeployments(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->List(*request), response);
+  return ReplyWith(deployments_->List(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::UpdateDeployment(
@@ -65,7 +54,7 @@ grpc::Status DeploymentServiceImpl::UpdateDeployment(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->Update(*request), response);
+  return ReplyWith(deployments_->Update(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
@@ -75,7 +64,7 @@ grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->Redeploy(*request), response);
+  return ReplyWith(deployments_->Redeploy(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::DeleteDeployment(
@@ -85,7 +74,7 @@ grpc::Status DeploymentServiceImpl::DeleteDeployment(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->Delete(*request), response);
+  return ReplyWith(deployments_->Delete(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::ListRevisions(
@@ -95,7 +84,7 @@ grpc::Status DeploymentServiceImpl::ListRevisions(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->ListRevisions(*request), response);
+  return ReplyWith(deployments_->ListRevisions(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::GetEndpoint(
@@ -105,7 +94,7 @@ grpc::Status DeploymentServiceImpl::GetEndpoint(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->GetEndpoint(request->deployment()), response);
+  return ReplyWith(deployments_->GetEndpoint(request->deployment()), response);
 }
 
 grpc::ServerWriteReactor<v1::Deployment>*
@@ -156,7 +145,7 @@ grpc::Status DeploymentServiceImpl::GetUsage(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->GetUsage(*request), response);
+  return ReplyWith(deployments_->GetUsage(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::CreateApiKey(
@@ -166,7 +155,7 @@ grpc::Status DeploymentServiceImpl::CreateApiKey(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->CreateApiKey(*request), response);
+  return ReplyWith(deployments_->CreateApiKey(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::ListApiKeys(
@@ -176,7 +165,7 @@ grpc::Status DeploymentServiceImpl::ListApiKeys(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->ListApiKeys(*request), response);
+  return ReplyWith(deployments_->ListApiKeys(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::RevokeApiKey(
@@ -186,7 +175,7 @@ grpc::Status DeploymentServiceImpl::RevokeApiKey(
       !denied.ok()) {
     return denied;
   }
-  return Reply(deployments_->RevokeApiKey(request->name()), response);
+  return ReplyWith(deployments_->RevokeApiKey(request->name()), response);
 }
 
 grpc::ServerWriteReactor<v1::ApiKeyEvent>* DeploymentServiceImpl::WatchApiKeys(

@@ -7,13 +7,6 @@
 namespace hangar::optimizer {
 namespace {
 
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *std::move(result);
-  return grpc::Status::OK;
-}
-
 bool Ended(const v1::OptimizationJob& j) {
   return j.state() == v1::JOB_STATE_SUCCEEDED ||
          j.state() == v1::JOB_STATE_FAILED ||
@@ -29,7 +22,7 @@ grpc::Status OptimizerServiceImpl::CreateOptimizationJob(
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok())
     return denied;
-  return Reply(optimizer_->CreateJob(*request), response);
+  return ReplyWith(optimizer_->CreateJob(*request), response);
 }
 
 grpc::Status OptimizerServiceImpl::GetOptimizationJob(
@@ -38,7 +31,7 @@ grpc::Status OptimizerServiceImpl::GetOptimizationJob(
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok())
     return denied;
-  return Reply(optimizer_->GetJob(request->name()), response);
+  return ReplyWith(optimizer_->GetJob(request->name()), response);
 }
 
 grpc::Status OptimizerServiceImpl::ListOptimizationJobs(
@@ -48,7 +41,7 @@ grpc::Status OptimizerServiceImpl::ListOptimizationJobs(
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok())
     return denied;
-  return Reply(optimizer_->ListJobs(*request), response);
+  return ReplyWith(optimizer_->ListJobs(*request), response);
 }
 
 grpc::Status OptimizerServiceImpl::CancelOptimizationJob(
@@ -58,7 +51,7 @@ grpc::Status OptimizerServiceImpl::CancelOptimizationJob(
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok())
     return denied;
-  return Reply(optimizer_->CancelJob(request->name()), response);
+  return ReplyWith(optimizer_->CancelJob(request->name()), response);
 }
 
 grpc::ServerWriteReactor<v1::OptimizationJob>*
@@ -84,7 +77,7 @@ grpc::Status OptimizerServiceImpl::ListArtifacts(
   if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
       !denied.ok())
     return denied;
-  return Reply(optimizer_->ListArtifacts(*request), response);
+  return ReplyWith(optimizer_->ListArtifacts(*request), response);
 }
 
 }  // namespace hangar::optimizer

@@ -17,13 +17,6 @@ namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
 
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *std::move(result);
-  return grpc::Status::OK;
-}
-
 std::string Key(const std::string& deployment, int64_t revision) {
   return absl::StrFormat("%s\x1f%020d", deployment, revision);
 }
@@ -100,21 +93,21 @@ grpc::Status SchedulerServiceImpl::ListHardware(
     grpc::ServerContext* context, const v1::ListHardwareRequest* request,
     v1::ListHardwareResponse* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->ListHardware(*request), response);
+  return ReplyWith(scheduler_->ListHardware(*request), response);
 }
 
 grpc::Status SchedulerServiceImpl::ListPools(
     grpc::ServerContext* context, const v1::ListPoolsRequest* request,
     v1::ListPoolsResponse* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->ListPools(*request), response);
+  return ReplyWith(scheduler_->ListPools(*request), response);
 }
 
 grpc::Status SchedulerServiceImpl::GetPoolStatus(
     grpc::ServerContext* context, const v1::GetPoolStatusRequest* request,
     v1::PoolStatus* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->GetPoolStatus(request->pool()), response);
+  return ReplyWith(scheduler_->GetPoolStatus(request->pool()), response);
 }
 
 grpc::Status SchedulerServiceImpl::ApplyReplicaSet(
@@ -124,14 +117,14 @@ grpc::Status SchedulerServiceImpl::ApplyReplicaSet(
   if (!request->has_spec()) {
     return ToGrpcStatus(absl::InvalidArgumentError("spec: required"));
   }
-  return Reply(scheduler_->ApplyReplicaSet(request->spec()), response);
+  return ReplyWith(scheduler_->ApplyReplicaSet(request->spec()), response);
 }
 
 grpc::Status SchedulerServiceImpl::GetReplicaSet(
     grpc::ServerContext* context, const v1::GetReplicaSetRequest* request,
     v1::ReplicaSet* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(
+  return ReplyWith(
       scheduler_->GetReplicaSet(request->deployment(), request->revision()),
       response);
 }
@@ -140,14 +133,14 @@ grpc::Status SchedulerServiceImpl::ListReplicaSets(
     grpc::ServerContext* context, const v1::ListReplicaSetsRequest* request,
     v1::ListReplicaSetsResponse* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->ListReplicaSets(*request), response);
+  return ReplyWith(scheduler_->ListReplicaSets(*request), response);
 }
 
 grpc::Status SchedulerServiceImpl::DeleteReplicaSet(
     grpc::ServerContext* context, const v1::DeleteReplicaSetRequest* request,
     v1::ReplicaSet* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->DeleteReplicaSet(*request), response);
+  return ReplyWith(scheduler_->DeleteReplicaSet(*request), response);
 }
 
 grpc::ServerWriteReactor<v1::ReplicaSetEvent>*
@@ -180,28 +173,28 @@ grpc::Status SchedulerServiceImpl::SubmitJob(
     grpc::ServerContext* context, const v1::SubmitJobRequest* request,
     v1::Job* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->SubmitJob(*request), response);
+  return ReplyWith(scheduler_->SubmitJob(*request), response);
 }
 
 grpc::Status SchedulerServiceImpl::GetJob(grpc::ServerContext* context,
                                           const v1::GetJobRequest* request,
                                           v1::Job* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->GetJob(request->name()), response);
+  return ReplyWith(scheduler_->GetJob(request->name()), response);
 }
 
 grpc::Status SchedulerServiceImpl::ListJobs(grpc::ServerContext* context,
                                             const v1::ListJobsRequest* request,
                                             v1::ListJobsResponse* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->ListJobs(*request), response);
+  return ReplyWith(scheduler_->ListJobs(*request), response);
 }
 
 grpc::Status SchedulerServiceImpl::CancelJob(
     grpc::ServerContext* context, const v1::CancelJobRequest* request,
     v1::Job* response) {
   HANGAR_AUTHORIZE(context);
-  return Reply(scheduler_->CancelJob(request->name()), response);
+  return ReplyWith(scheduler_->CancelJob(request->name()), response);
 }
 
 grpc::ServerWriteReactor<v1::Job>* SchedulerServiceImpl::WatchJob(
