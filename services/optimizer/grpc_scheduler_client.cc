@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "common/api/job_state.h"
 #include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
 
@@ -69,9 +70,7 @@ absl::Status GrpcSchedulerClient::WatchJob(
   bool ended = false;
   while (reader->Read(&job)) {
     on_update(job);
-    ended = job.state() == v1::JOB_STATE_SUCCEEDED ||
-            job.state() == v1::JOB_STATE_FAILED ||
-            job.state() == v1::JOB_STATE_CANCELLED;
+    ended = IsTerminalJobState(job.state());
   }
   grpc::Status s = reader->Finish();
   if (ended) return absl::OkStatus();

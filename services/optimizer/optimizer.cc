@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/api/job_state.h"
 #include "common/api/page_token.h"
 #include "common/api/time.h"
 #include "common/status/status_macros.h"
@@ -16,11 +17,6 @@
 
 namespace hangar::optimizer {
 namespace {
-
-bool Finished(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
-}
 
 // Time-ordered ids: names sort by creation time.
 std::string NewId(Clock* clock) {
@@ -316,7 +312,7 @@ absl::StatusOr<v1::OptimizationJob> Optimizer::CancelJob(
   {
     absl::MutexLock lock(&write_mu_);
     ASSIGN_OR_RETURN(StoredJob j, options_.store->GetJob(name));
-    if (Finished(j.job.state())) {
+    if (IsTerminalJobState(j.job.state())) {
       return absl::FailedPreconditionError(absl::StrCat(
           name, " has already ended (", v1::JobState_Name(j.job.state()), ")"));
     }
@@ -342,7 +338,7 @@ absl::Status Optimizer::Store(const StoredJob& before, StoredJob& after) {
         RecipeFromProto(after.job.recipe(), "recipe");
     const std::string recipe = r.ok() ? r->ToString() : "unknown";
     options_.metrics->JobState(recipe, after.job.state());
-    if (Finished(after.job.state())) {
+    if (IsTerminalJobState(after.job.state())) {
       double seconds = absl::ToDoubleSeconds(
           options_.clock->Now() - FromProtoTimestamp(after.job.create_time()));
       options_.metrics->JobEnded(
@@ -384,7 +380,7 @@ void Optimizer::FollowLoop(const std::string& name, const StopToken& stop) {
       continue;
     }
     if (j->job.scheduler_job().empty()) {
-      if (Finished(j->job.state()))
+      if (IsTerminalJobState(j->job.state()))
         return;  // Cancelled before it was submitted.
       absl::StatusOr<v1::Job> submitted =
           options_.scheduler->SubmitJob(SpecFor(*j), "optimizer-" + name);
@@ -393,7 +389,7 @@ void Optimizer::FollowLoop(const std::string& name, const StopToken& stop) {
           // The scheduler refuses the job (an unknown offering): final.
           absl::MutexLock lock(&write_mu_);
           absl::StatusOr<StoredJob> cur = options_.store->GetJob(name);
-          if (cur.ok() && !Finished(cur->job.state())) {
+          if (cur.ok() && !IsTerminalJobState(cur->job.state())) {
             StoredJob after = *cur;
             after.job.set_state(v1::JOB_STATE_FAILED);
             after.job.set_failure_reason(absl::StrCat(
@@ -413,7 +409,7 @@ void Optimizer::FollowLoop(const std::string& name, const StopToken& stop) {
       StoredJob after = *cur;
       after.job.set_scheduler_job(submitted->name());
       if (!Store(*cur, after).ok()) continue;
-      if (Finished(cur->job.state())) {
+      if (IsTerminalJobState(cur->job.state())) {
         // Cancelled while submitting: cancel the scheduler job too.
         (void)options_.scheduler->CancelJob(submitted->name());
         return;
@@ -435,7 +431,7 @@ void Optimizer::FollowLoop(const std::string& name, const StopToken& stop) {
       // The scheduler forgot the job: submit it again (same request id).
       absl::MutexLock lock(&write_mu_);
       absl::StatusOr<StoredJob> cur = options_.store->GetJob(name);
-      if (cur.ok() && !Finished(cur->job.state())) {
+      if (cur.ok() && !IsTerminalJobState(cur->job.state())) {
         StoredJob after = *cur;
         after.job.clear_scheduler_job();
         (void)Store(*cur, after);
@@ -450,8 +446,8 @@ bool Optimizer::Apply(const std::string& name, const v1::Job& sched) {
   absl::MutexLock lock(&write_mu_);
   absl::StatusOr<StoredJob> cur = options_.store->GetJob(name);
   if (!cur.ok()) return false;
-  const bool sched_ended = Finished(sched.state());
-  if (Finished(cur->job.state())) {
+  const bool sched_ended = IsTerminalJobState(sched.state());
+  if (IsTerminalJobState(cur->job.state())) {
     // Cancelled here: once the scheduler job has ended, nothing it left may
     // stay (a conversion that finished just before the cancel).
     if (sched_ended && cur->job.state() == v1::JOB_STATE_CANCELLED) {
@@ -549,9 +545,10 @@ bool Optimizer::Apply(const std::string& name, const v1::Job& sched) {
     default:
       break;
   }
-  if (Finished(job.state())) *job.mutable_end_time() = ToProtoTimestamp(now);
+  if (IsTerminalJobState(job.state()))
+    *job.mutable_end_time() = ToProtoTimestamp(now);
   if (!Store(*cur, after).ok()) return false;
-  return Finished(job.state());
+  return IsTerminalJobState(job.state());
 }
 
 }  // namespace hangar::optimizer

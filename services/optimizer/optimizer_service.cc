@@ -1,20 +1,11 @@
 #include "services/optimizer/optimizer_service.h"
 
+#include "common/api/job_state.h"
 #include "common/server/admin_auth.h"
 #include "common/status/grpc_status.h"
 #include "common/watch/watch_reactor.h"
 
 namespace hangar::optimizer {
-namespace {
-
-bool Ended(const v1::OptimizationJob& j) {
-  return j.state() == v1::JOB_STATE_SUCCEEDED ||
-         j.state() == v1::JOB_STATE_FAILED ||
-         j.state() == v1::JOB_STATE_CANCELLED;
-}
-
-}  // namespace
-
 grpc::Status OptimizerServiceImpl::CreateOptimizationJob(
     grpc::ServerContext* context,
     const v1::CreateOptimizationJobRequest* request,
@@ -68,7 +59,10 @@ OptimizerServiceImpl::WatchOptimizationJob(
        .key = request->name(),
        .read = [optimizer = optimizer_,
                 name = request->name()] { return optimizer->GetJob(name); },
-       .is_final = Ended});
+       .is_final =
+           [](const v1::OptimizationJob& job) {
+             return IsTerminalJobState(job.state());
+           }});
 }
 
 grpc::Status OptimizerServiceImpl::ListArtifacts(
