@@ -17,6 +17,8 @@ PACKAGES=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3 python3-numpy
   curl
+  # bench/gateway's proxy comparison (nginx grpc_pass)
+  nginx-light
 )
 
 missing=()

@@ -1,6 +1,6 @@
 // gateway_bench: issue 11's targets, measured in one run.
 //
-//   gateway_bench [--quick]
+//   gateway_bench [--quick] [--nginx=PATH]
 //
 // Everything runs on this host: hangar-runner child processes on the
 // "small" preset model (~15 M parameters), an in-process GatewayServer, the
@@ -19,7 +19,18 @@
 //     runner (RunnerService.Generate with one sequence), alternating call
 //     by call so both see the same background load: p50 and p99 of
 //     both and the p50 difference (target <= 0.3 ms + the queue delay).
-// (c) Proxy efficiency against nginx grpc_pass is not measured here.
+// (c) Proxy efficiency. Batching off (inference_batch_size 1, no queue
+//     delay), the "tiny" preset, Generate with max_tokens 1, 32 closed-loop
+//     clients for a fixed time, in front of one runner (--max_batch=1):
+//     calls/s straight to the runner, through nginx `grpc_pass` (Debian's
+//     nginx, two workers, upstream keepalive on and keepalive_requests
+//     raised; the clients call RunnerService.Generate through it), and
+//     through the gateway (InferenceService.Generate). Prints gateway ÷
+//     nginx (target >= 0.8x). Skipped, saying so, when nginx is absent
+//     (`apt-get install nginx-light`; --nginx=PATH picks another binary).
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,6 +231,174 @@ double DirectThroughput(const std::string& address, int clients,
   return static_cast<double>(tokens) / absl::ToDoubleSeconds(duration);
 }
 
+// Calls per second of `clients` closed-loop clients sending one-token
+// RunnerService.Generate calls to `address` (the runner, or nginx in front
+// of it).
+double RunnerCallRate(const std::string& address, int clients,
+                      absl::Duration duration) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("bench_channel", i);  // Distinct connections.
+    channels.push_back(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
+  }
+  std::atomic<int64_t> calls{0};
+  std::atomic<int64_t> failures{0};
+  std::atomic<int64_t> next_id{0};
+  const absl::Time end = absl::Now() + duration;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::RunnerService::NewStub(channels[c % channels.size()]);
+      while (absl::Now() < end) {
+        v1::RunnerGenerateRequest request;
+        v1::RunnerSequence* sequence = request.add_sequences();
+        sequence->set_id(absl::StrCat("proxy-", next_id.fetch_add(1)));
+        sequence->set_prompt("Once upon a time");
+        sequence->mutable_sampling()->set_temperature(0);
+        sequence->mutable_sampling()->set_max_tokens(1);
+        grpc::ClientContext context;
+        auto reader = stub->Generate(&context, request);
+        v1::RunnerGenerateResponse response;
+        while (reader->Read(&response)) {
+        }
+        if (reader->Finish().ok()) {
+          ++calls;
+        } else {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  if (failures > 0) {
+    std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
+  }
+  return static_cast<double>(calls) / absl::ToDoubleSeconds(duration);
+}
+
+// The same through the gateway: InferenceService.Generate, max_tokens 1.
+double GatewayCallRate(const std::string& address, const std::string& key,
+                       int clients, absl::Duration duration) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("bench_channel", i);
+    channels.push_back(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
+  }
+  std::atomic<int64_t> calls{0};
+  std::atomic<int64_t> failures{0};
+  const absl::Time end = absl::Now() + duration;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::InferenceService::NewStub(channels[c % channels.size()]);
+      const v1::GenerateRequest request = Request(1);
+      while (absl::Now() < end) {
+        grpc::ClientContext context;
+        context.AddMetadata("authorization", "Bearer " + key);
+        v1::GenerateResponse response;
+        if (stub->Generate(&context, request, &response).ok()) {
+          ++calls;
+        } else {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  if (failures > 0) {
+    std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
+  }
+  return static_cast<double>(calls) / absl::ToDoubleSeconds(duration);
+}
+
+// A loopback port nobody listens on now (nginx needs a number up front).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  if (fd < 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    Die("cannot find a free port");
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// nginx in front of `upstream`, configured as a careful operator would for
+// gRPC: HTTP/2 on the listener, keepalive connections to the upstream, and
+// keepalive_requests raised so that connections are not recycled mid-run.
+struct Nginx {
+  std::unique_ptr<ChildProcess> process;
+  std::string address;
+  ~Nginx() {
+    // SIGQUIT: the master stops its workers and exits (a SIGKILL of the
+    // master would leave them behind).
+    if (process != nullptr && process->Signal(SIGQUIT)) {
+      (void)process->Wait(absl::Seconds(10));
+    }
+  }
+};
+
+std::unique_ptr<Nginx> StartNginx(const std::string& binary,
+                                  const std::string& upstream) {
+  char dir[] = "/tmp/gateway-bench-nginx-XXXXXX";
+  if (mkdtemp(dir) == nullptr) Die("mkdtemp failed");
+  const int port = FreePort();
+  const std::string conf = std::string(dir) + "/nginx.conf";
+  std::ofstream(conf) << absl::StrCat(
+      "worker_processes 2;\n"
+      "error_log ",
+      dir, "/error.log warn;\n", "pid ", dir, "/nginx.pid;\n",
+      "events { worker_connections 4096; }\n"
+      "http {\n"
+      "  access_log off;\n"
+      "  client_body_temp_path ",
+      dir, "/body;\n", "  proxy_temp_path ", dir, "/proxy;\n",
+      "  fastcgi_temp_path ", dir, "/fastcgi;\n", "  uwsgi_temp_path ", dir,
+      "/uwsgi;\n", "  scgi_temp_path ", dir, "/scgi;\n",
+      "  upstream runner {\n"
+      "    server ",
+      upstream, ";\n",
+      "    keepalive 64;\n"
+      "    keepalive_requests 1000000;\n"
+      "  }\n"
+      "  server {\n"
+      "    listen 127.0.0.1:",
+      port, " http2;\n",
+      "    keepalive_requests 1000000;\n"
+      "    location / { grpc_pass grpc://runner; }\n"
+      "  }\n"
+      "}\n");
+  auto child =
+      ChildProcess::Start({binary, "-p", dir, "-c", conf, "-g", "daemon off;"});
+  if (!child.ok()) Die(std::string(child.status().message()));
+  auto nginx = std::make_unique<Nginx>();
+  nginx->process = *std::move(child);
+  nginx->address = absl::StrCat("127.0.0.1:", port);
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(nginx->address, grpc::InsecureChannelCredentials()));
+  if (!testing::WaitUntil(
+          [&] {
+            grpc::ClientContext context;
+            grpc::health::v1::HealthCheckResponse response;
+            return health->Check(&context, {}, &response).ok() ||
+                   !nginx->process->Running();
+          },
+          absl::Seconds(20)) ||
+      !nginx->process->Running()) {
+    Die("nginx did not start: " + nginx->process->Output());
+  }
+  return nginx;
+}
+
 struct Percentiles {
   double p50_ms;
   double p99_ms;
@@ -281,7 +460,7 @@ std::pair<Percentiles, Percentiles> Latencies(const std::string& gateway,
   return {Summarize(direct_samples), Summarize(through_samples)};
 }
 
-int Main(bool quick) {
+int Main(bool quick, const std::string& nginx) {
   char dir[] = "/tmp/gateway-bench-model-XXXXXX";
   if (mkdtemp(dir) == nullptr) Die("mkdtemp failed");
   absl::StatusOr<engine::TinyModelOptions> preset =
@@ -334,7 +513,46 @@ int Main(bool quick) {
               through.p50_ms, through.p99_ms);
   std::printf("  p50 overhead: %.3f ms (target <= 0.3 ms + queue delay 0 ms)\n",
               through.p50_ms - direct.p50_ms);
-  std::printf("(c) nginx grpc_pass comparison: not measured by this binary\n");
+  gateway.reset();
+
+  std::printf(
+      "(c) proxy efficiency: batching off, tiny preset, Generate max_tokens 1, "
+      "32 clients, %s each\n",
+      absl::FormatDuration(duration).c_str());
+  if (access(nginx.c_str(), X_OK) != 0) {
+    std::printf("  skipped: no nginx at %s (apt-get install nginx-light)\n",
+                nginx.c_str());
+    return 0;
+  }
+  char tiny_dir[] = "/tmp/gateway-bench-tiny-XXXXXX";
+  if (mkdtemp(tiny_dir) == nullptr) Die("mkdtemp failed");
+  absl::StatusOr<engine::TinyModelOptions> tiny =
+      engine::TinyModelPreset("tiny");
+  if (!tiny.ok() || !engine::WriteTinyModel(*tiny, tiny_dir).ok()) {
+    Die("cannot write the tiny model");
+  }
+  Runner proxied = StartRunner(tiny_dir, 1);
+  bench.control.scheduler().SetRoutes({MakeRoute(proxied, 1)});
+  std::unique_ptr<Nginx> proxy = StartNginx(nginx, proxied.address);
+  // Alternate the three paths twice so that drifting background load
+  // touches each alike; report the sums.
+  double direct_rate = 0, nginx_rate = 0, gateway_rate = 0;
+  const absl::Duration leg = duration / 2;
+  for (int round = 0; round < 2; ++round) {
+    direct_rate += RunnerCallRate(proxied.address, 32, leg) / 2;
+    nginx_rate += RunnerCallRate(proxy->address, 32, leg) / 2;
+    auto proxy_gateway = StartGateway(bench, absl::ZeroDuration());
+    gateway_rate += GatewayCallRate(proxy_gateway->address(),
+                                    bench.key.plaintext, 32, leg) /
+                    2;
+  }
+  std::printf("  direct to the runner: %.0f calls/s\n", direct_rate);
+  std::printf("  through nginx:        %.0f calls/s (%.2fx direct)\n",
+              nginx_rate, nginx_rate / std::max(direct_rate, 1e-9));
+  std::printf("  through the gateway:  %.0f calls/s (%.2fx direct)\n",
+              gateway_rate, gateway_rate / std::max(direct_rate, 1e-9));
+  std::printf("  ratio gateway vs nginx: %.2fx (target >= 0.8x)\n",
+              gateway_rate / std::max(nginx_rate, 1e-9));
   return 0;
 }
 
@@ -343,8 +561,17 @@ int Main(bool quick) {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::string nginx = "/usr/sbin/nginx";
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--quick") quick = true;
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg.rfind("--nginx=", 0) == 0) {
+      nginx = arg.substr(8);
+    } else {
+      std::fprintf(stderr, "usage: gateway_bench [--quick] [--nginx=PATH]\n");
+      return 2;
+    }
   }
-  return hangar::Main(quick);
+  return hangar::Main(quick, nginx);
 }
