@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?= -LE fuzz
 
-.PHONY: deps format-check configure build test fuzz run clean
+.PHONY: deps format-check configure build test fuzz run down clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -38,6 +38,11 @@ fuzz: deps
 ARGS ?=
 run: build
 	bash scripts/run-suite.sh $(ARGS)
+
+# Stops a suite started in the background (run-suite.sh --detach, which the
+# demo uses): every service, the scheduler's runners, then PostgreSQL.
+down:
+	bash scripts/run-suite.sh --stop $(ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) build-fuzz
