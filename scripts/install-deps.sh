@@ -19,6 +19,9 @@ PACKAGES=(
   curl
   # bench/gateway's proxy comparison (nginx grpc_pass)
   nginx-light
+  # deploy/ checks: docker-compose config, promtool, a real Prometheus for
+  # the dashboard's e2e test (tests/e2e/observability)
+  docker-compose prometheus
 )
 
 missing=()
