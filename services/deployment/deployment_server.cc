@@ -1,12 +1,16 @@
 #include "services/deployment/deployment_server.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth/crypto.h"
 #include "common/status/status_macros.h"
 #include "common/status/status_util.h"
 #include "grpcpp/grpcpp.h"
+#include "services/deployment/grpc_clients.h"
 #include "services/deployment/grpc_facts.h"
 
 namespace hangar::deployment {
@@ -83,18 +87,86 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
     offerings = server->owned_offering_facts_.get();
   }
 
+  const GrpcFactsOptions client_options{
+      .admin_token = server->admin_token_.get(),
+      .timeout = options.dependency_timeout};
+  CatalogClient* catalog = options.catalog_client;
+  if (catalog == nullptr) {
+    GrpcFactsOptions o = client_options;
+    o.address = options.catalog_address;
+    server->owned_catalog_client_ = std::make_unique<GrpcCatalogClient>(
+        grpc::CreateChannel(options.catalog_address,
+                            grpc::InsecureChannelCredentials()),
+        std::move(o));
+    catalog = server->owned_catalog_client_.get();
+  }
+  OptimizerClient* optimizer = options.optimizer_client;
+  if (optimizer == nullptr) {
+    GrpcFactsOptions o = client_options;
+    o.address = options.optimizer_address;
+    server->owned_optimizer_client_ = std::make_unique<GrpcOptimizerClient>(
+        grpc::CreateChannel(options.optimizer_address,
+                            grpc::InsecureChannelCredentials()),
+        std::move(o));
+    optimizer = server->owned_optimizer_client_.get();
+  }
+  SchedulerClient* scheduler = options.scheduler_client;
+  if (scheduler == nullptr) {
+    GrpcFactsOptions o = client_options;
+    o.address = options.scheduler_address;
+    server->owned_scheduler_client_ = std::make_unique<GrpcSchedulerClient>(
+        grpc::CreateChannel(options.scheduler_address,
+                            grpc::InsecureChannelCredentials()),
+        std::move(o));
+    scheduler = server->owned_scheduler_client_.get();
+  }
+  std::string owner = options.reconciler_owner;
+  if (owner.empty()) {
+    char host[256] = {};
+    (void)gethostname(host, sizeof(host) - 1);
+    ASSIGN_OR_RETURN(std::string random, auth::RandomBytes(4));
+    std::string suffix;
+    for (unsigned char c : random) absl::StrAppend(&suffix, absl::Hex(c));
+    owner = absl::StrCat(host, "-", getpid(), "-", suffix);
+  }
+  {
+    absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
+        Reconciler::Create({.owner = owner,
+                            .lease_duration = options.lease_duration,
+                            .resync_interval = options.resync_interval,
+                            .active_interval = options.active_interval,
+                            .drain_seconds = options.drain_seconds,
+                            .threads_per_replica = options.threads_per_replica,
+                            .store = server->store_.get(),
+                            .catalog = catalog,
+                            .optimizer = optimizer,
+                            .scheduler = scheduler,
+                            .models = models,
+                            .offerings = offerings,
+                            .notifier = &server->notifier_,
+                            .events = options.events,
+                            .clock = options.clock});
+    if (!reconciler.ok())
+      return PrefixStatus("reconciler", reconciler.status());
+    server->reconciler_ = *std::move(reconciler);
+  }
+
   ASSIGN_OR_RETURN(
       server->deployments_,
-      Deployments::Create({.gateway_endpoint = options.gateway_endpoint,
-                           .prompt_price_per_1k_micros =
-                               std::llround(options.prompt_price_per_1k * 1e6),
-                           .completion_price_per_1k_micros = std::llround(
-                               options.completion_price_per_1k * 1e6),
-                           .store = server->store_.get(),
-                           .models = models,
-                           .offerings = offerings,
-                           .notifier = &server->notifier_,
-                           .clock = options.clock}));
+      Deployments::Create(
+          {.gateway_endpoint = options.gateway_endpoint,
+           .prompt_price_per_1k_micros =
+               std::llround(options.prompt_price_per_1k * 1e6),
+           .completion_price_per_1k_micros =
+               std::llround(options.completion_price_per_1k * 1e6),
+           .on_change =
+               [reconciler = server->reconciler_.get()](
+                   const std::string& name) { reconciler->Wake(name); },
+           .store = server->store_.get(),
+           .models = models,
+           .offerings = offerings,
+           .notifier = &server->notifier_,
+           .clock = options.clock}));
   server->service_ = std::make_unique<DeploymentServiceImpl>(
       server->deployments_.get(), &server->notifier_,
       server->admin_token_.get());
@@ -111,6 +183,7 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
            .name = "deployment",
            .on_change = server->server_->HealthReporter("database"),
            .clock = options.clock}));
+  server->reconciler_->Start();
   server->server_->SetServing(true);
   return server;
 }
@@ -118,6 +191,8 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
 DeploymentServer::~DeploymentServer() {
   db_probe_.reset();  // It reports to server_.
   if (server_ != nullptr) server_->Shutdown();
+  // After the drain (no call can wake it any more), before the store goes.
+  if (reconciler_ != nullptr) reconciler_->Stop();
   server_.reset();
   notifier_.Close();
 }

@@ -7,6 +7,8 @@
 //   GrpcCatalogFacts (--catalog_address), GrpcSchedulerFacts
 //   (--scheduler_address), or fakes injected by tests
 //   ChangeNotifier (WatchApiKeys' feed)
+//   Reconciler over the catalog, optimizer (--optimizer_address) and
+//   scheduler clients (or injected ones), woken by Deployments' writes
 //   -> Deployments -> DeploymentServiceImpl -> hangar::Server (reflection,
 //   health, metrics, graceful drain; the drain closes the notifier, which
 //   ends every watch stream with UNAVAILABLE) and a DatabaseProbe that turns
@@ -30,10 +32,13 @@
 #include "common/server/server.h"
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
+#include "services/deployment/clients.h"
+#include "services/deployment/deployment_events.h"
 #include "services/deployment/deployment_service.h"
 #include "services/deployment/deployments.h"
 #include "services/deployment/facts.h"
 #include "services/deployment/pg_deployment_store.h"
+#include "services/deployment/reconciler.h"
 
 namespace hangar::deployment {
 
@@ -69,8 +74,27 @@ class DeploymentServer {
     // host:port of the scheduler (hardware offerings). Required unless
     // `offering_facts` is injected.
     std::string scheduler_address;
-    // Deadline of one call to the catalog or the scheduler.
+    // host:port of the optimizer (the reconciler's conversion jobs).
+    // Required unless `optimizer_client` is injected.
+    std::string optimizer_address = "127.0.0.1:7103";
+    // Deadline of one call to the catalog, the optimizer or the scheduler.
     absl::Duration dependency_timeout = absl::Seconds(5);
+
+    // --- The reconciler (reconciler.h) ---
+    // Every live deployment is looked at this often.
+    absl::Duration resync_interval = absl::Seconds(10);
+    // A deployment on its way (fetching, optimizing, starting replicas,
+    // releasing them) is looked at this often.
+    absl::Duration active_interval = absl::Seconds(1);
+    // How long a deployment stays with this process without a pass before
+    // another process may take it over.
+    absl::Duration lease_duration = absl::Seconds(30);
+    // How long a released replica may finish its requests, in [0, 3600] s.
+    int drain_seconds = 10;
+    // Engine threads per replica, in [1, 256].
+    int threads_per_replica = 1;
+    // This process's name in leases; empty: "<hostname>-<pid>-<random>".
+    std::string reconciler_owner;
     // The gateway address shown to users (Deployment.endpoint). Required.
     std::string gateway_endpoint = "127.0.0.1:7100";
 
@@ -82,6 +106,11 @@ class DeploymentServer {
     // --- Injected for tests (not owned) ---
     ModelFactsSource* model_facts = nullptr;
     OfferingFactsSource* offering_facts = nullptr;
+    CatalogClient* catalog_client = nullptr;
+    OptimizerClient* optimizer_client = nullptr;
+    SchedulerClient* scheduler_client = nullptr;
+    // Optional: told of every committed state change (webhooks).
+    DeploymentEventSink* events = nullptr;
     Clock* clock = Clock::Real();
   };
 
@@ -110,6 +139,10 @@ class DeploymentServer {
   std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.
   std::unique_ptr<ModelFactsSource> owned_model_facts_;
   std::unique_ptr<OfferingFactsSource> owned_offering_facts_;
+  std::unique_ptr<CatalogClient> owned_catalog_client_;
+  std::unique_ptr<OptimizerClient> owned_optimizer_client_;
+  std::unique_ptr<SchedulerClient> owned_scheduler_client_;
+  std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<Deployments> deployments_;
   std::unique_ptr<DeploymentServiceImpl> service_;
   std::unique_ptr<Server> server_;

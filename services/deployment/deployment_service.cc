@@ -67,6 +67,16 @@ grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
   return ReplyWith(deployments_->Redeploy(*request), response);
 }
 
+grpc::Status DeploymentServiceImpl::UndeployDeployment(
+    grpc::ServerContext* context, const v1::UndeployDeploymentRequest* request,
+    v1::Deployment* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return ReplyWith(deployments_->Undeploy(*request), response);
+}
+
 grpc::Status DeploymentServiceImpl::DeleteDeployment(
     grpc::ServerContext* context, const v1::DeleteDeploymentRequest* request,
     v1::Deployment* response) {

@@ -51,6 +51,9 @@ class DeploymentServiceImpl final
   grpc::Status Redeploy(grpc::ServerContext* context,
                         const v1::RedeployRequest* request,
                         v1::Deployment* response) override;
+  grpc::Status UndeployDeployment(grpc::ServerContext* context,
+                                  const v1::UndeployDeploymentRequest* request,
+                                  v1::Deployment* response) override;
   grpc::Status DeleteDeployment(grpc::ServerContext* context,
                                 const v1::DeleteDeploymentRequest* request,
                                 v1::Deployment* response) override;

@@ -78,6 +78,13 @@ struct Mutation {
   absl::Time now;
   // False: nothing is written and the current row is returned.
   bool write = true;
+  // Existing revisions rewritten in the same transaction (the reconciler's
+  // progress: state, job, artifact, ready and retire times).
+  std::vector<v1::Revision> revision_updates;
+  // When set, the write happens only while this reconciler holds the
+  // deployment's lease (ABORTED otherwise): a reconciler whose lease
+  // expired and was taken over never overwrites the new holder's work.
+  std::string lease_owner;
 };
 
 // Decides the mutation from the current row (etag set), inside the
@@ -101,6 +108,27 @@ struct UsageQuery {
   // Inclusive "YYYY-MM-DD" bounds; empty: unbounded.
   std::string start_date;
   std::string end_date;
+};
+
+// One replica's cumulative replica-seconds as the scheduler reported them
+// (Replica.replica_seconds), with what the usage row is charged to.
+struct ReplicaSample {
+  std::string deployment;
+  int64_t revision = 0;
+  std::string hardware;
+  // The replica's identity: its name and create time (a replica name is
+  // reused when a set scales down and up again).
+  std::string replica;
+  int64_t replica_create_micros = 0;
+  double cumulative_seconds = 0;
+};
+
+// Replica time of one deployment on one offering on one UTC day.
+struct ReplicaUsageRow {
+  std::string date;  // "YYYY-MM-DD"
+  std::string deployment;
+  std::string hardware;
+  double replica_seconds = 0;
 };
 
 class DeploymentStore {
@@ -183,6 +211,36 @@ class DeploymentStore {
   // Every key not revoked: name, deployment, sha256.
   virtual absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>>
   ActiveApiKeys() = 0;
+
+  // --- The reconciler's ---
+
+  // Takes (or renews) the lease of deployment `name` (an id) for `owner`
+  // until `expiry`, when it is free, expired at `now`, or already
+  // `owner`'s. Returns whether `owner` holds it now. NOT_FOUND when absent.
+  virtual absl::StatusOr<bool> AcquireLease(const std::string& name,
+                                            const std::string& owner,
+                                            absl::Time now,
+                                            absl::Time expiry) = 0;
+  // Gives the lease up when `owner` holds it (no-op otherwise).
+  virtual absl::Status ReleaseLease(const std::string& name,
+                                    const std::string& owner) = 0;
+
+  // Appends replica time: for each sample, the seconds its cumulative value
+  // grew past the largest one recorded for that replica (first sample: all
+  // of it), on the UTC day of `now`. Append-only and idempotent: a sample
+  // seen again (after a restart, or from a second reconciler) adds nothing.
+  virtual absl::Status RecordReplicaUsage(
+      const std::vector<ReplicaSample>& samples, absl::Time now) = 0;
+
+  // Per (date, deployment, hardware) sums matching `query`, ordered by that
+  // triple, after `after` ("date|deployment|hardware"; empty: from the
+  // start), at most `limit`.
+  virtual absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsage(
+      const UsageQuery& query, const std::string& after, int limit) = 0;
+  // Per hardware sums over every row matching `query` (date and deployment
+  // empty).
+  virtual absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsageByHardware(
+      const UsageQuery& query) = 0;
 };
 
 }  // namespace hangar::deployment

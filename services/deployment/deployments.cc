@@ -1,5 +1,7 @@
 #include "services/deployment/deployments.h"
 
+#include <cmath>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -272,6 +274,7 @@ absl::StatusOr<v1::Deployment> Deployments::CreateDeployment(
 
   ASSIGN_OR_RETURN(v1::Deployment created, options_.store->Create(record));
   options_.notifier->Notify(created.name());
+  if (options_.on_change) options_.on_change(created.name());
   return created;
 }
 
@@ -594,7 +597,44 @@ absl::StatusOr<v1::Deployment> Deployments::Redeploy(
             return mutation;
           }));
   options_.notifier->Notify(updated.name());
+  if (options_.on_change) options_.on_change(updated.name());
   return updated;
+}
+
+absl::StatusOr<v1::Deployment> Deployments::Undeploy(
+    const v1::UndeployDeploymentRequest& request) {
+  if (request.name().empty()) return InvalidField("name", "required");
+  const absl::Time now = options_.clock->Now();
+  bool wrote = false;
+  ASSIGN_OR_RETURN(
+      v1::Deployment undeployed,
+      options_.store->Update(
+          request.name(), std::nullopt,
+          [&](const v1::Deployment& current) -> absl::StatusOr<Mutation> {
+            RETURN_IF_ERROR(CheckEtag(request.etag(), current.etag()));
+            if (!IsLive(current)) return NotLive(current);
+            Mutation mutation{.deployment = current, .now = now};
+            if (current.state() == v1::DEPLOYMENT_STATE_UNDEPLOYED) {
+              mutation.write = false;  // Undeploying twice: the same answer.
+              return mutation;
+            }
+            v1::Deployment& next = mutation.deployment;
+            next.set_state(v1::DEPLOYMENT_STATE_UNDEPLOYED);
+            next.set_state_reason("undeployed: releasing replicas");
+            next.set_serving_revision(0);
+            next.set_ready_replicas(0);
+            next.set_desired_replicas(0);
+            next.clear_progress();
+            next.mutable_hourly_cost()->set_micros(0);
+            *next.mutable_update_time() = ToProtoTimestamp(now);
+            wrote = true;
+            return mutation;
+          }));
+  if (wrote) {
+    options_.notifier->Notify(undeployed.name());
+    if (options_.on_change) options_.on_change(undeployed.name());
+  }
+  return undeployed;
 }
 
 absl::StatusOr<v1::Deployment> Deployments::Delete(
@@ -608,18 +648,32 @@ absl::StatusOr<v1::Deployment> Deployments::Delete(
           request.name(), std::nullopt,
           [&](const v1::Deployment& current) -> absl::StatusOr<Mutation> {
             Mutation mutation{.deployment = current, .now = now};
-            if (current.state() == v1::DEPLOYMENT_STATE_DELETED) {
+            if (current.state() == v1::DEPLOYMENT_STATE_DELETED ||
+                current.state() == v1::DEPLOYMENT_STATE_DELETING) {
               mutation.write = false;  // Deleting twice: the same answer.
               return mutation;
             }
             RETURN_IF_ERROR(CheckEtag(request.etag(), current.etag()));
+            const bool at_rest =
+                current.serving_revision() == 0 &&
+                (current.state() == v1::DEPLOYMENT_STATE_UNDEPLOYED ||
+                 current.state() == v1::DEPLOYMENT_STATE_FAILED);
+            if (!at_rest && !request.force()) {
+              return absl::FailedPreconditionError(absl::StrCat(
+                  "deployment \"", current.name(), "\" is ",
+                  v1::DeploymentState_Name(current.state()),
+                  current.serving_revision() > 0
+                      ? absl::StrCat(" and revision ",
+                                     current.serving_revision(), " serves")
+                      : std::string(),
+                  "; undeploy it first (UndeployDeployment) or delete with "
+                  "force"));
+            }
             v1::Deployment& next = mutation.deployment;
-            next.set_state(v1::DEPLOYMENT_STATE_DELETED);
-            next.set_state_reason("deleted; no replica was running");
-            next.set_desired_replicas(0);
-            next.set_ready_replicas(0);
+            next.set_state(v1::DEPLOYMENT_STATE_DELETING);
+            next.set_state_reason("deleting: releasing replicas");
             next.set_serving_revision(0);
-            next.mutable_hourly_cost()->set_micros(0);
+            next.clear_progress();
             *next.mutable_update_time() = ToProtoTimestamp(now);
             mutation.revoke_keys = true;
             revoked = true;
@@ -628,6 +682,7 @@ absl::StatusOr<v1::Deployment> Deployments::Delete(
   if (revoked) {
     options_.notifier->Notify(kApiKeysWatchKey);
     options_.notifier->Notify(deleted.name());
+    if (options_.on_change) options_.on_change(deleted.name());
   }
   return deleted;
 }
@@ -677,13 +732,34 @@ absl::StatusOr<v1::Endpoint> Deployments::GetEndpoint(const std::string& name) {
   endpoint.set_display_name(deployment.display_name());
   endpoint.set_address(options_.gateway_endpoint);
   endpoint.set_method(kGenerateMethod);
+  const std::string& address = options_.gateway_endpoint;
   const std::string body = absl::StrCat(
       "{\"deployment\": \"", deployment.name(), "\", \"prompt\": \"Hello\"}");
-  endpoint.set_example(absl::StrCat(
-      "hangarctl call --api_key=<YOUR_API_KEY> ", options_.gateway_endpoint,
-      " ", kGenerateMethod, " '", body, "'\n",
-      "grpcurl -H 'authorization: ", "Bearer <YOUR_API_KEY>' -d '", body, "' ",
-      options_.gateway_endpoint, " ", kGenerateMethod, "\n"));
+  const std::string hangarctl =
+      absl::StrCat("hangarctl call --api_key=<YOUR_API_KEY> ", address, " ",
+                   kGenerateMethod, " '", body, "'");
+  const std::string grpcurl = absl::StrCat(
+      "grpcurl -plaintext -H 'authorization: Bearer <YOUR_API_KEY>' -d '", body,
+      "' ", address, " ", kGenerateMethod);
+  const std::string python = absl::StrCat(
+      "import grpc\n"
+      "from hangar.v1 import inference_pb2, inference_pb2_grpc\n"
+      "\n"
+      "channel = grpc.insecure_channel(\"",
+      address,
+      "\")\n"
+      "stub = inference_pb2_grpc.InferenceServiceStub(channel)\n"
+      "request = inference_pb2.GenerateRequest(deployment=\"",
+      deployment.name(),
+      "\", prompt=\"Hello\")\n"
+      "response = stub.Generate(\n"
+      "    request, metadata=[(\"authorization\", \"Bearer "
+      "<YOUR_API_KEY>\")])\n"
+      "print(response.text)\n");
+  endpoint.set_example(absl::StrCat(hangarctl, "\n", grpcurl, "\n"));
+  endpoint.set_hangarctl_example(hangarctl);
+  endpoint.set_grpcurl_example(grpcurl);
+  endpoint.set_python_example(python);
   endpoint.set_ready(deployment.serving_revision() > 0);
   endpoint.set_serving_revision(deployment.serving_revision());
   endpoint.set_ready_replicas(deployment.ready_replicas());
@@ -777,8 +853,15 @@ absl::StatusOr<v1::GetUsageResponse> Deployments::GetUsage(
     const v1::GetUsageRequest& request) {
   ASSIGN_OR_RETURN(int limit, ResolvePageSize(request.page_size()));
   const std::string filters = FilterFingerprint(request);
-  ASSIGN_OR_RETURN(std::string after,
+  ASSIGN_OR_RETURN(std::string cursor,
                    DecodePageToken(request.page_token(), filters));
+  // The cursor holds both row kinds' positions: "<tokens>\n<replicas>".
+  std::string after = cursor;
+  std::string replica_after;
+  if (size_t split = cursor.find('\n'); split != std::string::npos) {
+    after = cursor.substr(0, split);
+    replica_after = cursor.substr(split + 1);
+  }
   RETURN_IF_ERROR(CheckDate("range.start_date", request.range().start_date()));
   RETURN_IF_ERROR(CheckDate("range.end_date", request.range().end_date()));
   UsageQuery query{.start_date = request.range().start_date(),
@@ -791,6 +874,22 @@ absl::StatusOr<v1::GetUsageResponse> Deployments::GetUsage(
   ASSIGN_OR_RETURN(std::vector<TokenUsageRow> rows,
                    options_.store->TokenUsage(query, after, limit + 1));
   ASSIGN_OR_RETURN(TokenUsageRow total, options_.store->TokenUsageTotal(query));
+  ASSIGN_OR_RETURN(
+      std::vector<ReplicaUsageRow> replica_rows,
+      options_.store->ReplicaUsage(query, replica_after, limit + 1));
+  ASSIGN_OR_RETURN(std::vector<ReplicaUsageRow> by_hardware,
+                   options_.store->ReplicaUsageByHardware(query));
+  // The scheduler's current hourly price of every offering billed here.
+  std::map<std::string, int64_t> hourly;
+  for (const ReplicaUsageRow& row : by_hardware) {
+    ASSIGN_OR_RETURN(OfferingFacts offering,
+                     options_.offerings->GetOfferingFacts(row.hardware));
+    hourly[row.hardware] = offering.found ? offering.hourly_price_micros : 0;
+  }
+  auto replica_cost = [&](const ReplicaUsageRow& row) {
+    return static_cast<int64_t>(
+        std::llround(row.replica_seconds / 3600.0 * hourly[row.hardware]));
+  };
 
   const std::string& currency = options_.currency_code;
   const int64_t prompt_price = options_.prompt_price_per_1k_micros;
@@ -810,18 +909,51 @@ absl::StatusOr<v1::GetUsageResponse> Deployments::GetUsage(
         currency, TokenCost(row.prompt_tokens, prompt_price) +
                       TokenCost(row.completion_tokens, completion_price));
   }
-  if (more && !rows.empty()) {
-    const TokenUsageRow& last = rows.back();
+  const bool more_replicas = static_cast<int>(replica_rows.size()) > limit;
+  if (more_replicas) replica_rows.resize(limit);
+  for (const ReplicaUsageRow& row : replica_rows) {
+    v1::ReplicaUsage* out = response.add_replica_usage();
+    out->set_date(row.date);
+    out->set_deployment(row.deployment);
+    out->set_hardware(row.hardware);
+    out->set_replica_seconds(row.replica_seconds);
+    *out->mutable_cost() = MakeMoney(currency, replica_cost(row));
+  }
+  if (more || more_replicas) {
+    // A kind without more rows keeps its last position (its next page is
+    // empty); the other moves on.
+    std::string token_position = after;
+    if (!rows.empty()) {
+      const TokenUsageRow& last = rows.back();
+      token_position =
+          absl::StrCat(last.date, "|", last.deployment, "|", last.api_key);
+    }
+    std::string replica_position = replica_after;
+    if (!replica_rows.empty()) {
+      const ReplicaUsageRow& last = replica_rows.back();
+      replica_position =
+          absl::StrCat(last.date, "|", last.deployment, "|", last.hardware);
+    }
+    if (!more) token_position = "9999-12-31~";  // Past every row.
+    if (!more_replicas) replica_position = "9999-12-31~";
     response.set_next_page_token(EncodePageToken(
-        absl::StrCat(last.date, "|", last.deployment, "|", last.api_key),
-        filters));
+        absl::StrCat(token_position, "\n", replica_position), filters));
   }
   const int64_t token_cost =
       TokenCost(total.prompt_tokens, prompt_price) +
       TokenCost(total.completion_tokens, completion_price);
-  *response.mutable_replica_cost() = MakeMoney(currency, 0);
+  int64_t replica_total = 0;
+  for (const ReplicaUsageRow& row : by_hardware) {
+    replica_total += replica_cost(row);
+  }
+  for (const auto& [hardware, price] : hourly) {
+    (*response.mutable_prices()->mutable_hourly())[hardware] =
+        MakeMoney(currency, price);
+  }
+  *response.mutable_replica_cost() = MakeMoney(currency, replica_total);
   *response.mutable_token_cost() = MakeMoney(currency, token_cost);
-  *response.mutable_total_cost() = MakeMoney(currency, token_cost);
+  *response.mutable_total_cost() =
+      MakeMoney(currency, token_cost + replica_total);
   *response.mutable_prices()->mutable_prompt_per_1k_tokens() =
       MakeMoney(currency, prompt_price);
   *response.mutable_prices()->mutable_completion_per_1k_tokens() =

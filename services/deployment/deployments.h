@@ -23,15 +23,22 @@
 //    author and the revision it was rolled back from. The etag is required;
 //    the request id makes it idempotent (a retry returns the deployment even
 //    though its etag has moved on).
-//  - DeleteDeployment: nothing runs yet, so the deployment goes straight to
-//    DELETED in one transaction that revokes its keys; revisions, keys and
-//    (later) usage stay. Deleting a DELETED deployment returns it (OK).
+//  - UndeployDeployment: UNDEPLOYED at once (no revision serves; the
+//    reconciler releases every replica set and cancels jobs); config,
+//    history, keys and usage stay, and Redeploy serves it again.
+//  - DeleteDeployment: of a deployment that does not serve and is not on
+//    its way (UNDEPLOYED, or FAILED with nothing serving), or of any with
+//    `force`: DELETING at once, in the transaction that revokes its keys;
+//    the reconciler releases what runs and makes it DELETED. Revisions,
+//    keys and usage stay. Deleting a DELETING or DELETED deployment returns
+//    it (OK).
 //  - ListRevisions (newest first, pages) and GetEndpoint (how to call it).
 //  - RecordUsage: the gateway's token reports, appended once per report id
 //    (a retried batch is counted once). GetUsage: token rows per day, key
 //    and deployment with their cost at the configured per-1k prices, and
-//    totals over the whole range. Replica time (from the scheduler's
-//    WatchReplicaSets) is not recorded yet, so replica rows are empty.
+//    totals over the whole range; replica rows (recorded by the reconciler)
+//    per day, deployment and offering, priced at the offering's hourly
+//    price from the scheduler.
 //  - API keys: CreateApiKey (the plaintext is returned once; a retry with
 //    the same request id returns the key without it), ListApiKeys,
 //    RevokeApiKey, and ActiveApiKeys for the gateway's watch. Every key
@@ -41,6 +48,7 @@
 #ifndef HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENTS_H_
 #define HANGAR_SERVICES_DEPLOYMENT_DEPLOYMENTS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +108,11 @@ class Deployments {
     int64_t completion_price_per_1k_micros = 0;
     std::string currency_code = "USD";
 
+    // Optional: called with the deployment's id after every write that
+    // changes what should run (create, redeploy, undeploy, delete), so the
+    // reconciler looks at it at once.
+    std::function<void(const std::string&)> on_change;
+
     // --- Injected (not owned; must outlive this) ---
     DeploymentStore* store = nullptr;
     ModelFactsSource* models = nullptr;
@@ -125,6 +138,8 @@ class Deployments {
   absl::StatusOr<v1::Deployment> Update(
       const v1::UpdateDeploymentRequest& request);
   absl::StatusOr<v1::Deployment> Redeploy(const v1::RedeployRequest& request);
+  absl::StatusOr<v1::Deployment> Undeploy(
+      const v1::UndeployDeploymentRequest& request);
   absl::StatusOr<v1::Deployment> Delete(
       const v1::DeleteDeploymentRequest& request);
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(

@@ -4,7 +4,8 @@
 // drains. Any start-up error prints one line and exits non-zero.
 //
 //   hangar-deployment --db=postgresql://hangar@127.0.0.1/hangar \
-//       --catalog_address=127.0.0.1:7101 --scheduler_address=127.0.0.1:7103 \
+//       --catalog_address=127.0.0.1:7101 --scheduler_address=127.0.0.1:7104 \
+//       --optimizer_address=127.0.0.1:7103 \
 //       --gateway_endpoint=inference.example.com:443
 #include <iostream>
 #include <string>
@@ -21,6 +22,18 @@ ABSL_FLAG(std::string, catalog_address, "",
           "Catalog service host:port, asked about models (required)");
 ABSL_FLAG(std::string, scheduler_address, "",
           "Scheduler service host:port, asked about hardware (required)");
+ABSL_FLAG(std::string, optimizer_address, "127.0.0.1:7103",
+          "Optimizer service host:port (the reconciler's conversion jobs)");
+ABSL_FLAG(absl::Duration, resync_interval, absl::Seconds(10),
+          "The reconciler looks at every live deployment this often");
+ABSL_FLAG(absl::Duration, active_interval, absl::Seconds(1),
+          "The reconciler looks at a deployment on its way this often");
+ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
+          "A deployment moves to another deployment process when this one "
+          "has not renewed its lease for this long");
+ABSL_FLAG(int, drain_seconds, 10,
+          "Seconds a released replica may finish its requests, in [0, 3600]");
+ABSL_FLAG(int, threads_per_replica, 1, "Engine threads per replica");
 ABSL_FLAG(std::string, gateway_endpoint, "127.0.0.1:7100",
           "The inference gateway address shown to users");
 ABSL_FLAG(double, prompt_price_per_1k, 0.0,
@@ -38,6 +51,12 @@ int main(int argc, char** argv) {
       .db_connect_timeout = absl::GetFlag(FLAGS_db_connect_timeout),
       .catalog_address = absl::GetFlag(FLAGS_catalog_address),
       .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
+      .optimizer_address = absl::GetFlag(FLAGS_optimizer_address),
+      .resync_interval = absl::GetFlag(FLAGS_resync_interval),
+      .active_interval = absl::GetFlag(FLAGS_active_interval),
+      .lease_duration = absl::GetFlag(FLAGS_lease_duration),
+      .drain_seconds = absl::GetFlag(FLAGS_drain_seconds),
+      .threads_per_replica = absl::GetFlag(FLAGS_threads_per_replica),
       .gateway_endpoint = absl::GetFlag(FLAGS_gateway_endpoint),
       .prompt_price_per_1k = absl::GetFlag(FLAGS_prompt_price_per_1k),
       .completion_price_per_1k = absl::GetFlag(FLAGS_completion_price_per_1k),

@@ -262,6 +262,24 @@ absl::StatusOr<v1::Deployment> PgDeploymentStore::Update(
         absl::StatusOr<Mutation> mutation = mutate(*current);
         if (!mutation.ok()) return mutation.status();
         if (!mutation->write) return *current;
+        if (!mutation->lease_owner.empty()) {
+          pqxx::result held = tx.exec_params(
+              "SELECT 1 FROM deployment.deployments WHERE name = $1 "
+              "AND lease_owner = $2",
+              current->name(), mutation->lease_owner);
+          if (held.empty()) {
+            return absl::AbortedError(
+                absl::StrCat("deployment \"", current->name(),
+                             "\": the lease of ", mutation->lease_owner,
+                             " was lost; another reconciler drives it"));
+          }
+        }
+        for (const v1::Revision& revision : mutation->revision_updates) {
+          tx.exec_params(
+              "UPDATE deployment.revisions SET body = $3::jsonb "
+              "WHERE deployment = $1 AND number = $2",
+              current->name(), revision.number(), ToJson(revision));
+        }
         v1::Deployment next = std::move(mutation->deployment);
         next.set_name(current->name());
         next.clear_etag();
@@ -540,6 +558,117 @@ PgDeploymentStore::ActiveApiKeys() {
           entries.push_back(std::move(entry));
         }
         return entries;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<bool> PgDeploymentStore::AcquireLease(const std::string& name,
+                                                     const std::string& owner,
+                                                     absl::Time now,
+                                                     absl::Time expiry) {
+  return pool_->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    // One statement: of two reconcilers racing for a free lease, the row
+    // lock makes the second re-check the condition and find it taken.
+    pqxx::result taken = tx.exec_params(
+        "UPDATE deployment.deployments SET lease_owner = $2, "
+        "lease_expiry_micros = $4 WHERE name = $1 AND (lease_owner IS NULL "
+        "OR lease_owner = $2 OR lease_expiry_micros < $3) RETURNING 1",
+        name, owner, Micros(now), Micros(expiry));
+    if (!taken.empty()) return true;
+    pqxx::result exists = tx.exec_params(
+        "SELECT 1 FROM deployment.deployments WHERE name = $1", name);
+    if (exists.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("deployment \"", name, "\" not found"));
+    }
+    return false;
+  });
+}
+
+absl::Status PgDeploymentStore::ReleaseLease(const std::string& name,
+                                             const std::string& owner) {
+  return pool_
+      ->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        tx.exec_params(
+            "UPDATE deployment.deployments SET lease_owner = NULL, "
+            "lease_expiry_micros = NULL WHERE name = $1 AND lease_owner = $2",
+            name, owner);
+        return true;
+      })
+      .status();
+}
+
+absl::Status PgDeploymentStore::RecordReplicaUsage(
+    const std::vector<ReplicaSample>& samples, absl::Time now) {
+  if (samples.empty()) return absl::OkStatus();
+  const std::string day =
+      absl::FormatTime("%Y-%m-%d", now, absl::UTCTimeZone());
+  return pool_
+      ->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        for (const ReplicaSample& sample : samples) {
+          const std::string replica =
+              absl::StrCat(sample.replica, "@", sample.replica_create_micros);
+          // Serializes writers of one replica (leases already do; this
+          // keeps the arithmetic right even if two ever overlapped).
+          tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", replica);
+          tx.exec_params(
+              "INSERT INTO deployment.replica_usage (replica, "
+              "cumulative_seconds, deployment, revision, hardware, day, "
+              "seconds, create_micros) SELECT $1, $2, $3, $4, $5, $6::date, "
+              "$2 - prev, $7 FROM (SELECT COALESCE(max(cumulative_seconds), 0) "
+              "AS prev FROM deployment.replica_usage WHERE replica = $1) p "
+              "WHERE $2 > prev ON CONFLICT DO NOTHING",
+              replica, sample.cumulative_seconds, sample.deployment,
+              sample.revision, sample.hardware, day, Micros(now));
+        }
+        return true;
+      })
+      .status();
+}
+
+absl::StatusOr<std::vector<ReplicaUsageRow>> PgDeploymentStore::ReplicaUsage(
+    const UsageQuery& query, const std::string& after, int limit) {
+  using Result = std::vector<ReplicaUsageRow>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat(
+                "SELECT to_char(day, 'YYYY-MM-DD') AS date, deployment, "
+                "hardware, sum(seconds) FROM deployment.replica_usage",
+                kUsageWhere,
+                " AND ($4 = '' OR (to_char(day, 'YYYY-MM-DD') || '|' || "
+                "deployment || '|' || hardware) > $4)"
+                " GROUP BY day, deployment, hardware"
+                " ORDER BY day, deployment, hardware LIMIT $5"),
+            query.deployment, query.start_date, query.end_date, after, limit);
+        Result result;
+        for (const pqxx::row& row : rows) {
+          result.push_back({.date = row[0].as<std::string>(),
+                            .deployment = row[1].as<std::string>(),
+                            .hardware = row[2].as<std::string>(),
+                            .replica_seconds = row[3].as<double>()});
+        }
+        return result;
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::vector<ReplicaUsageRow>>
+PgDeploymentStore::ReplicaUsageByHardware(const UsageQuery& query) {
+  using Result = std::vector<ReplicaUsageRow>;
+  return pool_->Transact<Result>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Result> {
+        pqxx::result rows = tx.exec_params(
+            absl::StrCat("SELECT hardware, sum(seconds) FROM "
+                         "deployment.replica_usage",
+                         kUsageWhere, " GROUP BY hardware ORDER BY hardware"),
+            query.deployment, query.start_date, query.end_date);
+        Result result;
+        for (const pqxx::row& row : rows) {
+          result.push_back({.hardware = row[0].as<std::string>(),
+                            .replica_seconds = row[1].as<double>()});
+        }
+        return result;
       },
       {.read_only = true});
 }

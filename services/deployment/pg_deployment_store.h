@@ -53,6 +53,17 @@ class PgDeploymentStore final : public DeploymentStore {
   absl::StatusOr<v1::ApiKey> RevokeApiKey(const std::string& name,
                                           absl::Time now) override;
   absl::StatusOr<std::vector<v1::ApiKeyEvent::Entry>> ActiveApiKeys() override;
+  absl::StatusOr<bool> AcquireLease(const std::string& name,
+                                    const std::string& owner, absl::Time now,
+                                    absl::Time expiry) override;
+  absl::Status ReleaseLease(const std::string& name,
+                            const std::string& owner) override;
+  absl::Status RecordReplicaUsage(const std::vector<ReplicaSample>& samples,
+                                  absl::Time now) override;
+  absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsage(
+      const UsageQuery& query, const std::string& after, int limit) override;
+  absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsageByHardware(
+      const UsageQuery& query) override;
 
  private:
   db::Pool* const pool_;

@@ -115,6 +115,15 @@ class InMemoryDeploymentStore final : public DeploymentStore {
     if (!mutation.ok()) return mutation.status();
     if (!mutation->write) return *current;
     Row& row = rows_[current->name()];
+    if (!mutation->lease_owner.empty() &&
+        row.lease_owner != mutation->lease_owner) {
+      return absl::AbortedError("lease lost");
+    }
+    for (const v1::Revision& revision : mutation->revision_updates) {
+      if (row.revisions.contains(revision.number())) {
+        row.revisions[revision.number()] = revision;
+      }
+    }
     v1::Deployment next = mutation->deployment;
     next.set_name(current->name());
     next.clear_etag();
@@ -300,12 +309,111 @@ class InMemoryDeploymentStore final : public DeploymentStore {
     return result;
   }
 
+  absl::StatusOr<bool> AcquireLease(const std::string& name,
+                                    const std::string& owner, absl::Time now,
+                                    absl::Time expiry) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return Down();
+    auto row = rows_.find(name);
+    if (row == rows_.end()) return absl::NotFoundError("deployment not found");
+    Row& r = row->second;
+    if (!r.lease_owner.empty() && r.lease_owner != owner &&
+        r.lease_expiry >= now) {
+      return false;
+    }
+    r.lease_owner = owner;
+    r.lease_expiry = expiry;
+    return true;
+  }
+
+  absl::Status ReleaseLease(const std::string& name,
+                            const std::string& owner) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return Down();
+    auto row = rows_.find(name);
+    if (row != rows_.end() && row->second.lease_owner == owner) {
+      row->second.lease_owner.clear();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RecordReplicaUsage(const std::vector<ReplicaSample>& samples,
+                                  absl::Time now) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return Down();
+    const std::string day =
+        absl::FormatTime("%Y-%m-%d", now, absl::UTCTimeZone());
+    for (const ReplicaSample& sample : samples) {
+      const std::string replica =
+          absl::StrCat(sample.replica, "@", sample.replica_create_micros);
+      double& recorded = replica_cumulative_[replica];
+      if (sample.cumulative_seconds <= recorded) continue;
+      ReplicaUsageRow& row =
+          replica_usage_[{day, sample.deployment, sample.hardware}];
+      row.date = day;
+      row.deployment = sample.deployment;
+      row.hardware = sample.hardware;
+      row.replica_seconds += sample.cumulative_seconds - recorded;
+      recorded = sample.cumulative_seconds;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsage(
+      const UsageQuery& query, const std::string& after, int limit) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return Down();
+    std::vector<ReplicaUsageRow> result;
+    for (const auto& [key, row] : replica_usage_) {
+      if (static_cast<int>(result.size()) >= limit) break;
+      if (!MatchesReplica(query, row)) continue;
+      if (!after.empty() && absl::StrCat(row.date, "|", row.deployment, "|",
+                                         row.hardware) <= after) {
+        continue;
+      }
+      result.push_back(row);
+    }
+    return result;
+  }
+
+  absl::StatusOr<std::vector<ReplicaUsageRow>> ReplicaUsageByHardware(
+      const UsageQuery& query) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return Down();
+    std::map<std::string, ReplicaUsageRow> by_hardware;
+    for (const auto& [key, row] : replica_usage_) {
+      if (!MatchesReplica(query, row)) continue;
+      ReplicaUsageRow& sum = by_hardware[row.hardware];
+      sum.hardware = row.hardware;
+      sum.replica_seconds += row.replica_seconds;
+    }
+    std::vector<ReplicaUsageRow> result;
+    for (auto& [hardware, row] : by_hardware) result.push_back(row);
+    return result;
+  }
+
+  // Who holds the lease of `name` ("" when none), for tests.
+  std::string LeaseOwner(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    auto row = rows_.find(name);
+    return row == rows_.end() ? "" : row->second.lease_owner;
+  }
+
  private:
   struct Row {
     v1::Deployment deployment;
     int64_t version = 1;
     std::map<int64_t, v1::Revision> revisions;
+    std::string lease_owner;
+    absl::Time lease_expiry = absl::InfinitePast();
   };
+
+  static bool MatchesReplica(const UsageQuery& query,
+                             const ReplicaUsageRow& row) {
+    return (query.deployment.empty() || row.deployment == query.deployment) &&
+           (query.start_date.empty() || row.date >= query.start_date) &&
+           (query.end_date.empty() || row.date <= query.end_date);
+  }
 
   static absl::Status Down() {
     return absl::UnavailableError("database (in memory): down");
@@ -359,6 +467,9 @@ class InMemoryDeploymentStore final : public DeploymentStore {
   std::set<std::string> usage_reports_ ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, std::string>, TokenUsageRow>
       usage_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, double> replica_cumulative_ ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, std::string>, ReplicaUsageRow>
+      replica_usage_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hangar::deployment::testing
