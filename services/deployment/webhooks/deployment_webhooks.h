@@ -1,0 +1,72 @@
+// DeploymentWebhooks: the deployment RPCs that carry webhook fields, as the
+// adapter calls them. It fronts the Deployments domain (which knows nothing
+// of webhooks) and Webhooks (targets, outbox):
+//
+//  - Create: a webhook_url is checked before anything is written
+//    (INVALID_ARGUMENT "webhook_url: ..."), the deployment is created (the
+//    request id makes it idempotent, the URL is part of the request), then
+//    the target is attached: the first call returns webhook_secret; a retry
+//    returns it empty (the target row exists, no second secret is minted).
+//    Should the target write fail after the deployment was made, the call
+//    fails and its retry attaches it.
+//  - Get / List: webhook_url filled from the targets (never the secret).
+//  - Update: mask path "webhook_url" sets the URL (new secret, returned
+//    once) or, when empty, removes the webhook. With no other path, the etag
+//    check, the DELETED check, the etag move and the target write are one
+//    transaction; with other paths, Deployments::Update runs first (its
+//    checks), then the target is written.
+//  - ListDeliveries: the deployment (id or display name) resolved, then
+//    Webhooks::ListDeliveries.
+//
+// No gRPC types; statuses are absl.
+#ifndef HANGAR_SERVICES_DEPLOYMENT_WEBHOOKS_DEPLOYMENT_WEBHOOKS_H_
+#define HANGAR_SERVICES_DEPLOYMENT_WEBHOOKS_DEPLOYMENT_WEBHOOKS_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "common/watch/change_notifier.h"
+#include "hangar/v1/deployment.pb.h"
+#include "services/deployment/deployments.h"
+#include "services/deployment/webhooks/webhooks.h"
+
+namespace hangar::deployment::webhooks {
+
+// The update_mask path of the webhook URL.
+inline constexpr char kWebhookUrlPath[] = "webhook_url";
+
+class DeploymentWebhooks {
+ public:
+  struct Options {
+    // --- Injected (not owned; must outlive this); all required ---
+    Deployments* deployments = nullptr;
+    Webhooks* webhooks = nullptr;
+    // Told about a deployment whose etag a webhook-only update moved.
+    ChangeNotifier* notifier = nullptr;
+  };
+
+  static absl::StatusOr<std::unique_ptr<DeploymentWebhooks>> Create(
+      Options options);
+
+  absl::StatusOr<v1::Deployment> CreateDeployment(
+      const v1::CreateDeploymentRequest& request);
+  absl::StatusOr<v1::Deployment> Get(const std::string& name);
+  absl::StatusOr<v1::ListDeploymentsResponse> List(
+      const v1::ListDeploymentsRequest& request);
+  absl::StatusOr<v1::Deployment> Update(
+      const v1::UpdateDeploymentRequest& request);
+  absl::StatusOr<v1::ListWebhookDeliveriesResponse> ListDeliveries(
+      const v1::ListWebhookDeliveriesRequest& request);
+
+ private:
+  explicit DeploymentWebhooks(Options options) : options_(options) {}
+
+  // Sets `deployment.webhook_url` from the targets.
+  absl::Status FillUrl(v1::Deployment& deployment);
+
+  const Options options_;
+};
+
+}  // namespace hangar::deployment::webhooks
+
+#endif  // HANGAR_SERVICES_DEPLOYMENT_WEBHOOKS_DEPLOYMENT_WEBHOOKS_H_
