@@ -5,9 +5,9 @@ The end-to-end check behind deploy/grafana/dashboards/hangar.json: it starts
 what scripts/run-suite.sh starts (a private PostgreSQL 15 cluster and the
 five services, on free loopback ports, in a temp dir), a real Prometheus
 (Debian's `prometheus` binary) scraping their metrics ports every second,
-sends traffic through the suite (a deployment, an API key, a replica set the
-scheduler starts a runner for, inference calls through the gateway, one
-refused call), waits until Prometheus has scraped the results, then runs
+sends traffic through the suite (a deployment, which the deployment
+service's reconciler turns into a replica set and the scheduler into a
+runner, an API key, inference calls through the gateway, refused calls), waits until Prometheus has scraped the results, then runs
 every `expr` of every dashboard panel through /api/v1/query and fails, naming
 the panel and the expression, for each one that returns no series. A renamed
 or removed metric breaks this test instead of a dashboard.
@@ -164,7 +164,6 @@ class Suite:
         self.binary("tools/make-tiny-model/make-tiny-model"), "--out",
         os.path.join(local_models, "tiny-random-llama")
     ], check=True, stdout=subprocess.DEVNULL)
-    self.model_dir = os.path.join(local_models, "tiny-random-llama")
     flags = {
         "catalog": [f"--model_store={models}",
                     f"--local_model_root={local_models}",
@@ -175,9 +174,12 @@ class Suite:
                 self.args.source_dir, "deploy/config/hardware.textproto")
         ],
         "optimizer": [f"--model_store={models}",
-                      f"--scheduler_address={addr('scheduler')}"],
+                      f"--scheduler_address={addr('scheduler')}",
+                      "--optimize_binary=" +
+                      self.binary("tools/hangar-optimize/hangar-optimize")],
         "deployment": [f"--catalog_address={addr('catalog')}",
                        f"--scheduler_address={addr('scheduler')}",
+                       f"--optimizer_address={addr('optimizer')}",
                        f"--gateway_endpoint={addr('gateway')}",
                        "--prompt_price_per_1k=0.5",
                        "--completion_price_per_1k=1.5"],
@@ -339,27 +341,9 @@ def generate_traffic(suite, ctl, addr, deadline):
                   "requestId": "observability-e2e-key"})["plaintext"]
   log(f"deployment {name} and its key created")
 
-  # Until the deployment service's reconciler applies revision 1's replica
-  # set, the test asks the scheduler for it itself, as the reconciler does.
-  # Applying is declarative: where a reconciler got there first, this call
-  # re-states the same set (model files, offering, bounds).
-  replica_set = {"deployment": name, "revision": 1, "displayName": name,
-                 "model": MODEL, "artifactPath": suite.model_dir,
-                 "hardware": OFFERING, "minReplicas": 1, "maxReplicas": 1,
-                 "inferenceBatchSize": 4, "contextLength": 256,
-                 "threadsPerReplica": 1, "serving": True}
-  try:
-    ctl.call(addr("scheduler"), "hangar.v1.SchedulerService/ApplyReplicaSet",
-             {"spec": replica_set})
-  except Failure as refused:
-    # A reconciler's own set for revision 1 (other values) is as good.
-    try:
-      ctl.call(addr("scheduler"), "hangar.v1.SchedulerService/GetReplicaSet",
-               {"deployment": name, "revision": 1})
-    except Failure:
-      raise refused
-    log("revision 1's replica set was already applied by the reconciler")
-
+  # The deployment service's reconciler takes it from here: no optimization,
+  # so it applies revision 1's replica set on the scheduler, whose runner the
+  # gateway routes to once READY.
   # The gateway answers once it has the route (a READY runner) and the key.
   def generate(prompt):
     return ctl.call(addr("gateway"), "hangar.v1.InferenceService/Generate",
