@@ -33,10 +33,14 @@
 // the current status at any time. Statuses are values (copies).
 //
 // Recovery is level-triggered: after a scheduler restart, Adopt() receives
-// the replicas the scheduler had recorded (spec, pid, address). An executor
-// re-adopts a recorded replica whose process is still the one it started
-// and whose Info names that replica; it starts a fresh one for every other
-// record. It never runs two processes for one replica name.
+// the replicas and the running jobs the scheduler had recorded (spec, pid and
+// the process's start time). An executor re-adopts a recorded replica whose
+// process is still the one it started and whose Info names that replica; it
+// starts a fresh one for every other record. A recorded job whose process
+// still runs is followed again until it ends; one that ended meanwhile is
+// reported with the exit status it left behind (or FAILED, status unknown).
+// Processes of the executor that no record claims are killed. It never runs
+// two processes for one replica or job name.
 //
 // Thread-safety: every method may be called from any thread. Observer
 // callbacks run on an executor thread, one at a time; they may call Get*/
@@ -108,7 +112,12 @@ struct ReplicaStatus {
   ReplicaState state = ReplicaState::kStarting;
   // The runner's process (0 while none runs) and its host:port once known.
   pid_t pid = 0;
+  // When that process started (/proc/<pid>/stat starttime, clock ticks since
+  // boot; 0 unknown): a pid and its start time name one process for good.
+  uint64_t start_ticks = 0;
   std::string address;
+  // Where its output goes (empty when the executor keeps none).
+  std::string log_path;
   // How many times it was started again after it died (or could not start).
   int restarts = 0;
   // Why it last failed, for people ("exited with code 1; restarting in 2s").
@@ -141,6 +150,9 @@ struct JobStatus {
   JobSpec spec;
   JobState state = JobState::kRunning;
   pid_t pid = 0;
+  // As in ReplicaStatus.
+  uint64_t start_ticks = 0;
+  std::string log_path;
   // Once ended: the exit code, or 128 + the signal that killed it.
   std::optional<int> exit_code;
   // The last output (at most 8 KiB); from GetJob() while it runs, its
@@ -156,8 +168,17 @@ struct JobStatus {
 struct RecordedReplica {
   ReplicaSpec spec;
   pid_t pid = 0;
+  uint64_t start_ticks = 0;
   std::string address;
   int restarts = 0;
+};
+
+// A job the scheduler recorded as RUNNING before a restart.
+struct RecordedJob {
+  JobSpec spec;
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;
+  std::optional<absl::Time> start_time;
 };
 
 // Receives every status change, in order.
@@ -186,10 +207,13 @@ class Executor {
   // while it is not STOPPED.
   virtual absl::Status ForgetReplica(absl::string_view name) = 0;
 
-  // Re-adopts or restarts each recorded replica (see above). Returns at once;
-  // the outcome arrives through the observer. ALREADY_EXISTS (and adopts
-  // nothing) when one names a replica the executor already runs.
-  virtual absl::Status Adopt(const std::vector<RecordedReplica>& recorded) = 0;
+  // Re-adopts or restarts each recorded replica and follows (or reports the
+  // end of) each recorded job (see above); called once, before anything is
+  // started. Returns at once; the outcome arrives through the observer.
+  // ALREADY_EXISTS (and adopts nothing) when one names a replica or job the
+  // executor already runs.
+  virtual absl::Status Adopt(const std::vector<RecordedReplica>& replicas,
+                             const std::vector<RecordedJob>& jobs) = 0;
 
   virtual absl::StatusOr<ReplicaStatus> GetReplica(absl::string_view name) = 0;
   virtual std::vector<ReplicaStatus> ListReplicas() = 0;

@@ -1,5 +1,7 @@
 #include "services/scheduler/local_executor.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -8,6 +10,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -113,11 +118,9 @@ std::vector<std::string> ProcessArgs(pid_t pid) {
   return absl::StrSplit(text, '\0', absl::SkipEmpty());
 }
 
-// Whether `pid` is a runner started for `spec` (its command line names the
-// replica and deployment).
-bool IsRunnerOf(pid_t pid, const ReplicaSpec& spec) {
-  if (pid <= 0) return false;
-  std::vector<std::string> args = ProcessArgs(pid);
+// Whether `args` are those of a runner started for `spec` (they name the
+// replica, deployment and revision).
+bool IsRunnerOf(const std::vector<std::string>& args, const ReplicaSpec& spec) {
   auto has = [&](const std::string& flag) {
     return std::find(args.begin(), args.end(), flag) != args.end();
   };
@@ -125,6 +128,67 @@ bool IsRunnerOf(pid_t pid, const ReplicaSpec& spec) {
          has("--deployment=" + spec.deployment) &&
          has(absl::StrCat("--revision=", spec.revision));
 }
+
+// When `pid` started (/proc/<pid>/stat field 22, clock ticks since boot);
+// nullopt when it is gone or a zombie (it no longer runs).
+std::optional<uint64_t> StartTicks(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) {
+    return std::nullopt;
+  }
+  // Fields from the third on: state, ppid, ... starttime is field 22.
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(absl::string_view(line).substr(close + 2), ' ');
+  if (fields.size() < 20 || fields[0] == "Z" || fields[0] == "X") {
+    return std::nullopt;
+  }
+  uint64_t ticks = 0;
+  if (!absl::SimpleAtoi(fields[19], &ticks)) return std::nullopt;
+  return ticks;
+}
+
+// The value of "<prefix>value" among `args` (up to a "--" when
+// `before_dashes`), or empty.
+std::string FlagValue(const std::vector<std::string>& args,
+                      absl::string_view prefix, bool before_dashes) {
+  for (const std::string& arg : args) {
+    if (before_dashes && arg == "--") break;
+    if (absl::StartsWith(arg, prefix)) return arg.substr(prefix.size());
+  }
+  return "";
+}
+
+// At most the last `max` bytes of a file; empty when it cannot be read.
+std::string ReadFileTail(const std::string& path, size_t max) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size <= 0) return "";
+  const std::streamoff start =
+      size > static_cast<std::streamoff>(max) ? size - max : 0;
+  in.seekg(start);
+  std::string text(static_cast<size_t>(size - start), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+// How a job ended, from the file hangar-exec-wrapper wrote.
+std::optional<ExitStatus> ReadExitFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string word;
+  int value = 0;
+  if (!(in >> word >> value)) return std::nullopt;
+  if (word == "exited") return ExitStatus{.exit_code = value, .signal = 0};
+  if (word == "killed") return ExitStatus{.exit_code = -1, .signal = value};
+  return std::nullopt;
+}
+
+constexpr char kLogHeader[] = "--- hangar-exec-wrapper: ";
 
 absl::Duration Backoff(absl::Duration initial, absl::Duration max,
                        int attempt) {
@@ -182,6 +246,34 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(
         absl::StrCat("runner_path: must be an executable file; was \"",
                      options.runner_path, "\""));
   }
+  if (options.wrapper_path.empty()) {
+    std::string dir = SelfDir();
+    std::string beside = dir + "/hangar-exec-wrapper";
+    options.wrapper_path = IsExecutableFile(beside)
+                               ? beside
+                               : dir + "/../scheduler/hangar-exec-wrapper";
+  }
+  if (!IsExecutableFile(options.wrapper_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("wrapper_path: must be an executable file; was \"",
+                     options.wrapper_path, "\""));
+  }
+  if (options.detach_children && options.run_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "detach_children: needs a run_dir that outlives this process; was "
+        "empty");
+  }
+  if (options.leave_children_on_destroy && !options.detach_children) {
+    return absl::InvalidArgumentError(
+        "leave_children_on_destroy: needs detach_children; was false");
+  }
+  if (options.log_max_bytes < 1024 || options.log_max_bytes > (1LL << 30)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log_max_bytes: must be in [1024, 1073741824]; was ",
+                     options.log_max_bytes));
+  }
+  RETURN_IF_ERROR(OutOfRange("log_check_interval", options.log_check_interval,
+                             absl::Milliseconds(10), absl::Hours(1)));
   if (options.binary_dirs.empty()) options.binary_dirs = {SelfDir()};
   RETURN_IF_ERROR(OutOfRange("start_timeout", options.start_timeout,
                              absl::Seconds(1), absl::Hours(1)));
@@ -225,18 +317,29 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(
     }
     options.run_dir = pattern;
     owns_run_dir = true;
-  } else {
+  }
+  {
     std::error_code error;
-    std::filesystem::create_directories(options.run_dir, error);
-    if (error) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("run_dir: cannot create \"", options.run_dir,
-                       "\": ", error.message()));
+    options.run_dir = std::filesystem::absolute(options.run_dir, error)
+                          .lexically_normal()
+                          .string();
+    while (options.run_dir.size() > 1 && options.run_dir.back() == '/') {
+      options.run_dir.pop_back();
+    }
+    for (const char* sub : {"/run", "/logs"}) {
+      std::filesystem::create_directories(options.run_dir + sub, error);
+      if (error) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("run_dir: cannot create \"", options.run_dir, sub,
+                         "\": ", error.message()));
+      }
     }
   }
 
   std::unique_ptr<LocalExecutor> executor(new LocalExecutor(options));
   executor->owns_run_dir_ = owns_run_dir;
+  executor->executor_id_ =
+      absl::StrCat(absl::Hex(absl::ToUnixMicros(absl::Now())), "-", getpid());
   ASSIGN_OR_RETURN(
       executor->monitor_,
       ProcessMonitor::Create(
@@ -253,6 +356,9 @@ absl::StatusOr<std::unique_ptr<LocalExecutor>> LocalExecutor::Create(
 LocalExecutor::LocalExecutor(Options options) : options_(std::move(options)) {}
 
 LocalExecutor::~LocalExecutor() {
+  if (!options_.leave_children_on_destroy && supervisor_.joinable()) {
+    StopChildren();
+  }
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -309,7 +415,9 @@ std::vector<std::string> LocalExecutor::RunnerArgv(
 absl::Status LocalExecutor::StartReplica(const ReplicaSpec& spec) {
   RETURN_IF_ERROR(ValidateReplicaSpec(spec));
   absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::FailedPreconditionError("executor is stopping");
+  if (stopping_ || shutting_down_) {
+    return absl::FailedPreconditionError("executor is stopping");
+  }
   auto it = replicas_.find(spec.name);
   if (it != replicas_.end()) {
     if (it->second.phase != Phase::kStopped) {
@@ -389,19 +497,146 @@ absl::Status LocalExecutor::ForgetReplica(absl::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status LocalExecutor::Adopt(
-    const std::vector<RecordedReplica>& recorded) {
+std::string LocalExecutor::LogPath(absl::string_view name) const {
+  return absl::StrCat(options_.run_dir, "/logs/", name, ".log");
+}
+
+std::string LocalExecutor::StartId(uint64_t generation) const {
+  return absl::StrCat(executor_id_, "-", generation);
+}
+
+std::vector<std::string> LocalExecutor::WrapperArgv(
+    const std::string& name, const std::string& exit_file,
+    const std::vector<std::string>& argv) const {
+  std::vector<std::string> wrapped = {options_.wrapper_path, "--name=" + name,
+                                      "--log_file=" + LogPath(name)};
+  if (!exit_file.empty()) wrapped.push_back("--exit_file=" + exit_file);
+  wrapped.push_back("--");
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  return wrapped;
+}
+
+std::string LocalExecutor::ReadLogTail(const std::string& name) const {
+  const size_t max = options_.log_tail_bytes;
+  if (max == 0) return "";
+  std::string text = ReadFileTail(LogPath(name), max + 1024);
+  // Only the last start's output: after the wrapper's last header line.
+  const size_t header = text.rfind(kLogHeader);
+  if (header != std::string::npos) {
+    const size_t line_end = text.find('\n', header);
+    text = line_end == std::string::npos ? "" : text.substr(line_end + 1);
+  }
+  if (text.size() > max) text = text.substr(text.size() - max);
+  return text;
+}
+
+void LocalExecutor::CapLogs(const std::vector<std::string>& names) const {
+  for (const std::string& name : names) {
+    const std::string path = LogPath(name);
+    struct stat info;
+    if (stat(path.c_str(), &info) != 0 ||
+        info.st_size <= options_.log_max_bytes) {
+      continue;
+    }
+    // Copy, then truncate: the child keeps its O_APPEND descriptor and goes
+    // on writing at the new end (a line written in between may be lost).
+    std::error_code error;
+    std::filesystem::copy_file(
+        path, path + ".1", std::filesystem::copy_options::overwrite_existing,
+        error);
+    if (truncate(path.c_str(), 0) != 0) {
+      std::cerr << "executor: cannot truncate " << path << ": "
+                << strerror(errno) << std::endl;
+    }
+  }
+}
+
+std::vector<LocalExecutor::Found> LocalExecutor::ScanProcesses() const {
+  std::vector<Found> found;
+  const std::string exit_prefix =
+      absl::StrCat("--exit_file=", options_.run_dir, "/run/");
+  const std::string port_prefix =
+      absl::StrCat("--port_file=", options_.run_dir, "/run/");
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return found;
+  const pid_t self = getpid();
+  while (dirent* entry = readdir(dir)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid) || pid <= 0 || pid == self) {
+      continue;
+    }
+    std::vector<std::string> args = ProcessArgs(pid);
+    if (args.empty()) continue;
+    Found item;
+    item.pid = pid;
+    std::string exit_file = FlagValue(args, exit_prefix, true);
+    if (!exit_file.empty()) {
+      item.job = true;
+      item.name = FlagValue(args, "--name=", true);
+      item.file = exit_prefix.substr(12) + exit_file;
+    } else {
+      std::string port_file = FlagValue(args, port_prefix, false);
+      if (port_file.empty()) continue;
+      item.name = FlagValue(args, "--replica=", false);
+      item.file = port_prefix.substr(12) + port_file;
+    }
+    std::optional<uint64_t> ticks = StartTicks(pid);
+    if (!ticks.has_value() || item.name.empty()) continue;  // ended
+    item.start_ticks = *ticks;
+    item.args = std::move(args);
+    found.push_back(std::move(item));
+  }
+  closedir(dir);
+  return found;
+}
+
+absl::Status LocalExecutor::Adopt(const std::vector<RecordedReplica>& recorded,
+                                  const std::vector<RecordedJob>& jobs) {
   for (const RecordedReplica& record : recorded) {
     RETURN_IF_ERROR(ValidateReplicaSpec(record.spec));
   }
+  for (const RecordedJob& record : jobs) {
+    if (!ValidName(record.spec.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("jobs: invalid name \"", record.spec.name, "\""));
+    }
+  }
+  std::vector<Found> found = ScanProcesses();
+  std::vector<bool> claimed(found.size(), false);
+  // The process found for a record: the recorded pid and start time when
+  // they match one, else the newest (the record may predate its start).
+  auto pick = [&](const std::string& name, bool job, pid_t pid, uint64_t ticks,
+                  const std::function<bool(const Found&)>& fits) -> int {
+    int best = -1;
+    for (size_t i = 0; i < found.size(); ++i) {
+      const Found& f = found[i];
+      if (claimed[i] || f.job != job || f.name != name || !fits(f)) continue;
+      if (f.pid == pid && (ticks == 0 || f.start_ticks == ticks)) {
+        return static_cast<int>(i);
+      }
+      if (best < 0 || f.start_ticks > found[best].start_ticks) {
+        best = static_cast<int>(i);
+      }
+    }
+    return best;
+  };
+
   absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::FailedPreconditionError("executor is stopping");
+  if (stopping_ || shutting_down_) {
+    return absl::FailedPreconditionError("executor is stopping");
+  }
   for (const RecordedReplica& record : recorded) {
     auto it = replicas_.find(record.spec.name);
     if (it != replicas_.end() && it->second.phase != Phase::kStopped) {
       return absl::AlreadyExistsError(
           absl::StrCat("replica ", record.spec.name, ": already ",
                        ReplicaStateName(it->second.status.state)));
+    }
+  }
+  for (const RecordedJob& record : jobs) {
+    if (jobs_.contains(record.spec.name)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("job ", record.spec.name, ": already exists"));
     }
   }
   const absl::Time now = options_.clock->Now();
@@ -411,26 +646,36 @@ absl::Status LocalExecutor::Adopt(
     replica.status.spec = record.spec;
     replica.status.state = ReplicaState::kStarting;
     replica.status.restarts = record.restarts;
-    // Only the process this replica's runner was started as is adopted:
-    // its command line must name the replica.
+    replica.status.log_path = LogPath(record.spec.name);
+    // Only a process started as this replica's runner is adopted: its
+    // command line names the replica and this run_dir.
+    const int index =
+        pick(record.spec.name, false, record.pid, record.start_ticks,
+             [&](const Found& f) { return IsRunnerOf(f.args, record.spec); });
     bool adopted = false;
-    if (IsRunnerOf(record.pid, record.spec)) {
+    if (index >= 0) {
+      const Found& f = found[index];
       replica.generation = ++last_generation_;
       absl::Status watched = monitor_->Watch(
-          record.pid, !options_.replicas_survive_executor,
+          f.pid, !options_.leave_children_on_destroy,
           [this, name = record.spec.name, generation = replica.generation](
-              pid_t, const ExitStatus& exit, std::string tail) {
-            OnReplicaExit(name, generation, exit, std::move(tail));
+              pid_t, const ExitStatus& exit, std::string) {
+            OnReplicaExit(name, generation, exit, "");
           });
       adopted = watched.ok();
+      if (adopted) {
+        claimed[index] = true;
+        replica.phase = Phase::kStarting;
+        replica.status.pid = f.pid;
+        replica.status.start_ticks = f.start_ticks;
+        replica.status.address =
+            f.pid == record.pid ? record.address : std::string();
+        replica.port_file = f.file;
+        replica.start_deadline = now + options_.start_timeout;
+        replica.next_probe = now;
+      }
     }
-    if (adopted) {
-      replica.phase = Phase::kStarting;
-      replica.status.pid = record.pid;
-      replica.status.address = record.address;
-      replica.start_deadline = now + options_.start_timeout;
-      replica.next_probe = now;
-    } else {
+    if (!adopted) {
       replica.phase = Phase::kSpawnDue;
       replica.status.restarts = record.restarts + 1;
       replica.status.last_error =
@@ -439,6 +684,91 @@ absl::Status LocalExecutor::Adopt(
                          : "no recorded runner; starting a new one";
     }
     NotifyLocked(replica);
+  }
+  for (const RecordedJob& record : jobs) {
+    Job& job = jobs_[record.spec.name];
+    job.spawning = false;
+    job.status.spec = record.spec;
+    job.status.start_time = record.start_time.value_or(now);
+    job.status.log_path = LogPath(record.spec.name);
+    job.deadline = *job.status.start_time + record.spec.timeout;
+    const int index =
+        pick(record.spec.name, true, record.pid, record.start_ticks,
+             [](const Found&) { return true; });
+    if (index >= 0) {
+      const Found& f = found[index];
+      absl::Status watched =
+          monitor_->Watch(f.pid, !options_.leave_children_on_destroy,
+                          [this, name = record.spec.name](
+                              pid_t, const ExitStatus& exit, std::string) {
+                            OnJobExit(name, exit);
+                          });
+      if (watched.ok()) {
+        claimed[index] = true;
+        job.status.state = JobState::kRunning;
+        job.status.pid = f.pid;
+        job.status.start_ticks = f.start_ticks;
+        job.exit_file = f.file;
+        NotifyLocked(job);
+        continue;
+      }
+    }
+    // It ended while no scheduler watched: what its wrapper left behind.
+    std::optional<ExitStatus> exit;
+    std::string exit_file;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(
+             options_.run_dir + "/run", error)) {
+      const std::string file = entry.path().filename().string();
+      if (absl::StartsWith(file, record.spec.name + ".") &&
+          absl::EndsWith(file, ".exit")) {
+        if (auto read = ReadExitFile(entry.path().string())) {
+          exit = read;
+          exit_file = entry.path().string();
+        }
+      }
+    }
+    job.status.end_time = now;
+    job.status.log_tail = ReadLogTail(record.spec.name);
+    if (exit.has_value()) {
+      job.status.exit_code = exit->code();
+      job.status.state =
+          exit->success() ? JobState::kSucceeded : JobState::kFailed;
+      if (!exit->success()) {
+        job.status.failure_reason =
+            absl::StrCat(exit->ToString(), " (while the scheduler was down)");
+      }
+      unlink(exit_file.c_str());
+    } else {
+      job.status.state = JobState::kFailed;
+      job.status.failure_reason = absl::StrCat(
+          "its process",
+          record.pid > 0 ? absl::StrCat(" (pid ", record.pid, ")") : "",
+          " ended while the scheduler was down; exit status unknown");
+    }
+    NotifyLocked(job);
+  }
+  // Orphans: processes of this run_dir that no record wants.
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (claimed[i]) continue;
+    std::cerr << "executor: killing orphan "
+              << (found[i].job ? "job " : "runner ") << found[i].name
+              << " (pid " << found[i].pid << "): no record claims it"
+              << std::endl;
+    kill(-found[i].pid, SIGKILL);
+    kill(found[i].pid, SIGKILL);
+  }
+  // Files of processes that are gone.
+  std::set<std::string> live;
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (claimed[i]) live.insert(found[i].file);
+  }
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options_.run_dir + "/run", error)) {
+    if (!live.contains(entry.path().string())) {
+      std::filesystem::remove(entry.path(), error);
+    }
   }
   wake_ = true;
   return absl::OkStatus();
@@ -456,10 +786,7 @@ absl::StatusOr<ReplicaStatus> LocalExecutor::GetReplica(
     status = it->second.status;
   }
   // A running process's output so far.
-  if (status.pid > 0) {
-    std::string tail = monitor_->LogTail(status.pid);
-    if (!tail.empty()) status.log_tail = std::move(tail);
-  }
+  if (status.pid > 0) status.log_tail = ReadLogTail(status.spec.name);
   return status;
 }
 
@@ -510,8 +837,9 @@ void LocalExecutor::OnReplicaExit(const std::string& name, uint64_t generation,
     unlink(replica.port_file.c_str());
   }
   if (exit.known) replica.status.last_exit_code = exit.code();
-  // An adopted runner's output went elsewhere; keep what is known.
-  if (!log_tail.empty() || exit.known) replica.status.log_tail = log_tail;
+  (void)log_tail;  // the output went to the log file
+  replica.status.log_tail = ReadLogTail(name);
+  replica.status.start_ticks = 0;
   if (replica.stop_requested) {
     replica.phase = Phase::kStopped;
     replica.status.state = ReplicaState::kStopped;
@@ -544,23 +872,31 @@ absl::Time LocalExecutor::PlanLocked(absl::Time now,
         ++replica.status.restarts;
         [[fallthrough]];
       case Phase::kSpawnDue: {
+        if (shutting_down_) {
+          replica.phase = Phase::kStopped;
+          replica.status.state = ReplicaState::kStopped;
+          NotifyLocked(replica);
+          break;
+        }
         replica.generation = ++last_generation_;
         replica.phase = Phase::kSpawning;
         replica.status.state = ReplicaState::kStarting;
         replica.status.next_restart_time.reset();
         replica.status.address.clear();
-        replica.port_file = absl::StrCat(options_.run_dir, "/", name, ".",
-                                         replica.generation, ".port");
+        replica.port_file = absl::StrCat(options_.run_dir, "/run/", name, ".",
+                                         StartId(replica.generation), ".port");
+        replica.status.log_path = LogPath(name);
         unlink(replica.port_file.c_str());
         std::vector<std::string> env =
             AssignmentEnv(replica.status.spec.assignment);
         spawns.push_back(
             {.name = name,
              .generation = replica.generation,
-             .options = {
-                 .argv = RunnerArgv(replica.status.spec, replica.port_file),
-                 .env = std::move(env),
-                 .outlive_monitor = options_.replicas_survive_executor}});
+             .options = {.argv = WrapperArgv(name, "",
+                                             RunnerArgv(replica.status.spec,
+                                                        replica.port_file)),
+                         .env = std::move(env),
+                         .outlive_monitor = options_.detach_children}});
         NotifyLocked(replica);
         break;
       }
@@ -658,6 +994,7 @@ void LocalExecutor::ApplySpawnLocked(const SpawnWork& work,
   }
   const absl::Time now = options_.clock->Now();
   replica.status.pid = *pid;
+  replica.status.start_ticks = StartTicks(*pid).value_or(0);
   replica.killed = false;
   replica.kill_reason.clear();
   if (replica.stop_requested) {
@@ -858,9 +1195,10 @@ absl::Status LocalExecutor::StartJob(const JobSpec& spec) {
     }
   }
   absl::StatusOr<std::string> binary = ResolveBinary(spec.argv[0]);
+  std::string exit_file;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) {
+    if (stopping_ || shutting_down_) {
       return absl::FailedPreconditionError("executor is stopping");
     }
     if (jobs_.contains(spec.name)) {
@@ -870,6 +1208,10 @@ absl::Status LocalExecutor::StartJob(const JobSpec& spec) {
     Job& job = jobs_[spec.name];
     job.status.spec = spec;
     job.status.start_time = options_.clock->Now();
+    job.status.log_path = LogPath(spec.name);
+    exit_file = absl::StrCat(options_.run_dir, "/run/", spec.name, ".",
+                             StartId(++last_generation_), ".exit");
+    job.exit_file = exit_file;
     if (!binary.ok()) {
       job.spawning = false;
       job.status.state = JobState::kFailed;
@@ -883,16 +1225,18 @@ absl::Status LocalExecutor::StartJob(const JobSpec& spec) {
     NotifyLocked(job);
     wake_ = true;
   }
-  ProcessMonitor::SpawnOptions spawn{.argv = spec.argv, .env = spec.env};
-  spawn.argv[0] = *binary;
+  std::vector<std::string> argv = spec.argv;
+  argv[0] = *binary;
+  ProcessMonitor::SpawnOptions spawn{
+      .argv = WrapperArgv(spec.name, exit_file, argv),
+      .env = spec.env,
+      .outlive_monitor = options_.detach_children};
   for (std::string& entry : AssignmentEnv(spec.assignment)) {
     spawn.env.push_back(std::move(entry));
   }
   absl::StatusOr<pid_t> pid = monitor_->Spawn(
       spawn, [this, name = spec.name](pid_t, const ExitStatus& exit,
-                                      std::string tail) {
-        OnJobExit(name, exit, std::move(tail));
-      });
+                                      std::string) { OnJobExit(name, exit); });
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(spec.name);
   if (it == jobs_.end()) return absl::OkStatus();
@@ -909,6 +1253,7 @@ absl::Status LocalExecutor::StartJob(const JobSpec& spec) {
   }
   if (job.status.state != JobState::kRunning) return absl::OkStatus();
   job.status.pid = *pid;
+  job.status.start_ticks = StartTicks(*pid).value_or(0);
   job.deadline = *job.status.start_time + spec.timeout;
   if (job.cancel_requested) {
     job.term_sent = true;
@@ -919,17 +1264,31 @@ absl::Status LocalExecutor::StartJob(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
-void LocalExecutor::OnJobExit(const std::string& name, const ExitStatus& exit,
-                              std::string log_tail) {
+void LocalExecutor::OnJobExit(const std::string& name,
+                              const ExitStatus& waited) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(name);
   if (it == jobs_.end()) return;
   Job& job = it->second;
   if (job.status.state != JobState::kRunning) return;
+  // The wrapper's record is the job's own status (an adopted wrapper is not
+  // our child: waiting tells nothing); without it, what waiting told.
+  ExitStatus exit = waited;
+  if (!job.exit_file.empty()) {
+    if (std::optional<ExitStatus> recorded = ReadExitFile(job.exit_file)) {
+      exit = *recorded;
+    }
+    unlink(job.exit_file.c_str());
+  }
   job.spawning = false;
   job.status.pid = 0;
-  job.status.exit_code = exit.code();
-  job.status.log_tail = std::move(log_tail);
+  job.status.start_ticks = 0;
+  if (exit.known) {
+    job.status.exit_code = exit.code();
+  } else {
+    job.status.exit_code.reset();
+  }
+  job.status.log_tail = ReadLogTail(name);
   job.status.end_time = options_.clock->Now();
   if (job.cancel_requested) {
     job.status.state = JobState::kCancelled;
@@ -994,7 +1353,7 @@ absl::StatusOr<JobStatus> LocalExecutor::GetJob(absl::string_view name) {
     }
     status = it->second.status;
   }
-  if (status.pid > 0) status.log_tail = monitor_->LogTail(status.pid);
+  if (status.pid > 0) status.log_tail = ReadLogTail(std::string(name));
   return status;
 }
 
@@ -1018,15 +1377,76 @@ void LocalExecutor::NotifyLocked(const Job& job) {
   wake_ = true;
 }
 
+void LocalExecutor::StopChildren() {
+  std::vector<std::string> replicas;
+  std::vector<std::string> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (const auto& [name, replica] : replicas_) replicas.push_back(name);
+    for (const auto& [name, job] : jobs_) {
+      if (job.status.state == JobState::kRunning) jobs.push_back(name);
+    }
+  }
+  // SIGTERM now; the supervisor sends SIGKILL at kill_grace.
+  for (const std::string& name : replicas) {
+    (void)StopReplica(name, absl::ZeroDuration());
+  }
+  for (const std::string& name : jobs) (void)CancelJob(name);
+  auto all_ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [name, replica] : replicas_) {
+      if (replica.phase != Phase::kStopped &&
+          replica.phase != Phase::kBackoff &&
+          replica.phase != Phase::kSpawnDue) {
+        return false;
+      }
+    }
+    for (const auto& [name, job] : jobs_) {
+      if (job.status.state == JobState::kRunning) return false;
+    }
+    return true;
+  };
+  absl::MutexLock lock(&mu_);
+  // Real time: the children end in real time whatever clock is injected.
+  if (mu_.AwaitWithTimeout(absl::Condition(&all_ended),
+                           options_.kill_grace + absl::Seconds(1))) {
+    return;
+  }
+  for (const auto& [name, replica] : replicas_) {
+    if (replica.status.pid > 0) monitor_->Signal(replica.status.pid, SIGKILL);
+  }
+  for (const auto& [name, job] : jobs_) {
+    if (job.status.pid > 0) monitor_->Signal(job.status.pid, SIGKILL);
+  }
+  mu_.AwaitWithTimeout(absl::Condition(&all_ended), absl::Seconds(5));
+}
+
 void LocalExecutor::Loop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     wake_ = false;
     std::vector<SpawnWork> spawns;
     std::vector<ProbeWork> probes;
-    absl::Time next = PlanLocked(options_.clock->Now(), spawns, probes);
+    const absl::Time now = options_.clock->Now();
+    absl::Time next = PlanLocked(now, spawns, probes);
+    std::vector<std::string> logs;
+    if (now >= next_log_check_) {
+      next_log_check_ = now + options_.log_check_interval;
+      for (const auto& [name, replica] : replicas_) {
+        if (replica.status.pid > 0) logs.push_back(name);
+      }
+      for (const auto& [name, job] : jobs_) {
+        if (job.status.pid > 0) logs.push_back(name);
+      }
+    }
+    next = std::min(next, next_log_check_);
     std::deque<Notification> notifications;
     notifications.swap(notifications_);
+    if (!logs.empty()) {
+      mu_.Unlock();
+      CapLogs(logs);
+      mu_.Lock();
+    }
     if (!spawns.empty() || !probes.empty() || !notifications.empty()) {
       mu_.Unlock();
       std::vector<absl::StatusOr<pid_t>> pids;

@@ -29,16 +29,33 @@
 // kill_grace); a binary that cannot be run is a FAILED job naming it.
 //
 // Processes: all children are forked by one ProcessMonitor thread (see
-// common/process/process_monitor.h): own process group, parent-death signal
-// SIGKILL, 8 KiB log tail, exits noticed through pidfds. The destructor kills
-// every child and waits for it, so an executor leaves no process behind —
-// unless replicas_survive_executor, where runners are started without the
-// parent-death signal and left running for the next executor to Adopt()
-// (a scheduler upgrade without dropping replicas). So with the default, a
-// scheduler killed by SIGKILL takes its runners with it and the next one's
-// Adopt() finds none alive and starts each recorded replica afresh;
-// re-adoption of live runners happens after a replicas_survive_executor
-// shutdown (or with a remote executor).
+// common/process/process_monitor.h), each in its own process group, through
+// hangar-exec-wrapper (exec_wrapper_main.cc), which sends the child's stdout
+// and stderr to <run_dir>/logs/<name>.log (the log tail of a status is read
+// from there) and, for a job, records its exit status in
+// <run_dir>/run/<name>.<start id>.exit. Log files are capped: every
+// log_check_interval a file over log_max_bytes is copied to <name>.log.1
+// (replacing the previous one) and truncated (the child appends).
+//
+// Surviving the scheduler (detach_children, which needs a run_dir that the
+// next scheduler uses again — hangar-scheduler sets it when --state_dir is
+// given): children get no parent-death signal, so a scheduler killed with
+// SIGKILL leaves them running, and the next executor's Adopt() finds them
+// by scanning /proc for processes whose command line names this run_dir
+// (a runner's --port_file, a job wrapper's --exit_file): a recorded replica
+// or job is re-adopted (pid and start time preferred when several match),
+// health checks reconnect to the port its port file names, a job's exit is
+// noticed through a pidfd and its status read from the exit file; a record
+// with no process is restarted (replica) or reported from its exit file
+// (job); a process no record claims is killed (an orphan). Without
+// detach_children children get the parent-death signal SIGKILL and die
+// with this process.
+//
+// Stopping: the destructor stops every child — SIGTERM to its process
+// group, SIGKILL after kill_grace — and waits until each is gone, so a
+// scheduler that ends normally (SIGTERM, `make down`) leaves nothing behind.
+// Only leave_children_on_destroy (a scheduler upgrade that hands its
+// replicas to the next one) leaves them running.
 //
 // A replica's GPU slots reach its runner (and a job) as
 // CUDA_VISIBLE_DEVICES; the built-in engine ignores them.
@@ -91,9 +108,21 @@ class LocalExecutor final : public Executor {
     // Where a job's relative argv[0] is looked up, in order. Empty: the
     // directory of this process's binary.
     std::vector<std::string> binary_dirs;
-    // Directory for the runners' port files. Empty: a fresh temporary
-    // directory, removed by the destructor.
+    // hangar-exec-wrapper. Empty: next to this process's binary, else
+    // <its dir>/../scheduler/hangar-exec-wrapper. Must be executable.
+    std::string wrapper_path;
+    // State directory: run/ (port and exit files) and logs/. Empty: a fresh
+    // temporary directory, removed by the destructor.
     std::string run_dir;
+    // Children outlive this process (no parent-death signal) for the next
+    // executor on the same run_dir to Adopt(); needs run_dir.
+    bool detach_children = false;
+    // The destructor leaves children running (needs detach_children).
+    bool leave_children_on_destroy = false;
+    // A log file over this size is rotated to <name>.log.1, in
+    // [1 KiB, 1 GiB]; checked every log_check_interval, in [10ms, 1h].
+    int64_t log_max_bytes = 16 << 20;
+    absl::Duration log_check_interval = absl::Seconds(10);
 
     // Longest time from a runner's start to READY, in [1s, 1h].
     absl::Duration start_timeout = absl::Minutes(2);
@@ -120,8 +149,6 @@ class LocalExecutor final : public Executor {
     // After SIGTERM (a stop past its drain, a job's timeout or cancel), how
     // long before SIGKILL, in [0, 10m].
     absl::Duration kill_grace = absl::Seconds(5);
-    // Leave runners running when the executor is destroyed (see above).
-    bool replicas_survive_executor = false;
     // Bytes of output kept per process, in [0, 1 MiB].
     size_t log_tail_bytes = 8 * 1024;
     // Concurrent readiness probes, in [1, 64].
@@ -134,15 +161,17 @@ class LocalExecutor final : public Executor {
   };
 
   static absl::StatusOr<std::unique_ptr<LocalExecutor>> Create(Options options);
-  // Stops the supervisor and kills (or, with replicas_survive_executor,
-  // leaves) every child; no observer callback runs after it returns.
+  // Stops every child (SIGTERM, SIGKILL after kill_grace; or, with
+  // leave_children_on_destroy, leaves them) and the supervisor; no observer
+  // callback runs after it returns.
   ~LocalExecutor() override;
 
   absl::Status StartReplica(const ReplicaSpec& spec) override;
   absl::Status StopReplica(absl::string_view name,
                            absl::Duration drain) override;
   absl::Status ForgetReplica(absl::string_view name) override;
-  absl::Status Adopt(const std::vector<RecordedReplica>& recorded) override;
+  absl::Status Adopt(const std::vector<RecordedReplica>& replicas,
+                     const std::vector<RecordedJob>& jobs) override;
   absl::StatusOr<ReplicaStatus> GetReplica(absl::string_view name) override;
   std::vector<ReplicaStatus> ListReplicas() override;
 
@@ -154,6 +183,10 @@ class LocalExecutor final : public Executor {
 
   // The runner binary in use.
   const std::string& runner_path() const { return options_.runner_path; }
+  // The state directory in use (absolute).
+  const std::string& run_dir() const { return options_.run_dir; }
+  // Where a replica's or job's output goes.
+  std::string LogPath(absl::string_view name) const;
 
   // The command line a replica's runner gets (for tests and logs).
   std::vector<std::string> RunnerArgv(const ReplicaSpec& spec,
@@ -177,7 +210,7 @@ class LocalExecutor final : public Executor {
     // New on every start; exits and probe results of an older one are
     // ignored.
     uint64_t generation = 0;
-    std::string port_file;  // empty for an adopted runner
+    std::string port_file;
     absl::Time start_deadline = absl::InfiniteFuture();
     absl::Time next_probe = absl::InfiniteFuture();
     int probe_attempt = 0;
@@ -194,6 +227,7 @@ class LocalExecutor final : public Executor {
   };
   struct Job {
     JobStatus status;
+    std::string exit_file;
     bool spawning = true;
     absl::Time deadline = absl::InfiniteFuture();
     absl::Time kill_at = absl::InfiniteFuture();
@@ -206,6 +240,16 @@ class LocalExecutor final : public Executor {
     std::string name;
     uint64_t generation;
     ProcessMonitor::SpawnOptions options;
+  };
+  // A process of this run_dir found in /proc.
+  struct Found {
+    pid_t pid = 0;
+    uint64_t start_ticks = 0;
+    bool job = false;
+    std::string name;
+    // The runner's --port_file or the wrapper's --exit_file.
+    std::string file;
+    std::vector<std::string> args;
   };
   struct ProbeWork {
     std::string name;
@@ -225,6 +269,20 @@ class LocalExecutor final : public Executor {
   explicit LocalExecutor(Options options);
 
   void Loop();
+  // The destructor's first half: stops every child and waits (bounded).
+  void StopChildren();
+  // Every process whose command line names this run_dir.
+  std::vector<Found> ScanProcesses() const;
+  // The wrapper's command line around `argv`.
+  std::vector<std::string> WrapperArgv(
+      const std::string& name, const std::string& exit_file,
+      const std::vector<std::string>& argv) const;
+  // The output of the last start of `name` (after the wrapper's header).
+  std::string ReadLogTail(const std::string& name) const;
+  // Rotates the log files over log_max_bytes.
+  void CapLogs(const std::vector<std::string>& names) const;
+  // Unique per start in this run_dir: "<executor id>-<generation>".
+  std::string StartId(uint64_t generation) const;
   // Fires due timers; fills the work to do outside the lock; returns the
   // next deadline.
   absl::Time PlanLocked(absl::Time now, std::vector<SpawnWork>& spawns,
@@ -237,8 +295,7 @@ class LocalExecutor final : public Executor {
   void ApplyProbe(const ProbeWork& work, const ProbeResult& result);
   void OnReplicaExit(const std::string& name, uint64_t generation,
                      const ExitStatus& exit, std::string log_tail);
-  void OnJobExit(const std::string& name, const ExitStatus& exit,
-                 std::string log_tail);
+  void OnJobExit(const std::string& name, const ExitStatus& exit);
   // FAILED now, restarted after the backoff.
   void FailLocked(Replica& replica, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -249,12 +306,17 @@ class LocalExecutor final : public Executor {
 
   Options options_;
   bool owns_run_dir_ = false;
+  // Distinguishes this executor's file names from an earlier one's.
+  std::string executor_id_;
   std::unique_ptr<ProcessMonitor> monitor_;
   std::unique_ptr<TaskGroup> probes_;
   std::thread supervisor_;
 
   absl::Mutex mu_;  // Protects everything below.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The destructor is stopping every child: nothing new starts.
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_log_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Set on every change the supervisor must look at; it clears it.
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, Replica, std::less<>> replicas_ ABSL_GUARDED_BY(mu_);

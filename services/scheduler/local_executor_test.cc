@@ -7,8 +7,11 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -177,6 +180,7 @@ class LocalExecutorTest : public ::testing::Test {
   LocalExecutor::Options BaseOptions() {
     return {.runner_path = HANGAR_RUNNER_PATH,
             .runner_args = {"--metrics_port=-1"},
+            .wrapper_path = HANGAR_EXEC_WRAPPER_PATH,
             .start_timeout = absl::Seconds(60),
             .restart_backoff_initial = absl::Milliseconds(50),
             .restart_backoff_max = absl::Milliseconds(400),
@@ -356,9 +360,12 @@ TEST_F(LocalExecutorTest, DestroyingTheExecutorLeavesNoProcess) {
 
 TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
   RecordedReplica live;
+  const std::string state_dir = MakeTempDir("executor-state");
   {
     LocalExecutor::Options options = BaseOptions();
-    options.replicas_survive_executor = true;
+    options.run_dir = state_dir;
+    options.detach_children = true;
+    options.leave_children_on_destroy = true;
     auto first = LocalExecutor::Create(options);
     ASSERT_THAT(first, IsOk());
     ASSERT_THAT((*first)->StartReplica(Spec("chat-r3-4")), IsOk());
@@ -379,12 +386,14 @@ TEST_F(LocalExecutorTest, AdoptsALiveReplicaAndRestartsAWrongOne) {
       .spec = Spec("chat-r3-5"), .pid = live.pid, .address = live.address};
   Recorder second_recorder;
   LocalExecutor::Options options = BaseOptions();
+  options.run_dir = state_dir;
+  options.detach_children = true;
   options.observer = second_recorder.Observer();
   auto second = LocalExecutor::Create(options);
   ASSERT_THAT(second, IsOk());
-  ASSERT_THAT((*second)->Adopt({live, wrong}), IsOk());
+  ASSERT_THAT((*second)->Adopt({live, wrong}, {}), IsOk());
   EXPECT_THAT(
-      (*second)->Adopt({live}),
+      (*second)->Adopt({live}, {}),
       StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("chat-r3-4")));
 
   auto adopted = second_recorder.WaitReplica("chat-r3-4", IsReady);
@@ -479,7 +488,8 @@ bool Gone(pid_t pid) {
 TEST_F(LocalExecutorTest, KillNineOfTheSchedulerTakesItsChildrenWithIt) {
   const std::string pid_file = MakeTempDir("executor-helper") + "/pids";
   auto helper = ::hangar::testing::ChildProcess::Start(
-      {HANGAR_EXECUTOR_HELPER_PATH, HANGAR_RUNNER_PATH, *model_dir_, pid_file});
+      {HANGAR_EXECUTOR_HELPER_PATH, HANGAR_RUNNER_PATH,
+       HANGAR_EXEC_WRAPPER_PATH, *model_dir_, pid_file});
   ASSERT_THAT(helper, IsOk());
   // Another process: nothing to wait on but its file.
   ASSERT_TRUE(::hangar::testing::WaitUntil(
@@ -503,6 +513,153 @@ TEST_F(LocalExecutorTest, KillNineOfTheSchedulerTakesItsChildrenWithIt) {
                                            absl::Seconds(10)));
 }
 
+// Processes (not zombies) whose command line names `dir`: what an executor
+// on that state directory started and has not ended.
+std::vector<pid_t> ProcessesOf(const std::string& dir) {
+  std::vector<pid_t> pids;
+  DIR* proc = opendir("/proc");
+  while (dirent* entry = readdir(proc)) {
+    int pid;
+    if (!absl::SimpleAtoi(entry->d_name, &pid) || pid == getpid()) continue;
+    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    if (absl::StrContains(text, dir + "/run/") && !Gone(pid)) {
+      pids.push_back(pid);
+    }
+  }
+  closedir(proc);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+// detach_children: a scheduler killed with SIGKILL leaves its runners and
+// jobs running; the next executor on the same state directory re-adopts the
+// recorded ones (same pids, READY again, nothing started twice), follows an
+// adopted job to its end (exit status from the wrapper's file), reports a
+// job that ended meanwhile, kills the process no record claims, and stops
+// everything when destroyed.
+TEST_F(LocalExecutorTest, DetachedChildrenSurviveKillNineAndAreAdopted) {
+  const std::string state_dir =
+      std::filesystem::path(MakeTempDir("executor-detached"))
+          .lexically_normal()
+          .string();
+  const std::string pid_file = state_dir + "/pids";
+  auto helper = ::hangar::testing::ChildProcess::Start(
+      {HANGAR_EXECUTOR_HELPER_PATH, HANGAR_RUNNER_PATH,
+       HANGAR_EXEC_WRAPPER_PATH, *model_dir_, pid_file, state_dir});
+  ASSERT_THAT(helper, IsOk());
+  ASSERT_TRUE(::hangar::testing::WaitUntil(
+      [&] { return access(pid_file.c_str(), R_OK) == 0; }, absl::Seconds(60)))
+      << (*helper)->Output();
+  pid_t keep = 0, orphan = 0, job_wait = 0, job_quick = 0;
+  {
+    std::ifstream in(pid_file);
+    in >> keep >> orphan >> job_wait >> job_quick;
+  }
+  ASSERT_GT(job_quick, 0);
+  ASSERT_TRUE((*helper)->Signal(SIGKILL));
+  EXPECT_THAT((*helper)->Wait(absl::Seconds(30)),
+              ::hangar::testing::IsOkAndHolds(128 + SIGKILL));
+  // Nothing died with it.
+  for (pid_t pid : {keep, orphan, job_wait, job_quick}) {
+    EXPECT_FALSE(Gone(pid)) << pid;
+  }
+  // job-quick ends while no scheduler watches.
+  { std::ofstream(state_dir + "/go-quick") << "go"; }
+  ASSERT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(job_quick); },
+                                           absl::Seconds(10)));
+
+  Recorder second;
+  LocalExecutor::Options options = BaseOptions();
+  options.run_dir = state_dir;
+  options.detach_children = true;
+  options.observer = second.Observer();
+  auto executor = LocalExecutor::Create(options);
+  ASSERT_THAT(executor, IsOk());
+  ReplicaSpec keep_spec = {.name = "keep-r1-0",
+                           .deployment = "keep",
+                           .revision = 1,
+                           .artifact_path = *model_dir_};
+  // The record predates the start (pid 0): the process is found by its
+  // command line all the same.
+  ASSERT_THAT(
+      (*executor)->Adopt(
+          {{.spec = keep_spec, .pid = 0}},
+          {{.spec = {.name = "job-wait", .argv = {"/bin/sh"}}, .pid = job_wait},
+           {.spec = {.name = "job-quick", .argv = {"/bin/sh"}},
+            .pid = job_quick}}),
+      IsOk());
+  auto adopted = second.WaitReplica("keep-r1-0", IsReady);
+  ASSERT_TRUE(adopted.has_value());
+  EXPECT_EQ(adopted->pid, keep);
+  EXPECT_GT(adopted->start_ticks, 0u);
+  EXPECT_EQ(adopted->log_path, state_dir + "/logs/keep-r1-0.log");
+  EXPECT_EQ(second.Pids("keep-r1-0"), std::vector<pid_t>{keep});
+  auto info = Info(adopted->address);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->replica(), "keep-r1-0");
+  // The orphan is killed.
+  EXPECT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(orphan); },
+                                           absl::Seconds(10)));
+
+  auto quick = second.WaitJobEnded("job-quick");
+  ASSERT_TRUE(quick.has_value());
+  EXPECT_EQ(quick->state, JobState::kFailed);
+  EXPECT_EQ(quick->exit_code, 3);
+  EXPECT_THAT(quick->failure_reason, HasSubstr("exited with code 3"));
+  EXPECT_EQ(quick->log_tail, "started\nfinished\n");
+
+  ASSERT_EQ((*executor)->GetJob("job-wait")->state, JobState::kRunning);
+  EXPECT_EQ((*executor)->GetJob("job-wait")->pid, job_wait);
+  { std::ofstream(state_dir + "/go-wait") << "go"; }
+  auto wait = second.WaitJobEnded("job-wait");
+  ASSERT_TRUE(wait.has_value());
+  EXPECT_EQ(wait->state, JobState::kFailed);
+  EXPECT_EQ(wait->exit_code, 7);  // not our child: from the exit file
+  EXPECT_EQ(wait->log_tail, "started\nfinished\n");
+  EXPECT_EQ(ProcessesOf(state_dir), std::vector<pid_t>{keep});
+
+  executor->reset();  // stops the adopted runner too
+  EXPECT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(keep); },
+                                           absl::Seconds(10)));
+  EXPECT_TRUE(ProcessesOf(state_dir).empty());
+}
+
+// Logs go to <run_dir>/logs/<name>.log, capped by rotation to .log.1.
+TEST_F(LocalExecutorTest, LogsAreFilesCappedByRotation) {
+  const std::string state_dir =
+      std::filesystem::path(MakeTempDir("executor-logs"))
+          .lexically_normal()
+          .string();
+  LocalExecutor::Options options = BaseOptions();
+  options.run_dir = state_dir;
+  options.log_max_bytes = 4096;
+  options.log_check_interval = absl::Milliseconds(20);
+  auto executor = LocalExecutor::Create(options);
+  ASSERT_THAT(executor, IsOk());
+  // Writes 100 KiB, then waits until its log was rotated.
+  const std::string log = state_dir + "/logs/chatty.log";
+  ASSERT_THAT((*executor)->StartJob(
+                  {.name = "chatty",
+                   .argv = {"/bin/sh", "-c",
+                            absl::StrCat(
+                                "head -c 102400 /dev/zero | tr '\\0' x; "
+                                "while [ ! -e ",
+                                log, ".1 ]; do sleep 0.02; done; echo done")}}),
+              IsOk());
+  EXPECT_EQ((*executor)->GetJob("chatty")->log_path, log);
+  auto ended = recorder_.WaitJobEnded("chatty");
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->state, JobState::kSucceeded);
+  struct stat info;
+  ASSERT_EQ(stat(log.c_str(), &info), 0);
+  EXPECT_LT(info.st_size, 4096);  // truncated; "done" came after
+  ASSERT_EQ(stat((log + ".1").c_str(), &info), 0);
+  EXPECT_GE(info.st_size, 102400);
+  EXPECT_THAT(ended->log_tail, HasSubstr("done\n"));
+}
+
 // ---------------------------------------------------------------------------
 // Jobs
 
@@ -512,6 +669,7 @@ class LocalExecutorJobTest : public ::testing::Test {
     auto executor =
         LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
                                .binary_dirs = {"/no/such/dir", "/bin"},
+                               .wrapper_path = HANGAR_EXEC_WRAPPER_PATH,
                                .kill_grace = absl::Seconds(2),
                                .observer = recorder_.Observer()});
     ASSERT_THAT(executor, IsOk());
@@ -650,6 +808,26 @@ TEST(LocalExecutorOptionsTest, CreateValidatesOptions) {
   EXPECT_THAT(LocalExecutor::Create(
                   {.runner_path = HANGAR_RUNNER_PATH, .clock = nullptr}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clock")));
+  EXPECT_THAT(
+      LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                             .wrapper_path = "/no/such/wrapper"}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("wrapper_path")));
+  EXPECT_THAT(LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                                     .wrapper_path = HANGAR_EXEC_WRAPPER_PATH,
+                                     .detach_children = true}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("detach_children")));
+  EXPECT_THAT(LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                                     .wrapper_path = HANGAR_EXEC_WRAPPER_PATH,
+                                     .run_dir = MakeTempDir("executor-options"),
+                                     .leave_children_on_destroy = true}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("leave_children_on_destroy")));
+  EXPECT_THAT(
+      LocalExecutor::Create({.runner_path = HANGAR_RUNNER_PATH,
+                             .wrapper_path = HANGAR_EXEC_WRAPPER_PATH,
+                             .log_max_bytes = 10}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("log_max_bytes")));
 }
 
 }  // namespace

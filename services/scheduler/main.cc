@@ -1,8 +1,11 @@
 // hangar-scheduler: the scheduler service. Flags (each also settable as
 // HANGAR_SCHEDULER_<FLAG> or HANGAR_<FLAG>) become SchedulerServer::Options;
 // the server runs until SIGTERM/SIGINT and drains, then stops every runner
-// and job it started. A start-up error prints one line and exits 1; a bad
-// hardware file exits 2 (its message names the file, the line and the rule).
+// and job it started (jobs go back to the queue). With --state_dir, a
+// scheduler killed by SIGKILL leaves its children running and the next one
+// re-adopts them (local_executor.h). A start-up error prints one line and exits
+// 1; a bad hardware file exits 2 (its message names the file, the line and the
+// rule).
 //
 //   hangar-scheduler --db=postgresql://hangar@127.0.0.1/hangar \
 //       --hardware_config=deploy/config/hardware.textproto
@@ -30,7 +33,11 @@ ABSL_FLAG(std::string, runner_binary, "",
           "hangar-runner to start for replicas (default: next to this binary, "
           "else the build tree's)");
 ABSL_FLAG(std::string, state_dir, "",
-          "Directory for runner port files (default: a temporary directory)");
+          "Directory for runner port files, job exit files and logs "
+          "(logs/<replica or job>.log). Given, runners and jobs survive a "
+          "crash of the scheduler and the next one started with the same "
+          "directory re-adopts them; empty: a temporary directory, and "
+          "children die with the scheduler");
 ABSL_FLAG(absl::Duration, autoscale_period, absl::Seconds(1),
           "How often the autoscaler is evaluated");
 ABSL_FLAG(absl::Duration, default_drain, absl::Seconds(30),
@@ -89,6 +96,8 @@ int main(int argc, char** argv) {
   hangar::scheduler::LocalExecutor::Options executor;
   executor.runner_path = absl::GetFlag(FLAGS_runner_binary);
   executor.run_dir = absl::GetFlag(FLAGS_state_dir);
+  // Children outlive a crash only where the next scheduler will look.
+  executor.detach_children = !executor.run_dir.empty();
   executor.start_timeout = absl::GetFlag(FLAGS_runner_start_timeout);
   executor.restart_backoff_initial =
       absl::GetFlag(FLAGS_restart_backoff_initial);

@@ -66,7 +66,8 @@ constexpr char kJobColumns[] =
     "array_to_string(gpus, ','), pid, exit_code, log_tail, failure_reason, "
     "coalesce((extract(epoch FROM create_time) * 1000000)::bigint, -1), "
     "coalesce((extract(epoch FROM start_time) * 1000000)::bigint, -1), "
-    "coalesce((extract(epoch FROM end_time) * 1000000)::bigint, -1)";
+    "coalesce((extract(epoch FROM end_time) * 1000000)::bigint, -1), "
+    "pid_start_ticks";
 
 absl::StatusOr<StoredJob> RowToJob(const pqxx::row& row) {
   StoredJob stored;
@@ -93,6 +94,7 @@ absl::StatusOr<StoredJob> RowToJob(const pqxx::row& row) {
   if (auto t = OptionalTime(row[12].as<int64_t>())) {
     *job.mutable_end_time() = ToProtoTimestamp(*t);
   }
+  stored.start_ticks = static_cast<uint64_t>(row[13].as<int64_t>());
   return stored;
 }
 
@@ -137,7 +139,8 @@ absl::StatusOr<SchedulerSnapshot> PgSchedulerStore::Load() {
                  "last_error, stopping, ",
                  TimeColumn("create_time"), ", ", TimeColumn("ready_time"),
                  ", ", TimeColumn("placed_time"),
-                 ", replica_seconds FROM scheduler.replicas ORDER BY name"))) {
+                 ", replica_seconds, pid_start_ticks FROM scheduler.replicas "
+                 "ORDER BY name"))) {
           StoredReplica r;
           r.name = row[0].as<std::string>();
           r.deployment = row[1].as<std::string>();
@@ -156,6 +159,7 @@ absl::StatusOr<SchedulerSnapshot> PgSchedulerStore::Load() {
           r.ready_time = OptionalTime(row[14].as<int64_t>());
           r.placed_time = OptionalTime(row[15].as<int64_t>());
           r.replica_seconds = row[16].as<double>();
+          r.start_ticks = static_cast<uint64_t>(row[17].as<int64_t>());
           snapshot.replicas.push_back(std::move(r));
         }
         for (const pqxx::row& row :
@@ -218,10 +222,11 @@ absl::Status PgSchedulerStore::PutReplica(const StoredReplica& r) {
             "INSERT INTO scheduler.replicas (name, deployment, revision, "
             "index, state, priority, node, gpus, address, pid, restarts, "
             "last_error, stopping, create_time, ready_time, placed_time, "
-            "replica_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-            "$8::integer[], $9, $10, $11, $12, $13, ",
+            "replica_seconds, pid_start_ticks) VALUES ($1, $2, $3, $4, $5, "
+            "$6, $7, $8::integer[], $9, $10, $11, $12, $13, ",
             TimeParam(14), ", ", TimeParam(15), ", ", TimeParam(16),
-            ", $17) ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, "
+            ", $17, $18) ON CONFLICT (name) DO UPDATE SET state = "
+            "EXCLUDED.state, pid_start_ticks = EXCLUDED.pid_start_ticks, "
             "priority = EXCLUDED.priority, node = EXCLUDED.node, gpus = "
             "EXCLUDED.gpus, address = EXCLUDED.address, pid = EXCLUDED.pid, "
             "restarts = EXCLUDED.restarts, last_error = EXCLUDED.last_error, "
@@ -232,7 +237,7 @@ absl::Status PgSchedulerStore::PutReplica(const StoredReplica& r) {
         static_cast<int>(r.priority), r.node, GpusLiteral(r.gpus), r.address,
         static_cast<int>(r.pid), r.restarts, r.last_error, r.stopping,
         Micros(r.create_time), Micros(r.ready_time), Micros(r.placed_time),
-        r.replica_seconds);
+        r.replica_seconds, static_cast<int64_t>(r.start_ticks));
     return absl::OkStatus();
   });
 }
@@ -282,7 +287,8 @@ absl::Status PgSchedulerStore::PutJob(const StoredJob& stored) {
     pqxx::result rows = tx.exec_params(
         absl::StrCat("UPDATE scheduler.jobs SET state = $2, node = $3, gpus = "
                      "$4::integer[], pid = $5, exit_code = $6, log_tail = $7, "
-                     "failure_reason = $8, start_time = ",
+                     "failure_reason = $8, pid_start_ticks = $11, "
+                     "start_time = ",
                      TimeParam(9), ", end_time = ", TimeParam(10),
                      " WHERE name = $1 RETURNING name"),
         job.name(), static_cast<int>(job.state()), job.node(),
@@ -290,7 +296,8 @@ absl::Status PgSchedulerStore::PutJob(const StoredJob& stored) {
         static_cast<int>(stored.pid), job.exit_code(), job.log_tail(),
         job.failure_reason(),
         JobTime(job, job.start_time(), job.has_start_time()),
-        JobTime(job, job.end_time(), job.has_end_time()));
+        JobTime(job, job.end_time(), job.has_end_time()),
+        static_cast<int64_t>(stored.start_ticks));
     if (rows.empty()) return absl::NotFoundError(job.name());
     return absl::OkStatus();
   });

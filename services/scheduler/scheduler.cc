@@ -139,6 +139,18 @@ std::string NewJobName() {
   return absl::StrFormat("job-%016x", (*random)());
 }
 
+// What the executor runs for a job.
+JobSpec JobSpecOf(const v1::Job& job) {
+  return {.name = job.name(),
+          .argv = {job.spec().argv().begin(), job.spec().argv().end()},
+          .env = {job.spec().env().begin(), job.spec().env().end()},
+          .timeout = job.spec().has_timeout()
+                         ? FromProtoDuration(job.spec().timeout())
+                         : absl::Hours(1),
+          .assignment = {.node = job.node(),
+                         .gpus = {job.gpus().begin(), job.gpus().end()}}};
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
@@ -213,6 +225,23 @@ Scheduler::~Scheduler() {
     stopping_ = true;
   }
   if (loop_.joinable()) loop_.join();
+  {
+    // Destroying the executor stops every job it runs: each goes back to
+    // the queue (stored as PENDING), to run again after the next start.
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, job] : jobs_) {
+      v1::Job& proto = job.stored.job;
+      if (proto.state() != v1::JOB_STATE_RUNNING) continue;
+      proto.set_state(v1::JOB_STATE_PENDING);
+      proto.clear_node();
+      proto.clear_gpus();
+      proto.clear_start_time();
+      proto.set_pending_reason("re-queued: the scheduler stopped while it ran");
+      job.stored.pid = 0;
+      job.stored.start_ticks = 0;
+      PersistJobLocked(job);
+    }
+  }
   executor_.reset();
 }
 
@@ -269,6 +298,7 @@ absl::Status Scheduler::Recover() {
               .sampling = ToSampling(spec.sampling()),
               .assignment = {.node = rec.stored.node, .gpus = rec.stored.gpus}};
           record.pid = rec.stored.pid;
+          record.start_ticks = rec.stored.start_ticks;
           record.address = rec.stored.address;
           record.restarts = rec.stored.restarts;
           recorded.push_back(std::move(record));
@@ -285,11 +315,43 @@ absl::Status Scheduler::Recover() {
       rec.stored.gpus.clear();
       rec.stored.address.clear();
       rec.stored.pid = 0;
+      rec.stored.start_ticks = 0;
       rec.stored.placed_time.reset();
       rec.stored.state = v1::REPLICA_STATE_PENDING;
       to_place.push_back({key, rec.stored.index});
     }
-    RETURN_IF_ERROR(executor_->Adopt(recorded));
+    // Running jobs keep their GPUs and are followed again (their processes
+    // outlive a scheduler killed without a chance to stop them).
+    std::vector<RecordedJob> recorded_jobs;
+    std::vector<std::string> job_order;  // By create time, as stored.
+    for (StoredJob& stored : snapshot.jobs) {
+      const std::string name = stored.job.name();
+      job_order.push_back(name);
+      JobRec& job = jobs_[name];
+      job.stored = std::move(stored);
+      jobs_by_request_[job.stored.request_id] = name;
+      v1::Job& proto = job.stored.job;
+      if (proto.state() != v1::JOB_STATE_RUNNING) continue;
+      absl::Status booked = placer_->Restore(
+          MakeRequest(name, proto.spec().hardware(),
+                      proto.spec().memory_bytes(), Priority::kOptimization),
+          proto.node(), {proto.gpus().begin(), proto.gpus().end()});
+      if (!booked.ok()) {
+        // Followed all the same: it runs there whatever the file says now.
+        std::cerr << "scheduler: job " << name
+                  << ": recorded GPUs cannot be booked again ("
+                  << booked.message() << ")" << std::endl;
+      }
+      recorded_jobs.push_back(
+          {.spec = JobSpecOf(proto),
+           .pid = job.stored.pid,
+           .start_ticks = job.stored.start_ticks,
+           .start_time = proto.has_start_time()
+                             ? std::optional<absl::Time>(
+                                   FromProtoTimestamp(proto.start_time()))
+                             : std::nullopt});
+    }
+    RETURN_IF_ERROR(executor_->Adopt(recorded, recorded_jobs));
     for (const auto& [key, index] : to_stop) {
       SetRec& set = sets_.at(key);
       StopReplicaLocked(set, set.replicas.at(index), options_.default_drain);
@@ -306,20 +368,10 @@ absl::Status Scheduler::Recover() {
       }
       PlaceReplicaLocked(set_it->second, rec_it->second);
     }
-    for (StoredJob& stored : snapshot.jobs) {
-      const std::string name = stored.job.name();
-      JobRec& job = jobs_[name];
-      job.stored = std::move(stored);
-      jobs_by_request_[job.stored.request_id] = name;
+    for (const std::string& name : job_order) {
+      JobRec& job = jobs_.at(name);
       v1::Job& proto = job.stored.job;
-      if (proto.state() == v1::JOB_STATE_RUNNING) {
-        proto.set_state(v1::JOB_STATE_FAILED);
-        proto.set_failure_reason(
-            "the scheduler restarted while the job ran; its process ended "
-            "with the previous scheduler");
-        *proto.mutable_end_time() = ToProtoTimestamp(options_.clock->Now());
-        PersistJobLocked(job);
-      } else if (proto.state() == v1::JOB_STATE_PENDING) {
+      if (proto.state() == v1::JOB_STATE_PENDING) {
         proto.clear_node();
         proto.clear_gpus();
         absl::StatusOr<Placer::Decision> decision = placer_->Submit(
@@ -701,14 +753,7 @@ void Scheduler::StartJobLocked(JobRec& job, const Placement& placement) {
   proto.set_state(v1::JOB_STATE_RUNNING);
   proto.clear_pending_reason();
   *proto.mutable_start_time() = ToProtoTimestamp(options_.clock->Now());
-  JobSpec spec{.name = proto.name(),
-               .argv = {proto.spec().argv().begin(), proto.spec().argv().end()},
-               .env = {proto.spec().env().begin(), proto.spec().env().end()},
-               .timeout = proto.spec().has_timeout()
-                              ? FromProtoDuration(proto.spec().timeout())
-                              : absl::Hours(1),
-               .assignment = {.node = proto.node(), .gpus = placement.gpus}};
-  absl::Status started = executor_->StartJob(spec);
+  absl::Status started = executor_->StartJob(JobSpecOf(proto));
   if (!started.ok()) {
     proto.set_state(v1::JOB_STATE_FAILED);
     proto.set_failure_reason(
@@ -754,6 +799,7 @@ void Scheduler::ApplyReplicaStatus(const ReplicaStatus& status) {
   }
   stored.restarts = status.restarts;
   stored.pid = status.pid;
+  stored.start_ticks = status.start_ticks;
   stored.address = status.address;
   stored.last_error = status.last_error;
   if (status.ready_time.has_value()) stored.ready_time = status.ready_time;
@@ -779,6 +825,7 @@ void Scheduler::ApplyJobStatus(const JobStatus& status) {
   v1::Job& proto = job.stored.job;
   if (IsTerminal(proto.state())) return;
   job.stored.pid = status.pid;
+  job.stored.start_ticks = status.start_ticks;
   proto.set_state(ToProto(status.state));
   proto.set_log_tail(status.log_tail);
   if (status.start_time.has_value()) {

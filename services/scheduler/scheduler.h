@@ -34,12 +34,14 @@
 // A set under deletion drains every replica and disappears with the last.
 //
 // Recovery (Create). Everything stored is loaded: sets and their autoscaler
-// policies; placed replicas have their exact GPUs booked again in the
-// Placer (Placer::Restore) and are handed to Executor::Adopt, which
-// re-adopts a live runner whose Info names the replica and starts the others
-// afresh (never two processes for one name); pending replicas are queued
-// again; jobs still pending are queued again, and jobs that were running
-// are FAILED (their process died with the previous scheduler).
+// policies; placed replicas and running jobs have their exact GPUs booked
+// again in the Placer (Placer::Restore) and are handed to Executor::Adopt,
+// which re-adopts a live runner whose Info names the replica and starts the
+// others afresh (never two processes for one name), follows a running job's
+// live process to its end or reports how it ended meanwhile; pending
+// replicas and jobs are queued again. The destructor (a graceful stop)
+// stores running jobs as PENDING before the executor stops them, so they
+// run again after the next start.
 //
 //   ASSIGN_OR_RETURN(auto scheduler, Scheduler::Create({
 //       .hardware = hardware, .make_executor = ..., .store = &store,

@@ -8,10 +8,11 @@
 //  - replica sets: the spec as applied, the autoscaler's current target and
 //    whether the set is being deleted (its replicas drain);
 //  - replicas: one row per replica that exists (placed or pending), with its
-//    state, node, GPU slots, address, pid, restarts, last error, times and
-//    the replica-seconds accumulated by earlier placements;
-//  - jobs: the spec, the idempotency key (unique), state, exit code, log
-//    tail and times.
+//    state, node, GPU slots, address, pid and its start time, restarts,
+//    last error, times and the replica-seconds accumulated by earlier
+//    placements;
+//  - jobs: the spec, the idempotency key (unique), state, pid and its start
+//    time, exit code, log tail and times.
 // Writes are upserts keyed by name so a retried write is harmless. Two
 // implementations: PgSchedulerStore (pg_scheduler_store.h, schema
 // `scheduler`) and testing/in_memory_scheduler_store.h for unit tests.
@@ -56,6 +57,8 @@ struct StoredReplica {
   std::vector<int> gpus;
   std::string address;
   pid_t pid = 0;
+  // The runner's start time (ReplicaStatus::start_ticks; 0 unknown).
+  uint64_t start_ticks = 0;
   int restarts = 0;
   std::string last_error;
   // Being drained and stopped (scale-in or set deletion).
@@ -74,6 +77,8 @@ struct StoredJob {
   v1::Job job;
   std::string request_id;
   pid_t pid = 0;
+  // The process's start time (JobStatus::start_ticks; 0 unknown).
+  uint64_t start_ticks = 0;
 };
 
 struct SchedulerSnapshot {

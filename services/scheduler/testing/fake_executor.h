@@ -54,10 +54,17 @@ class FakeExecutor final : public Executor {
     replicas_.erase(it);
     return absl::OkStatus();
   }
-  absl::Status Adopt(const std::vector<RecordedReplica>& recorded) override {
+  // Adopted jobs stay RUNNING until the test emits their end.
+  absl::Status Adopt(const std::vector<RecordedReplica>& recorded,
+                     const std::vector<RecordedJob>& jobs) override {
     absl::MutexLock lock(&mu_);
     for (const RecordedReplica& record : recorded) {
       if (replicas_.contains(record.spec.name)) {
+        return absl::AlreadyExistsError(record.spec.name);
+      }
+    }
+    for (const RecordedJob& record : jobs) {
+      if (jobs_.contains(record.spec.name)) {
         return absl::AlreadyExistsError(record.spec.name);
       }
     }
@@ -65,9 +72,17 @@ class FakeExecutor final : public Executor {
       replicas_[record.spec.name] = {.spec = record.spec,
                                      .state = ReplicaState::kStarting,
                                      .pid = record.pid,
+                                     .start_ticks = record.start_ticks,
                                      .address = record.address,
                                      .restarts = record.restarts};
       adopted_.push_back(record);
+    }
+    for (const RecordedJob& record : jobs) {
+      jobs_[record.spec.name] = {.spec = record.spec,
+                                 .state = JobState::kRunning,
+                                 .pid = record.pid,
+                                 .start_ticks = record.start_ticks};
+      adopted_jobs_.push_back(record);
     }
     return absl::OkStatus();
   }
@@ -161,6 +176,10 @@ class FakeExecutor final : public Executor {
     absl::MutexLock lock(&mu_);
     return adopted_;
   }
+  std::vector<RecordedJob> adopted_jobs() {
+    absl::MutexLock lock(&mu_);
+    return adopted_jobs_;
+  }
   std::vector<std::string> cancelled() {
     absl::MutexLock lock(&mu_);
     return cancelled_;
@@ -183,6 +202,7 @@ class FakeExecutor final : public Executor {
   std::vector<std::string> stopped_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
   std::vector<RecordedReplica> adopted_ ABSL_GUARDED_BY(mu_);
+  std::vector<RecordedJob> adopted_jobs_ ABSL_GUARDED_BY(mu_);
   absl::Duration last_drain_ ABSL_GUARDED_BY(mu_);
   int port_ ABSL_GUARDED_BY(mu_) = 0;
 };

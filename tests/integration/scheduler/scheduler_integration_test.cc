@@ -146,6 +146,7 @@ class SchedulerIntegrationTest : public hangar::testing::PostgresTest {
     PostgresTest::SetUp();
     LocalExecutor::Options executor;
     executor.runner_path = HANGAR_RUNNER_PATH;
+    executor.wrapper_path = HANGAR_EXEC_WRAPPER_PATH;
     executor.runner_args = {"--metrics_port=-1"};
     executor.start_timeout = absl::Seconds(60);
     executor.restart_backoff_initial = absl::Milliseconds(100);
@@ -450,6 +451,7 @@ TEST_F(SchedulerIntegrationTest, RunnerThatExitsAtOnceIsAFailedReplica) {
   server_.reset();
   LocalExecutor::Options executor;
   executor.runner_path = "/bin/false";
+  executor.wrapper_path = HANGAR_EXEC_WRAPPER_PATH;
   executor.restart_backoff_initial = absl::Milliseconds(100);
   executor.restart_backoff_max = absl::Milliseconds(200);
   absl::StatusOr<std::unique_ptr<SchedulerServer>> server =
