@@ -211,5 +211,26 @@ int main(int argc, char** argv) {
               100 * int8.greedy, Verdict(int8.greedy >= 0.9));
   std::printf("  greedy agreement bf16 >= 98%%:                 %.1f%%  %s\n",
               100 * bf16.greedy, Verdict(bf16.greedy >= 0.98));
+  // The same, one line per target, as scripts/perf-report.sh collects them.
+  auto target = [](const char* what, const std::string& measured,
+                   const char* goal, bool ok) {
+    std::printf("TARGET | %s | %s | %s | %s\n", what, measured.c_str(), goal,
+                ok ? "PASS" : "MISS");
+  };
+  target("int8 conversion on one core", absl::StrFormat("%.0f MB/s", int8_mbs),
+         ">= 200 MB/s", int8_mbs >= 200);
+  target("int8 conversion vs plain copy",
+         absl::StrFormat("%.2fx", int8_mbs / copy), ">= 0.5x",
+         int8_mbs / copy >= 0.5);
+  target("peak RSS during int8 conversion - overhead, vs largest tensor",
+         absl::StrFormat("%.2fx", peak_over / double(largest)), "<= 1.5x",
+         peak_over <= 1.5 * double(largest));
+  target("int8 artifact vs float32 size",
+         absl::StrFormat("%.3fx", int8.size_ratio), "<= 0.27x",
+         int8.size_ratio <= 0.27);
+  target("greedy agreement int8", absl::StrFormat("%.1f%%", 100 * int8.greedy),
+         ">= 90%", int8.greedy >= 0.9);
+  target("greedy agreement bf16", absl::StrFormat("%.1f%%", 100 * bf16.greedy),
+         ">= 98%", bf16.greedy >= 0.98);
   return 0;
 }

@@ -69,6 +69,9 @@ void Ratio(const std::string& what, double measured, const std::string& target,
            bool met) {
   std::printf("  %-62s %8.3f   target %-8s %s\n", what.c_str(), measured,
               target.c_str(), met ? "MET" : "below");
+  // The same as one line scripts/perf-report.sh collects.
+  std::printf("TARGET | %s | %.3f | %s | %s\n", what.c_str(), measured,
+              target.c_str(), met ? "PASS" : "MISS");
 }
 
 // ---------------------------------------------------------------------------
@@ -380,6 +383,10 @@ bool RunTrace(const std::string& dir, int seeds, bool with_cpu) {
     if (a == 0 && b == 0) {
       std::printf("  %-62s    equal: nothing failed under either%s\n",
                   what.c_str(), target ? " (target not met: not fewer)" : "");
+      if (target) {
+        std::printf("TARGET | %s | 0 vs 0 (equal) | < 1 | MISS\n",
+                    what.c_str());
+      }
       return;
     }
     const double ratio = b > 0 ? a / b : 99.0;
