@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?= -LE fuzz
 
-.PHONY: deps format-check configure build test fuzz run down clean
+.PHONY: deps format-check configure build test fuzz run down perf clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -43,6 +43,13 @@ run: build
 # demo uses): every service, the scheduler's runners, then PostgreSQL.
 down:
 	bash scripts/run-suite.sh --stop $(ARGS)
+
+# Runs every benchmark under bench/ with short settings and writes
+# docs/PERFORMANCE.md (`bash scripts/perf-report.sh --help`; PERF_ARGS=--full
+# for the long runs). Run it on an otherwise idle machine.
+PERF_ARGS ?=
+perf: configure
+	bash scripts/perf-report.sh --build-dir $(BUILD_DIR) $(PERF_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) build-fuzz
