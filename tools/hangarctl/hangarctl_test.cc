@@ -193,20 +193,5 @@ TEST_F(HangarctlTest, ExtraArgumentsAreAOneLineUsageError) {
   EXPECT_THAT(missing, HasSubstr("usage: hangarctl describe ADDRESS SYMBOL"));
 }
 
-TEST_F(HangarctlTest, HelpListsItsOwnFlagsWithDefaults) {
-  auto [code, help] = Run({"--help"});
-  EXPECT_EQ(code, 0);
-  EXPECT_THAT(help, Not(HasSubstr("No flags matched")));
-  EXPECT_THAT(help, HasSubstr("--timeout_seconds (default 30; env "
-                              "HANGAR_CTL_TIMEOUT_SECONDS or "
-                              "HANGAR_TIMEOUT_SECONDS)"));
-  EXPECT_THAT(help, HasSubstr("--admin_token_file (default \"\""));
-  EXPECT_THAT(help, Not(HasSubstr("--flagfile")));
-  // --helpfull still lists everything, with the program named once.
-  auto [full_code, full] = Run({"--helpfull"});
-  EXPECT_THAT(full, HasSubstr("--timeout_seconds"));
-  EXPECT_THAT(full, Not(HasSubstr("hangarctl: hangarctl")));
-}
-
 }  // namespace
 }  // namespace hangar
