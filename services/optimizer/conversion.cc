@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/util/file.h"
-#include "engine/quantize.h"
+#include "services/optimizer/converter.h"
 
 namespace hangar::optimizer {
 namespace {
@@ -68,7 +68,9 @@ json ReportJson(const QualityFigures& q) {
           {"mean_kl", q.mean_kl},
           {"greedy_agreement", q.greedy_agreement},
           {"greedy_tokens", q.greedy_tokens},
-          {"size_ratio", q.size_ratio}};
+          {"size_ratio", q.size_ratio},
+          {"source_format", q.source_format},
+          {"notes", q.notes}};
 }
 
 }  // namespace
@@ -80,9 +82,7 @@ int RunConversion(const ConversionOptions& options,
              .dump());
     return code;
   };
-  if (auto s = engine::ValidateRecipe(options.recipe.engine,
-                                      options.recipe.quantization);
-      !s.ok()) {
+  if (auto s = ParseRecipe(options.recipe.ToString()).status(); !s.ok()) {
     return fail(kExitBadInput, std::string(s.message()));
   }
   if (options.output.empty() || options.output == "/")
@@ -101,13 +101,6 @@ int RunConversion(const ConversionOptions& options,
     return fail(kExitBadInput,
                 absl::StrCat("--source: ", options.source, " does not exist"));
   }
-  if (!S_ISDIR(st.st_mode)) {
-    return fail(kExitBadInput,
-                absl::StrCat("--source: ", options.source,
-                             " is a file; hangar-optimize converts Hugging "
-                             "Face model directories "
-                             "(GGUF sources are not supported yet)"));
-  }
   fs::create_directories(parent, ec);
   if (ec)
     return fail(kExitInternal,
@@ -116,15 +109,14 @@ int RunConversion(const ConversionOptions& options,
   ::unlink((out.string() + ".report.json").c_str());
   const std::string tmp = absl::StrCat(parent, "/.", name, ".tmp-", ::getpid());
 
-  engine::QuantizeOptions q;
-  q.source_dir = options.source;
+  ConvertOptions q;
+  q.source = options.source;
   q.output_dir = tmp;
-  q.engine = options.recipe.engine;
-  q.quantization = options.recipe.quantization;
+  q.recipe = options.recipe;
   q.threads = options.threads;
   q.disk_margin_bytes = options.disk_margin_bytes;
   q.cancel = options.cancel;
-  q.tensor_progress = [&](const engine::QuantizeProgress& p) {
+  q.progress = [&](const ConvertProgress& p) {
     json line = {{"event", "progress"},
                  {"phase", p.stage},
                  {"tensors_done", p.tensors_done},
@@ -134,7 +126,7 @@ int RunConversion(const ConversionOptions& options,
     if (!p.tensor.empty()) line["message"] = "converting " + p.tensor;
     emit(line.dump());
   };
-  absl::StatusOr<engine::QuantizeReport> r = engine::QuantizeModel(q);
+  absl::StatusOr<ConvertReport> r = ConvertModel(q);
   if (r.ok() && options.cancel != nullptr && options.cancel->load()) {
     r = absl::CancelledError("conversion cancelled during evaluation");
   }
@@ -144,14 +136,16 @@ int RunConversion(const ConversionOptions& options,
   }
   QualityFigures f;
   f.prompts = r->prompts;
-  f.positions = r->tokens_compared;
+  f.positions = r->positions;
   f.max_abs_logit_error = r->max_abs_logit_error;
   f.max_abs_logit_error_bound =
       options.max_logit_error.value_or(MaxLogitErrorBound(options.recipe));
   f.mean_abs_logit_error = r->mean_abs_logit_error;
   f.mean_kl = r->mean_kl;
   f.greedy_agreement = r->greedy_agreement;
-  f.greedy_tokens = r->greedy_tokens_compared;
+  f.greedy_tokens = r->greedy_tokens;
+  f.source_format = r->source_format;
+  f.notes = r->notes;
   f.size_ratio = r->size_ratio;
   f.size_bytes = r->size_bytes;
   f.source_sha256 = r->source_sha256;
@@ -210,6 +204,11 @@ ParsedOutput ParseConversionOutput(const std::string& text) {
         q.artifact = j.value("artifact", "");
         q.source_sha256 = j.value("source_sha256", "");
         q.recipe = j.value("recipe", "");
+        q.source_format = j.value("source_format", "");
+        if (j.contains("notes") && j["notes"].is_array()) {
+          for (const json& n : j["notes"])
+            if (n.is_string()) q.notes.push_back(n.get<std::string>());
+        }
         out.report = q;
       } else if (event == "error") {
         out.error = j.value("message", "");

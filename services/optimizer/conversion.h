@@ -6,7 +6,7 @@
 // step, so `output` either does not exist or is a complete artifact with its
 // manifest. Before that it removes temporary directories that an earlier,
 // killed run for the same `output` left. The engine streams the conversion
-// tensor by tensor and checks free disk space first (engine/quantize.h).
+// tensor by tensor and checks free disk space first (converter.h).
 //
 // Every step is reported through `emit` as one JSON line (the job's stdout,
 // which the optimizer service reads back from the scheduler's log tail):
@@ -18,7 +18,8 @@
 //    "...","recipe":"CTRANSLATE2/int8","size_bytes":..,"prompts":3,
 //    "positions":40,"max_abs_logit_error":0.1,"max_abs_logit_error_bound":1,
 //    "mean_abs_logit_error":0.01,"mean_kl":1e-4,"greedy_agreement":0.97,
-//    "greedy_tokens":96,"size_ratio":0.27}
+//    "greedy_tokens":96,"size_ratio":0.27,"source_format":"gguf",
+//    "notes":["GGUF Q4_0 tensors were dequantized ..."]}
 //   {"event":"error","exit_code":2,"message":"..."}
 //
 // A report beyond the bound is written to "<output>.report.json" beside
@@ -35,6 +36,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "services/optimizer/recipes.h"
@@ -49,7 +51,8 @@ inline constexpr int kExitNoSpace = 4;
 inline constexpr int kExitCancelled = 5;
 
 struct ConversionOptions {
-  // A Hugging Face model directory (single or sharded safetensors).
+  // A Hugging Face model directory (single or sharded safetensors) or a
+  // GGUF file (converter.h).
   std::string source;
   RecipeName recipe;
   // The artifact directory to create; must not exist.
@@ -80,6 +83,11 @@ struct QualityFigures {
   std::string artifact;
   std::string source_sha256;
   std::string recipe;
+  // "huggingface" or "gguf".
+  std::string source_format;
+  // What people should know about the conversion (converter.h), e.g. a
+  // dequantize-then-quantize of GGUF Q4_0 tensors.
+  std::vector<std::string> notes;
 };
 
 struct ProgressLine {

@@ -13,11 +13,13 @@
 #include "common/testing/status_matchers.h"
 #include "common/testing/temp_dir.h"
 #include "common/util/file.h"
+#include "common/util/sha256.h"
 #include "engine/batch_decoder.h"
 #include "engine/model.h"
 #include "engine/tiny_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/optimizer/converter.h"
 
 namespace hangar::optimizer {
 namespace {
@@ -176,14 +178,22 @@ TEST_F(ConversionTest, BadInputIsExit2WithOneErrorLineAndNothingWritten) {
             kExitBadInput);
   EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
               HasSubstr("quantization: must be one of"));
-  // A GGUF file (or any file) as the source.
+  // A file that is not GGUF, and a GGUF file that ends after its magic.
+  ASSERT_OK(WriteStringToFile(store_ + "/model.bin", "NOTGGUF"));
+  EXPECT_EQ(Run({.source = store_ + "/model.bin",
+                 .recipe = {"VLLM", "fp8"},
+                 .output = out}),
+            kExitBadInput);
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr("not a GGUF file"));
+  fs::remove(store_ + "/model.bin");
   ASSERT_OK(WriteStringToFile(store_ + "/model.gguf", "GGUF"));
   EXPECT_EQ(Run({.source = store_ + "/model.gguf",
                  .recipe = {"VLLM", "fp8"},
                  .output = out}),
             kExitBadInput);
   EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
-              HasSubstr("GGUF"));
+              HasSubstr("truncated"));
   fs::remove(store_ + "/model.gguf");
 
   // A truncated safetensors file.
@@ -332,6 +342,160 @@ TEST_F(DiskFullTest, FullMidWriteFailsCleanly) {
   EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
               HasSubstr("write failed"));
   EXPECT_EQ(MountEntries(), std::vector<std::string>{"filler"});
+}
+
+// GGUF sources: the engine's writer (engine/tiny_model.h) turns the tiny
+// model into GGUF files the way llama.cpp's converter does (dims reversed,
+// Q/K rows permuted, a gpt2 vocabulary).
+class GgufConversionTest : public ConversionTest {
+ protected:
+  std::string Gguf(const std::string& type) {
+    std::string path =
+        ::hangar::testing::MakeTempDir("optgguf") + "/tiny-" + type + ".gguf";
+    EXPECT_OK(engine::ConvertToGguf(*source_, path, type));
+    return path;
+  }
+  void ExpectGenerates(const std::string& dir) {
+    ASSERT_OK_AND_ASSIGN(auto model, engine::Model::Load(dir, {.threads = 1}));
+    EXPECT_EQ(model->info().format, "huggingface");
+    ASSERT_OK_AND_ASSIGN(
+        auto d, engine::BatchDecoder::Create(model.get(), {.max_batch = 1}));
+    engine::SamplingParams p;
+    p.temperature = 0;
+    p.max_new_tokens = 4;
+    p.ignore_eos = true;
+    ASSERT_OK(d->Add({*model->tokenizer().Encode("The pilot"), p}).status());
+    int tokens = 0;
+    while (d->HasWork()) {
+      ASSERT_OK_AND_ASSIGN(auto events, d->Step());
+      for (const auto& e : events) tokens += e.token >= 0;
+    }
+    EXPECT_EQ(tokens, 4);
+  }
+};
+
+TEST_F(GgufConversionTest, Float32GgufToFloat32IsExactAfterUnpermuting) {
+  // The same numbers: any mistake in the name map, the dims or the Q/K row
+  // order shows as a logit error.
+  const std::string gguf = Gguf("f32");
+  const std::string out = store_ + "/art";
+  ASSERT_EQ(Run({.source = gguf,
+                 .recipe = {"CTRANSLATE2", "float32"},
+                 .output = out,
+                 .threads = 1}),
+            kExitOk)
+      << AllLines();
+  const QualityFigures q = *ParseConversionOutput(AllLines()).report;
+  EXPECT_TRUE(q.passed);
+  EXPECT_EQ(q.source_format, "gguf");
+  EXPECT_LE(q.max_abs_logit_error, 1e-4);
+  EXPECT_EQ(q.greedy_agreement, 1.0);
+  ASSERT_OK_AND_ASSIGN(std::string sha, Sha256OfFile(gguf));
+  EXPECT_EQ(q.source_sha256, sha);
+  ExpectGenerates(out);
+}
+
+TEST_F(GgufConversionTest, F16AndQ8_0ConvertToInt8AndBf16AndGenerate) {
+  for (const std::string type : {"f16", "q8_0"}) {
+    const std::string gguf = Gguf(type);
+    for (const RecipeName recipe :
+         {RecipeName{"CTRANSLATE2", "int8"}, RecipeName{"VLLM", "bfloat16"}}) {
+      SCOPED_TRACE(type + " -> " + recipe.ToString());
+      const std::string out = store_ + "/art-" + type + "-" + recipe.Slug();
+      ASSERT_EQ(
+          Run({.source = gguf, .recipe = recipe, .output = out, .threads = 1}),
+          kExitOk)
+          << AllLines();
+      const QualityFigures q = *ParseConversionOutput(AllLines()).report;
+      EXPECT_TRUE(q.passed);
+      EXPECT_LE(q.max_abs_logit_error, MaxLogitErrorBound(recipe));
+      EXPECT_GE(q.greedy_agreement, 0.5);
+      EXPECT_EQ(q.source_format, "gguf");
+      const bool block = type == "q8_0";
+      EXPECT_EQ(
+          !q.notes.empty() &&
+              q.notes[0].find("dequantize-then-quantize") != std::string::npos,
+          block)
+          << ::testing::PrintToString(q.notes);
+      ASSERT_OK_AND_ASSIGN(std::string manifest,
+                           ReadFileToString(out + "/hangar_manifest.json"));
+      EXPECT_THAT(manifest, HasSubstr("\"format\": \"gguf\""));
+      ExpectGenerates(out);
+    }
+  }
+}
+
+TEST_F(GgufConversionTest, Q4_0ToInt16IsDequantizeThenQuantizeInTheReport) {
+  const std::string out = store_ + "/art";
+  ASSERT_EQ(Run({.source = Gguf("q4_0"),
+                 .recipe = {"CTRANSLATE2", "int16"},
+                 .output = out,
+                 .threads = 1}),
+            kExitOk)
+      << AllLines();
+  const QualityFigures q = *ParseConversionOutput(AllLines()).report;
+  // Against the Q4_0 source itself: int16 of the dequantized values is
+  // within int16's bound.
+  EXPECT_TRUE(q.passed);
+  EXPECT_LE(q.max_abs_logit_error,
+            MaxLogitErrorBound({"CTRANSLATE2", "int16"}));
+  ASSERT_FALSE(q.notes.empty());
+  EXPECT_THAT(
+      q.notes[0],
+      ::testing::AllOf(HasSubstr("Q4_0"), HasSubstr("dequantize-then-quantize"),
+                       HasSubstr("I16")));
+  ExpectGenerates(out);
+}
+
+TEST_F(GgufConversionTest, TruncatedGgufFailsWithTheReasonAndWritesNothing) {
+  const std::string gguf = Gguf("f16");
+  fs::resize_file(gguf, fs::file_size(gguf) * 2 / 3);
+  const std::string out = store_ + "/art";
+  EXPECT_EQ(Run({.source = gguf,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .threads = 1}),
+            kExitBadInput)
+      << AllLines();
+  EXPECT_THAT(ParseConversionOutput(AllLines()).error.value_or(""),
+              HasSubstr(gguf));
+  EXPECT_TRUE(StoreEntries().empty());
+}
+
+TEST_F(GgufConversionTest, EstimateMatchesTheWrittenFile) {
+  const std::string gguf = Gguf("q8_0");
+  const std::string out = store_ + "/art";
+  ASSERT_EQ(Run({.source = gguf,
+                 .recipe = {"CTRANSLATE2", "int8"},
+                 .output = out,
+                 .threads = 1}),
+            kExitOk);
+  ASSERT_OK_AND_ASSIGN(int64_t estimate,
+                       EstimateArtifactBytes(gguf, {"CTRANSLATE2", "int8"}));
+  EXPECT_EQ(estimate, int64_t(fs::file_size(out + "/model.safetensors")));
+}
+
+TEST(QuantizeRowsTest, VectorizedInt8MatchesTheScalarReference) {
+  // Odd widths exercise the tails; values include exact .5 ties.
+  for (int64_t cols : {1, 7, 31, 32, 33, 100, 1000}) {
+    const int64_t rows = 5;
+    std::vector<float> x(size_t(rows * cols));
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = float(int(i * 2654435761u % 2001) - 1000) / 7.0f;
+    x[0] = 0.5f;
+    std::vector<int8_t> a(x.size()), b(x.size());
+    std::vector<float> sa(static_cast<size_t>(rows)),
+        sb(static_cast<size_t>(rows));
+    internal::QuantizeRowsI8(x.data(), rows, cols, a.data(), sa.data());
+    internal::QuantizeRowsI8Scalar(x.data(), rows, cols, b.data(), sb.data());
+    EXPECT_EQ(a, b) << cols;
+    EXPECT_EQ(sa, sb) << cols;
+    // Dequantized within half a step of the input.
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < cols; ++k)
+        EXPECT_NEAR(float(a[size_t(r * cols + k)]) * sa[size_t(r)],
+                    x[size_t(r * cols + k)], sa[size_t(r)] * 0.501f + 1e-6f);
+  }
 }
 
 TEST(ParseConversionOutputTest,

@@ -23,7 +23,7 @@
 #include "services/optimizer/recipes.h"
 
 ABSL_FLAG(std::string, source, "",
-          "Hugging Face model directory to convert (required)");
+          "Hugging Face model directory or GGUF file to convert (required)");
 ABSL_FLAG(std::string, recipe, "",
           "ENGINE/quantization, e.g. CTRANSLATE2/int8 or VLLM/fp8 (required)");
 ABSL_FLAG(std::string, out, "",
@@ -52,7 +52,8 @@ int Fail(int code, const std::string& message) {
 int main(int argc, char** argv) {
   using namespace hangar::optimizer;
   absl::SetProgramUsageMessage(
-      "hangar-optimize --source DIR --recipe ENGINE/QUANT --out ARTIFACT_DIR "
+      "hangar-optimize --source DIR|FILE.gguf --recipe ENGINE/QUANT --out "
+      "ARTIFACT_DIR "
       "[--max_logit_error BOUND]");
   absl::ParseCommandLine(argc, argv);
   ConversionOptions options;
