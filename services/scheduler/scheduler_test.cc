@@ -598,6 +598,58 @@ TEST_F(SchedulerTest, CancellingARunningJobGoesThroughTheExecutor) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-unknown")));
 }
 
+// A crash (the store as SIGKILL leaves it: the job RUNNING): the restarted
+// scheduler books the job's GPUs again and hands it to the executor to
+// follow, and the job ends as the executor reports. A graceful stop puts a
+// running job back in the queue instead.
+TEST_F(SchedulerTest, RestartFollowsARunningJobAndAStopRequeuesIt) {
+  v1::SubmitJobRequest request;
+  request.set_request_id("req-follow");
+  request.mutable_spec()->add_argv("/bin/sleep");
+  request.mutable_spec()->set_hardware("p-2x");
+  ASSERT_OK_AND_ASSIGN(v1::Job job, scheduler_->SubmitJob(request));
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_OK_AND_ASSIGN(SchedulerSnapshot crashed, store_.Load());
+  ASSERT_THAT(crashed.jobs, SizeIs(1));
+  StoredJob record = crashed.jobs[0];
+  record.pid = 4242;
+  record.start_ticks = 777;
+
+  scheduler_.reset();
+  // The graceful stop stored it as PENDING, to run again.
+  ASSERT_OK_AND_ASSIGN(SchedulerSnapshot stopped, store_.Load());
+  EXPECT_EQ(stopped.jobs[0].job.state(), v1::JOB_STATE_PENDING);
+  EXPECT_THAT(stopped.jobs[0].job.pending_reason(), HasSubstr("re-queued"));
+
+  // As a crash leaves it.
+  ASSERT_OK(store_.PutJob(record));
+  Start();
+  ASSERT_THAT(executor_->adopted_jobs(), SizeIs(1));
+  EXPECT_EQ(executor_->adopted_jobs()[0].spec.name, job.name());
+  EXPECT_EQ(executor_->adopted_jobs()[0].pid, 4242);
+  EXPECT_EQ(executor_->adopted_jobs()[0].start_ticks, 777u);
+  EXPECT_EQ(executor_->adopted_jobs()[0].spec.assignment.gpus.size(), 2u);
+  EXPECT_EQ(FreeGpus(), 2);  // its GPUs are booked again
+  ASSERT_OK_AND_ASSIGN(v1::Job after, scheduler_->GetJob(job.name()));
+  EXPECT_EQ(after.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(after.node(), job.node());
+  executor_->EmitJob(job.name(), JobState::kSucceeded, 0, "done\n");
+  scheduler_->Sync();
+  ASSERT_OK_AND_ASSIGN(after, scheduler_->GetJob(job.name()));
+  EXPECT_EQ(after.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(after.log_tail(), "done\n");
+  EXPECT_EQ(FreeGpus(), 4);
+
+  // Restarted after the graceful stop: queued again and started afresh.
+  scheduler_.reset();
+  ASSERT_OK(store_.PutJob(stopped.jobs[0]));
+  Start();
+  EXPECT_THAT(executor_->adopted_jobs(), SizeIs(0));
+  ASSERT_OK_AND_ASSIGN(after, scheduler_->GetJob(job.name()));
+  EXPECT_EQ(after.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(executor_->has_job(job.name()));
+}
+
 TEST_F(SchedulerTest, RestartFinishesADeletionLeftHalfDone) {
   scheduler_.reset();
   StoredSet left{

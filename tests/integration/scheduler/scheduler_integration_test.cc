@@ -2,13 +2,15 @@
 // (common/testing/postgres_server.h), real gRPC on loopback, and real
 // hangar-runner children on a tiny model. Most cases build SchedulerServer
 // in process on port 0; the restart case runs the hangar-scheduler binary,
-// kills it with SIGKILL and starts it again, counting runner processes.
+// kills it with SIGKILL and starts it again, counting runner processes (they
+// survive it and are re-adopted).
 // Waiting is on a condition with a deadline (stream reads, or polling another
 // process's state), never a fixed sleep.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/types.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -505,12 +507,35 @@ TEST_F(SchedulerIntegrationTest, MalformedHardwareFileExitsTwoNamingTheLine) {
   EXPECT_THAT((*child)->Output(), HasSubstr("hardware.textproto:"));
 }
 
-// The binary: kill -9 of the scheduler takes its runners with it (parent
-// death signal); the restarted scheduler recovers the set from PostgreSQL
-// and runs exactly min_replicas runners again — no duplicate, no orphan.
-TEST_F(SchedulerIntegrationTest, KilledSchedulerRestartsWithoutDuplicates) {
+// Processes (zombies excluded) whose command line names `state_dir`'s run/
+// folder: every runner and job wrapper a scheduler on it started.
+std::vector<pid_t> ChildrenOf(const std::string& state_dir) {
+  std::vector<pid_t> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    std::ifstream file(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::string cmdline((std::istreambuf_iterator<char>(file)),
+                        std::istreambuf_iterator<char>());
+    if (absl::StrContains(cmdline, state_dir + "/run/")) pids.push_back(pid);
+  }
+  closedir(proc);
+  return pids;
+}
+
+// The binary with --state_dir: kill -9 of the scheduler leaves its runners
+// and its job running; the restarted scheduler re-adopts them (same pids,
+// READY again, no new process, no duplicate) and the job completes
+// SUCCEEDED; a runner killed while the scheduler is down is replaced by
+// the next start; SIGTERM of the scheduler stops every child.
+TEST_F(SchedulerIntegrationTest, KilledSchedulerReadoptsItsChildren) {
   server_.reset();  // Only the binary below serves this database.
-  const std::string state_dir = hangar::testing::MakeTempDir("sched-state");
+  const std::string state_dir =
+      std::filesystem::path(hangar::testing::MakeTempDir("sched-state"))
+          .lexically_normal()
+          .string();
   const std::vector<std::string> argv = {
       HANGAR_SCHEDULER_PATH,
       "--port=0",
@@ -551,6 +576,21 @@ TEST_F(SchedulerIntegrationTest, KilledSchedulerRestartsWithoutDuplicates) {
     if (!stub->GetReplicaSet(&context, request, &set).ok()) return -1;
     return set.ready_replicas();
   };
+  auto get_job = [](v1::SchedulerService::Stub* stub, const std::string& name) {
+    grpc::ClientContext context;
+    v1::GetJobRequest request;
+    request.set_name(name);
+    v1::Job job;
+    if (!stub->GetJob(&context, request, &job).ok()) job.Clear();
+    return job;
+  };
+  auto names = [](const std::map<pid_t, std::string>& runners) {
+    std::multiset<std::string> names;
+    for (const auto& [pid, name] : runners) names.insert(name);
+    return names;
+  };
+  const std::multiset<std::string> both = {"dep-restart-r1-0",
+                                           "dep-restart-r1-1"};
 
   auto [first, first_stub] = start();
   ASSERT_NE(first, nullptr);
@@ -561,42 +601,100 @@ TEST_F(SchedulerIntegrationTest, KilledSchedulerRestartsWithoutDuplicates) {
     v1::ReplicaSet set;
     ASSERT_TRUE(first_stub->ApplyReplicaSet(&context, request, &set).ok());
   }
+  // A job that runs until the test lets it finish.
+  const std::string go = state_dir + "/go";
+  std::string job_name;
+  {
+    grpc::ClientContext context;
+    v1::SubmitJobRequest request;
+    request.set_request_id("restart-job");
+    request.mutable_spec()->add_argv("/bin/sh");
+    request.mutable_spec()->add_argv("-c");
+    request.mutable_spec()->add_argv(
+        absl::StrCat("echo started; while [ ! -e ", go,
+                     " ]; do sleep 0.02; done; echo finished"));
+    request.mutable_spec()->set_hardware("t4-1x");
+    v1::Job job;
+    ASSERT_TRUE(first_stub->SubmitJob(&context, request, &job).ok());
+    ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+    job_name = job.name();
+  }
   ASSERT_TRUE(hangar::testing::WaitUntil([&] {
     return ready(first_stub.get()) == 2;
   })) << first->Output();
-  ASSERT_THAT(RunnerProcesses("dep-restart"), SizeIs(2));
+  const std::map<pid_t, std::string> runners = RunnerProcesses("dep-restart");
+  ASSERT_EQ(names(runners), both);
+  // Two runners and one job wrapper.
+  ASSERT_THAT(ChildrenOf(state_dir), SizeIs(3));
+  // The runner's output is in its log file.
+  EXPECT_TRUE(hangar::testing::WaitUntil([&] {
+    std::ifstream log(state_dir + "/logs/dep-restart-r1-0.log");
+    std::string text((std::istreambuf_iterator<char>(log)),
+                     std::istreambuf_iterator<char>());
+    return absl::StrContains(text, "runner: serving");
+  }));
 
+  // 1. kill -9: nothing dies with it; the next start adopts the same
+  //    processes, READY again, and the job completes.
   ASSERT_TRUE(first->Signal(SIGKILL));
   ASSERT_OK(first->Wait(absl::Seconds(30)).status());
-  // No orphan: the runners die with their scheduler.
-  EXPECT_TRUE(hangar::testing::WaitUntil(
-      [] { return RunnerProcesses("dep-restart").empty(); }));
-
+  EXPECT_EQ(RunnerProcesses("dep-restart"), runners);
   auto [second, second_stub] = start();
   ASSERT_NE(second, nullptr);
   ASSERT_TRUE(hangar::testing::WaitUntil([&] {
     return ready(second_stub.get()) == 2;
   })) << second->Output();
-  // Exactly the two recorded replicas run again, under their names.
-  std::map<pid_t, std::string> runners = RunnerProcesses("dep-restart");
-  std::set<std::string> names;
-  for (const auto& [pid, name] : runners) names.insert(name);
-  EXPECT_THAT(runners, SizeIs(2));
-  EXPECT_EQ(names,
-            (std::set<std::string>{"dep-restart-r1-0", "dep-restart-r1-1"}));
+  EXPECT_EQ(RunnerProcesses("dep-restart"), runners);  // no new process
+  EXPECT_THAT(ChildrenOf(state_dir), SizeIs(3));
+  EXPECT_EQ(get_job(second_stub.get(), job_name).state(),
+            v1::JOB_STATE_RUNNING);
   {
-    grpc::ClientContext context;
     v1::PoolStatus pool;
+    grpc::ClientContext context;
     v1::GetPoolStatusRequest request;
     request.set_pool("t4");
     ASSERT_TRUE(second_stub->GetPoolStatus(&context, request, &pool).ok());
+    // Two replicas and the job hold their GPUs again.
     EXPECT_EQ(pool.pool().free_gpus(),
-              pool.pool().gpus_per_node() * pool.pool().node_count() - 2);
+              pool.pool().gpus_per_node() * pool.pool().node_count() - 3);
   }
-  ASSERT_TRUE(second->Signal(SIGTERM));
-  EXPECT_OK(second->Wait(absl::Seconds(60)).status());
-  EXPECT_TRUE(hangar::testing::WaitUntil(
-      [] { return RunnerProcesses("dep-restart").empty(); }));
+  { std::ofstream(go) << "go"; }
+  v1::Job done;
+  EXPECT_TRUE(hangar::testing::WaitUntil([&] {
+    done = get_job(second_stub.get(), job_name);
+    return done.state() == v1::JOB_STATE_SUCCEEDED;
+  })) << done.DebugString()
+      << second->Output();
+  EXPECT_EQ(done.exit_code(), 0);
+  EXPECT_EQ(done.log_tail(), "started\nfinished\n");
+
+  // 2. kill -9, then one runner dies while no scheduler runs: the next
+  //    start adopts the other and replaces the dead one.
+  ASSERT_TRUE(second->Signal(SIGKILL));
+  ASSERT_OK(second->Wait(absl::Seconds(30)).status());
+  const pid_t victim = runners.begin()->first;
+  const pid_t survivor = std::next(runners.begin())->first;
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return RunnerProcesses("dep-restart").size() == 1; }));
+  auto [third, third_stub] = start();
+  ASSERT_NE(third, nullptr);
+  ASSERT_TRUE(hangar::testing::WaitUntil([&] {
+    return ready(third_stub.get()) == 2;
+  })) << third->Output();
+  const std::map<pid_t, std::string> now = RunnerProcesses("dep-restart");
+  EXPECT_EQ(names(now), both);  // one each: no duplicate
+  EXPECT_TRUE(now.contains(survivor));
+  EXPECT_FALSE(now.contains(victim));
+  EXPECT_EQ(now.at(survivor), runners.at(survivor));
+  EXPECT_THAT(ChildrenOf(state_dir), SizeIs(2));
+
+  // 3. SIGTERM stops every child.
+  ASSERT_TRUE(third->Signal(SIGTERM));
+  EXPECT_OK(third->Wait(absl::Seconds(60)).status());
+  EXPECT_TRUE(hangar::testing::WaitUntil([&] {
+    return ChildrenOf(state_dir).empty();
+  })) << ChildrenOf(state_dir).size();
 }
 
 }  // namespace
