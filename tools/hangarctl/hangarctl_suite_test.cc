@@ -1,9 +1,9 @@
 // The hangarctl binary, run as a child process, against real servers on
 // loopback: a CatalogService (CatalogServer over a private PostgreSQL, the
-// curated models, the Hub unreachable) and a DeploymentService
-// (DeploymentServer over the same PostgreSQL, asking that catalog and a
-// small in-test SchedulerService for facts), both requiring the admin
-// token; the in-test server also carries an InferenceService whose
+// curated models, the catalog tests' fake Hugging Face Hub) and a
+// DeploymentService (DeploymentServer over the same PostgreSQL, asking that
+// catalog and a small in-test SchedulerService for facts), both requiring the
+// admin token; the in-test server also carries an InferenceService whose
 // GenerateStream streams the prompt's words back, so `generate` is tested
 // without a runner.
 //
@@ -37,11 +37,14 @@
 #include "hangar/v1/scheduler.grpc.pb.h"
 #include "services/catalog/catalog_server.h"
 #include "services/deployment/deployment_server.h"
+#include "tests/integration/catalog/fake_hub.h"
+#include "tests/integration/catalog/test_models.h"
 
 namespace hangar {
 namespace {
 
 using ::hangar::testing::ChildProcess;
+using ::hangar::testing::FakeHub;
 using ::hangar::testing::IsOk;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -130,6 +133,9 @@ class HangarctlSuiteTest : public ::hangar::testing::PostgresTest {
     token_file_ = dir_ + "/admin-token";
     std::ofstream(token_file_) << kToken << "\n";
     std::filesystem::create_directories(dir_ + "/local");
+    auto hub = FakeHub::Start();
+    ASSERT_TRUE(hub.ok()) << hub.status();
+    hub_ = *std::move(hub);
 
     auto fakes = Server::Create({.name = "fakes", .port = 0},
                                 {&scheduler_, &inference_}, &metrics_);
@@ -149,8 +155,7 @@ class HangarctlSuiteTest : public ::hangar::testing::PostgresTest {
          .local_model_root = dir_ + "/local",
          .curated_models = HANGAR_CURATED_MODELS_PATH,
          .secret_key_file = dir_ + "/secret.key",
-         // Nothing listens there: downloads fail at once.
-         .hf_endpoint = "http://127.0.0.1:1",
+         .hf_endpoint = hub_->endpoint(),
          .hf_stall_timeout = absl::Seconds(2),
          .hub_retry = {.initial_backoff = absl::Milliseconds(10),
                        .max_backoff = absl::Milliseconds(10),
@@ -181,6 +186,7 @@ class HangarctlSuiteTest : public ::hangar::testing::PostgresTest {
     deployment_.reset();
     catalog_.reset();
     fakes_.reset();
+    hub_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
@@ -250,6 +256,7 @@ class HangarctlSuiteTest : public ::hangar::testing::PostgresTest {
   FakeScheduler scheduler_;
   FakeInference inference_;
   std::unique_ptr<Server> fakes_;
+  std::unique_ptr<FakeHub> hub_;
   std::unique_ptr<catalog::CatalogServer> catalog_;
   std::unique_ptr<deployment::DeploymentServer> deployment_;
 };
@@ -313,11 +320,112 @@ TEST_F(HangarctlSuiteTest, FailedCallsExitOneWithTheCodeOnOneLine) {
   EXPECT_EQ(down.code, 1);
   EXPECT_THAT(down.output, StartsWith("hangarctl: UNAVAILABLE: "));
 
-  // The catalog cannot reach the Hub to start a preparation.
+  // The Hub is down when the preparation starts.
+  hub_->SetDown(true);
   RunResult prepare = Run({"models", "prepare", "Qwen/Qwen2.5-0.5B-Instruct"});
   EXPECT_EQ(prepare.code, 1) << prepare.output;
   EXPECT_THAT(prepare.output, StartsWith("hangarctl: UNAVAILABLE: "));
   EXPECT_EQ(Lines(prepare.output), 1) << prepare.output;
+}
+
+constexpr char kSha[] = "0123456789abcdef0123456789abcdef01234567";
+
+FakeHub::Repo TinyRepo(const std::string& id) {
+  FakeHub::Repo repo;
+  repo.id = id;
+  repo.sha = kSha;
+  repo.files = ::hangar::testing::TinyModelFiles();
+  return repo;
+}
+
+TEST_F(HangarctlSuiteTest, ImportAndPrepareFromTheHubWithProgress) {
+  hub_->AddRepo(TinyRepo("acme/tiny-chat"));
+  RunResult imported = Run({"models", "import", "acme/tiny-chat", "--tag",
+                            "demo", "--description", "a tiny chat", "--wait"});
+  ASSERT_EQ(imported.code, 0) << imported.output;
+  EXPECT_THAT(imported.output, HasSubstr("model acme/tiny-chat READY"));
+  auto model = RunJson<v1::Model>({"models", "get", "acme/tiny-chat"});
+  EXPECT_EQ(model.source(), v1::MODEL_SOURCE_HUGGING_FACE);
+  EXPECT_THAT(model.tags(), ::testing::ElementsAre("demo"));
+
+  // The download is held so the CLI shows it in progress.
+  hub_->Hold("model.safetensors");
+  std::unique_ptr<ChildProcess> prepare =
+      Start({"models", "prepare", "acme/tiny-chat"});
+  ASSERT_NE(prepare, nullptr);
+  ASSERT_TRUE(hub_->AwaitHeldDownload());
+  EXPECT_TRUE(::hangar::testing::WaitUntil(
+      [&] { return absl::StrContains(prepare->Output(), "DOWNLOADING"); },
+      absl::Seconds(30)))
+      << prepare->Output();
+  EXPECT_TRUE(prepare->Running());
+  hub_->Release();
+  auto code = prepare->Wait(absl::Seconds(60));
+  ASSERT_THAT(code, IsOk());
+  EXPECT_EQ(*code, 0) << prepare->Output();
+  EXPECT_THAT(prepare->Output(),
+              HasSubstr("model acme/tiny-chat PREPARED at "));
+  // Plain lines on a pipe: no carriage returns, and not one per update.
+  EXPECT_THAT(prepare->Output(), Not(HasSubstr("\r")));
+  EXPECT_LT(Lines(prepare->Output()), 30) << prepare->Output();
+
+  // Prepared already: JSON of the preparation at once.
+  auto preparation =
+      RunJson<v1::Preparation>({"models", "prepare", "acme/tiny-chat"});
+  EXPECT_EQ(preparation.state(), v1::PREPARATION_STATE_PREPARED);
+  EXPECT_EQ(preparation.sha256().size(), 64u);
+}
+
+TEST_F(HangarctlSuiteTest, FailedPreparationExitsThree) {
+  FakeHub::Repo repo = TinyRepo("acme/corrupt");
+  repo.sha256_overrides["model.safetensors"] = std::string(64, 'a');
+  hub_->AddRepo(repo);
+  RunResult imported = Run({"models", "import", "acme/corrupt", "--wait"});
+  ASSERT_EQ(imported.code, 0) << imported.output;
+  RunResult prepare = Run({"models", "prepare", "acme/corrupt"});
+  EXPECT_EQ(prepare.code, 3) << prepare.output;
+  EXPECT_THAT(prepare.output,
+              HasSubstr("hangarctl: model acme/corrupt: preparation FAILED: "));
+  EXPECT_THAT(prepare.output, HasSubstr("checksum mismatch"));
+
+  // --detach returns as soon as the preparation is started or known.
+  RunResult detached = Run({"models", "prepare", "acme/corrupt", "--detach"});
+  EXPECT_THAT(detached.output, HasSubstr("model acme/corrupt "));
+}
+
+TEST_F(HangarctlSuiteTest, LocalImportAndConnections) {
+  ::hangar::testing::WriteTinyModelDir(dir_ + "/local/tiny");
+  RunResult imported = Run({"models", "import", "--local", "tiny", "--name",
+                            "local/tiny", "--wait", "-o", "json"});
+  ASSERT_EQ(imported.code, 0) << imported.output;
+  v1::Model model;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(imported.output, &model).ok())
+      << imported.output;
+  EXPECT_EQ(model.name(), "local/tiny");
+  EXPECT_EQ(model.state(), v1::MODEL_STATE_READY);
+  EXPECT_EQ(model.source(), v1::MODEL_SOURCE_LOCAL);
+
+  RunResult missing = Run({"models", "import", "--local", "nothing-here"});
+  EXPECT_EQ(missing.code, 1) << missing.output;
+  EXPECT_EQ(Lines(missing.output), 1) << missing.output;
+
+  RunResult no_token = Run({"connections", "create", "hf"});
+  EXPECT_EQ(no_token.code, 2) << no_token.output;
+  RunResult created =
+      Run({"connections", "create", "hf", "--description", "team token"},
+          {"HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz"});
+  ASSERT_EQ(created.code, 0) << created.output;
+  EXPECT_THAT(created.output, HasSubstr("connection hf created"));
+  RunResult listed = Run({"connections", "list"});
+  ASSERT_EQ(listed.code, 0) << listed.output;
+  EXPECT_THAT(listed.output, StartsWith("NAME"));
+  EXPECT_THAT(listed.output, HasSubstr("team token"));
+  EXPECT_THAT(listed.output, Not(HasSubstr("hf_abcdefghijklmnopqrstuvwxyz")));
+  RunResult deleted = Run({"connections", "delete", "hf"});
+  ASSERT_EQ(deleted.code, 0) << deleted.output;
+  auto none = RunJson<v1::ListConnectionsResponse>({"connections", "list"});
+  EXPECT_EQ(none.connections_size(), 0);
 }
 
 TEST_F(HangarctlSuiteTest, UsageErrorsExitTwo) {
