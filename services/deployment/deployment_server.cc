@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/auth/crypto.h"
@@ -129,6 +131,36 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
     for (unsigned char c : random) absl::StrAppend(&suffix, absl::Hex(c));
     owner = absl::StrCat(host, "-", getpid(), "-", suffix);
   }
+  // Webhooks: the reconciler's event sink (with any injected one), and the
+  // senders started with the server.
+  if (options.webhook_max_attempts < 1 || options.webhook_max_attempts > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--webhook_max_attempts: must be in [1, 100]; was ",
+                     options.webhook_max_attempts));
+  }
+  if (options.webhook_timeout <= absl::ZeroDuration() ||
+      options.webhook_timeout > absl::Seconds(60)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--webhook_timeout: must be in (0, 60s]; was ",
+                     absl::FormatDuration(options.webhook_timeout)));
+  }
+  server->webhook_store_ =
+      std::make_unique<webhooks::PgWebhookStore>(server->pool_.get());
+  {
+    webhooks::Webhooks::Options webhook_options{
+        .store = server->webhook_store_.get(), .clock = options.clock};
+    webhook_options.retry.max_attempts = options.webhook_max_attempts;
+    webhook_options.timeout = options.webhook_timeout;
+    webhook_options.connect_timeout =
+        std::min(webhook_options.connect_timeout, options.webhook_timeout);
+    absl::StatusOr<std::unique_ptr<webhooks::Webhooks>> created =
+        webhooks::Webhooks::Create(std::move(webhook_options));
+    if (!created.ok()) return PrefixStatus("webhooks", created.status());
+    server->webhooks_ = *std::move(created);
+    server->events_ = std::make_unique<webhooks::FanOutEventSink>(
+        std::vector<DeploymentEventSink*>{server->webhooks_.get(),
+                                          options.events});
+  }
   {
     absl::StatusOr<std::unique_ptr<Reconciler>> reconciler =
         Reconciler::Create({.owner = owner,
@@ -144,7 +176,7 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                             .models = models,
                             .offerings = offerings,
                             .notifier = &server->notifier_,
-                            .events = options.events,
+                            .events = server->events_.get(),
                             .clock = options.clock});
     if (!reconciler.ok())
       return PrefixStatus("reconciler", reconciler.status());
@@ -167,9 +199,14 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
            .offerings = offerings,
            .notifier = &server->notifier_,
            .clock = options.clock}));
+  ASSIGN_OR_RETURN(server->deployment_webhooks_,
+                   webhooks::DeploymentWebhooks::Create(
+                       {.deployments = server->deployments_.get(),
+                        .webhooks = server->webhooks_.get(),
+                        .notifier = &server->notifier_}));
   server->service_ = std::make_unique<DeploymentServiceImpl>(
       server->deployments_.get(), &server->notifier_,
-      server->admin_token_.get());
+      server->admin_token_.get(), server->deployment_webhooks_.get());
   ASSIGN_OR_RETURN(server->server_,
                    Server::Create(options.server, {server->service_.get()},
                                   &server->metrics_));
@@ -183,7 +220,8 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
            .name = "deployment",
            .on_change = server->server_->HealthReporter("database"),
            .clock = options.clock}));
-  server->reconciler_->Start();
+  RETURN_IF_ERROR(server->webhooks_->Start());
+  if (options.start_reconciler) server->reconciler_->Start();
   server->server_->SetServing(true);
   return server;
 }
@@ -193,6 +231,8 @@ DeploymentServer::~DeploymentServer() {
   if (server_ != nullptr) server_->Shutdown();
   // After the drain (no call can wake it any more), before the store goes.
   if (reconciler_ != nullptr) reconciler_->Stop();
+  // Its sink's senders, once nothing reports to them any more.
+  if (webhooks_ != nullptr) webhooks_->Stop();
   server_.reset();
   notifier_.Close();
 }

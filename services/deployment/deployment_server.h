@@ -39,6 +39,10 @@
 #include "services/deployment/facts.h"
 #include "services/deployment/pg_deployment_store.h"
 #include "services/deployment/reconciler.h"
+#include "services/deployment/webhooks/deployment_webhooks.h"
+#include "services/deployment/webhooks/event_fan_out.h"
+#include "services/deployment/webhooks/pg_webhook_store.h"
+#include "services/deployment/webhooks/webhooks.h"
 
 namespace hangar::deployment {
 
@@ -98,12 +102,22 @@ class DeploymentServer {
     // The gateway address shown to users (Deployment.endpoint). Required.
     std::string gateway_endpoint = "127.0.0.1:7100";
 
+    // --- Webhooks (webhooks/webhooks.h) ---
+    // Attempts per delivery in all, in [1, 100].
+    int webhook_max_attempts = 8;
+    // Longest one delivery attempt may take, in (0, 60s].
+    absl::Duration webhook_timeout = absl::Seconds(5);
+
     // --- Charges ---
     // Inference prices in USD per 1000 prompt / completion tokens, >= 0.
     double prompt_price_per_1k = 0.0;
     double completion_price_per_1k = 0.0;
 
-    // --- Injected for tests (not owned) ---
+    // --- For tests ---
+    // False: the reconciler's loop is not started (tests that make each
+    // pass themselves through reconciler()).
+    bool start_reconciler = true;
+    // Injected (not owned):
     ModelFactsSource* model_facts = nullptr;
     OfferingFactsSource* offering_facts = nullptr;
     CatalogClient* catalog_client = nullptr;
@@ -125,6 +139,8 @@ class DeploymentServer {
   int port() const { return server_->port(); }
   int metrics_port() const { return server_->metrics_port(); }
 
+  Reconciler* reconciler() { return reconciler_.get(); }
+
   void WaitForTermination() { server_->WaitForTermination(); }
   void Shutdown() { server_->Shutdown(); }
 
@@ -142,8 +158,12 @@ class DeploymentServer {
   std::unique_ptr<CatalogClient> owned_catalog_client_;
   std::unique_ptr<OptimizerClient> owned_optimizer_client_;
   std::unique_ptr<SchedulerClient> owned_scheduler_client_;
+  std::unique_ptr<webhooks::PgWebhookStore> webhook_store_;
+  std::unique_ptr<webhooks::Webhooks> webhooks_;
+  std::unique_ptr<webhooks::FanOutEventSink> events_;
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<Deployments> deployments_;
+  std::unique_ptr<webhooks::DeploymentWebhooks> deployment_webhooks_;
   std::unique_ptr<DeploymentServiceImpl> service_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<db::DatabaseProbe> db_probe_;

@@ -24,7 +24,7 @@ grpc::Status DeploymentServiceImpl::CreateDeployment(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->CreateDeployment(*request), response);
+  return ReplyWith(webhooks_->CreateDeployment(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::GetDeployment(
@@ -34,7 +34,7 @@ grpc::Status DeploymentServiceImpl::GetDeployment(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->Get(request->name()), response);
+  return ReplyWith(webhooks_->Get(request->name()), response);
 }
 
 grpc::Status DeploymentServiceImpl::ListDeployments(
@@ -44,7 +44,7 @@ grpc::Status DeploymentServiceImpl::ListDeployments(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->List(*request), response);
+  return ReplyWith(webhooks_->List(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::UpdateDeployment(
@@ -54,7 +54,7 @@ grpc::Status DeploymentServiceImpl::UpdateDeployment(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->Update(*request), response);
+  return ReplyWith(webhooks_->Update(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
@@ -74,7 +74,7 @@ grpc::Status DeploymentServiceImpl::UndeployDeployment(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->Undeploy(*request), response);
+  return ReplyWith(webhooks_->Undeploy(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::DeleteDeployment(
@@ -196,6 +196,17 @@ grpc::ServerWriteReactor<v1::ApiKeyEvent>* DeploymentServiceImpl::WatchApiKeys(
   }
   return EventWatchReactor<v1::ApiKeyEvent>::Start(notifier_, kApiKeysWatchKey,
                                                    ApiKeyFeed(deployments_));
+}
+
+grpc::Status DeploymentServiceImpl::ListWebhookDeliveries(
+    grpc::ServerContext* context,
+    const v1::ListWebhookDeliveriesRequest* request,
+    v1::ListWebhookDeliveriesResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok()) {
+    return denied;
+  }
+  return ReplyWith(webhooks_->ListDeliveries(*request), response);
 }
 
 }  // namespace hangar::deployment

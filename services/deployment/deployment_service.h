@@ -16,6 +16,7 @@
 #include "common/watch/change_notifier.h"
 #include "hangar/v1/deployment.grpc.pb.h"
 #include "services/deployment/deployments.h"
+#include "services/deployment/webhooks/deployment_webhooks.h"
 
 namespace hangar::deployment {
 
@@ -25,12 +26,15 @@ class DeploymentServiceImpl final
               v1::DeploymentService::Service>> {
  public:
   // Not owned; must outlive the service. A null `admin_token` turns the
-  // check off.
+  // check off. `webhooks` fronts the calls that carry webhook fields
+  // (Create, Get, List, Update, ListWebhookDeliveries).
   DeploymentServiceImpl(Deployments* deployments, ChangeNotifier* notifier,
-                        const auth::AdminToken* admin_token)
+                        const auth::AdminToken* admin_token,
+                        webhooks::DeploymentWebhooks* webhooks)
       : deployments_(deployments),
         notifier_(notifier),
-        admin_token_(admin_token) {}
+        admin_token_(admin_token),
+        webhooks_(webhooks) {}
 
   grpc::Status ValidateDeployment(
       grpc::ServerContext* context,
@@ -85,10 +89,16 @@ class DeploymentServiceImpl final
       grpc::CallbackServerContext* context,
       const v1::WatchApiKeysRequest* request) override;
 
+  grpc::Status ListWebhookDeliveries(
+      grpc::ServerContext* context,
+      const v1::ListWebhookDeliveriesRequest* request,
+      v1::ListWebhookDeliveriesResponse* response) override;
+
  private:
   Deployments* const deployments_;
   ChangeNotifier* const notifier_;
   const auth::AdminToken* const admin_token_;
+  webhooks::DeploymentWebhooks* const webhooks_;
 };
 
 }  // namespace hangar::deployment

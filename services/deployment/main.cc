@@ -36,6 +36,11 @@ ABSL_FLAG(int, drain_seconds, 10,
 ABSL_FLAG(int, threads_per_replica, 1, "Engine threads per replica");
 ABSL_FLAG(std::string, gateway_endpoint, "127.0.0.1:7100",
           "The inference gateway address shown to users");
+ABSL_FLAG(int, webhook_max_attempts, 8,
+          "Attempts per webhook delivery in all (retried with backoff), in "
+          "[1, 100]");
+ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(5),
+          "Longest one webhook delivery attempt may take, in (0, 60s]");
 ABSL_FLAG(double, prompt_price_per_1k, 0.0,
           "Inference price in USD per 1000 prompt tokens (GetUsage)");
 ABSL_FLAG(double, completion_price_per_1k, 0.0,
@@ -58,6 +63,8 @@ int main(int argc, char** argv) {
       .drain_seconds = absl::GetFlag(FLAGS_drain_seconds),
       .threads_per_replica = absl::GetFlag(FLAGS_threads_per_replica),
       .gateway_endpoint = absl::GetFlag(FLAGS_gateway_endpoint),
+      .webhook_max_attempts = absl::GetFlag(FLAGS_webhook_max_attempts),
+      .webhook_timeout = absl::GetFlag(FLAGS_webhook_timeout),
       .prompt_price_per_1k = absl::GetFlag(FLAGS_prompt_price_per_1k),
       .completion_price_per_1k = absl::GetFlag(FLAGS_completion_price_per_1k),
   });

@@ -58,6 +58,13 @@ absl::StatusOr<v1::Deployment> DeploymentWebhooks::CreateDeployment(
         "webhook was not stored (retry the request)",
         secret.status());
   }
+  // The reconciler may have moved the deployment on before the target
+  // existed, and told the sink when there was nothing to record: tell it the
+  // state now (the outbox deduplicates; a change after the attach is told
+  // by the reconciler itself).
+  absl::StatusOr<v1::Deployment> current =
+      options_.deployments->Get(created->name());
+  if (current.ok()) options_.webhooks->OnDeploymentStateChanged(*current);
   if (absl::Status filled = FillUrl(*created); !filled.ok()) return filled;
   created->set_webhook_secret(*secret);
   return created;
@@ -146,6 +153,18 @@ absl::StatusOr<v1::Deployment> DeploymentWebhooks::Update(
   if (!result.ok()) return result;
   result->set_webhook_secret(secret);
   return result;
+}
+
+absl::StatusOr<v1::Deployment> DeploymentWebhooks::Undeploy(
+    const v1::UndeployDeploymentRequest& request) {
+  absl::StatusOr<v1::Deployment> undeployed =
+      options_.deployments->Undeploy(request);
+  if (!undeployed.ok()) return undeployed;
+  // Deduplicated by (deployment, revision, event): undeploying twice, or a
+  // reconciler that reports it too, records one delivery.
+  options_.webhooks->OnDeploymentStateChanged(*undeployed);
+  if (absl::Status filled = FillUrl(*undeployed); !filled.ok()) return filled;
+  return undeployed;
 }
 
 absl::StatusOr<v1::ListWebhookDeliveriesResponse>

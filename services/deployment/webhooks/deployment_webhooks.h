@@ -8,13 +8,17 @@
 //    the target is attached: the first call returns webhook_secret; a retry
 //    returns it empty (the target row exists, no second secret is minted).
 //    Should the target write fail after the deployment was made, the call
-//    fails and its retry attaches it.
+//    fails and its retry attaches it. The deployment's state is then told
+//    to the outbox once more, since the reconciler may have reached DEPLOYED
+//    or FAILED before the target existed.
 //  - Get / List: webhook_url filled from the targets (never the secret).
 //  - Update: mask path "webhook_url" sets the URL (new secret, returned
 //    once) or, when empty, removes the webhook. With no other path, the etag
 //    check, the DELETED check, the etag move and the target write are one
 //    transaction; with other paths, Deployments::Update runs first (its
 //    checks), then the target is written.
+//  - Undeploy: Deployments::Undeploy, then the UNDEPLOYED state told to
+//    the outbox (the domain, not the reconciler, commits it).
 //  - ListDeliveries: the deployment (id or display name) resolved, then
 //    Webhooks::ListDeliveries.
 //
@@ -55,6 +59,10 @@ class DeploymentWebhooks {
       const v1::ListDeploymentsRequest& request);
   absl::StatusOr<v1::Deployment> Update(
       const v1::UpdateDeploymentRequest& request);
+  // Deployments::Undeploy commits UNDEPLOYED itself (the reconciler only
+  // releases the replicas afterwards), so the event is told here.
+  absl::StatusOr<v1::Deployment> Undeploy(
+      const v1::UndeployDeploymentRequest& request);
   absl::StatusOr<v1::ListWebhookDeliveriesResponse> ListDeliveries(
       const v1::ListWebhookDeliveriesRequest& request);
 

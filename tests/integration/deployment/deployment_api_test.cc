@@ -1,6 +1,9 @@
 // The deployment service's RPCs end to end: a DeploymentServer on loopback
 // port 0 over a private PostgreSQL database, the catalog's and the
-// scheduler's facts from in-memory fakes, called through generated stubs.
+// scheduler's facts and the reconciler's clients from in-memory fakes,
+// called through generated stubs. The reconciler's loop is off: the tests
+// that need a pass (a delete's DELETING -> DELETED) make it themselves, so
+// no background write moves an etag under a test.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,6 +27,7 @@
 #include "hangar/v1/deployment.grpc.pb.h"
 #include "services/deployment/deployment_server.h"
 #include "services/deployment/grpc_facts.h"
+#include "services/deployment/testing/fake_clients.h"
 #include "services/deployment/testing/fake_facts.h"
 
 namespace hangar::deployment {
@@ -78,8 +82,12 @@ class DeploymentApiTest : public ::hangar::testing::PostgresTest {
              .gateway_endpoint = "gateway.test:443",
              .prompt_price_per_1k = 0.5,
              .completion_price_per_1k = 1.5,
+             .start_reconciler = false,
              .model_facts = &models_,
-             .offering_facts = &offerings_});
+             .offering_facts = &offerings_,
+             .catalog_client = &catalog_,
+             .optimizer_client = &optimizer_,
+             .scheduler_client = &scheduler_});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(server_->address(),
@@ -130,8 +138,17 @@ class DeploymentApiTest : public ::hangar::testing::PostgresTest {
     return response;
   }
 
+  // One reconciler pass over `name` (an id).
+  void Reconcile(const std::string& name) {
+    absl::Status status = server_->reconciler()->ReconcileOne(name);
+    EXPECT_TRUE(status.ok()) << status;
+  }
+
   testing::FakeModelFacts models_;
   testing::FakeOfferingFacts offerings_;
+  testing::FakeCatalogClient catalog_;
+  testing::FakeOptimizerClient optimizer_;
+  testing::FakeSchedulerClient scheduler_;
   std::unique_ptr<DeploymentServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DeploymentService::Stub> stub_;
@@ -698,18 +715,32 @@ TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
       stub_->DeleteDeployment(Context().get(), stale, &deleted).error_code(),
       grpc::StatusCode::ABORTED);
 
+  // Being deployed (PENDING): refused without force.
   v1::DeleteDeploymentRequest request;
   request.set_name(created.name());
   request.set_etag(created.etag());
+  EXPECT_EQ(
+      stub_->DeleteDeployment(Context().get(), request, &deleted).error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
+  request.set_force(true);
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &deleted).ok());
-  EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETED);
+  EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETING);
+  // The keys are revoked at once.
   std::optional<v1::ApiKeyEvent> gone =
       watcher.WaitForEvent(1, absl::Seconds(2));
   ASSERT_TRUE(gone.has_value());
   EXPECT_EQ(gone->kind(), v1::ApiKeyEvent::KIND_REVOKED);
+  // A delete while DELETING answers the same.
+  v1::Deployment again;
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &again).ok());
+  EXPECT_EQ(again.etag(), deleted.etag());
+  Reconcile(created.name());
+  v1::GetDeploymentRequest get;
+  get.set_name(created.name());
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &deleted).ok());
+  EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETED);
 
   // Twice: the same answer, nothing written.
-  v1::Deployment again;
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &again).ok());
   EXPECT_EQ(again.state(), v1::DEPLOYMENT_STATE_DELETED);
   EXPECT_EQ(again.etag(), deleted.etag());
@@ -736,6 +767,82 @@ TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// Through PostgreSQL: the reconciler's lease, revision updates and replica
+// time; UndeployDeployment; a delete of an undeployed deployment needs no
+// force; GetUsage prices replica time at the offering's price.
+TEST_F(DeploymentApiTest, ReconcileUndeployDeleteAndReplicaUsage) {
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("reconciled"), &created).ok());
+  const std::string name = created.name();
+  Reconcile(name);
+  v1::GetDeploymentRequest get;
+  get.set_name(name);
+  v1::Deployment d;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DEPLOYING);
+  scheduler_.MakeReady(name, 1);
+  scheduler_.AddSeconds(name, 1, 7200);
+  Reconcile(name);
+  Reconcile(name);  // The same sample again: counted once.
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DEPLOYED);
+  EXPECT_EQ(d.serving_revision(), 1);
+  EXPECT_EQ(d.ready_replicas(), 1);
+  EXPECT_EQ(d.hourly_cost().micros(), 1'818'000);
+  v1::ListRevisionsRequest list;
+  list.set_deployment(name);
+  v1::ListRevisionsResponse revisions;
+  ASSERT_TRUE(stub_->ListRevisions(Context().get(), list, &revisions).ok());
+  ASSERT_EQ(revisions.revisions_size(), 1);
+  EXPECT_TRUE(revisions.revisions(0).serving());
+  EXPECT_TRUE(revisions.revisions(0).has_ready_time());
+  EXPECT_EQ(revisions.revisions(0).state(), v1::DEPLOYMENT_STATE_DEPLOYED);
+
+  // Deleting what serves needs force.
+  v1::DeleteDeploymentRequest remove;
+  remove.set_name(name);
+  v1::Deployment deleted;
+  grpc::Status status =
+      stub_->DeleteDeployment(Context().get(), remove, &deleted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("undeploy it first"));
+
+  v1::UndeployDeploymentRequest undeploy;
+  undeploy.set_name(name);
+  undeploy.set_etag("12345");
+  v1::Deployment undeployed;
+  EXPECT_EQ(stub_->UndeployDeployment(Context().get(), undeploy, &undeployed)
+                .error_code(),
+            grpc::StatusCode::ABORTED);
+  undeploy.set_etag(d.etag());
+  ASSERT_TRUE(
+      stub_->UndeployDeployment(Context().get(), undeploy, &undeployed).ok());
+  EXPECT_EQ(undeployed.state(), v1::DEPLOYMENT_STATE_UNDEPLOYED);
+  EXPECT_EQ(undeployed.serving_revision(), 0);
+  scheduler_.AddSeconds(name, 1, 1800);
+  Reconcile(name);
+  EXPECT_EQ(scheduler_.set_count(name), 0);
+
+  v1::GetUsageRequest usage_request;
+  usage_request.set_deployment(name);
+  v1::GetUsageResponse usage;
+  ASSERT_TRUE(stub_->GetUsage(Context().get(), usage_request, &usage).ok());
+  ASSERT_EQ(usage.replica_usage_size(), 1);
+  EXPECT_EQ(usage.replica_usage(0).hardware(), kOffering);
+  EXPECT_DOUBLE_EQ(usage.replica_usage(0).replica_seconds(), 9000);
+  EXPECT_EQ(usage.replica_cost().micros(), 1'818'000 * 5 / 2);
+  EXPECT_EQ(usage.prices().hourly().at(kOffering).micros(), 1'818'000);
+
+  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &deleted).ok());
+  EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETING);
+  Reconcile(name);
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DELETED);
+  // Usage stays after the delete.
+  ASSERT_TRUE(stub_->GetUsage(Context().get(), usage_request, &usage).ok());
+  EXPECT_EQ(usage.replica_usage_size(), 1);
+}
+
 TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
   v1::Deployment created;
   ASSERT_TRUE(Create(CreateRequest("endpoint"), &created).ok());
@@ -757,6 +864,16 @@ TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
   EXPECT_THAT(endpoint.example(), HasSubstr("grpcurl"));
   EXPECT_THAT(endpoint.example(), HasSubstr("hangarctl"));
   EXPECT_THAT(endpoint.example(), HasSubstr(created.name()));
+  EXPECT_THAT(endpoint.grpcurl_example(),
+              HasSubstr("grpcurl -plaintext -H 'authorization: Bearer "
+                        "<YOUR_API_KEY>'"));
+  EXPECT_THAT(
+      endpoint.hangarctl_example(),
+      HasSubstr("hangarctl call --api_key=<YOUR_API_KEY> "
+                "gateway.test:443 hangar.v1.InferenceService/Generate"));
+  EXPECT_THAT(endpoint.python_example(),
+              HasSubstr("grpc.insecure_channel(\"gateway.test:443\")"));
+  EXPECT_THAT(endpoint.python_example(), HasSubstr("Bearer <YOUR_API_KEY>"));
   EXPECT_FALSE(endpoint.ready());
   EXPECT_EQ(endpoint.api_keys(), 1);
   EXPECT_EQ(endpoint.context_length(), 2048);
@@ -876,7 +993,11 @@ TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
 
   v1::DeleteDeploymentRequest remove;
   remove.set_name(created.name());
+  remove.set_force(true);
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &updated).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETING);
+  Reconcile(created.name());
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETED);
   EXPECT_FALSE(reader->Read(&seen));
@@ -910,8 +1031,13 @@ TEST_F(DeploymentApiTest, WatchEveryDeploymentSendsEachChange) {
 
   v1::DeleteDeploymentRequest remove;
   remove.set_name(first.name());
+  remove.set_force(true);
   v1::Deployment deleted;
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &deleted).ok());
+  ASSERT_TRUE(reader->Read(&seen));
+  EXPECT_EQ(seen.name(), first.name());
+  EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETING);
+  Reconcile(first.name());
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.name(), first.name());
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETED);
