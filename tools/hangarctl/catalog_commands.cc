@@ -22,30 +22,12 @@ std::unique_ptr<v1::CatalogService::Stub> Catalog(Invocation& in) {
   return v1::CatalogService::NewStub(in.Channel(Service::kCatalog));
 }
 
-std::string FormatCount(int64_t count) {
-  if (count >= 1'000'000'000) return absl::StrFormat("%.1fB", count / 1e9);
-  if (count >= 1'000'000) return absl::StrFormat("%.0fM", count / 1e6);
-  if (count >= 1'000) return absl::StrFormat("%.0fK", count / 1e3);
-  return absl::StrCat(count);
-}
-
 std::string State(const v1::Model& model) {
   return EnumName(v1::ModelState_descriptor(), model.state());
 }
 std::string Preparation(const v1::Model& model) {
   return EnumName(v1::PreparationState_descriptor(),
                   model.preparation().state());
-}
-
-std::string Recipe(const v1::OptimizationRecipe& recipe) {
-  std::string text =
-      absl::AsciiStrToLower(EnumName(v1::Engine_descriptor(), recipe.engine()));
-  if (recipe.quantization() != v1::QUANTIZATION_UNSPECIFIED) {
-    absl::StrAppend(&text, "/",
-                    absl::AsciiStrToLower(EnumName(
-                        v1::Quantization_descriptor(), recipe.quantization())));
-  }
-  return text;
 }
 
 void PrintModel(const v1::Model& model) {
@@ -71,7 +53,7 @@ void PrintModel(const v1::Model& model) {
   details.Add("Weights", OrDash(absl::StrJoin(sizes, ", ")));
   std::vector<std::string> recipes;
   for (const v1::RecipeSupport& support : model.supported_recipes()) {
-    recipes.push_back(absl::StrCat(Recipe(support.recipe()), " (",
+    recipes.push_back(absl::StrCat(FormatRecipe(support.recipe()), " (",
                                    FormatBytes(support.min_gpu_memory_bytes()),
                                    ")"));
   }

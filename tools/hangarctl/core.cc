@@ -306,20 +306,30 @@ std::shared_ptr<grpc::Channel> Invocation::Channel(Service service) {
       address = global("scheduler_address");
       break;
   }
-  bool tls = false;
-  (void)ParseBool(global("tls"), &tls);
-  auto credentials = tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
-                         : grpc::InsecureChannelCredentials();
-  auto channel = grpc::CreateChannel(address, credentials);
+  auto channel = ChannelTo(address);
   channels_[service] = channel;
   return channel;
+}
+
+std::shared_ptr<grpc::Channel> Invocation::ChannelTo(
+    const std::string& address) const {
+  bool tls = false;
+  (void)ParseBool(global("tls"), &tls);
+  return grpc::CreateChannel(
+      address, tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
+                   : grpc::InsecureChannelCredentials());
+}
+
+absl::Duration Invocation::CallTimeout() const {
+  int64_t seconds = 30;
+  (void)absl::SimpleAtoi(global("timeout_seconds"), &seconds);
+  return absl::Seconds(seconds);
 }
 
 std::unique_ptr<grpc::ClientContext> Invocation::Context(
     Auth auth, std::optional<absl::Duration> timeout) {
   auto context = std::make_unique<grpc::ClientContext>();
-  absl::Duration deadline =
-      timeout.value_or(absl::Seconds(std::stoll(global("timeout_seconds"))));
+  const absl::Duration deadline = timeout.value_or(CallTimeout());
   if (deadline != absl::InfiniteDuration()) {
     context->set_deadline(std::chrono::system_clock::now() +
                           absl::ToChronoMilliseconds(deadline));

@@ -120,6 +120,10 @@ class Invocation {
 
   // A channel to `service` (one per service, made on first use).
   std::shared_ptr<grpc::Channel> Channel(Service service);
+  // A new channel to `address` with the credentials --tls says.
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address) const;
+  // --timeout_seconds.
+  absl::Duration CallTimeout() const;
   // A context with the call deadline (--timeout_seconds, or `timeout` when
   // given; absl::InfiniteDuration() for none) and the credential.
   std::unique_ptr<grpc::ClientContext> Context(

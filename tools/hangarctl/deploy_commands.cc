@@ -30,21 +30,6 @@ std::string StateName(v1::DeploymentState state) {
   return EnumName(v1::DeploymentState_descriptor(), state);
 }
 
-std::string RecipeText(const v1::OptimizationRecipe& recipe) {
-  if (recipe.engine() == v1::ENGINE_UNSPECIFIED ||
-      recipe.engine() == v1::ENGINE_NONE) {
-    return "none";
-  }
-  std::string text =
-      absl::AsciiStrToLower(EnumName(v1::Engine_descriptor(), recipe.engine()));
-  if (recipe.quantization() != v1::QUANTIZATION_UNSPECIFIED) {
-    absl::StrAppend(&text, "/",
-                    absl::AsciiStrToLower(EnumName(
-                        v1::Quantization_descriptor(), recipe.quantization())));
-  }
-  return text;
-}
-
 std::string SamplingText(const v1::SamplingParams& sampling) {
   std::vector<std::string> parts;
   if (sampling.has_temperature()) {
@@ -183,7 +168,7 @@ void PrintReview(const v1::ValidateDeploymentResponse& review,
   Details details;
   details.Add("Model", OrDash(spec.model()));
   details.Add("Hardware", OrDash(spec.hardware()));
-  details.Add("Optimization", RecipeText(spec.optimization()));
+  details.Add("Optimization", FormatRecipe(spec.optimization()));
   details.Add("Batch size", absl::StrCat(spec.inference_batch_size()));
   details.Add("Replicas",
               absl::StrCat(spec.min_replicas(), " to ", spec.max_replicas()));
@@ -274,7 +259,7 @@ void PrintDeployment(const v1::Deployment& deployment) {
   }
   details.Add("Model", spec.model());
   details.Add("Hardware", spec.hardware());
-  details.Add("Optimization", RecipeText(spec.optimization()));
+  details.Add("Optimization", FormatRecipe(spec.optimization()));
   details.Add("Batch size", absl::StrCat(spec.inference_batch_size()));
   details.Add(
       "Replicas",

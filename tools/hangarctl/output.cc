@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -104,6 +105,28 @@ std::string FormatMoney(const v1::Money& money) {
   return absl::StrCat(
       amount, " ",
       money.currency_code().empty() ? "USD" : money.currency_code());
+}
+
+std::string FormatRecipe(const v1::OptimizationRecipe& recipe) {
+  if (recipe.engine() == v1::ENGINE_UNSPECIFIED ||
+      recipe.engine() == v1::ENGINE_NONE) {
+    return "none";
+  }
+  std::string text =
+      absl::AsciiStrToLower(EnumName(v1::Engine_descriptor(), recipe.engine()));
+  if (recipe.quantization() != v1::QUANTIZATION_UNSPECIFIED) {
+    absl::StrAppend(&text, "/",
+                    absl::AsciiStrToLower(EnumName(
+                        v1::Quantization_descriptor(), recipe.quantization())));
+  }
+  return text;
+}
+
+std::string FormatCount(int64_t count) {
+  if (count >= 1'000'000'000) return absl::StrFormat("%.1fB", count / 1e9);
+  if (count >= 1'000'000) return absl::StrFormat("%.0fM", count / 1e6);
+  if (count >= 1'000) return absl::StrFormat("%.0fK", count / 1e3);
+  return absl::StrCat(count);
 }
 
 std::string FormatBytes(int64_t bytes) {

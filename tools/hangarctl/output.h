@@ -53,6 +53,10 @@ std::string EnumName(const google::protobuf::EnumDescriptor* descriptor,
                      int value);
 // "1.818 USD/h" style: the amount with 2 to 6 decimals, and the currency.
 std::string FormatMoney(const v1::Money& money);
+// "ctranslate2/int8", or "none" for no optimization.
+std::string FormatRecipe(const v1::OptimizationRecipe& recipe);
+// "135M", "8.0B": a parameter count.
+std::string FormatCount(int64_t count);
 // "1.5 GiB".
 std::string FormatBytes(int64_t bytes);
 // kubectl's AGE: "42s", "5m", "3h", "12d"; "-" for an unset time.

@@ -55,6 +55,13 @@ TEST(FormatTest, MoneyBytesAndEnums) {
       EnumName(v1::DeploymentState_descriptor(), v1::DEPLOYMENT_STATE_DEPLOYED),
       "DEPLOYED");
   EXPECT_EQ(EnumName(v1::DeploymentState_descriptor(), 99), "99");
+  v1::OptimizationRecipe recipe;
+  EXPECT_EQ(FormatRecipe(recipe), "none");
+  recipe.set_engine(v1::ENGINE_CTRANSLATE2);
+  recipe.set_quantization(v1::QUANTIZATION_INT8_FLOAT16);
+  EXPECT_EQ(FormatRecipe(recipe), "ctranslate2/int8_float16");
+  EXPECT_EQ(FormatCount(134'515'008), "135M");
+  EXPECT_EQ(FormatCount(8'030'261'248), "8.0B");
   EXPECT_EQ(FormatTime({}), "-");
   EXPECT_EQ(FormatAge({}), "-");
 }

@@ -14,13 +14,7 @@ namespace hangar::ctl {
 namespace {
 
 ReflectionClient Client(const Invocation& in) {
-  const bool tls = in.global("tls") == "true" || in.global("tls") == "1" ||
-                   in.global("tls") == "yes";
-  auto credentials = tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
-                         : grpc::InsecureChannelCredentials();
-  return ReflectionClient(
-      grpc::CreateChannel(in.arg(0), credentials),
-      absl::Seconds(std::stoll(in.global("timeout_seconds"))));
+  return ReflectionClient(in.ChannelTo(in.arg(0)), in.CallTimeout());
 }
 
 int List(Invocation& in) {
