@@ -59,6 +59,9 @@ struct Binary {
   std::vector<std::string> flags;
   // hangar.v1 services it must serve (so an empty walk cannot pass).
   std::vector<std::string> services;
+  // "/pkg.Service/Method" paths the walk must reach (methods added later
+  // than the walk, named so a server that stops serving them fails).
+  std::vector<std::string> methods = {};
 };
 
 // Names the parameter in test output.
@@ -99,7 +102,8 @@ std::vector<Binary> Binaries() {
        {"--port={port}", "--metrics_port=-1", "--db={db}",
         "--admin_token_file={token_file}", "--catalog_address=127.0.0.1:1",
         "--scheduler_address=127.0.0.1:1", "--drain_timeout=1s"},
-       {"hangar.v1.DeploymentService"}});
+       {"hangar.v1.DeploymentService"},
+       {"/hangar.v1.DeploymentService/ListWebhookDeliveries"}});
 #endif
   return binaries;
 }
@@ -198,6 +202,7 @@ TEST_P(AdminAuthWalkTest, EveryMethodNeedsTheAdminToken) {
   ASSERT_TRUE(child->Running()) << child->Output();
 
   std::vector<std::string> walked_services;
+  std::vector<std::string> walked_paths;
   int walked_methods = 0;
   for (const std::string& service : services) {
     if (!absl::StartsWith(service, "hangar.v1."))
@@ -224,10 +229,14 @@ TEST_P(AdminAuthWalkTest, EveryMethodNeedsTheAdminToken) {
                 << (admin.got_message ? "a message" : CodeName(admin.status))
                 << "\n";
       ++walked_methods;
+      walked_paths.push_back(path);
     }
   }
   for (const std::string& expected : binary.services) {
     EXPECT_THAT(walked_services, ::testing::Contains(expected));
+  }
+  for (const std::string& expected : binary.methods) {
+    EXPECT_THAT(walked_paths, ::testing::Contains(expected));
   }
   EXPECT_GT(walked_methods, 0);
 
