@@ -27,13 +27,15 @@
 //     rate. Then (info) pgbench runs the SQL one create sends today (two
 //     transactions, twelve statements, the JSON bodies of a real deployment)
 //     against a copy of the schema's shape: what the SQL alone allows.
-//  4. Closed loop: `--clients` threads calling CreateDeployment (distinct
+//  4. Idle: the GetDeployment client below alone for 3 s (the machine's
+//     floor; other work on the host shows here).
+//  5. Closed loop: `--clients` threads calling CreateDeployment (distinct
 //     request ids and display names, 10 s deadlines) over 4 channels for
 //     `--warmup` + `--duration` seconds; only calls that end inside the
 //     measured window count. Meanwhile one more client on its own channel
 //     calls GetDeployment on one of the 64 every `--get_interval_ms`
 //     (paced; a late call starts the next at once) and records latencies.
-//  5. Paced: the same, each client paced so that together they offer
+//  6. Paced: the same, each client paced so that together they offer
 //     `--paced_rate` creates/s (issue 13's 300/s), for `--paced_duration`
 //     seconds: GetDeployment's latency at the target load, not at
 //     saturation.
@@ -112,6 +114,8 @@ struct Flags {
   // The second phase's aggregate create rate (0: skip it) and duration.
   double paced_rate = 300;
   double paced_duration_s = 10;
+  // GetDeployment alone, before the load.
+  double idle_duration_s = 3;
   int get_interval_ms = 5;
   // The service's own default pool size.
   int db_pool_size = DeploymentServer::Options{}.db_pool_size;
@@ -135,7 +139,7 @@ void Usage() {
       "--pgbench_duration=8 --paced_rate=300 --paced_duration=10 "
       "--get_interval_ms=5 --db_pool_size=8 (the service's default)\n"
       "  --quick: --duration=3 --warmup=1 --pgbench_duration=3 "
-      "--paced_duration=3\n"
+      "--paced_duration=3 (and 2 s of GetDeployment alone instead of 3)\n"
       "  --paced_rate=0 skips the paced phase\n");
   std::exit(2);
 }
@@ -165,6 +169,7 @@ Flags ParseFlags(int argc, char** argv) {
       flags.warmup_s = 1;
       flags.pgbench_duration_s = 3;
       flags.paced_duration_s = 3;
+      flags.idle_duration_s = 2;
     } else if (arg == "--statements") {
       flags.statements = true;
     } else if (arg == "--duration") {
@@ -319,6 +324,18 @@ constexpr char kCreateShapedScript[] =
     "CAST(:deployment AS jsonb));\n"
     "INSERT INTO revisions VALUES ('d' || :n, 1, CAST(:revision AS jsonb));\n"
     "COMMIT;\n";
+
+// The same writes as one statement (data-modifying CTEs, no explicit
+// transaction, the display name left to the partial unique index): what a
+// store that spends one round trip per create would allow.
+constexpr char kOneStatementScript[] =
+    "\\set n random(1, 9000000000000000000)\n"
+    "WITH claim AS (INSERT INTO request_ids VALUES ('create', 'r' || :n, "
+    "'fingerprint', 'd' || :n, 0) ON CONFLICT DO NOTHING RETURNING resource), "
+    "deployment AS (INSERT INTO deployments SELECT resource, 'n' || :n, "
+    "'model', 1, 1, CAST(:deployment AS jsonb) FROM claim RETURNING name) "
+    "INSERT INTO revisions SELECT name, 1, CAST(:revision AS jsonb) FROM "
+    "deployment;\n";
 
 // Runs `script` with pgbench against `database` (`mode`: the query
 // protocol).
@@ -522,7 +539,8 @@ class Load {
   const v1::Deployment& sample() const { return last_; }
   int64_t started() const { return next_.load(); }
 
-  PhaseResult Run(double rate, double warmup_s, double duration_s) {
+  PhaseResult Run(int clients, double rate, double warmup_s,
+                  double duration_s) {
     absl::Mutex mu;
     PhaseResult result;
     std::vector<double> create_ms, get_ms;
@@ -537,14 +555,13 @@ class Load {
       }
     };
     std::vector<std::thread> threads;
-    for (int c = 0; c < flags_.clients; ++c) {
+    for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&, c] {
         auto stub =
             v1::DeploymentService::NewStub(channels_[c % channels_.size()]);
         const absl::Duration interval =
-            rate > 0 ? absl::Seconds(flags_.clients / rate)
-                     : absl::ZeroDuration();
-        absl::Time next_call = absl::Now() + interval * c / flags_.clients;
+            rate > 0 ? absl::Seconds(clients / rate) : absl::ZeroDuration();
+        absl::Time next_call = absl::Now() + interval * c / clients;
         std::vector<double> latencies;
         while (absl::Now() < end) {
           if (rate > 0) {
@@ -619,7 +636,7 @@ class Load {
     result.creates_per_s = static_cast<double>(result.creates) / duration_s;
     result.create_latency = Summarize(create_ms);
     result.get_latency = Summarize(get_ms);
-    if (started > 0) {
+    if (started > 0 && clients > 0) {
       // Each get is one transaction of its own.
       result.transactions_per_create =
           (static_cast<double>(after.commits - before.commits) -
@@ -798,16 +815,32 @@ int Main(const Flags& flags) {
       "rate\n",
       deployment_json.size(), revision_json.size(), shaped.tps,
       shaped.tps / single.tps);
+  const PgbenchResult one = RunPgbench(
+      flags, **pg, "pgbench_inserts", kOneStatementScript, "extended",
+      {"deployment=" + deployment_json, "revision=" + revision_json});
+  std::printf(
+      "  (info) the same three inserts as one statement (data-modifying CTEs, "
+      "autocommit), extended protocol: %.0f tps = %.3fx the single-row rate\n",
+      one.tps, one.tps / single.tps);
   std::fflush(stdout);
 
+  // GetDeployment alone: the machine's floor (other work on it shows here).
+  const PhaseResult idle = load.Run(0, 0, 0, flags.idle_duration_s);
+  std::printf(
+      "idle: GetDeployment alone, %zu calls in %.0f s, p50 %.3f ms, p99 %.3f "
+      "ms\n",
+      idle.get_latency.count, flags.idle_duration_s, idle.get_latency.p50_ms,
+      idle.get_latency.p99_ms);
   // 2. Closed loop: the sustained rate.
-  const PhaseResult closed = load.Run(0, flags.warmup_s, flags.duration_s);
+  const PhaseResult closed =
+      load.Run(flags.clients, 0, flags.warmup_s, flags.duration_s);
   PrintPhase(absl::StrCat("closed loop, ", flags.clients, " clients"), flags,
              flags.duration_s, closed);
   // 3. Paced at the target rate: GetDeployment at that load.
   PhaseResult paced;
   if (flags.paced_rate > 0) {
-    paced = load.Run(flags.paced_rate, flags.warmup_s, flags.paced_duration_s);
+    paced = load.Run(flags.clients, flags.paced_rate, flags.warmup_s,
+                     flags.paced_duration_s);
     PrintPhase(absl::StrFormat("paced at %.0f/s, %d clients", flags.paced_rate,
                                flags.clients),
                flags, flags.paced_duration_s, paced);
@@ -848,11 +881,14 @@ int Main(const Flags& flags) {
   std::fflush(stdout);
 
   server->reset();
-  const int64_t failures = closed.failures + paced.failures;
+  const int64_t failures = idle.failures + closed.failures + paced.failures;
   if (failures > 0) {
     std::fprintf(stderr, "deployment_bench: %lld calls failed; first: %s\n",
                  static_cast<long long>(failures),
-                 (closed.failures > 0 ? closed : paced).first_failure.c_str());
+                 (idle.failures > 0     ? idle
+                  : closed.failures > 0 ? closed
+                                        : paced)
+                     .first_failure.c_str());
     return 1;
   }
   return 0;
