@@ -31,6 +31,13 @@ ABSL_FLAG(std::string, max_logit_error_bounds, "",
           "Per-recipe quality bound overrides: RECIPE=BOUND,... (e.g. "
           "CTRANSLATE2/int8=0.5)");
 
+ABSL_FLAG(absl::Duration, gc_grace, absl::Hours(1),
+          "Artifacts no request id holds are removed this long after their "
+          "last use (creation or the last release)");
+ABSL_FLAG(bool, gc_at_start, true,
+          "Collect unheld artifacts, orphan directories and crashed "
+          "conversions' temporaries once at start");
+
 int main(int argc, char** argv) {
   hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_OPTIMIZER_", "optimizer");
   std::map<std::string, double> bounds;
@@ -58,6 +65,8 @@ int main(int argc, char** argv) {
       .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
       .optimize_binary = absl::GetFlag(FLAGS_optimize_binary),
       .max_logit_error_bounds = bounds,
+      .gc_grace = absl::GetFlag(FLAGS_gc_grace),
+      .gc_at_start = absl::GetFlag(FLAGS_gc_at_start),
   });
   if (!server.ok()) {
     std::cerr << "optimizer: " << server.status().message() << std::endl;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <iostream>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -43,6 +44,12 @@ bool IsDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+bool IsDirectoryOrFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 &&
+         (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode));
+}
+
 v1::QualityReport ToProto(const QualityFigures& f) {
   v1::QualityReport q;
   q.set_prompts(f.prompts);
@@ -53,6 +60,7 @@ v1::QualityReport ToProto(const QualityFigures& f) {
   q.set_size_ratio(f.size_ratio);
   q.set_max_abs_logit_error_bound(f.max_abs_logit_error_bound);
   q.set_passed(f.passed);
+  for (const std::string& n : f.notes) q.add_notes(n);
   return q;
 }
 
@@ -121,7 +129,15 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(Options options) {
           absl::StrCat("'", recipe, "=", bound, "' is not RECIPE=BOUND>=0"));
     }
   }
+  if (options.gc_grace < absl::ZeroDuration())
+    return InvalidField("gc_grace", "must be >= 0");
   std::unique_ptr<Optimizer> o(new Optimizer(std::move(options)));
+  ASSIGN_OR_RETURN(o->collector_,
+                   ArtifactCollector::Create(
+                       {.artifacts_dir = o->options_.model_store + "/artifacts",
+                        .grace = o->options_.gc_grace,
+                        .store = o->options_.store,
+                        .clock = o->options_.clock}));
   ASSIGN_OR_RETURN(o->tasks_,
                    TaskGroup::Create({.name = "optimizer jobs",
                                       .max_threads = o->options_.max_jobs,
@@ -145,6 +161,18 @@ absl::Status Optimizer::Start() {
   ASSIGN_OR_RETURN(std::vector<StoredJob> jobs,
                    options_.store->ListUnfinishedJobs());
   for (const StoredJob& j : jobs) RETURN_IF_ERROR(Follow(j.job.name()));
+  if (options_.collect_at_start) {
+    absl::StatusOr<v1::GarbageCollectArtifactsResponse> r =
+        collector_->Collect(false);
+    if (!r.ok()) {
+      std::cerr << "optimizer: start-up artifact collection failed: "
+                << r.status() << "\n";
+    } else if (r->removed_size() > 0) {
+      std::cerr << "optimizer: start-up artifact collection removed "
+                << r->removed_size() << " paths, " << r->bytes_freed()
+                << " bytes\n";
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -183,10 +211,11 @@ absl::StatusOr<v1::OptimizationJob> Optimizer::CreateJob(
     return InvalidField("job.hardware", "required");
   ASSIGN_OR_RETURN(RecipeName recipe,
                    RecipeFromProto(request.job().recipe(), "job.recipe"));
-  if (request.source_path().empty() || !IsDirectory(request.source_path())) {
+  if (request.source_path().empty() ||
+      !IsDirectoryOrFile(request.source_path())) {
     return InvalidField(
         "source_path",
-        absl::StrCat("must be an existing model directory; was '",
+        absl::StrCat("must be an existing model directory or GGUF file; was '",
                      request.source_path(), "'"));
   }
   if (!IsSha256(request.source_sha256())) {
@@ -233,12 +262,23 @@ absl::StatusOr<v1::OptimizationJob> Optimizer::CreateJob(
     j.job.mutable_progress()->set_phase(v1::OPTIMIZATION_PHASE_DONE);
     *j.job.mutable_start_time() = ToProtoTimestamp(now);
     *j.job.mutable_end_time() = ToProtoTimestamp(now);
-    ASSIGN_OR_RETURN(JobStore::Claimed c,
-                     options_.store->CreateJob(j, rid, fingerprint));
-    if (!c.created) return same_request(c);
-    if (options_.metrics != nullptr)
-      options_.metrics->JobState(recipe.ToString(), v1::JOB_STATE_SUCCEEDED);
-    return c.job.job;
+    // Under the key's lock, only while the artifact is still recorded (a
+    // collection may have removed it since FindArtifact).
+    ASSIGN_OR_RETURN(
+        std::optional<JobStore::Claimed> c,
+        options_.store->CreateReusingJob(j, rid, fingerprint, recipe.Slug()));
+    if (c.has_value()) {
+      if (!c->created) return same_request(*c);
+      if (options_.metrics != nullptr)
+        options_.metrics->JobState(recipe.ToString(), v1::JOB_STATE_SUCCEEDED);
+      return c->job.job;
+    }
+    j.job.clear_reused();
+    j.job.clear_artifact();
+    j.job.clear_quality();
+    j.job.clear_progress();
+    j.job.clear_start_time();
+    j.job.clear_end_time();
   }
   // The same input converting now: share that job.
   ASSIGN_OR_RETURN(std::optional<StoredJob> running,
@@ -303,6 +343,33 @@ absl::StatusOr<v1::ListArtifactsResponse> Optimizer::ListArtifacts(
         response.artifacts(response.artifacts_size() - 1).name(), filters));
   }
   return response;
+}
+
+absl::StatusOr<v1::OptimizationJob> Optimizer::ReleaseJob(
+    const v1::ReleaseOptimizationJobRequest& request) {
+  const std::string& rid = request.request_id();
+  if (rid.empty() || rid.size() > 64) {
+    return InvalidField(
+        "request_id",
+        absl::StrCat("must be 1 to 64 characters; was ", rid.size()));
+  }
+  if (!request.name().empty()) {
+    ASSIGN_OR_RETURN(std::optional<JobStore::Claimed> seen,
+                     options_.store->FindRequest(rid));
+    if (seen.has_value() && seen->job.job.name() != request.name()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("request id '", rid, "' is bound to ",
+                       seen->job.job.name(), ", not ", request.name()));
+    }
+  }
+  ASSIGN_OR_RETURN(JobStore::Released r,
+                   options_.store->ReleaseRequest(rid, options_.clock->Now()));
+  return r.job.job;
+}
+
+absl::StatusOr<v1::GarbageCollectArtifactsResponse> Optimizer::CollectGarbage(
+    const v1::GarbageCollectArtifactsRequest& request) {
+  return collector_->Collect(request.dry_run());
 }
 
 absl::StatusOr<v1::OptimizationJob> Optimizer::CancelJob(

@@ -37,6 +37,12 @@
 // its temporary directory on SIGTERM) and records CANCELLED at once; a
 // finished job is FAILED_PRECONDITION.
 //
+// ReleaseJob drops a request id's hold on its job's artifact (job_store.h);
+// CollectGarbage removes unheld artifacts after `gc_grace`, orphan
+// directories and dead conversions' temporaries (artifact_collector.h).
+// With `collect_at_start`, Start() runs one collection after resuming the
+// jobs (a failure is logged, not fatal).
+//
 // Thread-safety: every method may be called from any thread.
 #ifndef HANGAR_SERVICES_OPTIMIZER_OPTIMIZER_H_
 #define HANGAR_SERVICES_OPTIMIZER_OPTIMIZER_H_
@@ -54,6 +60,7 @@
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "hangar/v1/optimizer.pb.h"
+#include "services/optimizer/artifact_collector.h"
 #include "services/optimizer/job_store.h"
 #include "services/optimizer/optimizer_metrics.h"
 #include "services/optimizer/recipes.h"
@@ -80,6 +87,10 @@ class Optimizer {
     absl::Duration retry_backoff = absl::Milliseconds(200);
     // Jobs followed at once, in [1, 256].
     int max_jobs = 64;
+    // An unheld artifact is kept this long after its last use (>= 0).
+    absl::Duration gc_grace = absl::Hours(1);
+    // Start() collects garbage once.
+    bool collect_at_start = false;
     // --- Injected (not owned; all but metrics required) ---
     JobStore* store = nullptr;
     SchedulerClient* scheduler = nullptr;
@@ -103,6 +114,10 @@ class Optimizer {
   absl::StatusOr<v1::OptimizationJob> CancelJob(const std::string& name);
   absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(
       const v1::ListArtifactsRequest& request);
+  absl::StatusOr<v1::OptimizationJob> ReleaseJob(
+      const v1::ReleaseOptimizationJobRequest& request);
+  absl::StatusOr<v1::GarbageCollectArtifactsResponse> CollectGarbage(
+      const v1::GarbageCollectArtifactsRequest& request);
 
   // Jobs followed now (for tests).
   int followed() const;
@@ -124,6 +139,7 @@ class Optimizer {
 
   const Options options_;
   std::unique_ptr<TaskGroup> tasks_;
+  std::unique_ptr<ArtifactCollector> collector_;
   mutable absl::Mutex mu_;
   std::set<std::string> following_ ABSL_GUARDED_BY(mu_);
   // Serializes read-modify-write of one job between its follower and

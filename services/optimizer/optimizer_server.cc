@@ -52,6 +52,8 @@ absl::StatusOr<std::unique_ptr<OptimizerServer>> OptimizerServer::Create(
        .optimize_binary = options.optimize_binary,
        .max_logit_error_bounds = options.max_logit_error_bounds,
        .watch_slice = options.watch_slice,
+       .gc_grace = options.gc_grace,
+       .collect_at_start = options.gc_at_start,
        .store = server->store_.get(),
        .scheduler = scheduler,
        .notifier = &server->notifier_,

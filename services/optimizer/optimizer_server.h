@@ -75,6 +75,10 @@ class OptimizerServer {
     std::map<std::string, double> max_logit_error_bounds;
     // Longest one WatchJob call lasts before it is renewed.
     absl::Duration watch_slice = absl::Seconds(2);
+    // Unheld artifacts are kept this long after their last use (>= 0).
+    absl::Duration gc_grace = absl::Hours(1);
+    // Collect garbage once at start (after resuming jobs).
+    bool gc_at_start = true;
     // --- Injected for tests (not owned) ---
     SchedulerClient* scheduler = nullptr;
     Clock* clock = Clock::Real();

@@ -74,4 +74,24 @@ grpc::Status OptimizerServiceImpl::ListArtifacts(
   return ReplyWith(optimizer_->ListArtifacts(*request), response);
 }
 
+grpc::Status OptimizerServiceImpl::ReleaseOptimizationJob(
+    grpc::ServerContext* context,
+    const v1::ReleaseOptimizationJobRequest* request,
+    v1::OptimizationJob* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return ReplyWith(optimizer_->ReleaseJob(*request), response);
+}
+
+grpc::Status OptimizerServiceImpl::GarbageCollectArtifacts(
+    grpc::ServerContext* context,
+    const v1::GarbageCollectArtifactsRequest* request,
+    v1::GarbageCollectArtifactsResponse* response) {
+  if (grpc::Status denied = AuthorizeAdmin(admin_token_, *context);
+      !denied.ok())
+    return denied;
+  return ReplyWith(optimizer_->CollectGarbage(*request), response);
+}
+
 }  // namespace hangar::optimizer

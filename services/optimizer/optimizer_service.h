@@ -43,6 +43,14 @@ class OptimizerServiceImpl final
   grpc::Status ListArtifacts(grpc::ServerContext* context,
                              const v1::ListArtifactsRequest* request,
                              v1::ListArtifactsResponse* response) override;
+  grpc::Status ReleaseOptimizationJob(
+      grpc::ServerContext* context,
+      const v1::ReleaseOptimizationJobRequest* request,
+      v1::OptimizationJob* response) override;
+  grpc::Status GarbageCollectArtifacts(
+      grpc::ServerContext* context,
+      const v1::GarbageCollectArtifactsRequest* request,
+      v1::GarbageCollectArtifactsResponse* response) override;
 
  private:
   Optimizer* optimizer_;

@@ -61,6 +61,18 @@ absl::StatusOr<std::optional<JobStore::Claimed>> SelectRequest(
       JobStore::Claimed{std::move(j), r[0][3].as<std::string>(), false});
 }
 
+// Takes the artifact key's lock until the transaction ends (job_store.h).
+void LockKey(pqxx::work& tx, const std::string& key) {
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 7103))",
+                 "optimizer-artifact:" + key);
+}
+
+absl::Time TimeOf(const pqxx::field& f) {
+  return absl::FromUnixMicros(f.as<int64_t>());
+}
+
+constexpr char kRaced[] = "request id bound concurrently";
+
 }  // namespace
 
 absl::Status MigrateOptimizerSchema(db::Pool& pool) {
@@ -73,6 +85,7 @@ absl::StatusOr<JobStore::Claimed> PgJobStore::CreateJob(
     const std::string& fingerprint) {
   return pool_->Transact<Claimed>(
       [&](pqxx::work& tx) -> absl::StatusOr<Claimed> {
+        LockKey(tx, ArtifactKey(job));
         ASSIGN_OR_RETURN(std::optional<Claimed> seen,
                          SelectRequest(tx, request_id));
         if (seen.has_value()) return *seen;
@@ -242,6 +255,127 @@ absl::StatusOr<std::optional<v1::Artifact>> PgJobStore::FindArtifact(
         ASSIGN_OR_RETURN(v1::Artifact a,
                          FromJson<v1::Artifact>(r[0][0].as<std::string>()));
         return std::optional<v1::Artifact>(std::move(a));
+      },
+      {.read_only = true});
+}
+
+absl::StatusOr<std::optional<JobStore::Claimed>> PgJobStore::CreateReusingJob(
+    const StoredJob& job, const std::string& request_id,
+    const std::string& fingerprint, const std::string& recipe_slug) {
+  // Read committed: every statement after the lock sees what a collector
+  // that held the lock before committed.
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<std::optional<Claimed>> r =
+        pool_->Transact<std::optional<Claimed>>(
+            [&](pqxx::work& tx) -> absl::StatusOr<std::optional<Claimed>> {
+              LockKey(tx, ArtifactKey(job));
+              ASSIGN_OR_RETURN(std::optional<Claimed> seen,
+                               SelectRequest(tx, request_id));
+              if (seen.has_value()) return seen;
+              pqxx::result a = tx.exec_params(
+                  "SELECT 1 FROM optimizer.artifacts WHERE source_sha256 = $1 "
+                  "AND recipe = $2 FOR SHARE",
+                  job.job.source_sha256(), recipe_slug);
+              if (a.empty()) return std::optional<Claimed>();
+              tx.exec_params(
+                  "INSERT INTO optimizer.jobs (name, model, state, "
+                  "source_sha256, artifact_key, source_path, output_path, job) "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+                  job.job.name(), job.job.model(),
+                  static_cast<int>(job.job.state()), job.job.source_sha256(),
+                  ArtifactKey(job), job.source_path, job.output_path,
+                  ToJson(job.job));
+              pqxx::result q = tx.exec_params(
+                  "INSERT INTO optimizer.requests (request_id, job_name, "
+                  "fingerprint) VALUES ($1, $2, $3) "
+                  "ON CONFLICT (request_id) DO NOTHING",
+                  request_id, job.job.name(), fingerprint);
+              if (q.affected_rows() == 0) return absl::AbortedError(kRaced);
+              return std::optional<Claimed>(Claimed{job, fingerprint, true});
+            });
+    if (r.ok() || attempt == 2 || r.status().message() != kRaced) return r;
+  }
+}
+
+absl::StatusOr<JobStore::Released> PgJobStore::ReleaseRequest(
+    const std::string& request_id, absl::Time now) {
+  return pool_->Transact<Released>(
+      [&](pqxx::work& tx) -> absl::StatusOr<Released> {
+        pqxx::result r = tx.exec_params(
+            "SELECT (extract(epoch FROM release_time) * 1000000)::bigint "
+            "FROM optimizer.requests WHERE request_id = $1 FOR UPDATE",
+            request_id);
+        if (r.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("request id '", request_id, "' not found"));
+        }
+        Released out;
+        if (r[0][0].is_null()) {
+          tx.exec_params(
+              "UPDATE optimizer.requests SET release_time = "
+              "to_timestamp($2::double precision / 1000000) "
+              "WHERE request_id = $1",
+              request_id, absl::ToUnixMicros(now));
+          out.release_time = absl::FromUnixMicros(absl::ToUnixMicros(now));
+          out.released_now = true;
+        } else {
+          out.release_time = TimeOf(r[0][0]);
+        }
+        ASSIGN_OR_RETURN(std::optional<Claimed> c,
+                         SelectRequest(tx, request_id));
+        out.job = std::move(c->job);
+        return out;
+      });
+}
+
+absl::StatusOr<bool> PgJobStore::WithKeyLocked(
+    const std::string& key,
+    const std::function<absl::StatusOr<bool>(const KeyState&)>& decide) {
+  return pool_->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    LockKey(tx, key);
+    KeyState state;
+    state.key = key;
+    pqxx::result a = tx.exec_params(
+        "SELECT artifact::text FROM optimizer.artifacts WHERE "
+        "source_sha256 || '-' || recipe = $1 FOR UPDATE",
+        key);
+    if (!a.empty()) {
+      ASSIGN_OR_RETURN(v1::Artifact art,
+                       FromJson<v1::Artifact>(a[0][0].as<std::string>()));
+      state.artifact = std::move(art);
+    }
+    pqxx::result h = tx.exec_params(
+        "SELECT count(r.request_id) FILTER (WHERE r.release_time IS NULL AND "
+        "j.state IN (1, 2, 3)), "
+        "coalesce(bool_or(j.state IN (1, 2)), false), "
+        "(extract(epoch FROM max(r.release_time)) * 1000000)::bigint "
+        "FROM optimizer.jobs j LEFT JOIN optimizer.requests r "
+        "ON r.job_name = j.name WHERE j.artifact_key = $1",
+        key);
+    state.live_holds = h[0][0].as<int>();
+    state.unfinished = h[0][1].as<bool>();
+    if (!h[0][2].is_null()) state.last_release = TimeOf(h[0][2]);
+    ASSIGN_OR_RETURN(bool remove, decide(state));
+    if (remove && state.artifact.has_value()) {
+      tx.exec_params(
+          "DELETE FROM optimizer.artifacts WHERE source_sha256 || '-' || "
+          "recipe = $1",
+          key);
+    }
+    return remove;
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> PgJobStore::ListArtifactKeys() {
+  return pool_->Transact<std::vector<std::string>>(
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
+        std::vector<std::string> keys;
+        for (const pqxx::row& row :
+             tx.exec("SELECT source_sha256 || '-' || recipe FROM "
+                     "optimizer.artifacts ORDER BY 1")) {
+          keys.push_back(row[0].as<std::string>());
+        }
+        return keys;
       },
       {.read_only = true});
 }

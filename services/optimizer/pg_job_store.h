@@ -43,6 +43,16 @@ class PgJobStore final : public JobStore {
   absl::StatusOr<std::optional<v1::Artifact>> FindArtifact(
       const std::string& source_sha256,
       const std::string& recipe_slug) override;
+  absl::StatusOr<std::optional<Claimed>> CreateReusingJob(
+      const StoredJob& job, const std::string& request_id,
+      const std::string& fingerprint, const std::string& recipe_slug) override;
+  absl::StatusOr<Released> ReleaseRequest(const std::string& request_id,
+                                          absl::Time now) override;
+  absl::StatusOr<bool> WithKeyLocked(
+      const std::string& key,
+      const std::function<absl::StatusOr<bool>(const KeyState&)>& decide)
+      override;
+  absl::StatusOr<std::vector<std::string>> ListArtifactKeys() override;
   absl::StatusOr<ArtifactPage> ListArtifacts(const std::string& model,
                                              const std::string& after,
                                              int limit) override;

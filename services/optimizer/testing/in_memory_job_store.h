@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -160,13 +161,97 @@ class InMemoryJobStore final : public JobStore {
     return page;
   }
 
+  absl::StatusOr<std::optional<Claimed>> CreateReusingJob(
+      const StoredJob& job, const std::string& request_id,
+      const std::string& fingerprint, const std::string& slug) override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_DOWN();
+    if (auto it = requests_.find(request_id); it != requests_.end()) {
+      return std::optional<Claimed>(
+          Claimed{jobs_.at(it->second.first), it->second.second, false});
+    }
+    if (!artifacts_.contains({job.job.source_sha256(), slug}))
+      return std::optional<Claimed>();
+    jobs_[job.job.name()] = job;
+    requests_[request_id] = {job.job.name(), fingerprint};
+    return std::optional<Claimed>(Claimed{job, fingerprint, true});
+  }
+  absl::StatusOr<Released> ReleaseRequest(const std::string& request_id,
+                                          absl::Time now) override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_DOWN();
+    auto it = requests_.find(request_id);
+    if (it == requests_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("request id '", request_id, "' not found"));
+    }
+    Released out;
+    out.job = jobs_.at(it->second.first);
+    auto [r, inserted] = released_.emplace(request_id, now);
+    out.release_time = r->second;
+    out.released_now = inserted;
+    return out;
+  }
+  absl::StatusOr<bool> WithKeyLocked(
+      const std::string& key,
+      const std::function<absl::StatusOr<bool>(const KeyState&)>& decide)
+      override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_DOWN();
+    KeyState state;
+    state.key = key;
+    std::pair<std::string, std::string> artifact_key;
+    for (const auto& [k, a] : artifacts_) {
+      if (k.first + "-" + k.second == key) {
+        state.artifact = a;
+        artifact_key = k;
+      }
+    }
+    for (const auto& [rid, bound] : requests_) {
+      const StoredJob& j = jobs_.at(bound.first);
+      if (KeyOf(j) != key) continue;
+      auto rel = released_.find(rid);
+      if (rel != released_.end()) {
+        if (!state.last_release || *state.last_release < rel->second)
+          state.last_release = rel->second;
+      } else if (j.job.state() == v1::JOB_STATE_PENDING ||
+                 j.job.state() == v1::JOB_STATE_RUNNING ||
+                 j.job.state() == v1::JOB_STATE_SUCCEEDED) {
+        ++state.live_holds;
+      }
+    }
+    for (const auto& [name, j] : jobs_) {
+      if (KeyOf(j) == key && (j.job.state() == v1::JOB_STATE_PENDING ||
+                              j.job.state() == v1::JOB_STATE_RUNNING))
+        state.unfinished = true;
+    }
+    absl::StatusOr<bool> remove = decide(state);
+    if (remove.ok() && *remove && state.artifact.has_value())
+      artifacts_.erase(artifact_key);
+    return remove;
+  }
+  absl::StatusOr<std::vector<std::string>> ListArtifactKeys() override {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_DOWN();
+    std::vector<std::string> keys;
+    for (const auto& [k, a] : artifacts_)
+      keys.push_back(k.first + "-" + k.second);
+    return keys;
+  }
+
   int updates() {
     absl::MutexLock lock(&mu_);
     return updates_;
   }
 
  private:
+  static std::string KeyOf(const StoredJob& j) {
+    size_t slash = j.output_path.rfind('/');
+    return slash == std::string::npos ? j.output_path
+                                      : j.output_path.substr(slash + 1);
+  }
   absl::Mutex mu_;
+  std::map<std::string, absl::Time> released_ ABSL_GUARDED_BY(mu_);
   bool unavailable_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, StoredJob> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::string, std::string>> requests_
