@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -36,6 +37,8 @@ bool CpuHas(KernelIsa isa) {
              __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && HasF16c() &&
              __builtin_cpu_supports("fma");
+    case KernelIsa::kAvx512Vnni:
+      return CpuHas(KernelIsa::kAvx512) && __builtin_cpu_supports("avx512vnni");
   }
   return false;
 #else
@@ -53,13 +56,17 @@ const char* KernelIsaName(KernelIsa isa) {
       return "avx2+fma";
     case KernelIsa::kAvx512:
       return "avx512";
+    case KernelIsa::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "?";
 }
 
 KernelIsa DetectKernelIsa() {
   KernelIsa best = KernelIsa::kScalar;
-  if (CpuHas(KernelIsa::kAvx512)) {
+  if (CpuHas(KernelIsa::kAvx512Vnni)) {
+    best = KernelIsa::kAvx512Vnni;
+  } else if (CpuHas(KernelIsa::kAvx512)) {
     best = KernelIsa::kAvx512;
   } else if (CpuHas(KernelIsa::kAvx2)) {
     best = KernelIsa::kAvx2;
@@ -70,6 +77,8 @@ KernelIsa DetectKernelIsa() {
     if (want == "avx2" && CpuHas(KernelIsa::kAvx2)) best = KernelIsa::kAvx2;
     if (want == "avx512" && CpuHas(KernelIsa::kAvx512))
       best = KernelIsa::kAvx512;
+    if (want == "avx512vnni" && CpuHas(KernelIsa::kAvx512Vnni))
+      best = KernelIsa::kAvx512Vnni;
   }
   return best;
 }
@@ -131,6 +140,30 @@ float DequantElement(const WeightMatrix& w, int64_t row, int64_t k) {
 
 void MatMulRowsScalar(const RowRangeArgs& a) {
   const WeightMatrix& w = *a.w;
+  if (a.xq != nullptr && w.dtype == DType::kQ8_0) {
+    // The reference for the integer path: exact int32 sums per 32-column
+    // block, scaled by the weights' and the activations' block scales.
+    const int64_t rb = w.row_bytes(), blocks = w.cols / 32;
+    for (int64_t r = a.r0; r < a.r1; ++r) {
+      const uint8_t* row = w.data + r * rb;
+      for (int b = 0; b < a.n; ++b) {
+        const int8_t* x = a.xq + b * a.ldxq;
+        const float* xs = a.xscale + b * a.ldxs;
+        float acc = 0;
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+          const uint8_t* wb = row + blk * 34 + 2;
+          int32_t s = 0;
+          for (int t = 0; t < 32; ++t)
+            s += int32_t(int8_t(wb[t])) * int32_t(x[blk * 32 + t]);
+          uint16_t h;
+          std::memcpy(&h, row + blk * 34, 2);
+          acc += float(s) * (F16ToF32(h) * xs[blk]);
+        }
+        a.y[b * a.ldy + r] = acc;
+      }
+    }
+    return;
+  }
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = a.r0; r < a.r1; ++r) {
     for (int64_t k = 0; k < w.cols; ++k)
@@ -140,6 +173,56 @@ void MatMulRowsScalar(const RowRangeArgs& a) {
       float acc = 0;
       for (int64_t k = 0; k < w.cols; ++k) acc += row[size_t(k)] * x[k];
       a.y[b * a.ldy + r] = acc;
+    }
+  }
+}
+
+int GemmTileRows(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kScalar:
+      return 0;
+    case KernelIsa::kAvx2:
+      return 6;
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return 12;
+  }
+  return 0;
+}
+
+void PackActivations(const float* x, int64_t ldx, int n, int64_t k, int mr,
+                     float* out) {
+  const int groups = (n + mr - 1) / mr;
+  for (int g = 0; g < groups; ++g) {
+    float* dst = out + int64_t(g) * k * mr;
+    for (int i = 0; i < mr; ++i) {
+      const int b = g * mr + i;
+      if (b >= n) {
+        for (int64_t t = 0; t < k; ++t) dst[t * mr + i] = 0.0f;
+        continue;
+      }
+      const float* src = x + int64_t(b) * ldx;
+      for (int64_t t = 0; t < k; ++t) dst[t * mr + i] = src[t];
+    }
+  }
+}
+
+void QuantizeActivations(const float* x, int64_t ldx, int n, int64_t k,
+                         bool per_block, int8_t* q, int64_t ldq, float* scale,
+                         int64_t lds) {
+  const int64_t group = per_block ? 32 : k;
+  for (int b = 0; b < n; ++b) {
+    const float* xr = x + b * ldx;
+    int8_t* qr = q + b * ldq;
+    for (int64_t g0 = 0; g0 < k; g0 += group) {
+      float amax = 0;
+      for (int64_t t = g0; t < g0 + group; ++t)
+        amax = std::max(amax, std::fabs(xr[t]));
+      const float d = amax / 127.0f;
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      for (int64_t t = g0; t < g0 + group; ++t)
+        qr[t] = int8_t(std::nearbyint(xr[t] * inv));
+      scale[b * lds + g0 / group] = d;
     }
   }
 }
@@ -155,16 +238,99 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
     out[k] = internal::DequantElement(w, row, k);
 }
 
+namespace {
+
+// Int8 activations for the integer paths, reused across calls by the
+// driving thread.
+struct QuantizedRows {
+  const float* x = nullptr;
+  int64_t ldx = 0;
+  bool per_block = false;
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  int64_t ldq = 0, lds = 0;
+};
+
+// Float activations packed for the GEMM, likewise.
+struct PackedRows {
+  const float* x = nullptr;
+  int64_t ldx = 0, cols = 0;
+  std::vector<float> data;
+};
+
+bool UsesIntegerPath(const WeightMatrix& w) {
+  return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0;
+}
+
+}  // namespace
+
 void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   if (n <= 0 || jobs.empty()) return;
   KernelIsa isa = g_isa.load(std::memory_order_relaxed);
-  auto kernel = isa == KernelIsa::kAvx512 ? internal::MatMulRowsAvx512
-                : isa == KernelIsa::kAvx2 ? internal::MatMulRowsAvx2
-                                          : internal::MatMulRowsScalar;
+  auto kernel = isa == KernelIsa::kAvx512Vnni ? internal::MatMulRowsAvx512Vnni
+                : isa == KernelIsa::kAvx512   ? internal::MatMulRowsAvx512
+                : isa == KernelIsa::kAvx2     ? internal::MatMulRowsAvx2
+                                              : internal::MatMulRowsScalar;
+  // Activations of the integer-path jobs, quantized once per distinct input
+  // (q/k/v and gate/up share theirs).
+  thread_local std::vector<QuantizedRows> quantized;
+  size_t used = 0;
+  std::vector<const QuantizedRows*> job_q(jobs.size(), nullptr);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const WeightMatrix& w = *jobs[j].w;
+    if (!UsesIntegerPath(w)) continue;
+    const bool per_block = true;
+    for (size_t u = 0; u < used; ++u) {
+      const QuantizedRows& qr = quantized[u];
+      if (qr.x == jobs[j].x && qr.ldx == jobs[j].ldx &&
+          qr.per_block == per_block && qr.ldq == w.cols)
+        job_q[j] = &qr;
+    }
+    if (job_q[j] != nullptr) continue;
+    if (quantized.size() <= used) quantized.resize(used + 1);
+    QuantizedRows& qr = quantized[used++];
+    qr.x = jobs[j].x;
+    qr.ldx = jobs[j].ldx;
+    qr.per_block = per_block;
+    qr.ldq = w.cols;
+    qr.lds = per_block ? w.cols / 32 : 1;
+    qr.q.resize(size_t(n) * size_t(qr.ldq));
+    qr.scale.resize(size_t(n) * size_t(qr.lds));
+    internal::QuantizeActivations(qr.x, qr.ldx, n, w.cols, per_block,
+                                  qr.q.data(), qr.ldq, qr.scale.data(), qr.lds);
+    job_q[j] = &qr;
+  }
+  // Activations of the float-path jobs packed for the GEMM, once per
+  // distinct input.
+  const int mr = internal::GemmTileRows(isa);
+  thread_local std::vector<PackedRows> packed;
+  size_t packed_used = 0;
+  std::vector<const float*> job_pack(jobs.size(), nullptr);
+  if (n >= internal::kGemmMinRows && mr > 0) {
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const WeightMatrix& w = *jobs[j].w;
+      if (job_q[j] != nullptr) continue;
+      for (size_t u = 0; u < packed_used; ++u) {
+        const PackedRows& p = packed[u];
+        if (p.x == jobs[j].x && p.ldx == jobs[j].ldx && p.cols == w.cols)
+          job_pack[j] = p.data.data();
+      }
+      if (job_pack[j] != nullptr) continue;
+      if (packed.size() <= packed_used) packed.resize(packed_used + 1);
+      PackedRows& p = packed[packed_used++];
+      p.x = jobs[j].x;
+      p.ldx = jobs[j].ldx;
+      p.cols = w.cols;
+      p.data.resize(size_t((n + mr - 1) / mr) * size_t(mr) * size_t(w.cols));
+      internal::PackActivations(p.x, p.ldx, n, w.cols, mr, p.data.data());
+      job_pack[j] = p.data.data();
+    }
+  }
   // Rows of all jobs are cut into chunks of about kChunkBytes of weights
   // (whole 16-row blocks), handed out dynamically: a thread streams a few
   // hundred KiB sequentially per chunk, and a descheduled thread's share is
-  // taken by the others.
+  // taken by the others. A GEMM (n >= 32) works on 64-row chunks: two
+  // panels of 32 rows, and enough chunks for every thread.
   constexpr int64_t kChunkBytes = 64 * 1024;
   struct Chunk {
     int job;
@@ -176,7 +342,9 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
     const WeightMatrix& w = *jobs[j].w;
     const int64_t rb = std::max<int64_t>(w.row_bytes(), 1);
     int64_t rows_per_chunk =
-        std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
+        job_pack[j] != nullptr
+            ? 64
+            : std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
     for (int64_t r = 0; r < w.rows; r += rows_per_chunk) {
       chunks.push_back(Chunk{int(j), r, std::min(w.rows, r + rows_per_chunk)});
     }
@@ -186,6 +354,13 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
     const Chunk& ch = chunks[size_t(c)];
     const MatMulJob& j = jobs[size_t(ch.job)];
     internal::RowRangeArgs args{j.w, j.x, j.ldx, j.y, j.ldy, n, ch.r0, ch.r1};
+    if (const QuantizedRows* qr = job_q[size_t(ch.job)]) {
+      args.xq = qr->q.data();
+      args.ldxq = qr->ldq;
+      args.xscale = qr->scale.data();
+      args.ldxs = qr->lds;
+    }
+    args.xpack = job_pack[size_t(ch.job)];
     kernel(args);
     if (j.bias != nullptr) {
       for (int b = 0; b < n; ++b)

@@ -1,6 +1,6 @@
-// AVX2 matmul kernels (see kernels.h). Every function in this file is
-// compiled for AVX2 + FMA + F16C and only called when the CPU reports those
-// features.
+// AVX2 matmul kernels (see kernels.h): the algorithms of kernels_impl.h over
+// 256-bit vectors. Every function in this file is compiled for AVX2 + FMA +
+// F16C and only called when the CPU reports those features.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -16,269 +16,108 @@
 #pragma GCC target("avx2,fma,f16c")
 #endif
 
+#include "engine/kernels_impl.h"
+
 namespace hangar::engine::internal {
 namespace {
-
-inline float HalfToFloat(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 inline __m128i Load8Bytes(const uint8_t* p) {
   return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
 }
 
-struct LoadF32 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
-  }
-};
-struct LoadF16 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_cvtph_ps(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
-  }
-};
-struct LoadBF16 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    __m256i v = _mm256_cvtepu16_epi32(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-  }
-};
-struct LoadI8 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(Load8Bytes(row + k)));
-  }
-};
-struct LoadI16 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k))));
-  }
-};
-// See kernels_avx512.cc: fp8 bits moved into a float16 give value * 2^-8.
-struct LoadF8 {
-  static constexpr float kScaleFactor = 256.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    __m128i b = _mm_cvtepu8_epi16(Load8Bytes(row + k));
-    __m128i mag = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7);
-    __m128i sign = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
-    return _mm256_cvtph_ps(_mm_or_si128(mag, sign));
-  }
-};
-struct LoadQ8_0 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    const uint8_t* b = row + (k >> 5) * 34;
-    __m256 q =
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(Load8Bytes(b + 2 + (k & 31))));
-    return _mm256_mul_ps(q, _mm256_set1_ps(HalfToFloat(b)));
-  }
-};
-struct LoadQ4_0 {
-  static constexpr float kScaleFactor = 1.0f;
-  static inline __m256 Load(const uint8_t* row, int64_t k) {
-    const uint8_t* b = row + (k >> 5) * 18;
-    __m128i qs = Load8Bytes(b + 2 + (k & 15));
-    if (k & 16) qs = _mm_srli_epi16(qs, 4);
-    qs = _mm_and_si128(qs, _mm_set1_epi8(0x0f));
-    __m256i q =
-        _mm256_sub_epi32(_mm256_cvtepu8_epi32(qs), _mm256_set1_epi32(8));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(HalfToFloat(b)));
-  }
-};
+struct Avx2 {
+  using F = __m256;
+  static constexpr int kW = 8;
+  static constexpr int kDotNb = 2;  // 4 x 2 accumulators + 2 activations
+  static constexpr int kMr = 6;     // 6 x 2 accumulators (Haswell's 6x16)
+  static constexpr int kIntNb = 2;
 
-// A 4-row x NB-activation register tile over columns [k0, k1): every
-// weight vector is dequantized once and used NB times, every activation
-// vector used 4 times. Partial sums stay vectors in `part` ([NB][4] vectors,
-// zeroed when `first`) across column chunks; the caller reduces them once.
-// Prefetches the next row block (4 rows further, same offset): interleaved rows
-// of a few KiB are too short for the hardware prefetcher.
-template <class L, int NB>
-inline void Tile(const RowRangeArgs& a, int64_t r, int b0, int64_t k0,
-                 int64_t k1, bool first, float* part) {
-  constexpr int R = 4;
-  const WeightMatrix& w = *a.w;
-  const int64_t rb = w.row_bytes();
-  const uint8_t* rows[R];
-  for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
-  const float* xs[NB];
-  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
-  __m256 acc[R][NB];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j)
-      acc[i][j] =
-          first ? _mm256_setzero_ps() : _mm256_load_ps(part + (j * R + i) * 8);
-  const int64_t ahead = 2 * R * rb;
-  int64_t next_line = k0 * rb / w.cols;
-  for (int64_t k = k0; k < k1; k += 8) {
-    const int64_t kb = k * rb / w.cols;
-    if (kb >= next_line) {
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i)
-        __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
-      next_line = kb + 64;
+  static F Zero() { return _mm256_setzero_ps(); }
+  static F Set1(float v) { return _mm256_set1_ps(v); }
+  static F Load(const float* p) { return _mm256_loadu_ps(p); }
+  static void Store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static F Add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F Mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static float Reduce(F v) {
+    __m128 s =
+        _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static __m128 Reduce4(F a, F b, F c, F d) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+  }
+  static void Transpose(F r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
-    __m256 wv[R];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) wv[i] = L::Load(rows[i], k);
-#pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j) {
-      __m256 xv = _mm256_loadu_ps(xs[j] + k);
-#pragma GCC unroll 16
-      for (int i = 0; i < R; ++i)
-        acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
+    for (int i = 0; i < 2; ++i) {
+      u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
     }
   }
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j)
-      _mm256_store_ps(part + (j * R + i) * 8, acc[i][j]);
-}
+  static __m256i DotU8S8(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
+                                                   _mm256_set1_epi16(1)));
+  }
 
-// One weight row against NB activation rows over all columns, with U
-// independent accumulators per activation row to hide FMA latency. Batch 1
-// uses it for every row: rows visited in order make one sequential stream
-// per thread, which is what reaches full memory bandwidth.
-template <class L, int NB, int U>
-inline void Row(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
-  const WeightMatrix& w = *a.w;
-  const uint8_t* row = w.data + r * w.row_bytes();
-  const float* xs[NB];
-  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
-  __m256 acc[NB][U];
-#pragma GCC unroll 16
-  for (int j = 0; j < NB; ++j)
-#pragma GCC unroll 16
-    for (int u = 0; u < U; ++u) acc[j][u] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 * U <= kend; k += 8 * U) {
-    __m256 wv[U];
-#pragma GCC unroll 16
-    for (int u = 0; u < U; ++u) wv[u] = L::Load(row, k + 8 * u);
-#pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j)
-#pragma GCC unroll 16
-      for (int u = 0; u < U; ++u)
-        acc[j][u] = _mm256_fmadd_ps(wv[u], _mm256_loadu_ps(xs[j] + k + 8 * u),
-                                    acc[j][u]);
-  }
-  for (; k < kend; k += 8) {
-    __m256 wv = L::Load(row, k);
-#pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j)
-      acc[j][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[j] + k), acc[j][0]);
-  }
-  const float scale = w.scales ? w.scales[r] * L::kScaleFactor : 1.0f;
-  for (int j = 0; j < NB; ++j) {
-    __m256 sum = acc[j][0];
-#pragma GCC unroll 16
-    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[j][u]);
-    float s = HorizontalSum(sum) * scale;
-    for (int64_t t = kend; t < w.cols; ++t)
-      s += DequantElement(w, r, t) * xs[j][t];
-    a.y[(b0 + j) * a.ldy + r] = s;
-  }
-}
-
-// Batch 1 is bound by memory bandwidth: rows stream in order. Larger batches
-// are bound by arithmetic: 4-row register tiles, with the columns cut in
-// chunks of kChunk so a chunk of the weight rows and of every activation row
-// stays in L1 across the batch.
-template <class L>
-void Run(const RowRangeArgs& a) {
-  const WeightMatrix& w = *a.w;
-  const int64_t kend = w.cols / 8 * 8;
-  if (a.n == 1) {
-    for (int64_t r = a.r0; r < a.r1; ++r) Row<L, 1, 4>(a, r, 0, kend);
-    return;
-  }
-  constexpr int64_t kChunk = 256;
-  constexpr int kGroup = 16;  // activation rows per pass (partials: 4 KiB)
-  alignas(64) float part[kGroup * 4 * 8];
-  int64_t r = a.r0;
-  for (; r + 4 <= a.r1; r += 4) {
-    for (int g = 0; g < a.n; g += kGroup) {
-      const int gn = a.n - g < kGroup ? a.n - g : kGroup;
-      for (int64_t k0 = 0; k0 < kend; k0 += kChunk) {
-        const int64_t k1 = k0 + kChunk < kend ? k0 + kChunk : kend;
-        const bool first = k0 == 0;
-        int b = 0;
-        for (; b + 2 <= gn; b += 2)
-          Tile<L, 2>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
-        if (gn - b == 1)
-          Tile<L, 1>(a, r, g + b, k0, k1, first, part + b * 4 * 8);
-      }
-      // Four row sums at once per activation row (a transpose-and-add tree).
-      __m128 scale4 = _mm_set1_ps(1.0f);
-      if (w.scales)
-        scale4 = _mm_mul_ps(_mm_loadu_ps(w.scales + r),
-                            _mm_set1_ps(L::kScaleFactor));
-      for (int j = 0; j < gn; ++j) {
-        __m256 h[4];
-        for (int i = 0; i < 4; ++i) {
-          const __m256 v = _mm256_load_ps(part + (j * 4 + i) * 8);
-          h[i] = v;
-        }
-        __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]),
-                                  _mm256_hadd_ps(h[2], h[3]));
-        __m128 sums =
-            _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-        sums = kend > 0 ? _mm_mul_ps(sums, scale4) : _mm_setzero_ps();
-        float* y = a.y + (g + j) * a.ldy + r;
-        _mm_storeu_ps(y, sums);
-        for (int64_t t2 = kend; t2 < w.cols; ++t2)
-          for (int i = 0; i < 4; ++i)
-            y[i] += DequantElement(w, r + i, t2) * a.x[(g + j) * a.ldx + t2];
-      }
+  template <DType T>
+  static F Dequant(const uint8_t* row, int64_t k) {
+    if constexpr (T == DType::kF32) {
+      return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+    } else if constexpr (T == DType::kF16) {
+      return _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    } else if constexpr (T == DType::kBF16) {
+      const __m256i v = _mm256_cvtepu16_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    } else if constexpr (T == DType::kI8) {
+      return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(Load8Bytes(row + k)));
+    } else if constexpr (T == DType::kI16) {
+      return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k))));
+    } else if constexpr (T == DType::kF8E4M3) {
+      // fp8 bits moved into a float16 give value * 2^-8 (kScaleFactor).
+      const __m128i b = _mm_cvtepu8_epi16(Load8Bytes(row + k));
+      const __m128i mag =
+          _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7);
+      const __m128i sign =
+          _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
+      return _mm256_cvtph_ps(_mm_or_si128(mag, sign));
+    } else if constexpr (T == DType::kQ8_0) {
+      const uint8_t* b = row + (k >> 5) * 34;
+      const __m256 q = _mm256_cvtepi32_ps(
+          _mm256_cvtepi8_epi32(Load8Bytes(b + 2 + (k & 31))));
+      return _mm256_mul_ps(q, _mm256_set1_ps(HalfBitsToFloat(b)));
+    } else {
+      static_assert(T == DType::kQ4_0);
+      const uint8_t* b = row + (k >> 5) * 18;
+      __m128i qs = Load8Bytes(b + 2 + (k & 15));
+      if (k & 16) qs = _mm_srli_epi16(qs, 4);
+      qs = _mm_and_si128(qs, _mm_set1_epi8(0x0f));
+      const __m256i q =
+          _mm256_sub_epi32(_mm256_cvtepu8_epi32(qs), _mm256_set1_epi32(8));
+      return _mm256_mul_ps(_mm256_cvtepi32_ps(q),
+                           _mm256_set1_ps(HalfBitsToFloat(b)));
     }
   }
-  for (; r < a.r1; ++r) {
-    int b = 0;
-    for (; b + 2 <= a.n; b += 2) Row<L, 2, 1>(a, r, b, kend);
-    if (a.n - b == 1) Row<L, 1, 1>(a, r, b, kend);
-  }
-}
+};
 
 }  // namespace
 
-void MatMulRowsAvx2(const RowRangeArgs& a) {
-  switch (a.w->dtype) {
-    case DType::kF32:
-      return Run<LoadF32>(a);
-    case DType::kF16:
-      return Run<LoadF16>(a);
-    case DType::kBF16:
-      return Run<LoadBF16>(a);
-    case DType::kI8:
-      return Run<LoadI8>(a);
-    case DType::kI16:
-      return Run<LoadI16>(a);
-    case DType::kF8E4M3:
-      return Run<LoadF8>(a);
-    case DType::kQ8_0:
-      return Run<LoadQ8_0>(a);
-    case DType::kQ4_0:
-      return Run<LoadQ4_0>(a);
-  }
-}
+void MatMulRowsAvx2(const RowRangeArgs& a) { MatMulRowsImpl<Avx2>(a); }
 
 }  // namespace hangar::engine::internal
 

@@ -98,16 +98,43 @@ class KernelsTest
   void TearDown() override { SetKernelIsa(DetectKernelIsa()); }
 };
 
+// Q8_0 weights take the integer path: the activations are quantized to
+// int8 first.
+bool IntegerPath(DType dtype, int cols) {
+  return dtype == DType::kQ8_0 && cols % 32 == 0;
+}
+
+// The error bound of activation quantization for one output: every
+// activation moves by at most half its 32-block's step (max|x| / 127 / 2), so
+// |y - y_exact| <= sum_k |w_k| * step_k / 2 (plus float rounding).
+double QuantizationBound(const WeightMatrix& w, int r, const float* x,
+                         int cols) {
+  const int group = 32;
+  double bound = 0;
+  for (int g0 = 0; g0 < cols; g0 += group) {
+    double amax = 0;
+    for (int k = g0; k < g0 + group; ++k)
+      amax = std::max(amax, std::fabs(double(x[k])));
+    for (int k = g0; k < g0 + group; ++k)
+      bound += std::fabs(double(internal::DequantElement(w, r, k))) * amax /
+               127.0 / 2.0;
+  }
+  return bound;
+}
+
 TEST_P(KernelsTest, MatchesScalarDefinition) {
   auto [dtype, isa] = GetParam();
   if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
   std::mt19937 rng(7);
   bool block = dtype == DType::kQ8_0 || dtype == DType::kQ4_0;
   ThreadPool pool(2);
-  for (int cols : {96, 160, 40}) {
+  // 160 and 320 columns span several GEMM column blocks; 40 leaves a
+  // remainder past the last vector.
+  for (int cols : {96, 160, 40, 320}) {
     if (block && cols % 32 != 0) continue;
     Matrix m = Make(dtype, 37, cols, rng);
-    for (int n : {1, 2, 3, 5, 8}) {
+    // n >= 32 runs the packed GEMM (with row and column remainders).
+    for (int n : {1, 2, 3, 5, 8, 13, 33, 45}) {
       std::vector<float> x(size_t(n) * cols);
       std::normal_distribution<float> dist;
       for (float& v : x) v = dist(rng);
@@ -125,13 +152,73 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
             want += t;
             mag += std::fabs(t);
           }
-          ASSERT_NEAR(y[size_t(b * 40 + r)], want,
-                      1e-4 * (1 + std::fabs(want)) + 1e-6 * mag)
+          double tol = 1e-4 * (1 + std::fabs(want)) + 1e-6 * mag;
+          if (IntegerPath(dtype, cols))
+            tol += QuantizationBound(m.w, r, x.data() + b * cols, cols);
+          ASSERT_NEAR(y[size_t(b * 40 + r)], want, tol)
               << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
               << " cols=" << cols << " r=" << r;
         }
         // Columns past `rows` in y are untouched.
         EXPECT_EQ(y[size_t(b * 40 + 38)], -1.0f);
+      }
+    }
+  }
+}
+
+// The vector integer paths compute the scalar reference's integer sums: only
+// the float accumulation order differs (kI8 checks the float paths alike).
+TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
+  auto [dtype, isa] = GetParam();
+  if (dtype != DType::kI8 && dtype != DType::kQ8_0) GTEST_SKIP();
+  if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  const int cols = 256, rows = 22;
+  Matrix m = Make(dtype, rows, cols, rng);
+  for (int n : {1, 4, 7, 40}) {
+    std::vector<float> x(size_t(n) * cols);
+    std::normal_distribution<float> dist;
+    for (float& v : x) v = dist(rng);
+    std::vector<float> got(size_t(n) * rows), want(size_t(n) * rows);
+    MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, got.data(), rows}});
+    ASSERT_TRUE(SetKernelIsa(KernelIsa::kScalar));
+    MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, want.data(), rows}});
+    ASSERT_TRUE(SetKernelIsa(isa));
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
+          << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
+          << " i=" << i;
+  }
+}
+
+// Activation quantization: the int8 values times their scale reproduce the
+// input to half a step, and the largest magnitude maps to +-127.
+TEST(QuantizeActivationsTest, RoundTripsWithinHalfAStep) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  const int n = 3, k = 96;
+  std::vector<float> x(size_t(n) * k);
+  for (float& v : x) v = dist(rng);
+  x[5] = 0;  // an all-zero block below
+  for (int t = 64; t < 96; ++t) x[size_t(k + t)] = 0;
+  for (bool per_block : {false, true}) {
+    const int groups = per_block ? k / 32 : 1;
+    std::vector<int8_t> q(size_t(n) * k);
+    std::vector<float> scale(size_t(n) * groups);
+    internal::QuantizeActivations(x.data(), k, n, k, per_block, q.data(), k,
+                                  scale.data(), groups);
+    for (int b = 0; b < n; ++b) {
+      for (int g = 0; g < groups; ++g) {
+        const int size = k / groups;
+        const float d = scale[size_t(b * groups + g)];
+        int peak = 0;
+        for (int t = g * size; t < (g + 1) * size; ++t) {
+          const size_t i = size_t(b * k + t);
+          EXPECT_NEAR(q[i] * d, x[i], d / 2 + 1e-7f);
+          peak = std::max(peak, std::abs(int(q[i])));
+        }
+        EXPECT_EQ(peak, d > 0 ? 127 : 0);
       }
     }
   }
@@ -144,7 +231,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          DType::kF8E4M3, DType::kQ8_0,
                                          DType::kQ4_0),
                        ::testing::Values(KernelIsa::kScalar, KernelIsa::kAvx2,
-                                         KernelIsa::kAvx512)));
+                                         KernelIsa::kAvx512,
+                                         KernelIsa::kAvx512Vnni)));
 
 TEST(DTypeTest, Fp8RoundTripsEveryCode) {
   for (int c = 0; c < 256; ++c) {

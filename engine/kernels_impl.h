@@ -1,0 +1,482 @@
+// The matmul algorithms, written once over a vector-traits type `V` and
+// compiled once per target: kernels_avx2.cc instantiates them with 256-bit
+// AVX2 traits, kernels_avx512.cc (and kernels_avx512_vnni.cc, the same file
+// built with VNNI) with 512-bit traits. Only those files include this header.
+//
+// A traits type provides
+//   F, kW                    the float vector and its lane count;
+//   Zero, Set1, Load, Store, Add, Mul, Fma, Reduce, Reduce4
+//                            (Reduce4(a, b, c, d) = the four lane sums),
+//                            Transpose (of kW vectors, in place);
+//   Dequant<T>(row, k)       kW weights of dtype T from column k (k a multiple
+//                            of kW, and of 32 for the block formats), without
+//                            the row scale;
+//   kDotNb                   activation rows per small-batch register tile;
+//   kMr                      activation rows per GEMM micro-tile (2 vectors
+//                            of output rows wide);
+//   kIntNb, kVnni, DotU8S8   the integer tile width and the 256-bit
+//                            u8 x s8 -> s32 dot-accumulate (vpdpbusd with
+//                            VNNI, vpmaddubsw + vpmaddwd without).
+//
+// Three algorithms, chosen by batch size and weight type:
+//   * n = 1, float: each weight row streams once, in order, with 4
+//     accumulators (memory-bound: the prefetcher sees one stream).
+//   * 2 <= n < kGemmMinRows, float: "dot tiles" of 4 weight rows x kDotNb
+//     activation rows; each weight vector is dequantized once and used kDotNb
+//     times, reduced horizontally once per tile (no packing, which would cost
+//     more than the arithmetic at small n).
+//   * n >= kGemmMinRows, float: a packed GEMM. A panel of 2*kW weight rows x
+//     kKc columns is dequantized and transposed into L1 ([k][row]); a kMr x
+//     2*kW micro-tile then broadcasts one activation per row and does 2*kMr
+//     FMAs per column, writing output rows contiguously. Column blocks of kKc
+//     keep the activations' slice in L2 across panels.
+//   * Q8_0 weights with activations quantized to int8 per 32-block
+//     (RowRangeArgs::xq): integer tiles of 4 weight rows x kIntNb activation
+//     rows over 32-byte blocks with |w| x sign(x, w) (so vpmaddubsw never
+//     saturates); each block's int32 sum is converted and scaled by
+//     d_w * d_x.
+//
+// Everything here sits in an anonymous namespace on purpose: each including
+// file gets its own copy compiled for its own target.
+#ifndef HANGAR_ENGINE_KERNELS_IMPL_H_
+#define HANGAR_ENGINE_KERNELS_IMPL_H_
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "engine/kernels.h"
+
+namespace hangar::engine::internal {
+namespace {
+
+template <DType T>
+constexpr float kScaleFactor = T == DType::kF8E4M3 ? 256.0f : 1.0f;
+
+inline float HalfBitsToFloat(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Byte offset of column k in a row of dtype T (k a multiple of 32 for the
+// block formats); no division in the hot loops.
+template <DType T>
+constexpr int64_t ByteOffset(int64_t k) {
+  if constexpr (T == DType::kF32) return 4 * k;
+  if constexpr (T == DType::kF16 || T == DType::kBF16 || T == DType::kI16)
+    return 2 * k;
+  if constexpr (T == DType::kI8 || T == DType::kF8E4M3) return k;
+  if constexpr (T == DType::kQ8_0) return (k >> 5) * 34;
+  return (k >> 5) * 18;
+}
+
+// Row scale (with the dtype's factor) or 1.
+template <DType T>
+inline float RowScale(const WeightMatrix& w, int64_t r) {
+  return w.scales ? w.scales[r] * kScaleFactor<T> : 1.0f;
+}
+
+// ---------------------------------------------------------------------------
+// n = 1: one row at a time, in order.
+template <class V, DType T>
+inline void Row1(const RowRangeArgs& a, int64_t r, int64_t kend) {
+  constexpr int W = V::kW;
+  const WeightMatrix& w = *a.w;
+  const uint8_t* row = w.data + r * w.row_bytes();
+  const float* x = a.x;
+  typename V::F acc0 = V::Zero(), acc1 = V::Zero(), acc2 = V::Zero(),
+                acc3 = V::Zero();
+  int64_t k = 0;
+  for (; k + 4 * W <= kend; k += 4 * W) {
+    acc0 = V::Fma(V::template Dequant<T>(row, k), V::Load(x + k), acc0);
+    acc1 = V::Fma(V::template Dequant<T>(row, k + W), V::Load(x + k + W), acc1);
+    acc2 = V::Fma(V::template Dequant<T>(row, k + 2 * W),
+                  V::Load(x + k + 2 * W), acc2);
+    acc3 = V::Fma(V::template Dequant<T>(row, k + 3 * W),
+                  V::Load(x + k + 3 * W), acc3);
+  }
+  for (; k < kend; k += W)
+    acc0 = V::Fma(V::template Dequant<T>(row, k), V::Load(x + k), acc0);
+  float s = V::Reduce(V::Add(V::Add(acc0, acc1), V::Add(acc2, acc3))) *
+            RowScale<T>(w, r);
+  for (int64_t t = kend; t < w.cols; ++t) s += DequantElement(w, r, t) * x[t];
+  a.y[r] = s;
+}
+
+// ---------------------------------------------------------------------------
+// Small batches: 4 weight rows x NB activation rows.
+template <class V, DType T, int NB>
+inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
+  constexpr int R = 4;
+  constexpr int W = V::kW;
+  const WeightMatrix& w = *a.w;
+  const int64_t rb = w.row_bytes();
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
+  const float* xs[NB];
+  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
+  typename V::F acc[R][NB];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) acc[i][j] = V::Zero();
+  // Interleaved rows of a few KiB are too short for the hardware prefetcher:
+  // fetch the next tile's rows (R rows further) a cache line at a time.
+  const int64_t ahead = R * rb;
+  int64_t next_line = 0;
+  for (int64_t k = 0; k < kend; k += W) {
+    const int64_t kb = ByteOffset<T>(k);
+    if (kb >= next_line) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+        __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
+      next_line = kb + 64;
+    }
+    typename V::F xv[NB];
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) xv[j] = V::Load(xs[j] + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const typename V::F wv = V::template Dequant<T>(rows[i], k);
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) acc[i][j] = V::Fma(wv, xv[j], acc[i][j]);
+    }
+  }
+  __m128 scale4 = _mm_set1_ps(1.0f);
+  if (w.scales)
+    scale4 =
+        _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(kScaleFactor<T>));
+  for (int j = 0; j < NB; ++j) {
+    __m128 sums =
+        kend > 0
+            ? _mm_mul_ps(V::Reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]),
+                         scale4)
+            : _mm_setzero_ps();
+    float* y = a.y + (b0 + j) * a.ldy + r;
+    _mm_storeu_ps(y, sums);
+    for (int64_t t = kend; t < w.cols; ++t)
+      for (int i = 0; i < R; ++i)
+        y[i] += DequantElement(w, r + i, t) * xs[j][t];
+  }
+}
+
+// One weight row x NB activation rows (the rows left over by DotTile).
+template <class V, DType T, int NB>
+inline void DotRow(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
+  constexpr int W = V::kW;
+  const WeightMatrix& w = *a.w;
+  const uint8_t* row = w.data + r * w.row_bytes();
+  const float* xs[NB];
+  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
+  typename V::F acc[NB];
+  for (int j = 0; j < NB; ++j) acc[j] = V::Zero();
+  for (int64_t k = 0; k < kend; k += W) {
+    const typename V::F wv = V::template Dequant<T>(row, k);
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j)
+      acc[j] = V::Fma(wv, V::Load(xs[j] + k), acc[j]);
+  }
+  const float scale = RowScale<T>(w, r);
+  for (int j = 0; j < NB; ++j) {
+    float s = V::Reduce(acc[j]) * scale;
+    for (int64_t t = kend; t < w.cols; ++t)
+      s += DequantElement(w, r, t) * xs[j][t];
+    a.y[(b0 + j) * a.ldy + r] = s;
+  }
+}
+
+template <class V, DType T, int NB>
+inline void DotTiles(const RowRangeArgs& a, int b0, int64_t kend) {
+  int64_t r = a.r0;
+  for (; r + 4 <= a.r1; r += 4) DotTile<V, T, NB>(a, r, b0, kend);
+  for (; r < a.r1; ++r) DotRow<V, T, NB>(a, r, b0, kend);
+}
+
+// Runs DotTiles for activation rows [b0, b0 + nb) with nb <= V::kDotNb, as a
+// compile-time tile width.
+template <class V, DType T, int NB = V::kDotNb>
+inline void DotTilesN(const RowRangeArgs& a, int b0, int nb, int64_t kend) {
+  if constexpr (NB >= 1) {
+    if (nb == NB) return DotTiles<V, T, NB>(a, b0, kend);
+    if constexpr (NB > 1) return DotTilesN<V, T, NB - 1>(a, b0, nb, kend);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Large batches (MatMul packs the activations from kGemmMinRows rows on):
+// packed GEMM.
+
+// Columns per packed panel: the panel (kKc x 2 vectors of floats) fills
+// about half of L1.
+template <class V>
+constexpr int64_t kKc = V::kW == 16 ? 128 : 256;
+
+// Dequantizes rows [r, r + nr) x columns [k0, k0 + kc) of `w` (with the
+// row scale) into panel[k][j] (2*kW floats per k), zero-filling rows past nr:
+// kW x kW blocks transposed in registers.
+template <class V, DType T>
+inline void PackPanel(const WeightMatrix& w, int64_t r, int nr, int64_t k0,
+                      int64_t kc, int64_t kend, float* panel) {
+  constexpr int W = V::kW, NR = 2 * V::kW;
+  const int64_t rb = w.row_bytes();
+  const int64_t kvec_end = std::max(k0, std::min(k0 + kc, kend));
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* rows[W];
+    typename V::F scale[W];
+    for (int j = 0; j < W; ++j) {
+      const int jj = h * W + j;
+      rows[j] = jj < nr ? w.data + (r + jj) * rb : nullptr;
+      scale[j] = V::Set1(jj < nr ? RowScale<T>(w, r + jj) : 0.0f);
+    }
+    for (int64_t k = k0; k < kvec_end; k += W) {
+      typename V::F v[W];
+#pragma GCC unroll 16
+      for (int j = 0; j < W; ++j)
+        v[j] = rows[j] ? V::Mul(V::template Dequant<T>(rows[j], k), scale[j])
+                       : V::Zero();
+      V::Transpose(v);
+      float* p = panel + (k - k0) * NR + h * W;
+#pragma GCC unroll 16
+      for (int t = 0; t < W; ++t) V::Store(p + t * NR, v[t]);
+    }
+  }
+  for (int64_t k = kvec_end; k < k0 + kc; ++k)
+    for (int j = 0; j < NR; ++j)
+      panel[(k - k0) * NR + j] = j < nr ? DequantElement(w, r + j, k) : 0.0f;
+}
+
+// y[i][0..nr) (+)= sum_k xp[k][i] * panel[k][0..nr) for i < MR, where xp
+// is the packed activation block ([k][V::kMr]).
+template <class V, int MR>
+inline void GemmMicro(const float* panel, int64_t kc, const float* xp, float* y,
+                      int64_t ldy, int nr, bool accumulate) {
+  constexpr int W = V::kW, NR = 2 * V::kW;
+  typename V::F acc[MR][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::Zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const typename V::F w0 = V::Load(panel + k * NR);
+    const typename V::F w1 = V::Load(panel + k * NR + W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const typename V::F xb = V::Set1(xp[k * V::kMr + i]);
+      acc[i][0] = V::Fma(w0, xb, acc[i][0]);
+      acc[i][1] = V::Fma(w1, xb, acc[i][1]);
+    }
+  }
+  if (nr == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      float* yi = y + i * ldy;
+      if (accumulate) {
+        acc[i][0] = V::Add(acc[i][0], V::Load(yi));
+        acc[i][1] = V::Add(acc[i][1], V::Load(yi + W));
+      }
+      V::Store(yi, acc[i][0]);
+      V::Store(yi + W, acc[i][1]);
+    }
+  } else {
+    alignas(64) float tmp[NR];
+    for (int i = 0; i < MR; ++i) {
+      V::Store(tmp, acc[i][0]);
+      V::Store(tmp + W, acc[i][1]);
+      float* yi = y + i * ldy;
+      for (int j = 0; j < nr; ++j) yi[j] = accumulate ? yi[j] + tmp[j] : tmp[j];
+    }
+  }
+}
+
+template <class V, int MR = V::kMr>
+inline void GemmMicroN(int mr, const float* panel, int64_t kc, const float* xp,
+                       float* y, int64_t ldy, int nr, bool accumulate) {
+  if constexpr (MR >= 1) {
+    if (mr == MR)
+      return GemmMicro<V, MR>(panel, kc, xp, y, ldy, nr, accumulate);
+    if constexpr (MR > 1)
+      return GemmMicroN<V, MR - 1>(mr, panel, kc, xp, y, ldy, nr, accumulate);
+  }
+}
+
+template <class V, DType T>
+inline void Gemm(const RowRangeArgs& a, int64_t kend) {
+  constexpr int NR = 2 * V::kW, MR = V::kMr;
+  constexpr int64_t KC = kKc<V>;
+  const WeightMatrix& w = *a.w;
+  alignas(64) float panel[KC * NR];
+  // The activations come packed by MatMul (PackActivations): per group of
+  // MR rows as [k][MR], so the micro-tile's broadcasts read one sequential
+  // stream.
+  const int groups = (a.n + MR - 1) / MR;
+  for (int64_t k0 = 0; k0 < w.cols; k0 += KC) {
+    const int64_t kc = std::min(KC, w.cols - k0);
+    for (int64_t r = a.r0; r < a.r1; r += NR) {
+      const int nr = int(std::min<int64_t>(NR, a.r1 - r));
+      PackPanel<V, T>(w, r, nr, k0, kc, kend, panel);
+      for (int g = 0; g < groups; ++g) {
+        const int b = g * MR;
+        GemmMicroN<V>(std::min(MR, a.n - b), panel, kc,
+                      a.xpack + (int64_t(g) * w.cols + k0) * MR,
+                      a.y + b * a.ldy + r, a.ldy, nr, k0 > 0);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Integer dot products (int8 and Q8_0 weights, int8 activations).
+
+// Sum of the 4 int32 lane groups... as floats: the lane sums of a, b, c, d.
+inline __m128 Reduce4x256(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+inline __m256i Load32(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Block `blk` of a Q8_0 row: a float16 scale, then 32 int8.
+inline const uint8_t* IntBlock(const uint8_t* row, int64_t blk) {
+  return row + blk * 34 + 2;
+}
+
+template <class V, DType T, int NB>
+inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
+  constexpr int R = 4;
+  const WeightMatrix& w = *a.w;
+  const int64_t rb = w.row_bytes();
+  const int64_t blocks = w.cols / 32;
+  const uint8_t* rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
+  const int8_t* xs[NB];
+  for (int j = 0; j < NB; ++j) xs[j] = a.xq + (b0 + j) * a.ldxq;
+  const int64_t ahead = R * rb;
+  __m256 acc[R][NB];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    if ((blk & 1) == 0) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i)
+        __builtin_prefetch(IntBlock(rows[i], blk) + ahead, 0, 3);
+    }
+    __m256i xv[NB];
+    __m256 dx[NB];
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) {
+      xv[j] = Load32(xs[j] + blk * 32);
+      dx[j] = _mm256_set1_ps(a.xscale[(b0 + j) * a.ldxs + blk]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256i wv = Load32(IntBlock(rows[i], blk));
+      const __m256i aw = _mm256_abs_epi8(wv);
+      // d_w * d_x per pair: the block scale of the weights times the
+      // activations'.
+      const __m256 dw = _mm256_set1_ps(HalfBitsToFloat(rows[i] + blk * 34));
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) {
+        const __m256i p =
+            V::DotU8S8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[j], wv));
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                    _mm256_mul_ps(dw, dx[j]), acc[i][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NB; ++j)
+    _mm_storeu_ps(a.y + (b0 + j) * a.ldy + r,
+                  Reduce4x256(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+}
+
+// One weight row x NB activation rows, scalar over blocks (leftover rows).
+template <class V, DType T, int NB>
+inline void IntRow(const RowRangeArgs& a, int64_t r, int b0) {
+  const WeightMatrix& w = *a.w;
+  const uint8_t* row = w.data + r * w.row_bytes();
+  const int64_t blocks = w.cols / 32;
+  for (int j = 0; j < NB; ++j) {
+    const int8_t* x = a.xq + (b0 + j) * a.ldxq;
+    __m256 facc = _mm256_setzero_ps();
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const __m256i wv = Load32(IntBlock(row, blk));
+      const __m256i p = V::DotU8S8(_mm256_setzero_si256(), _mm256_abs_epi8(wv),
+                                   _mm256_sign_epi8(Load32(x + blk * 32), wv));
+      const float d =
+          a.xscale[(b0 + j) * a.ldxs + blk] * HalfBitsToFloat(row + blk * 34);
+      facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d), facc);
+    }
+    const float s = _mm_cvtss_f32(Reduce4x256(facc, facc, facc, facc));
+    a.y[(b0 + j) * a.ldy + r] = s;
+  }
+}
+
+template <class V, DType T, int NB>
+inline void IntTiles(const RowRangeArgs& a, int b0) {
+  int64_t r = a.r0;
+  for (; r + 4 <= a.r1; r += 4) IntTile<V, T, NB>(a, r, b0);
+  for (; r < a.r1; ++r) IntRow<V, T, NB>(a, r, b0);
+}
+
+template <class V, DType T, int NB = V::kIntNb>
+inline void IntTilesN(const RowRangeArgs& a, int b0, int nb) {
+  if constexpr (NB >= 1) {
+    if (nb == NB) return IntTiles<V, T, NB>(a, b0);
+    if constexpr (NB > 1) return IntTilesN<V, T, NB - 1>(a, b0, nb);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+template <class V, DType T>
+inline void RunFloat(const RowRangeArgs& a) {
+  const WeightMatrix& w = *a.w;
+  const int64_t kend = w.cols / V::kW * V::kW;
+  if (a.n == 1) {
+    for (int64_t r = a.r0; r < a.r1; ++r) Row1<V, T>(a, r, kend);
+    return;
+  }
+  if (a.xpack != nullptr) return Gemm<V, T>(a, kend);
+  for (int b = 0; b < a.n; b += V::kDotNb)
+    DotTilesN<V, T>(a, b, std::min(V::kDotNb, a.n - b), kend);
+}
+
+template <class V, DType T>
+inline void RunInt(const RowRangeArgs& a) {
+  for (int b = 0; b < a.n; b += V::kIntNb)
+    IntTilesN<V, T>(a, b, std::min(V::kIntNb, a.n - b));
+}
+
+template <class V>
+inline void MatMulRowsImpl(const RowRangeArgs& a) {
+  if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
+    return RunInt<V, DType::kQ8_0>(a);
+  switch (a.w->dtype) {
+    case DType::kF32:
+      return RunFloat<V, DType::kF32>(a);
+    case DType::kF16:
+      return RunFloat<V, DType::kF16>(a);
+    case DType::kBF16:
+      return RunFloat<V, DType::kBF16>(a);
+    case DType::kI8:
+      return RunFloat<V, DType::kI8>(a);
+    case DType::kI16:
+      return RunFloat<V, DType::kI16>(a);
+    case DType::kF8E4M3:
+      return RunFloat<V, DType::kF8E4M3>(a);
+    case DType::kQ8_0:
+      return RunFloat<V, DType::kQ8_0>(a);
+    case DType::kQ4_0:
+      return RunFloat<V, DType::kQ4_0>(a);
+  }
+}
+
+}  // namespace
+}  // namespace hangar::engine::internal
+
+#endif  // HANGAR_ENGINE_KERNELS_IMPL_H_
