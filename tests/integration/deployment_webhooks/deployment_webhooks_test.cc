@@ -252,6 +252,40 @@ TEST_F(DeploymentWebhooksTest, CreateReturnsTheSecretOnceAndEventsAreSigned) {
   EXPECT_EQ(receiver_->requests().size(), 2u);
 }
 
+TEST_F(DeploymentWebhooksTest, FailedDeploymentIsReportedAfterARetry) {
+  v1::Preparation failed;
+  failed.set_state(v1::PREPARATION_STATE_FAILED);
+  failed.set_failure_reason("disk full");
+  catalog_.SetPreparation(kModel, failed);
+  // The receiver is unwell at first: the first attempt gets a 503.
+  receiver_->SetStatuses({503}, 200);
+  v1::Deployment created;
+  grpc::Status status = stub_->CreateDeployment(
+      Context().get(), CreateRequest("fails", receiver_->url()), &created);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string secret = created.webhook_secret();
+  // The retry after about a second (real clock) delivers it.
+  ASSERT_TRUE(AwaitDelivered(created.name(), "deployment.failed"))
+      << "state " << v1::DeploymentState_Name(Get(created.name()).state());
+  const v1::ListWebhookDeliveriesResponse deliveries =
+      Deliveries(created.name());
+  ASSERT_EQ(deliveries.deliveries_size(), 1);
+  const v1::WebhookDelivery& delivery = deliveries.deliveries(0);
+  EXPECT_EQ(delivery.attempts(), 2);
+  EXPECT_EQ(delivery.last_http_status(), 200);
+  ASSERT_EQ(receiver_->requests().size(), 2u);
+  for (const LoopbackHttpServer::Request& request : receiver_->requests()) {
+    EXPECT_EQ(request.headers.at("x-hangar-delivery"), delivery.name());
+    EXPECT_TRUE(webhooks::VerifyWebhookSignature(
+        secret, request.headers.at("x-hangar-timestamp"), request.body,
+        request.headers.at("x-hangar-signature")));
+    nlohmann::json body = nlohmann::json::parse(request.body);
+    EXPECT_EQ(body["event"], "deployment.failed");
+    EXPECT_EQ(body["state"], "DEPLOYMENT_STATE_FAILED");
+    EXPECT_THAT(body["reason"].get<std::string>(), HasSubstr("disk full"));
+  }
+}
+
 TEST_F(DeploymentWebhooksTest, BadUrlIsRefusedAndNothingIsCreated) {
   for (const std::string& url :
        {std::string("ftp://example.com/x"), std::string("http://"),
