@@ -27,6 +27,25 @@ std::string Seconds(absl::Duration duration) {
   return absl::StrCat(absl::ToDoubleSeconds(duration));
 }
 
+// Preparation.sha256 of a model prepared in place: the SHA-256 over its
+// *.safetensors files in name order (what the optimizer's converter computes
+// as the source checksum).
+absl::StatusOr<std::string> LocalWeightsSha256(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
+    if (entry.path().extension() == ".safetensors") {
+      files.push_back(entry.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " holds no *.safetensors file"));
+  }
+  return Sha256OfFiles(files);
+}
+
 }  // namespace
 
 bool IsNeededFile(const std::string& path) {
@@ -155,10 +174,19 @@ absl::StatusOr<v1::Preparation> PreparationManager::Prepare(
                        ", which is unusable: ", path.status().message()));
     }
     if (model.preparation().state() != v1::PREPARATION_STATE_PREPARED ||
-        model.preparation().local_path() != *path) {
+        model.preparation().local_path() != *path ||
+        model.preparation().sha256().empty()) {
       v1::Preparation prepared;
       prepared.set_state(v1::PREPARATION_STATE_PREPARED);
       prepared.set_local_path(*path);
+      absl::StatusOr<std::string> sha256 = LocalWeightsSha256(*path);
+      if (!sha256.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("\"", name, "\" is served from --local_model_root/",
+                         model.local_path(),
+                         ", which is unusable: ", sha256.status().message()));
+      }
+      prepared.set_sha256(*sha256);
       RETURN_IF_ERROR(context_.models->SetPreparation(name, prepared));
       LogState(name, prepared);
       context_.notifier->Notify(name);
