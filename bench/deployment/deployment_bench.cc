@@ -2,11 +2,11 @@
 // in one run against one private PostgreSQL.
 //
 //   deployment_bench [--duration=15] [--warmup=2] [--clients=16]
-//                    [--pgbench_duration=8] [--paced_rate=300]
+//                    [--pgbench_duration=5] [--paced_rate=300]
 //                    [--paced_duration=10] [--get_interval_ms=5]
 //                    [--db_pool_size=8] [--statements] [--quick]
 //
-// Everything runs on this host (about 45 s by default, 15 s with --quick):
+// Everything runs on this host (about 50 s by default, 22 s with --quick):
 //  1. A private PostgreSQL 15 (common/testing/postgres_server.h: initdb in a
 //     temporary directory, fsync and synchronous_commit off, as every test
 //     uses it).
@@ -110,7 +110,7 @@ struct Flags {
   double duration_s = 15;
   double warmup_s = 2;
   int clients = 16;
-  double pgbench_duration_s = 8;
+  double pgbench_duration_s = 5;
   // The second phase's aggregate create rate (0: skip it) and duration.
   double paced_rate = 300;
   double paced_duration_s = 10;
@@ -136,7 +136,7 @@ void Usage() {
       "[--paced_duration=SECONDS] [--get_interval_ms=MS] [--db_pool_size=N] "
       "[--pg_bin_dir=DIR] [--statements] [--quick]\n"
       "  defaults: --duration=15 --warmup=2 --clients=16 "
-      "--pgbench_duration=8 --paced_rate=300 --paced_duration=10 "
+      "--pgbench_duration=5 --paced_rate=300 --paced_duration=10 "
       "--get_interval_ms=5 --db_pool_size=8 (the service's default)\n"
       "  --quick: --duration=3 --warmup=1 --pgbench_duration=3 "
       "--paced_duration=3 (and 2 s of GetDeployment alone instead of 3)\n"
