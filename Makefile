@@ -39,6 +39,13 @@ ARGS ?=
 run: build
 	bash scripts/run-suite.sh $(ARGS)
 
+# The seed's flow end to end: builds, starts the suite in the background,
+# deploys the tiny demo model with int8 optimization, makes a key and sends
+# 32 prompts through the gateway (scripts/demo.sh says each step). Running
+# it again reuses what exists; `make down` stops it.
+demo: build
+	bash scripts/demo.sh $(ARGS)
+
 # Stops a suite started in the background (run-suite.sh --detach, which the
 # demo uses): every service, the scheduler's runners, then PostgreSQL.
 down:
