@@ -182,11 +182,17 @@ void PrintReview(const v1::ValidateDeploymentResponse& review,
                              " per replica of ",
                              FormatBytes(review.offering_memory_bytes())));
   }
+  auto replicas = [](int32_t count) {
+    return absl::StrCat(count, count == 1 ? " replica" : " replicas");
+  };
   details.Add("Hourly cost",
-              absl::StrCat(FormatMoney(review.min_hourly_cost()), " at ",
-                           spec.min_replicas(), " replicas, ",
-                           FormatMoney(review.max_hourly_cost()), " at ",
-                           spec.max_replicas()));
+              spec.min_replicas() == spec.max_replicas()
+                  ? absl::StrCat(FormatMoney(review.min_hourly_cost()), " (",
+                                 replicas(spec.min_replicas()), ")")
+                  : absl::StrCat(FormatMoney(review.min_hourly_cost()), " at ",
+                                 replicas(spec.min_replicas()), " to ",
+                                 FormatMoney(review.max_hourly_cost()), " at ",
+                                 replicas(spec.max_replicas())));
   details.Add("Terms SHA-256", OrDash(review.terms_sha256()));
   details.Add("Valid", review.valid() ? "yes" : "no");
   details.Print();

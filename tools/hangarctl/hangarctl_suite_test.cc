@@ -376,6 +376,38 @@ TEST_F(HangarctlSuiteTest, ImportAndPrepareFromTheHubWithProgress) {
   EXPECT_EQ(preparation.sha256().size(), 64u);
 }
 
+TEST_F(HangarctlSuiteTest, ProgressBarOnATerminal) {
+  if (!std::filesystem::exists("/usr/bin/script")) {
+    GTEST_SKIP() << "util-linux script (a pseudo-terminal) is not installed";
+  }
+  hub_->AddRepo(TinyRepo("acme/tty"));
+  ASSERT_EQ(Run({"models", "import", "acme/tty", "--wait"}).code, 0);
+  hub_->Hold("model.safetensors");
+  std::string command =
+      absl::StrCat(HANGARCTL_PATH, " models prepare acme/tty");
+  for (const std::string& flag : Addresses())
+    absl::StrAppend(&command, " ", flag);
+  // script runs hangarctl with stdout on a pseudo-terminal and copies it.
+  auto child =
+      ChildProcess::Start({"/usr/bin/script", "-qec", command, "/dev/null"});
+  ASSERT_THAT(child, IsOk());
+  ASSERT_TRUE(hub_->AwaitHeldDownload());
+  EXPECT_TRUE(::hangar::testing::WaitUntil(
+      [&] { return absl::StrContains((*child)->Output(), "DOWNLOADING"); },
+      absl::Seconds(30)))
+      << (*child)->Output();
+  hub_->Release();
+  auto code = (*child)->Wait(absl::Seconds(60));
+  ASSERT_THAT(code, IsOk());
+  EXPECT_EQ(*code, 0) << (*child)->Output();
+  const std::string output = (*child)->Output();
+  // The line is redrawn in place, with a bar and a percentage.
+  EXPECT_THAT(output, HasSubstr("\r\033[K"));
+  EXPECT_THAT(output, HasSubstr("%"));
+  EXPECT_THAT(output, HasSubstr("] "));
+  EXPECT_THAT(output, HasSubstr("model acme/tty PREPARED at "));
+}
+
 TEST_F(HangarctlSuiteTest, FailedPreparationExitsThree) {
   FakeHub::Repo repo = TinyRepo("acme/corrupt");
   repo.sha256_overrides["model.safetensors"] = std::string(64, 'a');
@@ -575,7 +607,7 @@ TEST_F(HangarctlSuiteTest, ValidateShowsTheReview) {
   ASSERT_EQ(review.code, 0) << review.output;
   EXPECT_THAT(review.output, HasSubstr("Hourly cost:"));
   EXPECT_THAT(review.output,
-              HasSubstr("0.50 USD at 1 replicas, 1.50 USD at 3"));
+              HasSubstr("0.50 USD at 1 replica to 1.50 USD at 3 replicas"));
   EXPECT_THAT(review.output, HasSubstr("Replicas:"));
   EXPECT_THAT(review.output, HasSubstr("1 to 3"));
   EXPECT_THAT(review.output, HasSubstr("Terms SHA-256:"));
@@ -635,7 +667,9 @@ TEST_F(HangarctlSuiteTest, CreateNeedsTheTermsThenCreates) {
                            "--request_id",
                            "req-1"});
   ASSERT_EQ(created.code, 0) << created.output;
-  EXPECT_THAT(created.output, HasSubstr("Hourly cost:"));
+  EXPECT_THAT(created.output,
+              HasSubstr("Hourly cost:    0.50 USD at 1 replica to 1.00 USD "
+                        "at 2 replicas"));
   EXPECT_THAT(created.output, HasSubstr("(my-chat) created: PENDING"));
 
   // The same request id returns the same deployment.
@@ -773,6 +807,18 @@ TEST_F(HangarctlSuiteTest, WatchEndsWithExitThreeWhenTheDeploymentStops) {
   RunResult again = Run({"deploy", "watch", name, "-o", "json"});
   EXPECT_EQ(again.code, 3) << again.output;
   EXPECT_THAT(again.output, HasSubstr("\"state\": \"DEPLOYMENT_STATE_"));
+  // --wait follows the new deployment; nothing can run here, so it ends at
+  // the time limit (exit 1) or when the reconciler fails it (exit 3).
+  RunResult waited =
+      Run({"deploy", "create", "waited", "--model", kModel, "--hardware",
+           kOffering, "--accept_terms", "--wait", "--watch_timeout_seconds=2"});
+  EXPECT_THAT(waited.code, ::testing::AnyOf(1, 3)) << waited.output;
+  EXPECT_THAT(waited.output, HasSubstr("(waited) created: PENDING"));
+  EXPECT_THAT(waited.output, HasSubstr("revision 1, 0/1 ready"));
+  if (waited.code == 1) {
+    EXPECT_THAT(waited.output, HasSubstr("hangarctl: DEADLINE_EXCEEDED: "));
+  }
+
   RunResult missing =
       Run({"deploy", "watch", "dep-aaaaaaaaaaaa", "--watch_timeout_seconds=5"});
   EXPECT_EQ(missing.code, 1) << missing.output;
