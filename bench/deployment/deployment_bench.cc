@@ -677,13 +677,19 @@ int Main(const Flags& flags) {
   std::printf("deployment_bench: %s\n", Machine().c_str());
   std::printf("load average at the start: %s\n", LoadAverage().c_str());
   std::printf(
-      "durations: pgbench %.0f s per script; CreateDeployment closed-loop "
-      "warm-up %.0f s + measured %.0f s, then paced at %.0f/s: warm-up %.0f s "
-      "+ measured %.0f s; %d clients; GetDeployment every %d ms; service "
-      "pool %d connections\n",
-      flags.pgbench_duration_s, flags.warmup_s, flags.duration_s,
-      flags.paced_rate, flags.warmup_s, flags.paced_duration_s, flags.clients,
-      flags.get_interval_ms, flags.db_pool_size);
+      "durations: pgbench %.0f s per script; GetDeployment alone %.0f s; "
+      "CreateDeployment closed-loop warm-up %.0f s + measured %.0f s; %s; %d "
+      "clients; GetDeployment every %d ms; service pool %d connections\n",
+      flags.pgbench_duration_s, flags.idle_duration_s, flags.warmup_s,
+      flags.duration_s,
+      flags.paced_rate > 0
+          ? absl::StrFormat("then paced at %.0f/s: warm-up %.0f s + measured "
+                            "%.0f s",
+                            flags.paced_rate, flags.warmup_s,
+                            flags.paced_duration_s)
+                .c_str()
+          : "no paced phase",
+      flags.clients, flags.get_interval_ms, flags.db_pool_size);
   std::printf(
       "dependencies: in-memory fakes (no catalog, optimizer or scheduler "
       "process): the facts, and the reconciler's clients answering at once "
