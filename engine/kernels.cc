@@ -229,6 +229,40 @@ void QuantizeActivations(const float* x, int64_t ldx, int n, int64_t k,
 
 }  // namespace internal
 
+void AttentionScores(const float* q, const float* k, int64_t ldk, int n, int d,
+                     float scale, float* out) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return internal::AttentionScoresAvx512(q, k, ldk, n, d, scale, out);
+    case KernelIsa::kAvx2:
+      return internal::AttentionScoresAvx2(q, k, ldk, n, d, scale, out);
+    case KernelIsa::kScalar:
+      break;
+  }
+  for (int p = 0; p < n; ++p) {
+    float dot = 0;
+    for (int i = 0; i < d; ++i) dot += q[i] * k[p * ldk + i];
+    out[p] = dot * scale;
+  }
+}
+
+void AttentionValues(const float* w, const float* v, int64_t ldv, int n, int d,
+                     float* out) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return internal::AttentionValuesAvx512(w, v, ldv, n, d, out);
+    case KernelIsa::kAvx2:
+      return internal::AttentionValuesAvx2(w, v, ldv, n, d, out);
+    case KernelIsa::kScalar:
+      break;
+  }
+  for (int i = 0; i < d; ++i) out[i] = 0;
+  for (int p = 0; p < n; ++p)
+    for (int i = 0; i < d; ++i) out[i] += w[p] * v[p * ldv + i];
+}
+
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
   if (w.dtype == DType::kF32) {
     std::memcpy(out, w.data + row * w.row_bytes(), size_t(w.cols) * 4);

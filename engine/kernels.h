@@ -82,6 +82,14 @@ bool SetKernelIsa(KernelIsa isa);
 // across the pool. `pool` may be null (single-threaded).
 void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs);
 
+// Attention rows on the active ISA: out[p] = scale * dot(q, k + p * ldk)
+// for p < n (d elements each) ...
+void AttentionScores(const float* q, const float* k, int64_t ldk, int n, int d,
+                     float scale, float* out);
+// ... and out[i] = sum_p w[p] * v[p * ldv + i] for i < d.
+void AttentionValues(const float* w, const float* v, int64_t ldv, int n, int d,
+                     float* out);
+
 // Dequantizes row `row` of `w` into `out[0..cols)` (embedding lookups).
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);
 
@@ -112,6 +120,14 @@ void MatMulRowsScalar(const RowRangeArgs& a);
 void MatMulRowsAvx2(const RowRangeArgs& a);
 void MatMulRowsAvx512(const RowRangeArgs& a);
 void MatMulRowsAvx512Vnni(const RowRangeArgs& a);
+void AttentionScoresAvx2(const float* q, const float* k, int64_t ldk, int n,
+                         int d, float scale, float* out);
+void AttentionValuesAvx2(const float* w, const float* v, int64_t ldv, int n,
+                         int d, float* out);
+void AttentionScoresAvx512(const float* q, const float* k, int64_t ldk, int n,
+                           int d, float scale, float* out);
+void AttentionValuesAvx512(const float* w, const float* v, int64_t ldv, int n,
+                           int d, float* out);
 // From this many activation rows on, the vector ISAs run a packed GEMM.
 constexpr int kGemmMinRows = 32;
 // Activation rows per GEMM micro-tile of `isa` (0 for scalar).

@@ -118,6 +118,14 @@ struct Avx2 {
 }  // namespace
 
 void MatMulRowsAvx2(const RowRangeArgs& a) { MatMulRowsImpl<Avx2>(a); }
+void AttentionScoresAvx2(const float* q, const float* k, int64_t ldk, int n,
+                         int d, float scale, float* out) {
+  AttentionScoresImpl<Avx2>(q, k, ldk, n, d, scale, out);
+}
+void AttentionValuesAvx2(const float* w, const float* v, int64_t ldv, int n,
+                         int d, float* out) {
+  AttentionValuesImpl<Avx2>(w, v, ldv, n, d, out);
+}
 
 }  // namespace hangar::engine::internal
 

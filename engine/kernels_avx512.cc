@@ -145,6 +145,14 @@ struct Avx512 {
 void MatMulRowsAvx512Vnni(const RowRangeArgs& a) { MatMulRowsImpl<Avx512>(a); }
 #else
 void MatMulRowsAvx512(const RowRangeArgs& a) { MatMulRowsImpl<Avx512>(a); }
+void AttentionScoresAvx512(const float* q, const float* k, int64_t ldk, int n,
+                           int d, float scale, float* out) {
+  AttentionScoresImpl<Avx512>(q, k, ldk, n, d, scale, out);
+}
+void AttentionValuesAvx512(const float* w, const float* v, int64_t ldv, int n,
+                           int d, float* out) {
+  AttentionValuesImpl<Avx512>(w, v, ldv, n, d, out);
+}
 #endif
 
 }  // namespace hangar::engine::internal

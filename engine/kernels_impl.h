@@ -452,6 +452,64 @@ inline void RunInt(const RowRangeArgs& a) {
     IntTilesN<V, T>(a, b, std::min(V::kIntNb, a.n - b));
 }
 
+// ---------------------------------------------------------------------------
+// Attention rows: scores against n keys, and the weighted sum of n values.
+
+// out[p] = scale * dot(q, k + p * ldk) for p < n, over d elements.
+template <class V>
+inline void AttentionScoresImpl(const float* q, const float* k, int64_t ldk,
+                                int n, int d, float scale, float* out) {
+  constexpr int W = V::kW;
+  const int dend = d / W * W;
+  int p = 0;
+  for (; p + 4 <= n; p += 4) {
+    typename V::F acc[4] = {V::Zero(), V::Zero(), V::Zero(), V::Zero()};
+    for (int i = 0; i < dend; i += W) {
+      const typename V::F qv = V::Load(q + i);
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t)
+        acc[t] = V::Fma(qv, V::Load(k + (p + t) * ldk + i), acc[t]);
+    }
+    float s[4];
+    _mm_storeu_ps(s, V::Reduce4(acc[0], acc[1], acc[2], acc[3]));
+    for (int t = 0; t < 4; ++t) {
+      for (int i = dend; i < d; ++i) s[t] += q[i] * k[(p + t) * ldk + i];
+      out[p + t] = s[t] * scale;
+    }
+  }
+  for (; p < n; ++p) {
+    typename V::F acc = V::Zero();
+    for (int i = 0; i < dend; i += W)
+      acc = V::Fma(V::Load(q + i), V::Load(k + p * ldk + i), acc);
+    float s = V::Reduce(acc);
+    for (int i = dend; i < d; ++i) s += q[i] * k[p * ldk + i];
+    out[p] = s * scale;
+  }
+}
+
+// out[i] = sum_p w[p] * v[p * ldv + i] for i < d (out is overwritten).
+template <class V>
+inline void AttentionValuesImpl(const float* w, const float* v, int64_t ldv,
+                                int n, int d, float* out) {
+  constexpr int W = V::kW;
+  int i = 0;
+  for (; i + 2 * W <= d; i += 2 * W) {
+    typename V::F a0 = V::Zero(), a1 = V::Zero();
+    for (int p = 0; p < n; ++p) {
+      const typename V::F wp = V::Set1(w[p]);
+      a0 = V::Fma(wp, V::Load(v + p * ldv + i), a0);
+      a1 = V::Fma(wp, V::Load(v + p * ldv + i + W), a1);
+    }
+    V::Store(out + i, a0);
+    V::Store(out + i + W, a1);
+  }
+  for (; i < d; ++i) {
+    float a = 0;
+    for (int p = 0; p < n; ++p) a += w[p] * v[p * ldv + i];
+    out[i] = a;
+  }
+}
+
 template <class V>
 inline void MatMulRowsImpl(const RowRangeArgs& a) {
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)

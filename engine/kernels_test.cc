@@ -234,6 +234,46 @@ INSTANTIATE_TEST_SUITE_P(
                                          KernelIsa::kAvx512,
                                          KernelIsa::kAvx512Vnni)));
 
+class AttentionKernelsTest : public ::testing::TestWithParam<KernelIsa> {
+ protected:
+  void TearDown() override { SetKernelIsa(DetectKernelIsa()); }
+};
+
+TEST_P(AttentionKernelsTest, MatchScalarDefinitions) {
+  if (!SetKernelIsa(GetParam())) GTEST_SKIP();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist;
+  for (int d : {64, 40, 8}) {
+    const int n = 37, ld = 3 * d + 5;
+    std::vector<float> q(static_cast<size_t>(d)),
+        kv(static_cast<size_t>(n * ld)), w(static_cast<size_t>(n));
+    for (float& v : q) v = dist(rng);
+    for (float& v : kv) v = dist(rng);
+    for (float& v : w) v = dist(rng);
+    std::vector<float> scores(static_cast<size_t>(n)),
+        out(static_cast<size_t>(d), 99.0f);
+    AttentionScores(q.data(), kv.data() + 2, ld, n, d, 0.25f, scores.data());
+    AttentionValues(w.data(), kv.data() + 3, ld, n, d, out.data());
+    for (int p = 0; p < n; ++p) {
+      double want = 0;
+      for (int i = 0; i < d; ++i)
+        want += double(q[size_t(i)]) * kv[size_t(p * ld + 2 + i)];
+      EXPECT_NEAR(scores[size_t(p)], 0.25 * want, 1e-4) << "d=" << d;
+    }
+    for (int i = 0; i < d; ++i) {
+      double want = 0;
+      for (int p = 0; p < n; ++p)
+        want += double(w[size_t(p)]) * kv[size_t(p * ld + 3 + i)];
+      EXPECT_NEAR(out[size_t(i)], want, 1e-4) << "d=" << d;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, AttentionKernelsTest,
+                         ::testing::Values(KernelIsa::kScalar, KernelIsa::kAvx2,
+                                           KernelIsa::kAvx512,
+                                           KernelIsa::kAvx512Vnni));
+
 TEST(DTypeTest, Fp8RoundTripsEveryCode) {
   for (int c = 0; c < 256; ++c) {
     if ((c & 0x7f) == 0x7f) continue;  // NaN

@@ -535,28 +535,20 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer,
       const float* K = s->K(row.slot, layer);
       const float* V = s->V(row.slot, layer);
       const int n = row.position + 1;
+      // Scores and the weighted sum of values run on the kernels' ISA.
+      const float* Kh = K + kvoff;
+      AttentionScores(q, Kh, kvdim, n, hd, inv_sqrt, scores);
       float maxv = -INFINITY;
-      for (int p = 0; p < n; ++p) {
-        const float* k = K + int64_t(p) * kvdim + kvoff;
-        float dot = 0;
-        for (int i = 0; i < hd; ++i) dot += q[i] * k[i];
-        dot *= inv_sqrt;
-        scores[p] = dot;
-        maxv = std::max(maxv, dot);
-      }
+      for (int p = 0; p < n; ++p) maxv = std::max(maxv, scores[p]);
       float sum = 0;
       for (int p = 0; p < n; ++p) {
         scores[p] = std::exp(scores[p] - maxv);
         sum += scores[p];
       }
       const float inv = 1.0f / sum;
+      for (int p = 0; p < n; ++p) scores[p] *= inv;
       float* out = s->att_.data() + r * qdim + int64_t(h) * hd;
-      for (int i = 0; i < hd; ++i) out[i] = 0;
-      for (int p = 0; p < n; ++p) {
-        const float w = scores[p] * inv;
-        const float* v = V + int64_t(p) * kvdim + kvoff;
-        for (int i = 0; i < hd; ++i) out[i] += w * v[i];
-      }
+      AttentionValues(scores, V + kvoff, kvdim, n, hd, out);
     }
   };
   if (work < 64 * 1024) {

@@ -1,7 +1,16 @@
-// engine_bench: decode speed of the built-in engine, as ratios measured in
-// one run (issue 3, "Benchmark").
+// engine_bench: decode and prefill speed of the built-in engine, as
+// physical ratios measured in one run (issues 3 and 14).
 //
-//   engine_bench [--dir /tmp/hangar-bench] [--steps 32] [--quick]
+//   engine_bench [--dir /tmp/hangar-bench] [--steps 32] [--prefill 512]
+//                [--quick]
+//
+// Besides decode (below) it measures the machine's FMA peak with an
+// in-bench loop (12 independent FMA chains per thread at the kernels' vector
+// width), prefill of a --prefill token prompt in one Forward call (GFLOP/s
+// counted as 2 x linear weights x tokens plus causal attention) for f32,
+// int8 and a Q8_0 GGUF of the ~110 M model, and prints prefill / FMA peak,
+// decode weight bytes/s / STREAM bandwidth, batch 8 / batch 1 and Q8_0 /
+// f32 prefill next to issue 14's targets, with the kernel path that ran.
 //
 // It generates (once, cached in --dir) a ~15 M and a ~110 M parameter
 // random Llama model with make-tiny-model's library function, derives int8
@@ -110,6 +119,107 @@ double ReadBandwidth(int threads, const std::vector<float>& buf, int reps = 5) {
   return best;
 }
 
+// Peak FMA throughput: every thread runs 12 independent FMA chains at the
+// kernels' vector width; best of `reps`, in GFLOP/s.
+__attribute__((target("avx512f,fma"))) float FmaChains512(long iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(0.001f * float(i));
+  const __m512 m = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-4f);
+  for (long t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, b);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) float FmaChains256(long iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(0.001f * float(i));
+  const __m256 m = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-4f);
+  for (long t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, b);
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[7];
+}
+
+double FmaPeak(int threads, int reps = 3) {
+  const KernelIsa isa = ActiveKernelIsa();
+  const bool wide = isa == KernelIsa::kAvx512 || isa == KernelIsa::kAvx512Vnni;
+  if (isa == KernelIsa::kScalar) return 0;
+  const int width = wide ? 16 : 8;
+  const long iters = 4000000;
+  ThreadPool pool(threads);
+  double best = 0;
+  volatile float sink = 0;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<float> sums(static_cast<size_t>(threads));
+    auto t0 = Clock::now();
+    pool.Run([&](int t, int) {
+      sums[size_t(t)] = wide ? FmaChains512(iters) : FmaChains256(iters);
+    });
+    double s = Seconds(t0, Clock::now());
+    for (float x : sums) sink = sink + x;
+    best = std::max(best, 2.0 * width * 12 * double(iters) * threads / s / 1e9);
+  }
+  return best;
+}
+
+// Prefill: one Forward over `tokens` prompt rows (logits for the last);
+// keeps the fastest of the calls to Time().
+class Prefill {
+ public:
+  Prefill(std::string name, const Model* model, int tokens)
+      : name_(std::move(name)), model_(model), tokens_(tokens) {
+    auto state = model->NewState(1, tokens, tokens);
+    if (!state.ok()) {
+      std::fprintf(stderr, "prefill state: %s\n",
+                   std::string(state.status().message()).c_str());
+      std::exit(1);
+    }
+    state_ = std::move(state).value();
+    logits_.resize(size_t(model->vocab_size()));
+    for (int i = 0; i < tokens; ++i)
+      rows_.push_back({0, i, (i * 7919 + 13) % 1000, i + 1 == tokens});
+    // Linear layers: 2 FLOPs per weight per token; causal attention: 4 *
+    // head_dim FLOPs per head per (query, key) pair with key <= query.
+    const ModelConfig& c = model->config();
+    const double D = c.hidden_size, F = c.intermediate_size,
+                 q = double(c.num_heads) * c.head_dim,
+                 kv = double(c.num_kv_heads) * c.head_dim;
+    const double per_layer = D * (q + 2 * kv) + q * D + 3 * D * F;
+    flops_ = c.num_layers *
+                 (2 * per_layer * tokens +
+                  4.0 * c.head_dim * c.num_heads * tokens * (tokens + 1) / 2) +
+             2.0 * c.vocab_size * D;
+  }
+  void Time() {
+    auto t0 = Clock::now();
+    if (!model_->Forward(rows_, state_.get(), logits_.data()).ok())
+      std::exit(1);
+    best_s_ = std::min(best_s_, Seconds(t0, Clock::now()));
+  }
+  const std::string& name() const { return name_; }
+  const Model& model() const { return *model_; }
+  double gflops() const { return flops_ / best_s_ / 1e9; }
+  double tokens_per_s() const { return tokens_ / best_s_; }
+  double seconds() const { return best_s_; }
+
+ private:
+  std::string name_;
+  const Model* model_;
+  int tokens_;
+  std::unique_ptr<DecodeState> state_;
+  std::vector<ForwardRow> rows_;
+  std::vector<float> logits_;
+  double flops_ = 0;
+  double best_s_ = 1e30;
+};
+
 // One decoder kept warm between rounds: prefill and 4 warm-up steps at
 // creation, then `Time(steps)` measures that many decode steps.
 class Config {
@@ -215,6 +325,7 @@ void Ratio(const char* what, double measured, double target) {
 int main(int argc, char** argv) {
   std::string dir = "/tmp/hangar-bench";
   int steps = 32;
+  int prefill_tokens = 512;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -222,11 +333,14 @@ int main(int argc, char** argv) {
       dir = argv[++i];
     else if (a == "--steps" && i + 1 < argc)
       steps = std::atoi(argv[++i]);
+    else if (a == "--prefill" && i + 1 < argc)
+      prefill_tokens = std::atoi(argv[++i]);
     else if (a == "--quick")
       quick = true;
     else {
       std::fprintf(stderr,
-                   "usage: engine_bench [--dir DIR] [--steps N] [--quick]\n");
+                   "usage: engine_bench [--dir DIR] [--steps N] [--prefill N] "
+                   "[--quick]\n");
       return 2;
     }
   }
@@ -237,6 +351,16 @@ int main(int argc, char** argv) {
   Ensure(base, "base");
   EnsureQuantized(base, base_i8, "int8");
   EnsureQuantized(base, base_bf16, "bfloat16");
+  const std::string base_q8 = dir + "/base-q8_0.gguf";
+  if (!FileExists(base_q8)) {
+    std::fprintf(stderr, "converting %s -> %s ...\n", base.c_str(),
+                 base_q8.c_str());
+    if (!ConvertToGguf(base, base_q8, "q8_0").ok()) std::exit(1);
+  }
+  if (prefill_tokens < 1 || prefill_tokens > 1024) {
+    std::fprintf(stderr, "--prefill must be in [1, 1024]\n");
+    return 2;
+  }
 
   std::printf(
       "engine_bench: kernels %s, %u hardware threads, load average %s\n",
@@ -247,13 +371,14 @@ int main(int argc, char** argv) {
   // The read bandwidth is measured before and inside every round below, and
   // the best is kept, like the decode numbers.
   double bw1 = ReadBandwidth(1, buf), bw2 = ReadBandwidth(2, buf);
+  double peak1 = FmaPeak(1), peak2 = FmaPeak(2);
 
   // Every configuration stays loaded and warm; rounds go through all of
   // them in turn and each keeps its fastest round, so a burst of other work
   // on the shared machine hurts one round, not one configuration.
   auto small_2 = Load(small, 2), base_2 = Load(base, 2), base_1 = Load(base, 1);
   auto int8_2 = Load(base_i8, 2), int8_1 = Load(base_i8, 1),
-       bf16_2 = Load(base_bf16, 2);
+       bf16_2 = Load(base_bf16, 2), q8_2 = Load(base_q8, 2);
   const int rounds = quick ? 2 : 4;
   std::vector<std::unique_ptr<Config>> configs;
   auto add = [&](const std::string& name, const Model* m,
@@ -267,10 +392,21 @@ int main(int argc, char** argv) {
   add("base-int8", int8_2.get(), {1, 8});
   add("base-int8", int8_1.get(), {1});
   add("base-bf16", bf16_2.get(), {1, 8});
+  add("base-q8_0", q8_2.get(), {1, 8});
+  std::vector<std::unique_ptr<Prefill>> prefills;
+  prefills.push_back(
+      std::make_unique<Prefill>("base-f32", base_2.get(), prefill_tokens));
+  prefills.push_back(
+      std::make_unique<Prefill>("base-int8", int8_2.get(), prefill_tokens));
+  prefills.push_back(
+      std::make_unique<Prefill>("base-q8_0", q8_2.get(), prefill_tokens));
   for (int r = 0; r < rounds; ++r) {
     bw1 = std::max(bw1, ReadBandwidth(1, buf, 1));
     bw2 = std::max(bw2, ReadBandwidth(2, buf, 1));
+    peak1 = std::max(peak1, FmaPeak(1, 1));
+    peak2 = std::max(peak2, FmaPeak(2, 1));
     for (auto& c : configs) c->Time(steps);
+    for (auto& p : prefills) p->Time();
   }
   std::printf(
       "STREAM-style read bandwidth (best of all rounds): 1 thread %.1f GB/s, 2 "
@@ -291,6 +427,39 @@ int main(int argc, char** argv) {
     if (c->batch() == 1) tps[c->name() + "/bw/" + std::to_string(threads)] = bw;
   }
 
+  std::printf(
+      "FMA peak (best of all rounds, %s width): 1 thread %.1f GFLOP/s, 2 "
+      "threads %.1f GFLOP/s\n",
+      KernelIsaName(ActiveKernelIsa()), peak1, peak2);
+  std::map<std::string, double> prefill_gflops;
+  for (const auto& p : prefills) {
+    std::printf(
+        "%-10s prefill %d tokens, threads %d: %8.1f tokens/s  %6.3f s  "
+        "%6.1f GFLOP/s\n",
+        p->name().c_str(), prefill_tokens, p->model().threads(),
+        p->tokens_per_s(), p->seconds(), p->gflops());
+    prefill_gflops[p->name()] = p->gflops();
+  }
+
+  std::printf("\nRatios (measured in this run; targets from issue 14):\n");
+  std::printf("  kernel path: %s\n", KernelIsaName(ActiveKernelIsa()));
+  Ratio("prefill f32 GFLOP/s / FMA peak, 2 threads",
+        prefill_gflops["base-f32"] / peak2, 0.55);
+  Ratio("Q8_0 prefill / f32 prefill",
+        prefill_gflops["base-q8_0"] / prefill_gflops["base-f32"], 1.2);
+  std::printf("  (info) int8 prefill / f32 prefill: %.2f\n",
+              prefill_gflops["base-int8"] / prefill_gflops["base-f32"]);
+  Ratio("base f32 batch 8 vs batch 1 throughput (issue 14)",
+        tps["base-f32/2/8"] / tps["base-f32/2/1"], 5.0);
+  Ratio("base int8 batch 8 vs batch 1 throughput",
+        tps["base-int8/2/8"] / tps["base-int8/2/1"], 3.0);
+  std::printf("  (info) base q8_0 batch 8 vs batch 1: %.2f\n",
+              tps["base-q8_0/2/8"] / tps["base-q8_0/2/1"]);
+  Ratio("base int8 batch-1 bytes/s / STREAM, 2 threads",
+        tps["base-int8/bw/2"] / bw2, 0.9);
+  Ratio("base q8_0 batch-1 bytes/s / STREAM, 2 threads",
+        tps["base-q8_0/bw/2"] / bw2, 0.9);
+
   std::printf("\nRatios (measured in this run; targets from issue 3):\n");
   Ratio("base f32 batch-1 bandwidth efficiency, 2 threads",
         tps["base-f32/bw/2"] / bw2, 0.85);
@@ -300,7 +469,7 @@ int main(int argc, char** argv) {
         tps["base-int8/2/1"] / tps["base-f32/2/1"], 3.0);
   Ratio("base bf16 vs f32 decode speed, batch 1",
         tps["base-bf16/2/1"] / tps["base-f32/2/1"], 1.7);
-  Ratio("base f32 batch 8 vs batch 1 throughput",
+  Ratio("base f32 batch 8 vs batch 1 throughput (issue 3)",
         tps["base-f32/2/8"] / tps["base-f32/2/1"], 6.0);
   std::printf("  (info) base f32 batch 4 / 16 vs batch 1: %.2f / %.2f\n",
               tps["base-f32/2/4"] / tps["base-f32/2/1"],
