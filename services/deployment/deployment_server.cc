@@ -144,8 +144,8 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
         absl::StrCat("--webhook_timeout: must be in (0, 60s]; was ",
                      absl::FormatDuration(options.webhook_timeout)));
   }
-  server->webhook_store_ =
-      std::make_unique<webhooks::PgWebhookStore>(server->pool_.get());
+  server->webhook_store_ = std::make_unique<webhooks::PgWebhookStore>(
+      server->pool_.get(), options.clock);
   {
     webhooks::Webhooks::Options webhook_options{
         .store = server->webhook_store_.get(), .clock = options.clock};

@@ -103,20 +103,24 @@ absl::StatusOr<std::map<std::string, std::string>> PgWebhookStore::Urls(
 }
 
 absl::StatusOr<bool> PgWebhookStore::Enqueue(const NewDelivery& delivery) {
-  return pool_->Transact<bool>([&](pqxx::work& tx) -> absl::StatusOr<bool> {
-    pqxx::result rows = tx.exec_params(
-        "INSERT INTO deployment.webhook_deliveries "
-        "(deployment, revision, event, display_name, state, reason, "
-        "event_micros, url, status, create_micros, next_attempt_micros) "
-        "SELECT $1, $2, $3, $4, $5, $6, $7, t.url, $8, $9, $9 "
-        "FROM deployment.webhook_targets t "
-        "WHERE t.deployment = $1 AND t.url <> '' "
-        "ON CONFLICT (deployment, revision, event) DO NOTHING RETURNING id",
-        delivery.deployment, delivery.revision, delivery.event,
-        delivery.display_name, delivery.state, delivery.reason,
-        Micros(delivery.event_time), kPending, Micros(delivery.now));
-    return !rows.empty();
-  });
+  const db::TransactOptions bounded{.deadline =
+                                        clock_->Now() + enqueue_timeout_};
+  return pool_->Transact<bool>(
+      [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        pqxx::result rows = tx.exec_params(
+            "INSERT INTO deployment.webhook_deliveries "
+            "(deployment, revision, event, display_name, state, reason, "
+            "event_micros, url, status, create_micros, next_attempt_micros) "
+            "SELECT $1, $2, $3, $4, $5, $6, $7, t.url, $8, $9, $9 "
+            "FROM deployment.webhook_targets t "
+            "WHERE t.deployment = $1 AND t.url <> '' "
+            "ON CONFLICT (deployment, revision, event) DO NOTHING RETURNING id",
+            delivery.deployment, delivery.revision, delivery.event,
+            delivery.display_name, delivery.state, delivery.reason,
+            Micros(delivery.event_time), kPending, Micros(delivery.now));
+        return !rows.empty();
+      },
+      bounded);
 }
 
 absl::StatusOr<std::optional<ClaimedDelivery>> PgWebhookStore::ClaimDue(

@@ -8,18 +8,26 @@
 // a row with FOR UPDATE SKIP LOCKED and leases it under a claim token, and
 // RecordAttempt writes only while that token still holds it, so two
 // senders never both attempt one delivery within a lease.
+//
+// Enqueue runs on the reconciler's thread, so it is bounded: it gives up
+// after `enqueue_timeout` (on `clock`) even against a database that does not
+// answer, and the caller logs and relies on the at-start catch-up.
 #ifndef HANGAR_SERVICES_DEPLOYMENT_WEBHOOKS_PG_WEBHOOK_STORE_H_
 #define HANGAR_SERVICES_DEPLOYMENT_WEBHOOKS_PG_WEBHOOK_STORE_H_
 
 #include "common/db/pool.h"
+#include "common/time/clock.h"
 #include "services/deployment/webhooks/webhook_store.h"
 
 namespace hangar::deployment::webhooks {
 
 class PgWebhookStore final : public WebhookStore {
  public:
-  // `pool` is not owned and must outlive the store.
-  explicit PgWebhookStore(db::Pool* pool) : pool_(pool) {}
+  // `pool` and `clock` (the pool's) are not owned and must outlive the
+  // store.
+  explicit PgWebhookStore(db::Pool* pool, Clock* clock = Clock::Real(),
+                          absl::Duration enqueue_timeout = absl::Seconds(2))
+      : pool_(pool), clock_(clock), enqueue_timeout_(enqueue_timeout) {}
 
   absl::StatusOr<bool> PutTarget(const std::string& deployment,
                                  const std::string& url,
@@ -42,6 +50,8 @@ class PgWebhookStore final : public WebhookStore {
 
  private:
   db::Pool* const pool_;
+  Clock* const clock_;
+  const absl::Duration enqueue_timeout_;
 };
 
 }  // namespace hangar::deployment::webhooks

@@ -288,6 +288,83 @@ TEST_F(WebhooksOutboxTest, UnreachableReceiverRecordsTheTransportError) {
   EXPECT_THAT(failed.last_error(), HasSubstr("onnect"));
 }
 
+TEST_F(WebhooksOutboxTest, SlowReceiverTimesOut) {
+  receiver_->SetDelay(absl::Seconds(20));
+  Webhooks::Options options = DefaultOptions();
+  options.retry.max_attempts = 1;
+  options.connect_timeout = absl::Milliseconds(500);
+  options.timeout = absl::Milliseconds(500);
+  options.claim_lease = absl::Seconds(5);
+  std::unique_ptr<Webhooks> webhooks = Make(std::move(options));
+  ASSERT_NE(webhooks, nullptr);
+  ASSERT_THAT(
+      webhooks->SetTarget("dep-slow", receiver_->url(), "webhook_url").status(),
+      IsOk());
+  ASSERT_THAT(webhooks->Start(), IsOk());
+  const absl::Time start = absl::Now();
+  webhooks->OnDeploymentStateChanged(
+      Event("dep-slow", v1::DEPLOYMENT_STATE_DEPLOYED, 1));
+  v1::WebhookDelivery failed = AwaitAttempts("dep-slow", 1);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(failed.status(), v1::WebhookDelivery::STATUS_FAILED);
+  EXPECT_EQ(failed.last_http_status(), 0);
+  EXPECT_THAT(failed.last_error(), HasSubstr("timed out"));
+  EXPECT_EQ(receiver_->received(), 1);
+}
+
+TEST_F(WebhooksOutboxTest, StopAbortsAnAttemptInFlightAndKeepsTheRow) {
+  receiver_->SetDelay(absl::Seconds(60));
+  Webhooks::Options options = DefaultOptions();
+  options.timeout = absl::Seconds(30);
+  options.claim_lease = absl::Seconds(45);
+  std::unique_ptr<Webhooks> webhooks = Make(std::move(options));
+  ASSERT_NE(webhooks, nullptr);
+  ASSERT_THAT(
+      webhooks->SetTarget("dep-hung", receiver_->url(), "webhook_url").status(),
+      IsOk());
+  ASSERT_THAT(webhooks->Start(), IsOk());
+  webhooks->OnDeploymentStateChanged(
+      Event("dep-hung", v1::DEPLOYMENT_STATE_DEPLOYED, 1));
+  ASSERT_TRUE(WaitFor([&] { return receiver_->received() == 1; }));
+  const absl::Time start = absl::Now();
+  webhooks->Stop();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // Not counted as an attempt: the row waits for its lease to lapse.
+  const v1::WebhookDelivery row = Deliveries("dep-hung")[0];
+  EXPECT_EQ(row.status(), v1::WebhookDelivery::STATUS_PENDING);
+  EXPECT_EQ(row.attempts(), 0);
+  EXPECT_EQ(FromProtoTimestamp(row.next_attempt_time()),
+            clock_.Now() + absl::Seconds(45));
+}
+
+// With PostgreSQL stopped the sink returns at once (the reconciler must not
+// wait); the reconciler's at-start call records the event afterwards.
+TEST_F(WebhooksOutboxTest, DatabaseDownNeverBlocksTheSink) {
+  std::unique_ptr<Webhooks> webhooks = Make(DefaultOptions());
+  ASSERT_NE(webhooks, nullptr);
+  ASSERT_THAT(
+      webhooks->SetTarget("dep-db", receiver_->url(), "webhook_url").status(),
+      IsOk());
+  ASSERT_THAT(server().Stop(), IsOk());
+  const absl::Time start = absl::Now();
+  webhooks->OnDeploymentStateChanged(
+      Event("dep-db", v1::DEPLOYMENT_STATE_DEPLOYED, 1));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  ASSERT_THAT(server().Resume(), IsOk());
+  EXPECT_TRUE(WaitFor([&] {
+    absl::StatusOr<std::vector<v1::WebhookDelivery>> rows =
+        store_->ListDeliveries("dep-db", 0, 10);
+    return rows.ok() && rows->empty();
+  }));
+  // The at-start catch-up reports the state again: recorded and sent.
+  ASSERT_THAT(webhooks->Start(), IsOk());
+  webhooks->OnDeploymentStateChanged(
+      Event("dep-db", v1::DEPLOYMENT_STATE_DEPLOYED, 1));
+  ASSERT_TRUE(receiver_->WaitForRequests(1, kWait));
+  EXPECT_EQ(AwaitAttempts("dep-db", 1).status(),
+            v1::WebhookDelivery::STATUS_DELIVERED);
+}
+
 TEST_F(WebhooksOutboxTest, PendingDeliverySurvivesARestart) {
   std::string secret;
   {

@@ -60,6 +60,16 @@ void LoopbackHttpServer::SetStatuses(std::deque<int> statuses, int then) {
   then_ = then;
 }
 
+void LoopbackHttpServer::SetDelay(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  delay_ = delay;
+}
+
+int LoopbackHttpServer::received() const {
+  absl::MutexLock lock(&mu_);
+  return received_;
+}
+
 std::vector<LoopbackHttpServer::Request> LoopbackHttpServer::requests() const {
   absl::MutexLock lock(&mu_);
   return requests_;
@@ -136,6 +146,9 @@ void LoopbackHttpServer::Handle(int fd) {
   int status = 200;
   {
     absl::MutexLock lock(&mu_);
+    ++received_;
+    // Hold the answer back (the client may give up meanwhile).
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), delay_);
     if (!statuses_.empty()) {
       status = statuses_.front();
       statuses_.pop_front();

@@ -48,6 +48,12 @@ class LoopbackHttpServer {
   // Answers the next requests with `statuses` in order, then with `then`.
   void SetStatuses(std::deque<int> statuses, int then);
 
+  // Holds each answer back this long (until the server stops, at most):
+  // a slow or hung receiver.
+  void SetDelay(absl::Duration delay);
+  // Requests whose headers and body were read (answered or not).
+  int received() const;
+
   std::vector<Request> requests() const;
   // Waits (real time, up to `timeout`) until `count` requests were recorded.
   bool WaitForRequests(size_t count, absl::Duration timeout) const;
@@ -65,6 +71,8 @@ class LoopbackHttpServer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<int> statuses_ ABSL_GUARDED_BY(mu_);
   int then_ ABSL_GUARDED_BY(mu_) = 200;
+  absl::Duration delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
+  int received_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
 };
 
