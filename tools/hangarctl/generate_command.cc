@@ -60,6 +60,17 @@ int Generate(Invocation& in) {
   }
   grpc::Status status = reader->Finish();
   if (!in.json() && any) std::cout << std::endl;
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // The gateway's queue is full; it says when a retry is likely admitted.
+    const auto& trailers = context->GetServerTrailingMetadata();
+    if (auto it = trailers.find("retry-after-ms"); it != trailers.end()) {
+      return Fail(grpc::Status(
+          status.error_code(),
+          absl::StrCat(status.error_message(), " (retry after ",
+                       std::string(it->second.data(), it->second.size()),
+                       " ms)")));
+    }
+  }
   if (!status.ok()) return Fail(status);
   if (!in.json()) {
     std::cerr << "["
@@ -86,7 +97,10 @@ std::vector<Command> GenerateCommands() {
                "GenerateStreamResponse per line. PROMPT - reads stdin. The "
                "API key comes from --api_key or HANGAR_API_KEY; sampling "
                "flags may only tighten the deployment's values. The whole "
-               "call must end within --timeout_seconds.\n\n"
+               "call must end within --timeout_seconds. When the gateway's "
+               "queue is full the error line ends with its retry-after "
+               "hint: \"hangarctl: RESOURCE_EXHAUSTED: ... (retry after 250 "
+               "ms)\".\n\n"
                "Example:\n  HANGAR_API_KEY=hk_... hangarctl generate my-chat "
                "\"Write a haiku about GPUs\" --max_tokens 64\n",
            .flags = {{"max_tokens", FlagType::kInt, "N", "new tokens at most"},

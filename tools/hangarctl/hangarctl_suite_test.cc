@@ -79,7 +79,8 @@ class FakeScheduler final : public v1::SchedulerService::Service {
 };
 
 // GenerateStream sends one message per word of the prompt, the last with
-// the finish reason and usage. For the prompt "gated first second" it sends
+// the finish reason and usage; the prompt "busy" is RESOURCE_EXHAUSTED with
+// a retry-after-ms trailer. For the prompt "gated first second" it sends
 // "gated" and then waits for `release` before the rest, so a test can see
 // the first token printed while the stream is still open.
 class FakeInference final : public v1::InferenceService::Service {
@@ -93,6 +94,11 @@ class FakeInference final : public v1::InferenceService::Service {
             absl::StrCat("Bearer ", kApiKey)) {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "api key: unknown or revoked");
+    }
+    if (request->prompt() == "busy") {
+      context->AddTrailingMetadata("retry-after-ms", "250");
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "deployment queue is full");
     }
     std::vector<std::string> words = absl::StrSplit(request->prompt(), ' ');
     for (size_t i = 0; i < words.size(); ++i) {
@@ -911,6 +917,12 @@ TEST_F(HangarctlSuiteTest, GenerateStreamsTokensAsTheyArrive) {
       google::protobuf::util::JsonStringToMessage(lines[1], &last).ok());
   EXPECT_EQ(last.delta(), " two");
   EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_EOS);
+
+  RunResult busy = Run({"generate", "my-chat", "busy", "--api_key", kApiKey});
+  EXPECT_EQ(busy.code, 1);
+  EXPECT_EQ(busy.output,
+            "hangarctl: RESOURCE_EXHAUSTED: deployment queue is full (retry "
+            "after 250 ms)\n");
 
   RunResult no_key = Run({"generate", "my-chat", "hi"});
   EXPECT_EQ(no_key.code, 2);
