@@ -93,7 +93,9 @@ std::vector<Binary> Binaries() {
        {"--port={port}", "--metrics_port=-1", "--db={db}",
         "--admin_token_file={token_file}", "--model_store={dir}/models",
         "--scheduler_address=127.0.0.1:1", "--drain_timeout=1s"},
-       {"hangar.v1.OptimizerService"}});
+       {"hangar.v1.OptimizerService"},
+       {"/hangar.v1.OptimizerService/ReleaseOptimizationJob",
+        "/hangar.v1.OptimizerService/GarbageCollectArtifacts"}});
 #endif
 #ifdef HANGAR_DEPLOYMENT_PATH
   binaries.push_back(
