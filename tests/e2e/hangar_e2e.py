@@ -435,6 +435,28 @@ def replica_set(ctl, suite, deployment, revision):
                   {"deployment": deployment, "revision": revision})
 
 
+def metric(suite, service, name, labels=None):
+  """The sum of every sample of `name` (labels matching `labels`, a dict)
+  on `service`'s /metrics page (Prometheus text format)."""
+  import urllib.request
+  url = f"http://127.0.0.1:{suite.ports[service][1]}/metrics"
+  with urllib.request.urlopen(url, timeout=5) as response:
+    text = response.read().decode()
+  total = 0.0
+  for line in text.splitlines():
+    if line.startswith("#"):
+      continue
+    head, _, value = line.rpartition(" ")
+    metric_name, _, label_text = head.partition("{")
+    if metric_name != name:
+      continue
+    if labels and not all(f'{k}="{v}"' in label_text
+                          for k, v in labels.items()):
+      continue
+    total += float(value)
+  return total
+
+
 # --- load --------------------------------------------------------------------
 class LoadGenerator:
   """A closed loop of `workers` callers, each sending one Generate (through

@@ -266,7 +266,7 @@ def redeploy_under_load(suite, ctl, deadline, record):
 
 # --- 3. kill -9 of one of two runners ----------------------------------------
 def runner_kill(suite, ctl, deadline, record):
-  record.update(load="4 closed-loop Generate callers, 16 tokens each, "
+  record.update(load="4 closed-loop Generate callers, 64 tokens each, "
                 "2 replicas", fault="kill -9 of one runner")
   dep = e2e.create_deployment(ctl, suite, "runner-kill-e2e", {
       "minReplicas": 2, "maxReplicas": 2})["name"]
@@ -276,7 +276,7 @@ def runner_kill(suite, ctl, deadline, record):
   _, key = e2e.create_key(ctl, suite, dep, "runner-kill-e2e-key")
   e2e.wait_first_answer(ctl, suite, deadline, dep, key)
   load = e2e.LoadGenerator(ctl, suite, dep, key, workers=4,
-                           max_tokens=16).start()
+                           max_tokens=64).start()
   record["_load"] = load
   load.wait_answers(deadline, 8)
   pids = suite.runner_pids()
@@ -285,6 +285,7 @@ def runner_kill(suite, ctl, deadline, record):
   victim, pid = sorted(pids.items())[0]
   before = {r["name"]: int(r.get("restarts", 0)) for r in e2e.replica_set(
       ctl, suite, dep, 1)["replicas"]}
+  retries_before = e2e.metric(suite, "gateway", "hangar_gateway_retries_total")
   os.kill(pid, signal.SIGKILL)
   log(f"killed runner {victim} (pid {pid})")
   load.wait_answers(deadline, 10, "answers after the kill")
@@ -299,6 +300,56 @@ def runner_kill(suite, ctl, deadline, record):
   deadline.wait_for(f"{victim} replaced and 2 replicas READY", replaced,
                     limit=40, interval=0.3)
   load.wait_answers(deadline, 6, "answers after the replacement")
+  load.stop()
+  retries = e2e.metric(suite, "gateway", "hangar_gateway_retries_total")
+  record["checks"] = (f"{victim} restarted with a new pid, 2 READY again; "
+                      f"gateway retries during the fault: "
+                      f"{int(retries - retries_before)}")
+
+
+# --- 7. kill -9 of the scheduler ---------------------------------------------
+def scheduler_kill(suite, ctl, deadline, record):
+  record.update(load="3 closed-loop Generate callers, 2 replicas",
+                fault="kill -9 of the scheduler, restarted with the same "
+                "state dir")
+  dep = e2e.create_deployment(ctl, suite, "scheduler-kill-e2e", {
+      "minReplicas": 2, "maxReplicas": 2})["name"]
+  e2e.wait_deployed(ctl, suite, deadline, dep)
+  deadline.wait_for("2 ready replicas", lambda: int(e2e.replica_set(
+      ctl, suite, dep, 1).get("readyReplicas", 0)) == 2, limit=30)
+  _, key = e2e.create_key(ctl, suite, dep, "scheduler-kill-e2e-key")
+  e2e.wait_first_answer(ctl, suite, deadline, dep, key)
+  load = e2e.LoadGenerator(ctl, suite, dep, key, workers=3).start()
+  record["_load"] = load
+  load.wait_answers(deadline, 6)
+  pids = suite.runner_pids()
+  if len(pids) != 2:
+    raise Failure(f"expected 2 runners, found {pids}")
+  suite.kill_service("scheduler")
+  log(f"scheduler killed; runners {pids}")
+  # Runners live on (--state_dir) and the gateway keeps its routes.
+  load.wait_answers(deadline, 20, "answers while the scheduler is down")
+  if suite.runner_pids() != pids:
+    raise Failure(f"runners changed while the scheduler was down: "
+                  f"{pids} -> {suite.runner_pids()}")
+  suite.start_service("scheduler")
+  suite.wait_healthy(ctl, deadline, services=("scheduler",))
+  log("scheduler started again")
+
+  def readopted():
+    rs = e2e.replica_set(ctl, suite, dep, 1)
+    return int(rs.get("readyReplicas", 0)) == 2 and rs
+  rs = deadline.wait_for("2 READY replicas after the restart", readopted,
+                         limit=30, interval=0.3)
+  after = suite.runner_pids()
+  record["checks"] = (f"runner pids before {sorted(pids.values())}, after "
+                      f"{sorted(after.values())}; replicas {len(rs['replicas'])}")
+  if after != pids:
+    raise Failure(f"runners not re-adopted: before {pids}, after {after} "
+                  "(a duplicate or a restart)")
+  if len(rs["replicas"]) != 2:
+    raise Failure(f"replica records after the restart: {rs['replicas']}")
+  load.wait_answers(deadline, 6, "answers after the restart")
   load.stop()
 
 
@@ -510,6 +561,7 @@ SCENARIOS = {
     "key_revoke": (key_revoke, {}),
     "postgres_restart": (postgres_restart, {}),
     "gateway_drain": (gateway_drain, {}),
+    "scheduler_kill": (scheduler_kill, {}),
 }
 
 
