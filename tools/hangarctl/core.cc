@@ -428,6 +428,12 @@ int Dispatch(const std::vector<Command>& commands,
     given[name].push_back(*value);
   }
 
+  // "hangarctl help deploy create" is "hangarctl deploy create --help".
+  if (!words.empty() && words[0] == "help") {
+    words.erase(words.begin());
+    given["help"].push_back("true");
+  }
+
   // The command: the longest path its words name.
   const Command* command = nullptr;
   size_t path_words = 0;

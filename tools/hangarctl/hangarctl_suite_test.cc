@@ -587,6 +587,9 @@ TEST_F(HangarctlSuiteTest, HelpOnEveryCommandAndGroup) {
         "Example:"}) {
     EXPECT_THAT(create.output, HasSubstr(flag));
   }
+  RunResult help_command = Run({"help", "deploy", "watch"}, {}, false);
+  EXPECT_EQ(help_command.code, 0);
+  EXPECT_THAT(help_command.output, StartsWith("Usage: hangarctl deploy watch"));
   RunResult group = Run({"keys", "--help"}, {}, false);
   EXPECT_EQ(group.code, 0);
   EXPECT_THAT(group.output, HasSubstr("keys revoke"));
