@@ -25,6 +25,12 @@ injects one fault and checks what the suite promises:
                      deployment and key created before is there after.
   gateway_drain      SIGTERM of the gateway with GenerateStream calls in
                      flight: each stream finishes OK with its finish reason.
+  scheduler_kill     kill -9 of the scheduler under load: zero failed
+                     requests while it is down; restarted, it re-adopts the
+                     same runner processes (no orphan, no duplicate).
+  deployment_kill    kill -9 of the deployment service while an int8
+                     deployment is OPTIMIZING: restarted, the deployment
+                     converges with one optimizer job and one revision.
 
 Each scenario appends one JSON line (load, fault, sent / succeeded / failed,
 writes lost, bad inputs tried, passed) to $HANGAR_E2E_RESULTS, else
@@ -553,6 +559,51 @@ def gateway_drain(suite, ctl, deadline, record):
       raise
 
 
+# --- 7. kill -9 of the deployment service mid-optimization ------------------
+def deployment_kill(suite, ctl, deadline, record):
+  record.update(load="one int8 deployment being optimized (no inference "
+                "yet); then 8 Generate calls",
+                fault="kill -9 of the deployment service while the "
+                "deployment is OPTIMIZING, restarted")
+  dep = e2e.create_deployment(ctl, suite, "deployment-kill-e2e", {
+      "optimization": {"engine": "ENGINE_CTRANSLATE2",
+                       "quantization": "QUANTIZATION_INT8"}})["name"]
+  deadline.wait_for("the deployment OPTIMIZING", lambda: e2e.get_deployment(
+      ctl, suite, dep)["state"] == "DEPLOYMENT_STATE_OPTIMIZING", limit=20,
+                    interval=0.02)
+  suite.kill_service("deployment")
+  log("deployment service killed while OPTIMIZING")
+  suite.start_service("deployment")
+  suite.wait_healthy(ctl, deadline, services=("deployment",))
+  log("deployment service started again")
+  e2e.wait_deployed(ctl, suite, deadline, dep, limit=60)
+  jobs = [j for j in ctl.call(
+      suite.addr("optimizer"),
+      "hangar.v1.OptimizerService/ListOptimizationJobs", {}).get("jobs", [])]
+  scheduler_jobs = ctl.call(suite.addr("scheduler"),
+                            "hangar.v1.SchedulerService/ListJobs",
+                            {}).get("jobs", [])
+  revisions = e2e.deployment_call(ctl, suite, "ListRevisions",
+                                  {"deployment": dep}).get("revisions", [])
+  record["checks"] = (f"{len(jobs)} optimization job(s), "
+                      f"{len(scheduler_jobs)} scheduler job(s), "
+                      f"{len(revisions)} revision(s) after the restart")
+  record["writes_checked"] = 1 + len(revisions)
+  if len(jobs) != 1 or len(scheduler_jobs) != 1:
+    raise Failure(f"duplicate jobs: optimizer {[j['name'] for j in jobs]}, "
+                  f"scheduler {[j['name'] for j in scheduler_jobs]}")
+  if len(revisions) != 1:
+    record["writes_lost"] = 1
+    raise Failure(f"revisions after the restart: {revisions}")
+  _, key = e2e.create_key(ctl, suite, dep, "deployment-kill-e2e-key")
+  e2e.wait_first_answer(ctl, suite, deadline, dep, key)
+  sent, ok = 8, 0
+  for i in range(sent):
+    e2e.generate(ctl, suite, dep, key, f"after the restart {i}")
+    ok += 1
+  record.update(sent=sent + 1, succeeded=ok + 1)
+
+
 SCENARIOS = {
     "demo_flow": (demo_flow, {}),
     "redeploy_under_load": (redeploy_under_load,
@@ -562,6 +613,10 @@ SCENARIOS = {
     "postgres_restart": (postgres_restart, {}),
     "gateway_drain": (gateway_drain, {}),
     "scheduler_kill": (scheduler_kill, {}),
+    # The restarted service takes the deployment over when the killed one's
+    # lease expires: a 10 s lease keeps the scenario short.
+    "deployment_kill": (deployment_kill,
+                        {"deployment": ["--lease_duration=10s"]}),
 }
 
 
