@@ -52,9 +52,6 @@ class SchedulerClient {
   virtual ~SchedulerClient() = default;
   virtual absl::StatusOr<v1::ReplicaSet> ApplyReplicaSet(
       const v1::ReplicaSetSpec& spec) = 0;
-  // nullopt when the scheduler has no such set.
-  virtual absl::StatusOr<std::optional<v1::ReplicaSet>> GetReplicaSet(
-      const std::string& deployment, int64_t revision) = 0;
   // Every set of `deployment`.
   virtual absl::StatusOr<std::vector<v1::ReplicaSet>> ListReplicaSets(
       const std::string& deployment) = 0;

@@ -169,6 +169,7 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                             .active_interval = options.active_interval,
                             .drain_seconds = options.drain_seconds,
                             .threads_per_replica = options.threads_per_replica,
+                            .max_context_length = options.max_context_length,
                             .store = server->store_.get(),
                             .catalog = catalog,
                             .optimizer = optimizer,

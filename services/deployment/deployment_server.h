@@ -97,6 +97,8 @@ class DeploymentServer {
     int drain_seconds = 10;
     // Engine threads per replica, in [1, 256].
     int threads_per_replica = 1;
+    // KV cache per replica sequence: the model's context, at most this.
+    int max_context_length = 8192;
     // This process's name in leases; empty: "<hostname>-<pid>-<random>".
     std::string reconciler_owner;
     // The gateway address shown to users (Deployment.endpoint). Required.

@@ -102,23 +102,6 @@ absl::StatusOr<v1::ReplicaSet> GrpcSchedulerClient::ApplyReplicaSet(
   return response;
 }
 
-absl::StatusOr<std::optional<v1::ReplicaSet>>
-GrpcSchedulerClient::GetReplicaSet(const std::string& deployment,
-                                   int64_t revision) {
-  grpc::ClientContext context;
-  Prepare(options_, &context);
-  v1::GetReplicaSetRequest request;
-  request.set_deployment(deployment);
-  request.set_revision(revision);
-  v1::ReplicaSet response;
-  grpc::Status status = stub_->GetReplicaSet(&context, request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-    return std::optional<v1::ReplicaSet>();
-  }
-  if (!status.ok()) return FromGrpc("scheduler", options_.address, status);
-  return std::optional<v1::ReplicaSet>(std::move(response));
-}
-
 absl::StatusOr<std::vector<v1::ReplicaSet>>
 GrpcSchedulerClient::ListReplicaSets(const std::string& deployment) {
   std::vector<v1::ReplicaSet> sets;

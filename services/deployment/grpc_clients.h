@@ -3,8 +3,8 @@
 // reached (UNAVAILABLE, DEADLINE_EXCEEDED) is UNAVAILABLE naming it and its
 // address ("optimizer (127.0.0.1:7103): ..."), which the reconciler retries;
 // any other status keeps its code and message (a refusal: the reconciler
-// fails the revision with it). NOT_FOUND from GetReplicaSet and
-// DeleteReplicaSet is "no such set" (nullopt).
+// fails the revision with it). NOT_FOUND from DeleteReplicaSet is "no such
+// set" (nullopt).
 #ifndef HANGAR_SERVICES_DEPLOYMENT_GRPC_CLIENTS_H_
 #define HANGAR_SERVICES_DEPLOYMENT_GRPC_CLIENTS_H_
 
@@ -53,8 +53,6 @@ class GrpcSchedulerClient final : public SchedulerClient {
                       GrpcFactsOptions options);
   absl::StatusOr<v1::ReplicaSet> ApplyReplicaSet(
       const v1::ReplicaSetSpec& spec) override;
-  absl::StatusOr<std::optional<v1::ReplicaSet>> GetReplicaSet(
-      const std::string& deployment, int64_t revision) override;
   absl::StatusOr<std::vector<v1::ReplicaSet>> ListReplicaSets(
       const std::string& deployment) override;
   absl::StatusOr<std::optional<v1::ReplicaSet>> DeleteReplicaSet(

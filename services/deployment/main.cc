@@ -34,6 +34,9 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
 ABSL_FLAG(int, drain_seconds, 10,
           "Seconds a released replica may finish its requests, in [0, 3600]");
 ABSL_FLAG(int, threads_per_replica, 1, "Engine threads per replica");
+ABSL_FLAG(int, max_context_length, 8192,
+          "Tokens per sequence a replica reserves KV cache for: the model's "
+          "context length, at most this");
 ABSL_FLAG(std::string, gateway_endpoint, "127.0.0.1:7100",
           "The inference gateway address shown to users");
 ABSL_FLAG(int, webhook_max_attempts, 8,
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
       .lease_duration = absl::GetFlag(FLAGS_lease_duration),
       .drain_seconds = absl::GetFlag(FLAGS_drain_seconds),
       .threads_per_replica = absl::GetFlag(FLAGS_threads_per_replica),
+      .max_context_length = absl::GetFlag(FLAGS_max_context_length),
       .gateway_endpoint = absl::GetFlag(FLAGS_gateway_endpoint),
       .webhook_max_attempts = absl::GetFlag(FLAGS_webhook_max_attempts),
       .webhook_timeout = absl::GetFlag(FLAGS_webhook_timeout),

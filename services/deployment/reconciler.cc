@@ -131,6 +131,12 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
         absl::StrCat("threads_per_replica: must be in [1, 256]; was ",
                      options.threads_per_replica));
   }
+  if (options.max_context_length < 1 ||
+      options.max_context_length > kMaxContextLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_context_length: must be in [1, ", kMaxContextLength,
+                     "]; was ", options.max_context_length));
+  }
   if (options.store == nullptr || options.catalog == nullptr ||
       options.optimizer == nullptr || options.scheduler == nullptr ||
       options.models == nullptr || options.offerings == nullptr ||
@@ -446,7 +452,8 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
         int context = facts.context_length > 0 ? facts.context_length
                                                : kDefaultContextLength;
         known = context_lengths
-                    .emplace(spec.model(), std::min(context, kMaxContextLength))
+                    .emplace(spec.model(),
+                             std::min(context, options_.max_context_length))
                     .first;
       }
       v1::ReplicaSetSpec out;

@@ -90,6 +90,10 @@ class Reconciler {
     int drain_seconds = 10;
     // Engine threads per replica, in [1, 256].
     int threads_per_replica = 1;
+    // Tokens per sequence a replica reserves KV cache for: the model's
+    // context length, at most this (a 32k-token context x the batch would
+    // take gigabytes on a CPU runner), in [1, 1 << 20].
+    int max_context_length = 8192;
 
     // --- Injected (not owned; must outlive this) ---
     DeploymentStore* store = nullptr;

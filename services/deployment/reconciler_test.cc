@@ -77,18 +77,21 @@ class ReconcilerTest : public ::testing::Test {
     reconciler_ = NewReconciler("r1");
   }
 
-  std::unique_ptr<Reconciler> NewReconciler(const std::string& owner) {
-    auto reconciler = Reconciler::Create({.owner = owner,
-                                          .drain_seconds = 0,
-                                          .store = &store_,
-                                          .catalog = &catalog_,
-                                          .optimizer = &optimizer_,
-                                          .scheduler = &scheduler_,
-                                          .models = &models_,
-                                          .offerings = &offerings_,
-                                          .notifier = &notifier_,
-                                          .events = &sink_,
-                                          .clock = &clock_});
+  std::unique_ptr<Reconciler> NewReconciler(const std::string& owner,
+                                            int max_context_length = 8192) {
+    auto reconciler =
+        Reconciler::Create({.owner = owner,
+                            .drain_seconds = 0,
+                            .max_context_length = max_context_length,
+                            .store = &store_,
+                            .catalog = &catalog_,
+                            .optimizer = &optimizer_,
+                            .scheduler = &scheduler_,
+                            .models = &models_,
+                            .offerings = &offerings_,
+                            .notifier = &notifier_,
+                            .events = &sink_,
+                            .clock = &clock_});
     EXPECT_TRUE(reconciler.ok()) << reconciler.status();
     return reconciler.ok() ? *std::move(reconciler) : nullptr;
   }
@@ -255,6 +258,7 @@ TEST(ReconcilerOptionsTest, CreateValidatesOptions) {
             kInvalid);
   EXPECT_EQ(bad([](auto& o) { o.drain_seconds = 3601; }), kInvalid);
   EXPECT_EQ(bad([](auto& o) { o.threads_per_replica = 0; }), kInvalid);
+  EXPECT_EQ(bad([](auto& o) { o.max_context_length = 0; }), kInvalid);
   EXPECT_EQ(bad([](auto& o) { o.scheduler = nullptr; }), kInvalid);
   EXPECT_EQ(bad([](auto& o) { o.clock = nullptr; }), kInvalid);
 }
@@ -352,6 +356,14 @@ TEST_F(ReconcilerTest, EngineNoneSkipsTheOptimizer) {
   EXPECT_EQ(optimizer_.jobs_created(), 0);
   EXPECT_EQ(Revision(d.name(), 1).artifact(), "/store/Org/Tiny");
   EXPECT_EQ(d.serving_revision(), 1);
+}
+
+TEST_F(ReconcilerTest, TheContextIsCappedByTheOption) {
+  reconciler_ = NewReconciler("capped", /*max_context_length=*/256);
+  const v1::Deployment d = Create(false);
+  ASSERT_TRUE(reconciler_->ReconcileOne(d.name()).ok());
+  ASSERT_TRUE(scheduler_.Set(d.name(), 1).has_value());
+  EXPECT_EQ(scheduler_.Set(d.name(), 1)->spec().context_length(), 256);
 }
 
 TEST_F(ReconcilerTest, NoCapacityIsSchedulingWithTheReason) {

@@ -290,14 +290,6 @@ class FakeSchedulerClient final : public SchedulerClient {
     if (hook) hook();
     return result;
   }
-  absl::StatusOr<std::optional<v1::ReplicaSet>> GetReplicaSet(
-      const std::string& deployment, int64_t revision) override {
-    absl::MutexLock lock(&mu_);
-    if (down_) return absl::UnavailableError("scheduler (fake): down");
-    auto found = sets_.find({deployment, revision});
-    if (found == sets_.end()) return std::optional<v1::ReplicaSet>();
-    return std::optional<v1::ReplicaSet>(found->second);
-  }
   absl::StatusOr<std::vector<v1::ReplicaSet>> ListReplicaSets(
       const std::string& deployment) override {
     absl::MutexLock lock(&mu_);
