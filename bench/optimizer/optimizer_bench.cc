@@ -8,11 +8,12 @@
 //  1. copy baseline: reads the source weights in 8 MiB chunks and writes
 //     them to a new file in --dir (warm page cache, no fsync), MB/s;
 //  2. for int8 and bfloat16, in a forked child (so its resident memory is
-//     its own): engine::QuantizeModel into --dir, timing the conversion
-//     phase (from the plan to the last tensor written) and sampling VmRSS
-//     after every tensor; the child reports the peak, its resident memory
-//     just before converting (the fixed overhead: the process, the loaded
-//     source's metadata) and the quality report.
+//     its own): the optimizer's converter (services/optimizer/converter.h,
+//     what hangar-optimize runs) into --dir, timing the conversion phase
+//     (from the first tensor read to the last written, before the fsync)
+//     and sampling VmRSS after every tensor; the child reports the peak, its
+//     resident memory just before converting (the fixed overhead: the
+//     process, the loaded source's metadata) and the quality report.
 // Conversion runs on one core (the quality report may use every core).
 // Throughput = source weight bytes / conversion seconds.
 #include <sys/wait.h>
@@ -28,9 +29,9 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/file_util.h"
-#include "engine/quantize.h"
 #include "engine/safetensors.h"
 #include "engine/tiny_model.h"
+#include "services/optimizer/converter.h"
 
 namespace {
 
@@ -67,33 +68,26 @@ Result ConvertInChild(const std::string& src, const std::string& out,
   if (pid == 0) {
     ::close(fds[0]);
     Result r;
-    Clock::time_point start, end;
-    bool started = false;
-    auto report =
-        QuantizeModel({.source_dir = src,
-                       .output_dir = out,
-                       .engine = engine,
-                       .quantization = q,
-                       .tensor_progress = [&](const QuantizeProgress& p) {
-                         if (p.stage == "planning") {
-                           r.rss_before_kb = StatusKb("VmRSS:");
-                           start = Clock::now();
-                           started = true;
-                         } else if (p.stage == "converting") {
-                           end = Clock::now();
-                           r.rss_peak_kb =
-                               std::max(r.rss_peak_kb, StatusKb("VmRSS:"));
-                         }
-                       }});
-    if (report.ok() && started) {
+    auto report = hangar::optimizer::ConvertModel(
+        {.source = src,
+         .output_dir = out,
+         .recipe = {engine, q},
+         .progress = [&](const hangar::optimizer::ConvertProgress& p) {
+           if (p.stage == "planning") {
+             r.rss_before_kb = StatusKb("VmRSS:");
+           } else if (p.stage == "converting") {
+             r.rss_peak_kb = std::max(r.rss_peak_kb, StatusKb("VmRSS:"));
+           }
+         }});
+    if (report.ok()) {
       r.ok = 1;
-      r.convert_s = Seconds(start, end);
+      r.convert_s = report->convert_seconds;
       r.size_ratio = report->size_ratio;
       r.greedy = report->greedy_agreement;
       r.max_err = report->max_abs_logit_error;
       r.mean_kl = report->mean_kl;
     } else {
-      std::fprintf(stderr, "quantize %s: %s\n", q.c_str(),
+      std::fprintf(stderr, "convert %s: %s\n", q.c_str(),
                    std::string(report.status().message()).c_str());
     }
     (void)!::write(fds[1], &r, sizeof(r));
