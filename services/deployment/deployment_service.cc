@@ -64,7 +64,7 @@ grpc::Status DeploymentServiceImpl::Redeploy(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->Redeploy(*request), response);
+  return ReplyWith(webhooks_->Redeploy(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::UndeployDeployment(
@@ -84,7 +84,7 @@ grpc::Status DeploymentServiceImpl::DeleteDeployment(
       !denied.ok()) {
     return denied;
   }
-  return ReplyWith(deployments_->Delete(*request), response);
+  return ReplyWith(webhooks_->Delete(*request), response);
 }
 
 grpc::Status DeploymentServiceImpl::ListRevisions(

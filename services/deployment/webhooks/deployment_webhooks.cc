@@ -167,6 +167,24 @@ absl::StatusOr<v1::Deployment> DeploymentWebhooks::Undeploy(
   return undeployed;
 }
 
+absl::StatusOr<v1::Deployment> DeploymentWebhooks::Redeploy(
+    const v1::RedeployRequest& request) {
+  absl::StatusOr<v1::Deployment> redeployed =
+      options_.deployments->Redeploy(request);
+  if (!redeployed.ok()) return redeployed;
+  if (absl::Status filled = FillUrl(*redeployed); !filled.ok()) return filled;
+  return redeployed;
+}
+
+absl::StatusOr<v1::Deployment> DeploymentWebhooks::Delete(
+    const v1::DeleteDeploymentRequest& request) {
+  absl::StatusOr<v1::Deployment> deleted =
+      options_.deployments->Delete(request);
+  if (!deleted.ok()) return deleted;
+  if (absl::Status filled = FillUrl(*deleted); !filled.ok()) return filled;
+  return deleted;
+}
+
 absl::StatusOr<v1::ListWebhookDeliveriesResponse>
 DeploymentWebhooks::ListDeliveries(
     const v1::ListWebhookDeliveriesRequest& request) {

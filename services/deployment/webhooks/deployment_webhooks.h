@@ -11,7 +11,8 @@
 //    fails and its retry attaches it. The deployment's state is then told
 //    to the outbox once more, since the reconciler may have reached DEPLOYED
 //    or FAILED before the target existed.
-//  - Get / List: webhook_url filled from the targets (never the secret).
+//  - Get / List / Redeploy / Delete: webhook_url filled from the targets
+//    (never the secret).
 //  - Update: mask path "webhook_url" sets the URL (new secret, returned
 //    once) or, when empty, removes the webhook. With no other path, the etag
 //    check, the DELETED check, the etag move and the target write are one
@@ -63,6 +64,10 @@ class DeploymentWebhooks {
   // releases the replicas afterwards), so the event is told here.
   absl::StatusOr<v1::Deployment> Undeploy(
       const v1::UndeployDeploymentRequest& request);
+  // Deployments::Redeploy / Delete with webhook_url filled.
+  absl::StatusOr<v1::Deployment> Redeploy(const v1::RedeployRequest& request);
+  absl::StatusOr<v1::Deployment> Delete(
+      const v1::DeleteDeploymentRequest& request);
   absl::StatusOr<v1::ListWebhookDeliveriesResponse> ListDeliveries(
       const v1::ListWebhookDeliveriesRequest& request);
 

@@ -250,6 +250,16 @@ TEST_F(DeploymentWebhooksTest, CreateReturnsTheSecretOnceAndEventsAreSigned) {
     EXPECT_EQ(delivery.url(), receiver_->url("/hangar"));
   }
   EXPECT_EQ(receiver_->requests().size(), 2u);
+  EXPECT_EQ(undeployed.webhook_url(), receiver_->url("/hangar"));
+
+  // Delete answers with the URL too (never the secret); no event.
+  v1::DeleteDeploymentRequest remove;
+  remove.set_name(created.name());
+  v1::Deployment deleted;
+  status = stub_->DeleteDeployment(Context().get(), remove, &deleted);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(deleted.webhook_url(), receiver_->url("/hangar"));
+  EXPECT_EQ(deleted.webhook_secret(), "");
 }
 
 TEST_F(DeploymentWebhooksTest, FailedDeploymentIsReportedAfterARetry) {
