@@ -229,38 +229,46 @@ void QuantizeActivations(const float* x, int64_t ldx, int n, int64_t k,
 
 }  // namespace internal
 
-void AttentionScores(const float* q, const float* k, int64_t ldk, int n, int d,
-                     float scale, float* out) {
+void AttentionScores(const float* q, int64_t ldq, int nq, const float* k,
+                     int64_t ldk, int n, int d, float scale, float* scores,
+                     int64_t lds) {
   switch (g_isa.load(std::memory_order_relaxed)) {
     case KernelIsa::kAvx512:
     case KernelIsa::kAvx512Vnni:
-      return internal::AttentionScoresAvx512(q, k, ldk, n, d, scale, out);
+      return internal::AttentionScoresAvx512(q, ldq, nq, k, ldk, n, d, scale,
+                                             scores, lds);
     case KernelIsa::kAvx2:
-      return internal::AttentionScoresAvx2(q, k, ldk, n, d, scale, out);
+      return internal::AttentionScoresAvx2(q, ldq, nq, k, ldk, n, d, scale,
+                                           scores, lds);
     case KernelIsa::kScalar:
       break;
   }
-  for (int p = 0; p < n; ++p) {
-    float dot = 0;
-    for (int i = 0; i < d; ++i) dot += q[i] * k[p * ldk + i];
-    out[p] = dot * scale;
-  }
+  for (int j = 0; j < nq; ++j)
+    for (int p = 0; p < n; ++p) {
+      float dot = 0;
+      for (int i = 0; i < d; ++i) dot += q[j * ldq + i] * k[p * ldk + i];
+      scores[j * lds + p] = dot * scale;
+    }
 }
 
-void AttentionValues(const float* w, const float* v, int64_t ldv, int n, int d,
-                     float* out) {
+void AttentionValues(const float* w, int64_t ldw, int nq, const float* v,
+                     int64_t ldv, int n, int d, float* out, int64_t ldo) {
   switch (g_isa.load(std::memory_order_relaxed)) {
     case KernelIsa::kAvx512:
     case KernelIsa::kAvx512Vnni:
-      return internal::AttentionValuesAvx512(w, v, ldv, n, d, out);
+      return internal::AttentionValuesAvx512(w, ldw, nq, v, ldv, n, d, out,
+                                             ldo);
     case KernelIsa::kAvx2:
-      return internal::AttentionValuesAvx2(w, v, ldv, n, d, out);
+      return internal::AttentionValuesAvx2(w, ldw, nq, v, ldv, n, d, out, ldo);
     case KernelIsa::kScalar:
       break;
   }
-  for (int i = 0; i < d; ++i) out[i] = 0;
-  for (int p = 0; p < n; ++p)
-    for (int i = 0; i < d; ++i) out[i] += w[p] * v[p * ldv + i];
+  for (int j = 0; j < nq; ++j) {
+    float* o = out + j * ldo;
+    for (int i = 0; i < d; ++i) o[i] = 0;
+    for (int p = 0; p < n; ++p)
+      for (int i = 0; i < d; ++i) o[i] += w[j * ldw + p] * v[p * ldv + i];
+  }
 }
 
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
@@ -292,8 +300,11 @@ struct PackedRows {
   std::vector<float> data;
 };
 
-bool UsesIntegerPath(const WeightMatrix& w) {
-  return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0;
+// Q8_0 decode batches take the integer tiles; from kGemmMinRows rows on the
+// packed GEMM (which dequantizes each weight once per call) is faster.
+bool UsesIntegerPath(const WeightMatrix& w, int n, int gemm_rows) {
+  return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0 &&
+         (n < internal::kGemmMinRows || gemm_rows == 0);
 }
 
 }  // namespace
@@ -312,7 +323,7 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   std::vector<const QuantizedRows*> job_q(jobs.size(), nullptr);
   for (size_t j = 0; j < jobs.size(); ++j) {
     const WeightMatrix& w = *jobs[j].w;
-    if (!UsesIntegerPath(w)) continue;
+    if (!UsesIntegerPath(w, n, internal::GemmTileRows(isa))) continue;
     const bool per_block = true;
     for (size_t u = 0; u < used; ++u) {
       const QuantizedRows& qr = quantized[u];

@@ -82,13 +82,15 @@ bool SetKernelIsa(KernelIsa isa);
 // across the pool. `pool` may be null (single-threaded).
 void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs);
 
-// Attention rows on the active ISA: out[p] = scale * dot(q, k + p * ldk)
-// for p < n (d elements each) ...
-void AttentionScores(const float* q, const float* k, int64_t ldk, int n, int d,
-                     float scale, float* out);
-// ... and out[i] = sum_p w[p] * v[p * ldv + i] for i < d.
-void AttentionValues(const float* w, const float* v, int64_t ldv, int n, int d,
-                     float* out);
+// Attention for a block of nq queries on the active ISA; every key/value
+// row is read once per block:
+//   scores[j * lds + p] = scale * dot(q + j * ldq, k + p * ldk)  (p < n)
+void AttentionScores(const float* q, int64_t ldq, int nq, const float* k,
+                     int64_t ldk, int n, int d, float scale, float* scores,
+                     int64_t lds);
+//   out[j * ldo + i] = sum_p w[j * ldw + p] * v[p * ldv + i]  (i < d)
+void AttentionValues(const float* w, int64_t ldw, int nq, const float* v,
+                     int64_t ldv, int n, int d, float* out, int64_t ldo);
 
 // Dequantizes row `row` of `w` into `out[0..cols)` (embedding lookups).
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);
@@ -120,14 +122,16 @@ void MatMulRowsScalar(const RowRangeArgs& a);
 void MatMulRowsAvx2(const RowRangeArgs& a);
 void MatMulRowsAvx512(const RowRangeArgs& a);
 void MatMulRowsAvx512Vnni(const RowRangeArgs& a);
-void AttentionScoresAvx2(const float* q, const float* k, int64_t ldk, int n,
-                         int d, float scale, float* out);
-void AttentionValuesAvx2(const float* w, const float* v, int64_t ldv, int n,
-                         int d, float* out);
-void AttentionScoresAvx512(const float* q, const float* k, int64_t ldk, int n,
-                           int d, float scale, float* out);
-void AttentionValuesAvx512(const float* w, const float* v, int64_t ldv, int n,
-                           int d, float* out);
+void AttentionScoresAvx2(const float* q, int64_t ldq, int nq, const float* k,
+                         int64_t ldk, int n, int d, float scale, float* scores,
+                         int64_t lds);
+void AttentionValuesAvx2(const float* w, int64_t ldw, int nq, const float* v,
+                         int64_t ldv, int n, int d, float* out, int64_t ldo);
+void AttentionScoresAvx512(const float* q, int64_t ldq, int nq, const float* k,
+                           int64_t ldk, int n, int d, float scale,
+                           float* scores, int64_t lds);
+void AttentionValuesAvx512(const float* w, int64_t ldw, int nq, const float* v,
+                           int64_t ldv, int n, int d, float* out, int64_t ldo);
 // From this many activation rows on, the vector ISAs run a packed GEMM.
 constexpr int kGemmMinRows = 32;
 // Activation rows per GEMM micro-tile of `isa` (0 for scalar).

@@ -118,13 +118,14 @@ struct Avx2 {
 }  // namespace
 
 void MatMulRowsAvx2(const RowRangeArgs& a) { MatMulRowsImpl<Avx2>(a); }
-void AttentionScoresAvx2(const float* q, const float* k, int64_t ldk, int n,
-                         int d, float scale, float* out) {
-  AttentionScoresImpl<Avx2>(q, k, ldk, n, d, scale, out);
+void AttentionScoresAvx2(const float* q, int64_t ldq, int nq, const float* k,
+                         int64_t ldk, int n, int d, float scale, float* scores,
+                         int64_t lds) {
+  AttentionScoresImpl<Avx2>(q, ldq, nq, k, ldk, n, d, scale, scores, lds);
 }
-void AttentionValuesAvx2(const float* w, const float* v, int64_t ldv, int n,
-                         int d, float* out) {
-  AttentionValuesImpl<Avx2>(w, v, ldv, n, d, out);
+void AttentionValuesAvx2(const float* w, int64_t ldw, int nq, const float* v,
+                         int64_t ldv, int n, int d, float* out, int64_t ldo) {
+  AttentionValuesImpl<Avx2>(w, ldw, nq, v, ldv, n, d, out, ldo);
 }
 
 }  // namespace hangar::engine::internal

@@ -145,13 +145,14 @@ struct Avx512 {
 void MatMulRowsAvx512Vnni(const RowRangeArgs& a) { MatMulRowsImpl<Avx512>(a); }
 #else
 void MatMulRowsAvx512(const RowRangeArgs& a) { MatMulRowsImpl<Avx512>(a); }
-void AttentionScoresAvx512(const float* q, const float* k, int64_t ldk, int n,
-                           int d, float scale, float* out) {
-  AttentionScoresImpl<Avx512>(q, k, ldk, n, d, scale, out);
+void AttentionScoresAvx512(const float* q, int64_t ldq, int nq, const float* k,
+                           int64_t ldk, int n, int d, float scale,
+                           float* scores, int64_t lds) {
+  AttentionScoresImpl<Avx512>(q, ldq, nq, k, ldk, n, d, scale, scores, lds);
 }
-void AttentionValuesAvx512(const float* w, const float* v, int64_t ldv, int n,
-                           int d, float* out) {
-  AttentionValuesImpl<Avx512>(w, v, ldv, n, d, out);
+void AttentionValuesAvx512(const float* w, int64_t ldw, int nq, const float* v,
+                           int64_t ldv, int n, int d, float* out, int64_t ldo) {
+  AttentionValuesImpl<Avx512>(w, ldw, nq, v, ldv, n, d, out, ldo);
 }
 #endif
 

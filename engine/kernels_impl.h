@@ -453,60 +453,128 @@ inline void RunInt(const RowRangeArgs& a) {
 }
 
 // ---------------------------------------------------------------------------
-// Attention rows: scores against n keys, and the weighted sum of n values.
+// Attention over a block of queries: every key and value row is loaded once
+// per block and used by all its queries (a prompt's attention reads the
+// cache block by block instead of once per query).
 
-// out[p] = scale * dot(q, k + p * ldk) for p < n, over d elements.
-template <class V>
-inline void AttentionScoresImpl(const float* q, const float* k, int64_t ldk,
-                                int n, int d, float scale, float* out) {
+// scores[j * lds + p] = scale * dot(q + j * ldq, k + p * ldk), j < nq, p < n.
+template <class V, int NQ>
+inline void ScoresTile(const float* q, int64_t ldq, const float* k, int64_t ldk,
+                       int p, int d, int dend, float scale, float* scores,
+                       int64_t lds) {
   constexpr int W = V::kW;
-  const int dend = d / W * W;
-  int p = 0;
-  for (; p + 4 <= n; p += 4) {
-    typename V::F acc[4] = {V::Zero(), V::Zero(), V::Zero(), V::Zero()};
-    for (int i = 0; i < dend; i += W) {
-      const typename V::F qv = V::Load(q + i);
+  typename V::F acc[4][NQ];
 #pragma GCC unroll 4
-      for (int t = 0; t < 4; ++t)
-        acc[t] = V::Fma(qv, V::Load(k + (p + t) * ldk + i), acc[t]);
-    }
-    float s[4];
-    _mm_storeu_ps(s, V::Reduce4(acc[0], acc[1], acc[2], acc[3]));
+  for (int t = 0; t < 4; ++t)
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) acc[t][j] = V::Zero();
+  for (int i = 0; i < dend; i += W) {
+    typename V::F qv[NQ];
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) qv[j] = V::Load(q + j * ldq + i);
+#pragma GCC unroll 4
     for (int t = 0; t < 4; ++t) {
-      for (int i = dend; i < d; ++i) s[t] += q[i] * k[(p + t) * ldk + i];
-      out[p + t] = s[t] * scale;
+      const typename V::F kv = V::Load(k + (p + t) * ldk + i);
+#pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) acc[t][j] = V::Fma(kv, qv[j], acc[t][j]);
     }
   }
-  for (; p < n; ++p) {
-    typename V::F acc = V::Zero();
-    for (int i = 0; i < dend; i += W)
-      acc = V::Fma(V::Load(q + i), V::Load(k + p * ldk + i), acc);
-    float s = V::Reduce(acc);
-    for (int i = dend; i < d; ++i) s += q[i] * k[p * ldk + i];
-    out[p] = s * scale;
+  for (int j = 0; j < NQ; ++j) {
+    alignas(16) float s[4];
+    _mm_store_ps(s, V::Reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+    for (int t = 0; t < 4; ++t) {
+      for (int i = dend; i < d; ++i)
+        s[t] += q[j * ldq + i] * k[(p + t) * ldk + i];
+      scores[j * lds + p + t] = s[t] * scale;
+    }
   }
 }
 
-// out[i] = sum_p w[p] * v[p * ldv + i] for i < d (out is overwritten).
+template <class V, int NQ = V::kDotNb>
+inline void ScoresTileN(int nq, const float* q, int64_t ldq, const float* k,
+                        int64_t ldk, int p, int d, int dend, float scale,
+                        float* scores, int64_t lds) {
+  if constexpr (NQ >= 1) {
+    if (nq == NQ)
+      return ScoresTile<V, NQ>(q, ldq, k, ldk, p, d, dend, scale, scores, lds);
+    if constexpr (NQ > 1)
+      return ScoresTileN<V, NQ - 1>(nq, q, ldq, k, ldk, p, d, dend, scale,
+                                    scores, lds);
+  }
+}
+
 template <class V>
-inline void AttentionValuesImpl(const float* w, const float* v, int64_t ldv,
-                                int n, int d, float* out) {
+inline void AttentionScoresImpl(const float* q, int64_t ldq, int nq,
+                                const float* k, int64_t ldk, int n, int d,
+                                float scale, float* scores, int64_t lds) {
+  const int dend = d / V::kW * V::kW;
+  int p = 0;
+  for (; p + 4 <= n; p += 4)
+    for (int j = 0; j < nq; j += V::kDotNb)
+      ScoresTileN<V>(std::min(V::kDotNb, nq - j), q + j * ldq, ldq, k, ldk, p,
+                     d, dend, scale, scores + j * lds, lds);
+  for (; p < n; ++p) {
+    for (int j = 0; j < nq; ++j) {
+      typename V::F acc = V::Zero();
+      for (int i = 0; i < dend; i += V::kW)
+        acc = V::Fma(V::Load(q + j * ldq + i), V::Load(k + p * ldk + i), acc);
+      float s = V::Reduce(acc);
+      for (int i = dend; i < d; ++i) s += q[j * ldq + i] * k[p * ldk + i];
+      scores[j * lds + p] = s * scale;
+    }
+  }
+}
+
+// out[j * ldo + i] = sum_p w[j * ldw + p] * v[p * ldv + i], j < nq, i < d.
+template <class V, int NQ>
+inline void ValuesTile(const float* w, int64_t ldw, const float* v, int64_t ldv,
+                       int n, int i, float* out, int64_t ldo) {
+  constexpr int W = V::kW;
+  typename V::F acc[NQ][2];
+#pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j) acc[j][0] = acc[j][1] = V::Zero();
+  for (int p = 0; p < n; ++p) {
+    const typename V::F v0 = V::Load(v + p * ldv + i);
+    const typename V::F v1 = V::Load(v + p * ldv + i + W);
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) {
+      const typename V::F wj = V::Set1(w[j * ldw + p]);
+      acc[j][0] = V::Fma(wj, v0, acc[j][0]);
+      acc[j][1] = V::Fma(wj, v1, acc[j][1]);
+    }
+  }
+  for (int j = 0; j < NQ; ++j) {
+    V::Store(out + j * ldo + i, acc[j][0]);
+    V::Store(out + j * ldo + i + W, acc[j][1]);
+  }
+}
+
+template <class V, int NQ = 6>
+inline void ValuesTileN(int nq, const float* w, int64_t ldw, const float* v,
+                        int64_t ldv, int n, int i, float* out, int64_t ldo) {
+  if constexpr (NQ >= 1) {
+    if (nq == NQ) return ValuesTile<V, NQ>(w, ldw, v, ldv, n, i, out, ldo);
+    if constexpr (NQ > 1)
+      return ValuesTileN<V, NQ - 1>(nq, w, ldw, v, ldv, n, i, out, ldo);
+  }
+}
+
+template <class V>
+inline void AttentionValuesImpl(const float* w, int64_t ldw, int nq,
+                                const float* v, int64_t ldv, int n, int d,
+                                float* out, int64_t ldo) {
   constexpr int W = V::kW;
   int i = 0;
-  for (; i + 2 * W <= d; i += 2 * W) {
-    typename V::F a0 = V::Zero(), a1 = V::Zero();
-    for (int p = 0; p < n; ++p) {
-      const typename V::F wp = V::Set1(w[p]);
-      a0 = V::Fma(wp, V::Load(v + p * ldv + i), a0);
-      a1 = V::Fma(wp, V::Load(v + p * ldv + i + W), a1);
-    }
-    V::Store(out + i, a0);
-    V::Store(out + i + W, a1);
-  }
+  for (; i + 2 * W <= d; i += 2 * W)
+    for (int j = 0; j < nq; j += 6)
+      ValuesTileN<V>(std::min(6, nq - j), w + j * ldw, ldw, v, ldv, n, i,
+                     out + j * ldo, ldo);
   for (; i < d; ++i) {
-    float a = 0;
-    for (int p = 0; p < n; ++p) a += w[p] * v[p * ldv + i];
-    out[i] = a;
+    for (int j = 0; j < nq; ++j) {
+      float a = 0;
+      for (int p = 0; p < n; ++p) a += w[j * ldw + p] * v[p * ldv + i];
+      out[j * ldo + i] = a;
+    }
   }
 }
 

@@ -176,7 +176,8 @@ TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
   ThreadPool pool(2);
   const int cols = 256, rows = 22;
   Matrix m = Make(dtype, rows, cols, rng);
-  for (int n : {1, 4, 7, 40}) {
+  // Below kGemmMinRows (from there the vector ISAs run the float GEMM).
+  for (int n : {1, 4, 7, 31}) {
     std::vector<float> x(size_t(n) * cols);
     std::normal_distribution<float> dist;
     for (float& v : x) v = dist(rng);
@@ -244,27 +245,36 @@ TEST_P(AttentionKernelsTest, MatchScalarDefinitions) {
   std::mt19937 rng(5);
   std::normal_distribution<float> dist;
   for (int d : {64, 40, 8}) {
-    const int n = 37, ld = 3 * d + 5;
-    std::vector<float> q(static_cast<size_t>(d)),
-        kv(static_cast<size_t>(n * ld)), w(static_cast<size_t>(n));
-    for (float& v : q) v = dist(rng);
-    for (float& v : kv) v = dist(rng);
-    for (float& v : w) v = dist(rng);
-    std::vector<float> scores(static_cast<size_t>(n)),
-        out(static_cast<size_t>(d), 99.0f);
-    AttentionScores(q.data(), kv.data() + 2, ld, n, d, 0.25f, scores.data());
-    AttentionValues(w.data(), kv.data() + 3, ld, n, d, out.data());
-    for (int p = 0; p < n; ++p) {
-      double want = 0;
-      for (int i = 0; i < d; ++i)
-        want += double(q[size_t(i)]) * kv[size_t(p * ld + 2 + i)];
-      EXPECT_NEAR(scores[size_t(p)], 0.25 * want, 1e-4) << "d=" << d;
-    }
-    for (int i = 0; i < d; ++i) {
-      double want = 0;
-      for (int p = 0; p < n; ++p)
-        want += double(w[size_t(p)]) * kv[size_t(p * ld + 3 + i)];
-      EXPECT_NEAR(out[size_t(i)], want, 1e-4) << "d=" << d;
+    for (int nq : {1, 7, 13}) {
+      const int n = 37, ld = 3 * d + 5, lds = n + 3, ldo = d + 2;
+      std::vector<float> q(static_cast<size_t>(nq * ld)),
+          kv(static_cast<size_t>(n * ld)), w(static_cast<size_t>(nq * lds));
+      for (float& v : q) v = dist(rng);
+      for (float& v : kv) v = dist(rng);
+      for (float& v : w) v = dist(rng);
+      std::vector<float> scores(static_cast<size_t>(nq * lds)),
+          out(static_cast<size_t>(nq * ldo), 99.0f);
+      AttentionScores(q.data(), ld, nq, kv.data() + 2, ld, n, d, 0.25f,
+                      scores.data(), lds);
+      AttentionValues(w.data(), lds, nq, kv.data() + 3, ld, n, d, out.data(),
+                      ldo);
+      for (int j = 0; j < nq; ++j) {
+        for (int p = 0; p < n; ++p) {
+          double want = 0;
+          for (int i = 0; i < d; ++i)
+            want += double(q[size_t(j * ld + i)]) * kv[size_t(p * ld + 2 + i)];
+          EXPECT_NEAR(scores[size_t(j * lds + p)], 0.25 * want, 1e-4)
+              << "d=" << d << " nq=" << nq;
+        }
+        for (int i = 0; i < d; ++i) {
+          double want = 0;
+          for (int p = 0; p < n; ++p)
+            want += double(w[size_t(j * lds + p)]) * kv[size_t(p * ld + 3 + i)];
+          EXPECT_NEAR(out[size_t(j * ldo + i)], want, 1e-4)
+              << "d=" << d << " nq=" << nq;
+        }
+        EXPECT_EQ(out[size_t(j * ldo + d)], 99.0f);
+      }
     }
   }
 }

@@ -516,40 +516,59 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer,
   const int hd = c.head_dim, H = c.num_heads,
             group = c.num_heads / c.num_kv_heads;
   const int64_t qdim = int64_t(H) * hd, kvdim = s->kv_dim_;
-  const int64_t total = int64_t(rows.size()) * H;
   const float inv_sqrt = 1.0f / std::sqrt(float(hd));
+  // Query blocks: up to kBlock consecutive rows of one slot at consecutive
+  // positions (a prompt chunk; a decode row is a block of one). A block
+  // reads each cached key and value once for all its queries.
+  constexpr int kBlock = 24;
+  struct Block {
+    int r0, m;
+  };
+  std::vector<Block> blocks;
   int64_t work = 0;
-  for (const ForwardRow& r : rows) work += int64_t(r.position + 1) * hd * 2 * H;
-  // One chunk per (row, head) pair, handed out dynamically.
+  for (int r = 0; r < int(rows.size());) {
+    int m = 1;
+    while (m < kBlock && r + m < int(rows.size()) &&
+           rows[size_t(r + m)].slot == rows[size_t(r)].slot &&
+           rows[size_t(r + m)].position == rows[size_t(r)].position + m)
+      ++m;
+    blocks.push_back({r, m});
+    work += int64_t(m) * (rows[size_t(r + m - 1)].position + 1) * hd * 2 * H;
+    r += m;
+  }
+  const int64_t total = int64_t(blocks.size()) * H;
+  // One chunk per (block, head) pair, handed out dynamically.
   auto job_fn = [&](int64_t job) {
+    const Block& blk = blocks[size_t(job / H)];
+    const int h = int(job % H);
+    const ForwardRow& first = rows[size_t(blk.r0)];
+    const int n = first.position + blk.m;  // keys of the block's last query
     thread_local std::vector<float> scratch;
-    if (scratch.size() < size_t(s->capacity_))
-      scratch.resize(size_t(s->capacity_));
-    float* scores = scratch.data();
-    {
-      const int64_t r = job / H;
-      const int h = int(job % H);
-      const ForwardRow& row = rows[size_t(r)];
-      const float* q = s->q_.data() + r * qdim + int64_t(h) * hd;
-      const int64_t kvoff = int64_t(h / group) * hd;
-      const float* K = s->K(row.slot, layer);
-      const float* V = s->V(row.slot, layer);
-      const int n = row.position + 1;
-      // Scores and the weighted sum of values run on the kernels' ISA.
-      const float* Kh = K + kvoff;
-      AttentionScores(q, Kh, kvdim, n, hd, inv_sqrt, scores);
+    if (scratch.size() < size_t(kBlock) * size_t(s->capacity_))
+      scratch.resize(size_t(kBlock) * size_t(s->capacity_));
+    float* scores = scratch.data();  // [m][n]
+    const int64_t kvoff = int64_t(h / group) * hd;
+    const float* q = s->q_.data() + blk.r0 * qdim + int64_t(h) * hd;
+    AttentionScores(q, qdim, blk.m, s->K(first.slot, layer) + kvoff, kvdim, n,
+                    hd, inv_sqrt, scores, n);
+    // Causal softmax: query j sees keys [0, position_j]; later keys of the
+    // block get weight 0.
+    for (int j = 0; j < blk.m; ++j) {
+      float* sj = scores + int64_t(j) * n;
+      const int valid = first.position + j + 1;
       float maxv = -INFINITY;
-      for (int p = 0; p < n; ++p) maxv = std::max(maxv, scores[p]);
+      for (int p = 0; p < valid; ++p) maxv = std::max(maxv, sj[p]);
       float sum = 0;
-      for (int p = 0; p < n; ++p) {
-        scores[p] = std::exp(scores[p] - maxv);
-        sum += scores[p];
+      for (int p = 0; p < valid; ++p) {
+        sj[p] = std::exp(sj[p] - maxv);
+        sum += sj[p];
       }
       const float inv = 1.0f / sum;
-      for (int p = 0; p < n; ++p) scores[p] *= inv;
-      float* out = s->att_.data() + r * qdim + int64_t(h) * hd;
-      AttentionValues(scores, V + kvoff, kvdim, n, hd, out);
+      for (int p = 0; p < valid; ++p) sj[p] *= inv;
+      for (int p = valid; p < n; ++p) sj[p] = 0.0f;
     }
+    AttentionValues(scores, n, blk.m, s->V(first.slot, layer) + kvoff, kvdim, n,
+                    hd, s->att_.data() + blk.r0 * qdim + int64_t(h) * hd, qdim);
   };
   if (work < 64 * 1024) {
     for (int64_t job = 0; job < total; ++job) job_fn(job);
