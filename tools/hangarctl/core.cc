@@ -2,11 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <random>
-#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -14,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/util/file.h"
@@ -364,8 +363,18 @@ std::multimap<std::string, std::string> Invocation::Metadata(Auth auth) const {
   return metadata;
 }
 
-int Dispatch(const std::vector<Command>& commands,
-             const std::vector<std::string>& argv) {
+namespace {
+
+// The command line split into the command's words and the flags' values.
+struct CommandLine {
+  std::vector<std::string> words;
+  std::map<std::string, std::vector<std::string>> flags;
+};
+
+// Splits argv; a malformed flag is INVALID_ARGUMENT with the problem.
+absl::StatusOr<CommandLine> SplitCommandLine(
+    const std::vector<Command>& commands,
+    const std::vector<std::string>& argv) {
   // Whether each flag takes a value: the same for a name in every command
   // and the globals, so flags can be split from words before the command
   // is known. Values are checked against the command's own types later.
@@ -384,17 +393,15 @@ int Dispatch(const std::vector<Command>& commands,
     for (const Flag& flag : command.flags) add_flag(flag);
   }
 
-  // Split the words from the flags.
-  std::vector<std::string> words;
-  std::map<std::string, std::vector<std::string>> given;
+  CommandLine line;
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
     if (arg == "--") {
-      words.insert(words.end(), argv.begin() + i + 1, argv.end());
+      line.words.insert(line.words.end(), argv.begin() + i + 1, argv.end());
       break;
     }
     if (arg.size() < 2 || arg[0] != '-') {
-      words.push_back(arg);
+      line.words.push_back(arg);
       continue;
     }
     std::string name = arg.substr(arg[1] == '-' ? 2 : 1);
@@ -409,9 +416,7 @@ int Dispatch(const std::vector<Command>& commands,
     }
     auto type = takes_value.find(name);
     if (type == takes_value.end()) {
-      std::cerr << "hangarctl: unknown flag --" << name
-                << " (usage: " << kUsageLine << ")" << std::endl;
-      return kExitUsage;
+      return absl::InvalidArgumentError("unknown flag --" + name);
     }
     if (!value.has_value()) {
       if (!type->second) {
@@ -419,105 +424,102 @@ int Dispatch(const std::vector<Command>& commands,
       } else if (i + 1 < argv.size()) {
         value = argv[++i];
       } else {
-        std::cerr << "hangarctl: flag --" << name
-                  << " needs a value (usage: " << kUsageLine << ")"
-                  << std::endl;
-        return kExitUsage;
+        return absl::InvalidArgumentError("flag --" + name + " needs a value");
       }
     }
-    given[name].push_back(*value);
+    line.flags[name].push_back(*value);
   }
-
   // "hangarctl help deploy create" is "hangarctl deploy create --help".
-  if (!words.empty() && words[0] == "help") {
-    words.erase(words.begin());
-    given["help"].push_back("true");
+  if (!line.words.empty() && line.words[0] == "help") {
+    line.words.erase(line.words.begin());
+    line.flags["help"].push_back("true");
   }
+  return line;
+}
 
-  // The command: the longest path its words name.
+// The command whose path is the longest prefix of `words`, and its length.
+const Command* FindCommand(const std::vector<Command>& commands,
+                           const std::vector<std::string>& words,
+                           size_t* path_words) {
   const Command* command = nullptr;
-  size_t path_words = 0;
+  *path_words = 0;
   for (const Command& candidate : commands) {
     std::vector<std::string> path = absl::StrSplit(candidate.path, ' ');
-    if (path.size() <= words.size() && path.size() > path_words &&
+    if (path.size() <= words.size() && path.size() > *path_words &&
         std::equal(path.begin(), path.end(), words.begin())) {
       command = &candidate;
-      path_words = path.size();
+      *path_words = path.size();
     }
   }
-  const bool help = given.contains("help");
-  bool is_group = false;
-  if (!words.empty()) {
-    for (const Command& candidate : commands) {
-      if (absl::StartsWith(candidate.path, words[0] + " ")) is_group = true;
+  return command;
+}
+
+// When the words name no command: the overview or a group's help when
+// asked, else the usage error. Returns the exit code.
+int NoCommand(const std::vector<Command>& commands,
+              const std::vector<std::string>& words, bool help) {
+  if (words.empty()) {
+    if (help) {
+      PrintOverview(std::cout, commands);
+      return kExitOk;
     }
+    std::cerr << "hangarctl: missing command (usage: " << kUsageLine << ")"
+              << std::endl;
+    return kExitUsage;
   }
-  if (command == nullptr) {
-    if (words.empty()) {
-      if (help) {
-        PrintOverview(std::cout, commands);
-        return kExitOk;
-      }
-      std::cerr << "hangarctl: missing command (usage: " << kUsageLine << ")"
-                << std::endl;
-      return kExitUsage;
-    }
-    if (is_group) {
-      if (help && words.size() == 1) {
-        PrintGroupHelp(std::cout, commands, words[0]);
-        return kExitOk;
-      }
-      if (words.size() == 1) {
-        std::cerr << "hangarctl: " << words[0] << ": missing subcommand\n";
-      } else {
-        std::cerr << "hangarctl: unknown command \"" << words[0] << " "
-                  << words[1] << "\"\n";
-      }
-      PrintGroupHelp(std::cerr, commands, words[0]);
-      return kExitUsage;
-    }
+  const bool is_group =
+      std::any_of(commands.begin(), commands.end(), [&](const Command& c) {
+        return absl::StartsWith(c.path, words[0] + " ");
+      });
+  if (!is_group) {
     std::cerr << "hangarctl: unknown command \"" << words[0]
               << "\" (usage: " << kUsageLine << ")" << std::endl;
     return kExitUsage;
   }
-  if (help) {
-    PrintCommandHelp(std::cout, *command);
+  if (help && words.size() == 1) {
+    PrintGroupHelp(std::cout, commands, words[0]);
     return kExitOk;
   }
+  if (words.size() == 1) {
+    std::cerr << "hangarctl: " << words[0] << ": missing subcommand\n";
+  } else {
+    std::cerr << "hangarctl: unknown command \"" << words[0] << " " << words[1]
+              << "\"\n";
+  }
+  PrintGroupHelp(std::cerr, commands, words[0]);
+  return kExitUsage;
+}
 
-  // Flags the command does not take, and values of the wrong type.
+// "" when the flags and arguments fit `command`, else the problem.
+std::string CheckCommandLine(const Command& command, const CommandLine& line,
+                             size_t args) {
   std::map<std::string, FlagType> types;
   for (const Flag& flag : GlobalFlags()) types[flag.name] = flag.type;
-  for (const Flag& flag : command->flags) types[flag.name] = flag.type;
-  for (const auto& [name, values] : given) {
+  for (const Flag& flag : command.flags) types[flag.name] = flag.type;
+  for (const auto& [name, values] : line.flags) {
     auto type = types.find(name);
     if (type == types.end()) {
-      return UsageError(*command,
-                        absl::StrCat(command->path, ": unknown flag --", name));
+      return absl::StrCat(command.path, ": unknown flag --", name);
     }
     for (const std::string& value : values) {
       if (std::string rule = CheckValue(type->second, value); !rule.empty()) {
-        return UsageError(*command, absl::StrCat("--", name, ": ", rule,
-                                                 "; was \"", value, "\""));
+        return absl::StrCat("--", name, ": ", rule, "; was \"", value, "\"");
       }
     }
   }
-  std::vector<std::string> args(words.begin() + path_words, words.end());
-  if (args.size() < command->min_args) {
-    return UsageError(*command, command->path + ": missing argument");
-  }
-  if (args.size() > command->max_args) {
-    return UsageError(*command,
-                      absl::StrCat(command->path, ": unexpected argument \"",
-                                   args[command->max_args], "\""));
-  }
+  if (args < command.min_args) return command.path + ": missing argument";
+  return "";
+}
 
-  // Global options: the command line, else the environment, else default.
+// The global options (the command line, else the environment, else the
+// default), removed from `flags`; INVALID_ARGUMENT with the problem.
+absl::StatusOr<std::map<std::string, std::string>> ResolveGlobals(
+    std::map<std::string, std::vector<std::string>>& flags) {
   std::map<std::string, std::string> globals;
   for (const GlobalFlag& entry : GlobalFlagTable()) {
     const std::string& name = entry.flag.name;
     std::string value = entry.flag.default_text;
-    if (auto it = given.find(name); it != given.end()) {
+    if (auto it = flags.find(name); it != flags.end()) {
       value = it->second.back();
     } else if (const char* env =
                    entry.env.empty() ? nullptr : std::getenv(entry.env.c_str());
@@ -525,25 +527,62 @@ int Dispatch(const std::vector<Command>& commands,
       value = env;
       if (std::string rule = CheckValue(entry.flag.type, value);
           !rule.empty()) {
-        std::cerr << "hangarctl: " << entry.env << ": " << rule << "; was \""
-                  << value << "\"" << std::endl;
-        return kExitUsage;
+        return absl::InvalidArgumentError(
+            absl::StrCat(entry.env, ": ", rule, "; was \"", value, "\""));
       }
     }
     globals[name] = value;
-    given.erase(name);
+    flags.erase(name);
   }
   if (globals["output"] != "table" && globals["output"] != "json") {
-    return UsageError(*command, "--output: must be table or json; was \"" +
-                                    globals["output"] + "\"");
+    return absl::InvalidArgumentError(
+        "--output: must be table or json; was \"" + globals["output"] + "\"");
   }
-  if (std::stoll(globals["timeout_seconds"]) <= 0) {
-    return UsageError(*command, "--timeout_seconds: must be positive; was " +
-                                    globals["timeout_seconds"]);
+  int64_t timeout = 0;
+  if (!absl::SimpleAtoi(globals["timeout_seconds"], &timeout) || timeout <= 0) {
+    return absl::InvalidArgumentError(
+        "--timeout_seconds: must be positive; was " +
+        globals["timeout_seconds"]);
   }
+  return globals;
+}
 
-  Invocation invocation(command, std::move(args), std::move(given),
-                        std::move(globals), IsTerminal());
+}  // namespace
+
+int Dispatch(const std::vector<Command>& commands,
+             const std::vector<std::string>& argv) {
+  absl::StatusOr<CommandLine> line = SplitCommandLine(commands, argv);
+  if (!line.ok()) {
+    std::cerr << "hangarctl: " << line.status().message()
+              << " (usage: " << kUsageLine << ")" << std::endl;
+    return kExitUsage;
+  }
+  size_t path_words = 0;
+  const Command* command = FindCommand(commands, line->words, &path_words);
+  const bool help = line->flags.contains("help");
+  if (command == nullptr) return NoCommand(commands, line->words, help);
+  if (help) {
+    PrintCommandHelp(std::cout, *command);
+    return kExitOk;
+  }
+  std::vector<std::string> args(line->words.begin() + path_words,
+                                line->words.end());
+  if (std::string problem = CheckCommandLine(*command, *line, args.size());
+      !problem.empty()) {
+    return UsageError(*command, problem);
+  }
+  if (args.size() > command->max_args) {
+    return UsageError(*command,
+                      absl::StrCat(command->path, ": unexpected argument \"",
+                                   args[command->max_args], "\""));
+  }
+  absl::StatusOr<std::map<std::string, std::string>> globals =
+      ResolveGlobals(line->flags);
+  if (!globals.ok()) {
+    return UsageError(*command, std::string(globals.status().message()));
+  }
+  Invocation invocation(command, std::move(args), std::move(line->flags),
+                        *std::move(globals), IsTerminal());
   if (absl::Status status = invocation.LoadCredentials(); !status.ok()) {
     std::cerr << "hangarctl: " << status.message() << std::endl;
     return kExitUsage;
