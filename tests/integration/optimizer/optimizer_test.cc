@@ -18,6 +18,7 @@
 #include "common/util/sha256.h"
 #include "engine/batch_decoder.h"
 #include "engine/model.h"
+#include "engine/tiny_model.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -229,6 +230,69 @@ TEST_F(OptimizerIntegrationTest,
   ASSERT_TRUE(stub_->ListArtifacts(Context().get(), {}, &artifacts).ok());
   ASSERT_EQ(artifacts.artifacts_size(), 1);
   EXPECT_EQ(artifacts.artifacts(0).source_sha256(), sha_);
+}
+
+TEST_F(OptimizerIntegrationTest,
+       GgufSourceConvertsThenReleaseAndCollectRemoveTheArtifact) {
+  // A Q8_0 GGUF of the tiny model, converted to int8 through the service.
+  const std::string gguf = dir_ + "/models/tiny-q8_0.gguf";
+  ASSERT_OK(engine::ConvertToGguf(source_, gguf, "q8_0"));
+  ASSERT_OK_AND_ASSIGN(std::string gguf_sha, Sha256OfFile(gguf));
+  StartOptimizer({"--gc_grace=0s"});
+  v1::CreateOptimizationJobRequest r =
+      Request("dep-x-rev-1", v1::ENGINE_CTRANSLATE2, v1::QUANTIZATION_INT8);
+  r.set_source_path(gguf);
+  r.set_source_sha256(gguf_sha);
+  ASSERT_OK_AND_ASSIGN(v1::OptimizationJob job, Create(r));
+  v1::OptimizationJob done = WaitFor(job.name(), Ended);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED)
+      << done.DebugString() << optimizer_->Output();
+  EXPECT_TRUE(done.quality().passed());
+  ASSERT_GT(done.quality().notes_size(), 0);
+  EXPECT_THAT(done.quality().notes(0),
+              HasSubstr("Q8_0 tensors were dequantized"));
+  ASSERT_OK_AND_ASSIGN(
+      auto model, engine::Model::Load(done.artifact().path(), {.threads = 1}));
+  EXPECT_EQ(model->info().format, "huggingface");
+  EXPECT_EQ(model->info().quantization, "CTRANSLATE2:int8");
+
+  // Held: a collection keeps it.
+  v1::GarbageCollectArtifactsRequest gc;
+  v1::GarbageCollectArtifactsResponse collected;
+  ASSERT_TRUE(
+      stub_->GarbageCollectArtifacts(Context().get(), gc, &collected).ok());
+  EXPECT_EQ(collected.removed_size(), 0);
+  // Released (as the deployment reconciler does when the revision is
+  // retired): a dry run lists it, a collection removes it.
+  v1::ReleaseOptimizationJobRequest release;
+  release.set_request_id("dep-x-rev-1");
+  release.set_name(job.name());
+  v1::OptimizationJob released;
+  ASSERT_TRUE(
+      stub_->ReleaseOptimizationJob(Context().get(), release, &released).ok());
+  EXPECT_EQ(released.name(), job.name());
+  gc.set_dry_run(true);
+  ASSERT_TRUE(
+      stub_->GarbageCollectArtifacts(Context().get(), gc, &collected).ok());
+  ASSERT_EQ(collected.removed_size(), 1);
+  EXPECT_EQ(collected.removed(0).kind(), "artifact");
+  EXPECT_GT(collected.bytes_freed(), 0);
+  EXPECT_TRUE(fs::exists(done.artifact().path()));
+  gc.set_dry_run(false);
+  ASSERT_TRUE(
+      stub_->GarbageCollectArtifacts(Context().get(), gc, &collected).ok());
+  ASSERT_EQ(collected.removed_size(), 1);
+  EXPECT_FALSE(fs::exists(done.artifact().path()));
+  EXPECT_TRUE(ArtifactDirEntries().empty());
+  v1::ListArtifactsResponse artifacts;
+  ASSERT_TRUE(stub_->ListArtifacts(Context().get(), {}, &artifacts).ok());
+  EXPECT_EQ(artifacts.artifacts_size(), 0);
+  // An unknown request id is NOT_FOUND.
+  release.set_request_id("dep-x-rev-9");
+  release.clear_name();
+  EXPECT_EQ(stub_->ReleaseOptimizationJob(Context().get(), release, &released)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(OptimizerIntegrationTest,
