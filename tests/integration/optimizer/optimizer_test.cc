@@ -295,6 +295,24 @@ TEST_F(OptimizerIntegrationTest,
             grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(OptimizerIntegrationTest, TruncatedGgufFailsTheJobWithTheReason) {
+  const std::string gguf = dir_ + "/models/tiny-f16.gguf";
+  ASSERT_OK(engine::ConvertToGguf(source_, gguf, "f16"));
+  fs::resize_file(gguf, fs::file_size(gguf) / 2);
+  ASSERT_OK_AND_ASSIGN(std::string gguf_sha, Sha256OfFile(gguf));
+  StartOptimizer();
+  v1::CreateOptimizationJobRequest r =
+      Request("r1", v1::ENGINE_CTRANSLATE2, v1::QUANTIZATION_INT8);
+  r.set_source_path(gguf);
+  r.set_source_sha256(gguf_sha);
+  ASSERT_OK_AND_ASSIGN(v1::OptimizationJob job, Create(r));
+  v1::OptimizationJob done = WaitFor(job.name(), Ended);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED) << done.DebugString();
+  EXPECT_THAT(done.failure_reason(),
+              ::testing::AllOf(HasSubstr("exited 2"), HasSubstr(gguf)));
+  EXPECT_TRUE(ArtifactDirEntries().empty());
+}
+
 TEST_F(OptimizerIntegrationTest,
        CTranslate2WithFp8IsInvalidArgumentNamingTheField) {
   StartOptimizer();
