@@ -302,6 +302,7 @@ class Suite:
       if service != "gateway":
         argv.append(f"--db={self.db}")
       self.spawn(service, argv)
+    return self.addr
 
   def wait_healthy(self, ctl, deadline, services=SERVICES, limit=40):
     for service in services:

@@ -21,26 +21,27 @@ Usage: dashboard_e2e_test.py --source_dir=DIR --build_dir=DIR
 import argparse
 import json
 import os
-import pwd
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
+# The suite-starting part is shared with the other e2e tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+import hangar_e2e as e2e  # noqa: E402
+from hangar_e2e import (Ctl, Deadline, Failure, free_port,  # noqa: E402
+                        log)
+
 SKIP = 77
-PG_BIN = "/usr/lib/postgresql/15/bin"
 # The services whose /metrics the dashboard reads (all five: every one
 # exports the grpc_server_* families of the request panels).
-SERVICES = ("catalog", "scheduler", "optimizer", "deployment", "gateway")
-MODEL = "hangar/tiny-random-llama"
-OFFERING = "t4-1x"
+SERVICES = e2e.SERVICES
+MODEL = e2e.MODEL
+OFFERING = e2e.OFFERING
 # The services' default metrics ports, as deploy/prometheus/local.yml
 # targets them.
 DEFAULT_METRICS_PORTS = {"gateway": 9100, "catalog": 9101, "deployment": 9102,
@@ -49,159 +50,13 @@ DEFAULT_METRICS_PORTS = {"gateway": 9100, "catalog": 9101, "deployment": 9102,
 BUDGET_SECONDS = 85
 
 
-class Failure(Exception):
-  pass
-
-
-def log(message):
-  print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port():
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-class Deadline:
-  def __init__(self, seconds):
-    self.end = time.monotonic() + seconds
-
-  def left(self):
-    return self.end - time.monotonic()
-
-  def wait_for(self, what, condition, limit=None, interval=0.2):
-    """Polls `condition` until it returns a truthy value, within `limit`
-    seconds (or the whole budget); raises Failure naming `what`."""
-    end = self.end if limit is None else min(self.end,
-                                              time.monotonic() + limit)
-    last_error = None
-    while True:
-      try:
-        value = condition()
-        if value:
-          return value
-      except Exception as e:  # The condition's own error is the reason.
-        last_error = e
-      if time.monotonic() >= end:
-        reason = f" (last error: {last_error})" if last_error else ""
-        raise Failure(f"timed out waiting for {what}{reason}")
-      time.sleep(interval)
-
-
-class Suite:
-  """The processes of one run; stop() ends all of them."""
+class Suite(e2e.Suite):
+  """The suite of tests/e2e/hangar_e2e.py (PostgreSQL and the five services
+  on free ports) plus a Prometheus scraping it."""
 
   def __init__(self, args, tmp):
+    super().__init__(args.source_dir, args.build_dir, tmp)
     self.args = args
-    self.tmp = tmp
-    self.processes = []  # (name, Popen, log path)
-    self.pg_data = os.path.join(tmp, "pg")
-    self.pg_started = False
-    self.ports = {}
-
-  # --- processes -----------------------------------------------------------
-  def spawn(self, name, argv, **kwargs):
-    log_path = os.path.join(self.tmp, "logs", f"{name}.log")
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, **kwargs)
-    self.processes.append((name, process, log_path))
-    return process
-
-  def check_alive(self):
-    for name, process, log_path in self.processes:
-      if process.poll() is not None:
-        raise Failure(f"{name} exited with {process.returncode}; log tail:\n" +
-                      tail(log_path))
-
-  def stop(self):
-    for name, process, _ in reversed(self.processes):
-      if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    for name, process, _ in reversed(self.processes):
-      try:
-        process.wait(timeout=15)
-      except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if self.pg_started:
-      as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-m", "immediate",
-                   "stop"], check=False)
-
-  # --- PostgreSQL ----------------------------------------------------------
-  def start_postgres(self):
-    os.makedirs(self.pg_data)
-    if os.getuid() == 0:
-      uid = pwd.getpwnam("postgres").pw_uid
-      os.chown(self.tmp, uid, -1)
-      os.chown(self.pg_data, uid, -1)
-      os.chmod(os.path.join(self.tmp, "logs"), 0o777)
-    as_postgres([f"{PG_BIN}/initdb", "-D", self.pg_data, "-A", "trust", "-U",
-                 "hangar"])
-    port = free_port()
-    as_postgres([
-        f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-l",
-        os.path.join(self.tmp, "logs", "postgres.log"), "-o",
-        f"-p {port} -k {self.tmp} -c listen_addresses=127.0.0.1", "-w", "start"
-    ])
-    self.pg_started = True
-    subprocess.run([
-        "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "hangar", "-d",
-        "postgres", "-qc", "CREATE DATABASE hangar"
-    ], check=True, stdout=subprocess.DEVNULL)
-    self.db = f"postgresql://hangar@127.0.0.1:{port}/hangar"
-
-  # --- Hangar --------------------------------------------------------------
-  def start_services(self):
-    for service in SERVICES:
-      self.ports[service] = (free_port(), free_port())
-    addr = lambda s: f"127.0.0.1:{self.ports[s][0]}"
-    models = os.path.join(self.tmp, "models")
-    local_models = os.path.join(self.tmp, "local-models")
-    os.makedirs(local_models)
-    subprocess.run([
-        self.binary("tools/make-tiny-model/make-tiny-model"), "--out",
-        os.path.join(local_models, "tiny-random-llama")
-    ], check=True, stdout=subprocess.DEVNULL)
-    flags = {
-        "catalog": [f"--model_store={models}",
-                    f"--local_model_root={local_models}",
-                    f"--deployment_address={addr('deployment')}"],
-        "scheduler": [
-            f"--state_dir={os.path.join(self.tmp, 'scheduler')}",
-            "--hardware_config=" + os.path.join(
-                self.args.source_dir, "deploy/config/hardware.textproto")
-        ],
-        "optimizer": [f"--model_store={models}",
-                      f"--scheduler_address={addr('scheduler')}",
-                      "--optimize_binary=" +
-                      self.binary("tools/hangar-optimize/hangar-optimize")],
-        "deployment": [f"--catalog_address={addr('catalog')}",
-                       f"--scheduler_address={addr('scheduler')}",
-                       f"--optimizer_address={addr('optimizer')}",
-                       f"--gateway_endpoint={addr('gateway')}",
-                       "--prompt_price_per_1k=0.5",
-                       "--completion_price_per_1k=1.5"],
-        "gateway": [f"--scheduler_address={addr('scheduler')}",
-                    f"--deployment_address={addr('deployment')}"],
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    for service in SERVICES:
-      port, metrics_port = self.ports[service]
-      argv = [self.binary(f"services/{service}/hangar-{service}"),
-              "--host=127.0.0.1", f"--port={port}",
-              f"--metrics_port={metrics_port}"] + flags[service]
-      if service != "gateway":
-        argv.append(f"--db={self.db}")
-      self.spawn(service, argv, env=env)
-    return addr
-
-  def binary(self, relative):
-    path = os.path.join(self.args.build_dir, relative)
-    if not os.access(path, os.X_OK):
-      raise Failure(f"{path} is not built")
-    return path
 
   # --- Prometheus ----------------------------------------------------------
   def start_prometheus(self):
@@ -229,45 +84,6 @@ class Suite:
         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"
     ])
     self.prometheus_url = f"http://127.0.0.1:{port}"
-
-
-def as_postgres(argv, check=True):
-  if os.getuid() == 0:
-    argv = ["runuser", "-u", "postgres", "--"] + argv
-  return subprocess.run(argv, check=check, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE)
-
-
-def tail(path, lines=20):
-  try:
-    with open(path, errors="replace") as f:
-      return "".join(f.readlines()[-lines:])
-  except OSError:
-    return "(no log)"
-
-
-class Ctl:
-  """hangarctl call/health, the way an operator would run them."""
-
-  def __init__(self, binary):
-    self.binary = binary
-
-  def call(self, address, method, request, api_key=None, timeout=10):
-    argv = [self.binary, f"--timeout_seconds={timeout}"]
-    if api_key:
-      argv.append(f"--api_key={api_key}")
-    argv += ["call", address, method, json.dumps(request)]
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            timeout=timeout + 5)
-    if result.returncode != 0:
-      raise Failure(f"{method}: {result.stderr.strip() or result.stdout}")
-    return json.loads(result.stdout) if result.stdout.strip() else {}
-
-  def healthy(self, address):
-    result = subprocess.run([self.binary, "--timeout_seconds=2", "health",
-                             address], capture_output=True, text=True,
-                            timeout=10)
-    return result.returncode == 0 and "NOT_SERVING" not in result.stdout
 
 
 def prometheus_get(base, path, params):
@@ -449,8 +265,7 @@ def main():
     return 0
   except Failure as e:
     print(f"FAIL: {e}", file=sys.stderr)
-    for name, _, log_path in suite.processes:
-      print(f"--- {name} log tail:\n{tail(log_path, 8)}", file=sys.stderr)
+    suite.print_logs(8)
     return 1
   finally:
     suite.stop()
