@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <pqxx/pqxx>
 #include <set>
 #include <string>
 #include <thread>
@@ -27,6 +28,8 @@
 #include "hangar/v1/deployment.grpc.pb.h"
 #include "services/deployment/deployment_server.h"
 #include "services/deployment/grpc_facts.h"
+#include "services/deployment/pg_deployment_store.h"
+#include "services/deployment/reconciler.h"
 #include "services/deployment/testing/fake_clients.h"
 #include "services/deployment/testing/fake_facts.h"
 
@@ -79,6 +82,7 @@ class DeploymentApiTest : public ::hangar::testing::PostgresTest {
                         .drain_timeout = absl::Milliseconds(300)},
              .db = conninfo(),
              .db_pool_size = 8,
+             .reconciler_owner = "server",
              .gateway_endpoint = "gateway.test:443",
              .prompt_price_per_1k = 0.5,
              .completion_price_per_1k = 1.5,
@@ -841,6 +845,68 @@ TEST_F(DeploymentApiTest, ReconcileUndeployDeleteAndReplicaUsage) {
   // Usage stays after the delete.
   ASSERT_TRUE(stub_->GetUsage(Context().get(), usage_request, &usage).ok());
   EXPECT_EQ(usage.replica_usage_size(), 1);
+}
+
+// Two reconcilers over one database (as two processes would be): the row
+// lease keeps the second off a deployment the first drives, until the first
+// gives it up.
+TEST_F(DeploymentApiTest, RowLeasesKeepASecondReconcilerOff) {
+  absl::StatusOr<std::unique_ptr<db::Pool>> pool =
+      db::Pool::Create({.conninfo = conninfo(), .size = 2});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  PgDeploymentStore store(pool->get());
+  ChangeNotifier notifier;
+  absl::StatusOr<std::unique_ptr<Reconciler>> other =
+      Reconciler::Create({.owner = "other",
+                          .store = &store,
+                          .catalog = &catalog_,
+                          .optimizer = &optimizer_,
+                          .scheduler = &scheduler_,
+                          .models = &models_,
+                          .offerings = &offerings_,
+                          .notifier = &notifier});
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto lease_owner = [&](const std::string& name) {
+    return (*pool)
+        ->Transact<std::string>(
+            [&](pqxx::work& tx) -> absl::StatusOr<std::string> {
+              pqxx::result rows = tx.exec_params(
+                  "SELECT COALESCE(lease_owner, '') FROM "
+                  "deployment.deployments WHERE name = $1",
+                  name);
+              return rows[0][0].as<std::string>();
+            })
+        .value_or("?");
+  };
+
+  v1::Deployment created;
+  ASSERT_TRUE(Create(CreateRequest("leased"), &created).ok());
+  ASSERT_TRUE((*other)->ReconcileOne(created.name()).ok());
+  EXPECT_EQ(lease_owner(created.name()), "other");
+  EXPECT_EQ(scheduler_.creations(created.name(), 1), 1);
+  v1::GetDeploymentRequest get;
+  get.set_name(created.name());
+  v1::Deployment before;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &before).ok());
+  EXPECT_EQ(before.state(), v1::DEPLOYMENT_STATE_DEPLOYING);
+
+  // The server's reconciler finds the lease taken: it writes nothing, even
+  // with replicas ready to report.
+  scheduler_.MakeReady(created.name(), 1);
+  Reconcile(created.name());
+  v1::Deployment after;
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &after).ok());
+  EXPECT_EQ(after.etag(), before.etag());
+  EXPECT_EQ(lease_owner(created.name()), "other");
+
+  // Given up (a clean stop): the server's reconciler takes it over.
+  (*other)->Stop();
+  EXPECT_EQ(lease_owner(created.name()), "");
+  Reconcile(created.name());
+  EXPECT_EQ(lease_owner(created.name()), "server");
+  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &after).ok());
+  EXPECT_EQ(after.state(), v1::DEPLOYMENT_STATE_DEPLOYED);
+  EXPECT_EQ(scheduler_.creations(created.name(), 1), 1);
 }
 
 TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
