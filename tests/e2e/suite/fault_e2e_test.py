@@ -263,6 +263,13 @@ def redeploy_under_load(suite, ctl, deadline, record):
     return not rs.get("replicas")
   deadline.wait_for("revision 1's replicas released", released, limit=40,
                     interval=0.5)
+  # Released means its runner process is gone too: one runner, revision 2's.
+  runners = deadline.wait_for(
+      "one runner left, revision 2's",
+      lambda: (lambda p: len(p) == 1 and all("-r2-" in n for n in p) and p)(
+          suite.runner_pids()), limit=15, interval=0.2)
+  record["checks"] = (f"revision 2 serving; revision 1's replica set gone; "
+                      f"runners left: {sorted(runners)}")
   load.wait_answers(deadline, 3, "answers after the release")
   load.stop()
   log(f"answers per revision: {load.revisions}")
