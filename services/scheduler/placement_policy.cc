@@ -112,6 +112,9 @@ class BestFitPolicy final : public PlacementPolicy {
   std::optional<Placement> Choose(const Cluster& cluster,
                                   const Request& request,
                                   absl::Span<const int> nodes) override {
+    if (request.gpus == 0 && request.milli > 0) {
+      return ChooseShare(cluster, request, nodes);
+    }
     int best = -1;
     std::pair<int64_t, int64_t> best_left;
     for (int index : nodes) {
@@ -124,11 +127,42 @@ class BestFitPolicy final : public PlacementPolicy {
       }
     }
     if (best < 0) return std::nullopt;
-    const NodeState& node = cluster.nodes()[best];
-    const int slot = request.gpus == 0 && request.milli > 0
-                         ? TightestSlot(node, request.milli)
-                         : -1;
-    return PlaceOn(node, best, request, slot);
+    return PlaceOn(cluster.nodes()[best], best, request, -1);
+  }
+
+ private:
+  // A share is fitted per GPU, not per node: the slot in the pool with the
+  // least room left after it; when only untouched GPUs have room, one on a
+  // node that already holds shares (the most partly used slots), so shares
+  // stay together instead of breaking the last free GPU of nearly full
+  // nodes; then node order.
+  static std::optional<Placement> ChooseShare(const Cluster& cluster,
+                                              const Request& request,
+                                              absl::Span<const int> nodes) {
+    int best = -1;
+    int best_slot = -1;
+    std::pair<int, int> best_key;  // (room left on the slot, -partly used)
+    for (int index : nodes) {
+      const NodeState& node = cluster.nodes()[index];
+      if (!FitsNow(node, request)) continue;
+      const int slot = TightestSlot(node, request.milli);
+      if (slot < 0) continue;
+      int partly_used = 0;
+      for (int g = 0; g < node.spec.gpu_count; ++g) {
+        if (node.used_milli[g] > 0 && node.used_milli[g] < kMilliPerGpu) {
+          ++partly_used;
+        }
+      }
+      const std::pair<int, int> key = {
+          kMilliPerGpu - node.used_milli[slot] - request.milli, -partly_used};
+      if (best < 0 || key < best_key) {
+        best = index;
+        best_slot = slot;
+        best_key = key;
+      }
+    }
+    if (best < 0) return std::nullopt;
+    return PlaceOn(cluster.nodes()[best], best, request, best_slot);
   }
 };
 

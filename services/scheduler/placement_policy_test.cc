@@ -163,6 +163,30 @@ TEST_F(PolicyTest, SharesPickTheirSlotPerPolicy) {
   EXPECT_THAT(Choose("best-fit", Share("s", 999))->gpus, ElementsAre(3));
 }
 
+// Best-fit fits a share per GPU: the tightest slot anywhere in the pool,
+// and a fresh GPU where shares already are, not on the fullest node (whose
+// last free GPU whole requests still need).
+TEST_F(PolicyTest, BestFitFitsSharesPerGpuAndKeepsThemTogether) {
+  AddNodes({2, 4, 4});
+  Load(0, 0, 1000);  // n0: one free GPU left
+  Load(1, 0, 700);   // n1: 300 free on slot 0, 3 whole
+  Load(2, 0, 500);   // n2: 500 free on slot 0, 3 whole
+  // 300 fits exactly on n1's slot 0 (the node with the most free GPUs).
+  auto chosen = Choose("best-fit", Share("s", 300));
+  ASSERT_TRUE(chosen.has_value());
+  EXPECT_EQ(chosen->node, 1);
+  EXPECT_THAT(chosen->gpus, ElementsAre(0));
+  // 400: n2's slot 0 (100 left) beats any fresh GPU (600 left).
+  EXPECT_EQ(Choose("best-fit", Share("s", 400))->node, 2);
+  // 600 needs a fresh GPU: not n0's last one, but one beside other shares
+  // (n1, the first node holding a partly used slot).
+  chosen = Choose("best-fit", Share("s", 600));
+  EXPECT_EQ(chosen->node, 1);
+  EXPECT_THAT(chosen->gpus, ElementsAre(1));
+  // Whole GPUs still go to the fullest node.
+  EXPECT_EQ(Choose("best-fit", Whole("w", 1))->node, 0);
+}
+
 TEST_F(PolicyTest, WholeGpuRequestsNeverTakePartlyUsedSlots) {
   AddNodes({2});
   Load(0, 0, 1);
