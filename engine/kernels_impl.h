@@ -14,27 +14,31 @@
 //   kDotNb                   activation rows per small-batch register tile;
 //   kMr                      activation rows per GEMM micro-tile (2 vectors
 //                            of output rows wide);
-//   kIntNb, kVnni, DotU8S8   the integer tile width and the 256-bit
+//   kIntNb, DotU8S8          the integer tile width and the 256-bit
 //                            u8 x s8 -> s32 dot-accumulate (vpdpbusd with
 //                            VNNI, vpmaddubsw + vpmaddwd without).
 //
-// Three algorithms, chosen by batch size and weight type:
+// The matmul algorithms, chosen by batch size and weight type:
 //   * n = 1, float: each weight row streams once, in order, with 4
 //     accumulators (memory-bound: the prefetcher sees one stream).
 //   * 2 <= n < kGemmMinRows, float: "dot tiles" of 4 weight rows x kDotNb
 //     activation rows; each weight vector is dequantized once and used kDotNb
 //     times, reduced horizontally once per tile (no packing, which would cost
 //     more than the arithmetic at small n).
-//   * n >= kGemmMinRows, float: a packed GEMM. A panel of 2*kW weight rows x
-//     kKc columns is dequantized and transposed into L1 ([k][row]); a kMr x
-//     2*kW micro-tile then broadcasts one activation per row and does 2*kMr
-//     FMAs per column, writing output rows contiguously. Column blocks of kKc
-//     keep the activations' slice in L2 across panels.
-//   * Q8_0 weights with activations quantized to int8 per 32-block
-//     (RowRangeArgs::xq): integer tiles of 4 weight rows x kIntNb activation
-//     rows over 32-byte blocks with |w| x sign(x, w) (so vpmaddubsw never
-//     saturates); each block's int32 sum is converted and scaled by
-//     d_w * d_x.
+//   * n >= kGemmMinRows, every dtype: a packed GEMM. A panel of 2*kW weight
+//     rows x kKc columns is dequantized and transposed into L1 ([k][row]);
+//     a kMr x 2*kW micro-tile then broadcasts one activation per row (from
+//     the activations MatMul packed as [k][kMr]) and does 2*kMr FMAs per
+//     column, writing output rows contiguously. Column blocks of kKc keep
+//     the activations' slice in L2 across panels.
+//   * Q8_0 weights, n < kGemmMinRows, activations quantized to int8 per
+//     32-block (RowRangeArgs::xq): integer tiles of 4 weight rows x kIntNb
+//     activation rows over 32-byte blocks with |w| x sign(x, w) (so
+//     vpmaddubsw never saturates); each block's int32 sum is converted and
+//     scaled by d_w * d_x.
+// And attention over a block of queries (AttentionScoresImpl /
+// AttentionValuesImpl): 4 keys x kDotNb queries score tiles, 6 queries x
+// 2 vectors value tiles, so each cached key/value row is read once per block.
 //
 // Everything here sits in an anonymous namespace on purpose: each including
 // file gets its own copy compiled for its own target.
