@@ -204,7 +204,9 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                    webhooks::DeploymentWebhooks::Create(
                        {.deployments = server->deployments_.get(),
                         .webhooks = server->webhooks_.get(),
-                        .notifier = &server->notifier_}));
+                        .notifier = &server->notifier_,
+                        // PgDeploymentStore::Get joins webhook_targets.
+                        .store_fills_urls_on_get = true}));
   server->service_ = std::make_unique<DeploymentServiceImpl>(
       server->deployments_.get(), &server->notifier_,
       server->admin_token_.get(), server->deployment_webhooks_.get());

@@ -216,26 +216,40 @@ absl::StatusOr<v1::Deployment> Deployments::CreateDeployment(
     const v1::CreateDeploymentRequest& request) {
   RETURN_IF_ERROR(CheckRequestId(request.request_id()));
   const std::string fingerprint = Fingerprint(request);
-  // A retry is answered from what the first call stored.
-  ASSIGN_OR_RETURN(std::optional<RequestRecord> known,
-                   options_.store->FindRequest("create", request.request_id()));
-  if (known.has_value()) {
+  // A retry is answered from what the first call stored: by the store's
+  // create itself (one transaction) when the request still passes review,
+  // else here, so a retry is answered even while the catalog is down or
+  // after the model was withdrawn.
+  auto answer_retry =
+      [&](const absl::Status& rejected) -> absl::StatusOr<v1::Deployment> {
+    ASSIGN_OR_RETURN(
+        std::optional<RequestRecord> known,
+        options_.store->FindRequest("create", request.request_id()));
+    if (!known.has_value()) return rejected;
     if (known->fingerprint != fingerprint) {
       return absl::InvalidArgumentError(
           "request_id: was already used for a different request; use a new "
           "request_id for a new request");
     }
     return options_.store->Get(known->resource);
-  }
+  };
 
   std::vector<FieldViolation> violations =
       MetadataViolations(request.display_name(), request.description(),
                          request.tags(), /*allow_empty_display_name=*/true);
-  ASSIGN_OR_RETURN(SpecReview review, Review(request.spec()));
+  absl::StatusOr<SpecReview> reviewed = Review(request.spec());
+  if (!reviewed.ok()) return answer_retry(reviewed.status());
+  SpecReview& review = *reviewed;
   violations.insert(violations.end(), review.violations.begin(),
                     review.violations.end());
-  RETURN_IF_ERROR(ViolationsToStatus(violations));
-  RETURN_IF_ERROR(CheckTermsAccepted(request.spec(), review.terms_sha256));
+  if (absl::Status status = ViolationsToStatus(violations); !status.ok()) {
+    return answer_retry(status);
+  }
+  if (absl::Status status =
+          CheckTermsAccepted(request.spec(), review.terms_sha256);
+      !status.ok()) {
+    return answer_retry(status);
+  }
 
   const absl::Time now = options_.clock->Now();
   CreateRecord record;

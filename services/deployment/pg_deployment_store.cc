@@ -7,6 +7,7 @@
 #include "common/api/etag.h"
 #include "common/api/time.h"
 #include "common/db/migrations.h"
+#include "common/server/call_context.h"
 #include "google/protobuf/util/json_util.h"
 #include "hangar/migrations/deployment.h"
 
@@ -49,7 +50,7 @@ absl::StatusOr<v1::Deployment> RowToDeployment(const pqxx::row& row) {
 
 constexpr char kDeploymentColumns[] = "body::text AS body, version";
 
-absl::StatusOr<v1::Deployment> SelectDeployment(pqxx::work& tx,
+absl::StatusOr<v1::Deployment> SelectDeployment(pqxx::transaction_base& tx,
                                                 const std::string& name) {
   pqxx::result rows = tx.exec_params(
       absl::StrCat("SELECT ", kDeploymentColumns,
@@ -144,37 +145,105 @@ absl::StatusOr<std::optional<RequestRecord>> PgDeploymentStore::FindRequest(
       {.read_only = true});
 }
 
+namespace {
+
+// One statement writes a create: the request id's claim, the deployment and
+// revision 1, each insert fed by the one before (data-modifying CTEs; the
+// revision's foreign key is checked at the end of the statement). A claim
+// that conflicts inserts nothing and the statement returns 0: a retry. The
+// live display name is left to the partial unique index
+// deployments_live_display_name.
+constexpr char kCreateSql[] =
+    "WITH claim AS ("
+    " INSERT INTO deployment.request_ids"
+    " (kind, request_id, fingerprint, resource, create_micros)"
+    " VALUES ('create', $1, $2, $3, $4) ON CONFLICT DO NOTHING"
+    " RETURNING resource),"
+    " dep AS ("
+    " INSERT INTO deployment.deployments"
+    " (name, display_name, model, state, version, body)"
+    " SELECT resource, $5, $6, $7, 1, $8::jsonb FROM claim RETURNING name),"
+    " rev AS ("
+    " INSERT INTO deployment.revisions (deployment, number, body)"
+    " SELECT name, $9, $10::jsonb FROM dep RETURNING 1)"
+    " SELECT count(*) FROM rev";
+
+// Whether `e` is the live display name's unique index refusing a name.
+bool IsDisplayNameTaken(const pqxx::unique_violation& e) {
+  return std::string_view(e.what()).find("deployments_live_display_name") !=
+         std::string_view::npos;
+}
+
+absl::Status DisplayNameTaken(const std::string& name) {
+  return absl::AlreadyExistsError(
+      absl::StrCat("display_name: \"", name,
+                   "\" is taken by a live deployment; choose another"));
+}
+
+// The deployment a create's request id names (a retry), or RequestReused.
+absl::StatusOr<v1::Deployment> AnswerRetry(pqxx::transaction_base& tx,
+                                           const CreateRecord& record) {
+  pqxx::result rows = tx.exec_params(
+      "SELECT fingerprint, resource FROM deployment.request_ids "
+      "WHERE kind = 'create' AND request_id = $1",
+      record.request_id);
+  if (rows.empty()) {
+    return absl::InternalError("request_id claim vanished");
+  }
+  if (rows[0][0].as<std::string>() != record.fingerprint) {
+    return RequestReused();
+  }
+  return SelectDeployment(tx, rows[0][1].as<std::string>());
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Deployment> PgDeploymentStore::Create(
     const CreateRecord& record) {
+  v1::Deployment deployment = record.deployment;
+  deployment.clear_etag();
+  const std::string base = deployment.display_name();
+  const std::string revision_json = ToJson(record.revision);
+  // The common case in one statement: the name as given (or derived) is
+  // free. `taken` reports that the index refused it.
+  bool taken = false;
+  absl::StatusOr<v1::Deployment> created = pool_->Transact<v1::Deployment>(
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
+        taken = false;
+        pqxx::result rows;
+        try {
+          rows = tx.exec_params(
+              kCreateSql, record.request_id, record.fingerprint,
+              deployment.name(), Micros(record.now), deployment.display_name(),
+              deployment.spec().model(), static_cast<int>(deployment.state()),
+              ToJson(deployment), record.revision.number(), revision_json);
+        } catch (const pqxx::unique_violation& e) {
+          if (!IsDisplayNameTaken(e)) throw;
+          taken = true;
+          return DisplayNameTaken(base);
+        }
+        if (rows[0][0].as<int64_t>() == 0) return AnswerRetry(tx, record);
+        v1::Deployment result = deployment;
+        result.set_etag(MakeEtag(1));
+        return result;
+      });
+  if (!taken || record.display_name_explicit) return created;
+
+  // A derived name that is taken: look for the next free "<base>-N" (rare;
+  // two statements per candidate), in a transaction of its own since the
+  // failed statement aborted the first.
   return pool_->Transact<v1::Deployment>(
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
-        std::optional<RequestRecord> claimed =
-            ClaimRequest(tx, "create", record.request_id, record.fingerprint,
-                         record.deployment.name(), record.now);
-        if (claimed.has_value()) {
-          if (claimed->fingerprint != record.fingerprint) {
-            return RequestReused();
-          }
-          return SelectDeployment(tx, claimed->resource);
-        }
-        v1::Deployment deployment = record.deployment;
-        deployment.clear_etag();
-        const std::string base = deployment.display_name();
-        for (int suffix = 1;; ++suffix) {
-          std::string candidate =
-              suffix == 1 ? base : absl::StrCat(base, "-", suffix);
-          pqxx::result taken = tx.exec_params(
+        v1::Deployment named = deployment;
+        for (int suffix = 2;; ++suffix) {
+          std::string candidate = absl::StrCat(base, "-", suffix);
+          pqxx::result used = tx.exec_params(
               "SELECT 1 FROM deployment.deployments "
               "WHERE display_name = $1 AND state <> $2",
               candidate, kDeleted);
-          if (taken.empty()) {
-            deployment.set_display_name(candidate);
+          if (used.empty()) {
+            named.set_display_name(candidate);
             break;
-          }
-          if (record.display_name_explicit) {
-            return absl::AlreadyExistsError(absl::StrCat(
-                "display_name: \"", candidate,
-                "\" is taken by a live deployment; choose another"));
           }
           if (suffix >= 1000) {
             return absl::ResourceExhaustedError(
@@ -182,27 +251,67 @@ absl::StatusOr<v1::Deployment> PgDeploymentStore::Create(
                              "\"; give one"));
           }
         }
-        tx.exec_params(
-            "INSERT INTO deployment.deployments "
-            "(name, display_name, model, state, version, body) "
-            "VALUES ($1, $2, $3, $4, 1, $5::jsonb)",
-            deployment.name(), deployment.display_name(),
-            deployment.spec().model(), static_cast<int>(deployment.state()),
-            ToJson(deployment));
-        tx.exec_params(
-            "INSERT INTO deployment.revisions (deployment, number, body) "
-            "VALUES ($1, $2, $3::jsonb)",
-            deployment.name(), record.revision.number(),
-            ToJson(record.revision));
-        deployment.set_etag(MakeEtag(1));
-        return deployment;
+        // A concurrent create may take the candidate first: the index then
+        // refuses it and the caller's retry (same request id) tries again.
+        pqxx::result rows = tx.exec_params(
+            kCreateSql, record.request_id, record.fingerprint, named.name(),
+            Micros(record.now), named.display_name(), named.spec().model(),
+            static_cast<int>(named.state()), ToJson(named),
+            record.revision.number(), revision_json);
+        if (rows[0][0].as<int64_t>() == 0) return AnswerRetry(tx, record);
+        named.set_etag(MakeEtag(1));
+        return named;
       });
 }
 
+namespace {
+
+// GetDeployment's one statement: by id, else by live display name (the id
+// wins), with the webhook URL beside it.
+constexpr char kGetSql[] =
+    "SELECT d.body::text AS body, d.version, w.url"
+    " FROM deployment.deployments d"
+    " LEFT JOIN deployment.webhook_targets w"
+    " ON w.deployment = d.name AND w.url <> ''"
+    " WHERE d.name = $1 OR (d.display_name = $1 AND d.state <> $2)"
+    " ORDER BY d.name = $1 DESC LIMIT 1";
+
+absl::StatusOr<v1::Deployment> GetOne(pqxx::transaction_base& tx,
+                                      const std::string& name) {
+  pqxx::result rows = tx.exec_params(kGetSql, name, kDeleted);
+  if (rows.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("deployment \"", name, "\" not found"));
+  }
+  absl::StatusOr<v1::Deployment> deployment = RowToDeployment(rows[0]);
+  if (!deployment.ok()) return deployment.status();
+  deployment->set_webhook_url(
+      rows[0]["url"].is_null() ? "" : rows[0]["url"].as<std::string>());
+  return deployment;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Deployment> PgDeploymentStore::Get(const std::string& name) {
+  // A single read needs no transaction: in autocommit it is one round trip
+  // (no BEGIN, SET LOCAL or COMMIT). The pool's watchdog bounds it by the
+  // call's deadline; without one (or when the connection broke) it runs as
+  // a transaction, which carries statement_timeout and reconnects.
+  if (CallContext::CurrentDeadline() != absl::InfiniteFuture()) {
+    std::optional<absl::StatusOr<v1::Deployment>> found;
+    absl::Status status =
+        pool_->WithConnection([&](pqxx::connection& connection) {
+          pqxx::nontransaction tx(connection);
+          found = GetOne(tx, name);
+          return found->status();
+        });
+    if (found.has_value() && !absl::IsUnavailable(found->status())) {
+      return *std::move(found);
+    }
+    if (!absl::IsUnavailable(status)) return status;
+  }
   return pool_->Transact<v1::Deployment>(
-      [&](pqxx::work& tx) { return SelectDeployment(tx, name); },
-      {.read_only = true});
+      [&](pqxx::work& tx) { return GetOne(tx, name); });
 }
 
 absl::StatusOr<std::vector<v1::Deployment>> PgDeploymentStore::List(

@@ -73,7 +73,7 @@ absl::StatusOr<v1::Deployment> DeploymentWebhooks::CreateDeployment(
 absl::StatusOr<v1::Deployment> DeploymentWebhooks::Get(
     const std::string& name) {
   absl::StatusOr<v1::Deployment> deployment = options_.deployments->Get(name);
-  if (!deployment.ok()) return deployment;
+  if (!deployment.ok() || options_.store_fills_urls_on_get) return deployment;
   if (absl::Status filled = FillUrl(*deployment); !filled.ok()) return filled;
   return deployment;
 }

@@ -48,6 +48,12 @@ class DeploymentWebhooks {
     Webhooks* webhooks = nullptr;
     // Told about a deployment whose etag a webhook-only update moved.
     ChangeNotifier* notifier = nullptr;
+
+    // Whether `deployments`' store already sets webhook_url on Get (the
+    // PostgreSQL store joins webhook_targets into its one statement), so
+    // Get needs no second lookup. Its webhook targets must be those of
+    // `webhooks`.
+    bool store_fills_urls_on_get = false;
   };
 
   static absl::StatusOr<std::unique_ptr<DeploymentWebhooks>> Create(
