@@ -738,7 +738,7 @@ absl::Status LocalExecutor::Adopt(const std::vector<RecordedReplica>& recorded,
         job.status.failure_reason =
             absl::StrCat(exit->ToString(), " (while the scheduler was down)");
       }
-      unlink(exit_file.c_str());
+      job.exit_file = exit_file;  // removed by ForgetJob()
     } else {
       job.status.state = JobState::kFailed;
       job.status.failure_reason = absl::StrCat(
@@ -758,10 +758,14 @@ absl::Status LocalExecutor::Adopt(const std::vector<RecordedReplica>& recorded,
     kill(-found[i].pid, SIGKILL);
     kill(found[i].pid, SIGKILL);
   }
-  // Files of processes that are gone.
+  // Files of processes that are gone (a recorded job's exit file stays
+  // until the job is forgotten).
   std::set<std::string> live;
   for (size_t i = 0; i < found.size(); ++i) {
     if (claimed[i]) live.insert(found[i].file);
+  }
+  for (const RecordedJob& record : jobs) {
+    live.insert(jobs_.at(record.spec.name).exit_file);
   }
   std::error_code error;
   for (const auto& entry :
@@ -1274,11 +1278,12 @@ void LocalExecutor::OnJobExit(const std::string& name,
   // The wrapper's record is the job's own status (an adopted wrapper is not
   // our child: waiting tells nothing); without it, what waiting told.
   ExitStatus exit = waited;
+  // The file stays until ForgetJob(): the scheduler forgets a job once it
+  // stored how it ended, so a crash in between still finds the status.
   if (!job.exit_file.empty()) {
     if (std::optional<ExitStatus> recorded = ReadExitFile(job.exit_file)) {
       exit = *recorded;
     }
-    unlink(job.exit_file.c_str());
   }
   job.spawning = false;
   job.status.pid = 0;
@@ -1339,6 +1344,7 @@ absl::Status LocalExecutor::ForgetJob(absl::string_view name) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", name, ": still RUNNING"));
   }
+  if (!it->second.exit_file.empty()) unlink(it->second.exit_file.c_str());
   jobs_.erase(it);
   return absl::OkStatus();
 }

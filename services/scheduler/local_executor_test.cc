@@ -619,6 +619,20 @@ TEST_F(LocalExecutorTest, DetachedChildrenSurviveKillNineAndAreAdopted) {
   EXPECT_EQ(wait->exit_code, 7);  // not our child: from the exit file
   EXPECT_EQ(wait->log_tail, "started\nfinished\n");
   EXPECT_EQ(ProcessesOf(state_dir), std::vector<pid_t>{keep});
+  // Exit files stay until the jobs are forgotten (the scheduler forgets a
+  // job once it stored how it ended).
+  auto exit_files = [&] {
+    int count = 0;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(state_dir + "/run")) {
+      if (entry.path().extension() == ".exit") ++count;
+    }
+    return count;
+  };
+  EXPECT_EQ(exit_files(), 2);
+  ASSERT_THAT((*executor)->ForgetJob("job-wait"), IsOk());
+  ASSERT_THAT((*executor)->ForgetJob("job-quick"), IsOk());
+  EXPECT_EQ(exit_files(), 0);
 
   executor->reset();  // stops the adopted runner too
   EXPECT_TRUE(::hangar::testing::WaitUntil([&] { return Gone(keep); },
