@@ -80,7 +80,9 @@ class SchedulerServer {
     // --- Executor ---
     // The local executor's settings; runner_path empty: hangar-runner next
     // to this binary or in the build tree; run_dir empty: a temporary
-    // directory. Its observer and clock are set by the server.
+    // directory (hangar-scheduler sets detach_children when --state_dir is
+    // given, so children outlive a crash and are re-adopted). Its observer
+    // and clock are set by the server.
     LocalExecutor::Options executor;
 
     // --- Injected for tests (not owned) ---
