@@ -28,11 +28,12 @@ std::string Seconds(absl::Duration duration) {
 }
 
 // Preparation.sha256 of a model prepared in place: the SHA-256 over its
-// *.safetensors files in name order (what the optimizer's converter computes
-// as the source checksum).
+// *.safetensors files in name order, or of the file itself for a GGUF file
+// (what the optimizer's converter computes as the source checksum).
 absl::StatusOr<std::string> LocalWeightsSha256(const std::string& dir) {
-  std::vector<std::string> files;
   std::error_code error;
+  if (fs::is_regular_file(dir, error)) return Sha256OfFiles({dir});
+  std::vector<std::string> files;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
     if (entry.path().extension() == ".safetensors") {
       files.push_back(entry.path().string());
@@ -161,7 +162,24 @@ absl::StatusOr<v1::Preparation> PreparationManager::Prepare(
           absl::StrCat("name: \"", name, "\" was imported from ",
                        model.local_path(), ", which no longer exists"));
     }
-    return model.preparation();
+    if (!model.preparation().sha256().empty()) return model.preparation();
+    // The checksum the optimizer keys its artifacts by; computed once, on
+    // the first preparation (an import only records where the files are).
+    absl::StatusOr<std::string> sha256 = LocalWeightsSha256(model.local_path());
+    if (!sha256.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "name: \"", name, "\" was imported from ", model.local_path(),
+          ", which is unusable: ", sha256.status().message()));
+    }
+    v1::Preparation prepared = model.preparation();
+    prepared.set_state(v1::PREPARATION_STATE_PREPARED);
+    if (prepared.local_path().empty())
+      prepared.set_local_path(model.local_path());
+    prepared.set_sha256(*sha256);
+    RETURN_IF_ERROR(context_.models->SetPreparation(name, prepared));
+    LogState(name, prepared);
+    context_.notifier->Notify(name);
+    return prepared;
   }
   if (!model.local_path().empty()) {
     // A curated model served from the local model root (the test model).

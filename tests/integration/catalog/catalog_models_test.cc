@@ -3,6 +3,7 @@
 // input, reflection and metrics.
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/server/reflection_client.h"
+#include "common/util/sha256.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -186,6 +188,22 @@ TEST_F(CatalogTest, ImportsALocalDirectory) {
   v1::Preparation preparation;
   ASSERT_TRUE(Prepare("local/tiny", &preparation).ok());
   EXPECT_EQ(preparation.state(), v1::PREPARATION_STATE_PREPARED);
+  // The optimizer keys artifacts by the source checksum: the SHA-256 over
+  // the *.safetensors files in name order, as its converter computes it.
+  std::vector<std::string> weights;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(local_root_ + "/tiny")) {
+    if (entry.path().extension() == ".safetensors") {
+      weights.push_back(entry.path().string());
+    }
+  }
+  std::sort(weights.begin(), weights.end());
+  absl::StatusOr<std::string> expected_sha256 = Sha256OfFiles(weights);
+  ASSERT_TRUE(expected_sha256.ok());
+  EXPECT_EQ(preparation.sha256(), *expected_sha256);
+  v1::Model stored;
+  ASSERT_TRUE(Get("local/tiny", &stored).ok());
+  EXPECT_EQ(stored.preparation().sha256(), *expected_sha256);
 
   // Weights removed behind the catalog's back are reported, not hidden.
   std::filesystem::rename(local_root_ + "/tiny", local_root_ + "/moved");
