@@ -28,7 +28,7 @@ inline __m128i Load8Bytes(const uint8_t* p) {
 struct Avx2 {
   using F = __m256;
   static constexpr int kW = 8;
-  static constexpr int kDotNb = 2;  // 4 x 2 accumulators + 2 activations
+  static constexpr int kDotNb = 3;  // 4 x 3 accumulators + 3 activations
   static constexpr int kMr = 6;     // 6 x 2 accumulators (Haswell's 6x16)
   static constexpr int kIntNb = 2;
 
