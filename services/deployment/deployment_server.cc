@@ -66,7 +66,22 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                         .startup_timeout = options.db_startup_timeout,
                         .clock = options.clock}));
   RETURN_IF_ERROR(MigrateDeploymentSchema(*server->pool_));
-  server->store_ = std::make_unique<PgDeploymentStore>(server->pool_.get());
+  if (options.db_read_pool_size < 0 || options.db_read_pool_size > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--db_read_pool_size: must be in [0, 16]; was ",
+                     options.db_read_pool_size));
+  }
+  if (options.db_read_pool_size > 0) {
+    ASSIGN_OR_RETURN(
+        server->read_pool_,
+        db::Pool::Create({.conninfo = options.db,
+                          .size = options.db_read_pool_size,
+                          .connect_timeout = options.db_connect_timeout,
+                          .startup_timeout = options.db_startup_timeout,
+                          .clock = options.clock}));
+  }
+  server->store_ = std::make_unique<PgDeploymentStore>(
+      server->pool_.get(), server->read_pool_.get());
 
   ModelFactsSource* models = options.model_facts;
   if (models == nullptr) {

@@ -70,6 +70,11 @@ class DeploymentServer {
     absl::Duration db_startup_timeout = absl::ZeroDuration();
     // Longest one connection attempt may take.
     absl::Duration db_connect_timeout = absl::Seconds(2);
+    // Connections of a second pool kept for GetDeployment and
+    // ListDeployments, in [0, 16]; 0: reads share the main pool. Its own
+    // few connections keep reads from queueing behind creates and the
+    // reconciler's passes when all of the main pool's are busy.
+    int db_read_pool_size = 2;
 
     // --- Dependencies ---
     // host:port of the catalog (model facts). Required unless
@@ -152,6 +157,7 @@ class DeploymentServer {
   // Declared in construction order; destroyed in reverse.
   MetricsRegistry metrics_;
   std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<db::Pool> read_pool_;  // Null: reads use pool_.
   std::unique_ptr<PgDeploymentStore> store_;
   ChangeNotifier notifier_;
   std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.

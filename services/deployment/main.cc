@@ -18,6 +18,9 @@
 
 HANGAR_SERVER_FLAGS("127.0.0.1", 7102, 9102);
 HANGAR_DATABASE_FLAGS();
+ABSL_FLAG(int, db_read_pool_size, 2,
+          "Database connections kept for GetDeployment and ListDeployments "
+          "(0: they share the main pool)");
 ABSL_FLAG(std::string, catalog_address, "",
           "Catalog service host:port, asked about models (required)");
 ABSL_FLAG(std::string, scheduler_address, "",
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
       .db = absl::GetFlag(FLAGS_db),
       .db_startup_timeout = absl::GetFlag(FLAGS_db_startup_timeout),
       .db_connect_timeout = absl::GetFlag(FLAGS_db_connect_timeout),
+      .db_read_pool_size = absl::GetFlag(FLAGS_db_read_pool_size),
       .catalog_address = absl::GetFlag(FLAGS_catalog_address),
       .scheduler_address = absl::GetFlag(FLAGS_scheduler_address),
       .optimizer_address = absl::GetFlag(FLAGS_optimizer_address),

@@ -297,10 +297,13 @@ absl::StatusOr<v1::Deployment> PgDeploymentStore::Get(const std::string& name) {
   // (no BEGIN, SET LOCAL or COMMIT). The pool's watchdog bounds it by the
   // call's deadline; without one (or when the connection broke) it runs as
   // a transaction, which carries statement_timeout and reconnects.
+  // The read pool has no probe of its own: the main pool's tells it when
+  // the database is down, so reads fail fast as writes do.
+  if (absl::Status outage = pool_->Outage(); !outage.ok()) return outage;
   if (CallContext::CurrentDeadline() != absl::InfiniteFuture()) {
     std::optional<absl::StatusOr<v1::Deployment>> found;
     absl::Status status =
-        pool_->WithConnection([&](pqxx::connection& connection) {
+        read_pool_->WithConnection([&](pqxx::connection& connection) {
           pqxx::nontransaction tx(connection);
           found = GetOne(tx, name);
           return found->status();
@@ -310,14 +313,15 @@ absl::StatusOr<v1::Deployment> PgDeploymentStore::Get(const std::string& name) {
     }
     if (!absl::IsUnavailable(status)) return status;
   }
-  return pool_->Transact<v1::Deployment>(
+  return read_pool_->Transact<v1::Deployment>(
       [&](pqxx::work& tx) { return GetOne(tx, name); });
 }
 
 absl::StatusOr<std::vector<v1::Deployment>> PgDeploymentStore::List(
     const DeploymentFilter& filter, const std::string& after, int limit) {
   using Result = std::vector<v1::Deployment>;
-  return pool_->Transact<Result>(
+  if (absl::Status outage = pool_->Outage(); !outage.ok()) return outage;
+  return read_pool_->Transact<Result>(
       [&](pqxx::work& tx) -> absl::StatusOr<Result> {
         // Empty filters are written as conditions that always hold, so the
         // statement stays one parameterized text.

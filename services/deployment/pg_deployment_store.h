@@ -17,8 +17,11 @@ absl::Status MigrateDeploymentSchema(db::Pool& pool);
 class PgDeploymentStore final : public DeploymentStore {
  public:
   // `pool` is not owned; its search_path need not name the schema (every
-  // statement qualifies its tables).
-  explicit PgDeploymentStore(db::Pool* pool) : pool_(pool) {}
+  // statement qualifies its tables). `read_pool` (not owned; null: `pool`)
+  // serves Get and List, so that reads do not queue behind creates and
+  // reconciler passes for a connection.
+  explicit PgDeploymentStore(db::Pool* pool, db::Pool* read_pool = nullptr)
+      : pool_(pool), read_pool_(read_pool != nullptr ? read_pool : pool) {}
 
   absl::StatusOr<std::optional<RequestRecord>> FindRequest(
       const std::string& kind, const std::string& request_id) override;
@@ -67,6 +70,7 @@ class PgDeploymentStore final : public DeploymentStore {
 
  private:
   db::Pool* const pool_;
+  db::Pool* const read_pool_;
 };
 
 }  // namespace hangar::deployment
