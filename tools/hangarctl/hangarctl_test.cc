@@ -157,6 +157,14 @@ TEST_F(HangarctlTest, HealthOfTheServerAndOfOneService) {
       Run({"health", address_, "hangar.v1.RunnerService"});
   EXPECT_EQ(service_code, 0) << service;
   EXPECT_THAT(service, HasSubstr("\"SERVING\""));
+
+  // NOT_SERVING is printed and fails the command: scripts and container
+  // health checks read the exit code alone.
+  server_->SetServing(false);
+  auto [down_code, down] = Run({"health", address_});
+  EXPECT_EQ(down_code, 1) << down;
+  EXPECT_THAT(down, HasSubstr("\"NOT_SERVING\""));
+  EXPECT_THAT(down, HasSubstr("is not SERVING"));
 }
 
 TEST_F(HangarctlTest, FailuresExitNonZeroWithTheStatusOnce) {

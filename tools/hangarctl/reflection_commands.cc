@@ -49,11 +49,28 @@ int Call(Invocation& in) {
   return CallMethod(in, in.arg(1), in.args().size() >= 3 ? in.arg(2) : "{}");
 }
 
+// Prints the HealthCheckResponse; anything but SERVING also fails the
+// command (exit 1), so scripts and container health checks can rely on the
+// exit code alone.
 int Health(Invocation& in) {
-  return CallMethod(in, "grpc.health.v1.Health/Check",
-                    in.args().size() < 2
-                        ? "{}"
-                        : absl::StrCat("{\"service\": \"", in.arg(1), "\"}"));
+  ReflectionClient client = Client(in);
+  std::string response;
+  absl::Status status = client.Call(
+      "grpc.health.v1.Health/Check",
+      in.args().size() < 2 ? "{}"
+                           : absl::StrCat("{\"service\": \"", in.arg(1), "\"}"),
+      in.Metadata(Auth::kBoth), [&](const std::string& json) {
+        std::cout << json << std::endl;
+        response = json;
+      });
+  if (!status.ok()) return Fail(status);
+  if (response.find("\"SERVING\"") == std::string::npos) {
+    std::cerr << "hangarctl: " << in.arg(0)
+              << (in.args().size() < 2 ? "" : absl::StrCat(" ", in.arg(1)))
+              << " is not SERVING" << std::endl;
+    return kExitCallFailed;
+  }
+  return kExitOk;
 }
 
 }  // namespace
@@ -99,7 +116,9 @@ std::vector<Command> ReflectionCommands() {
        .min_args = 1,
        .max_args = 2,
        .summary = "Check a server's (or one service's) health",
-       .details = "Example:\n  hangarctl health 127.0.0.1:7101 "
+       .details = "Prints the health status; exits 0 only when it is "
+                  "SERVING (1 for NOT_SERVING, UNKNOWN or a failed call).\n\n"
+                  "Example:\n  hangarctl health 127.0.0.1:7101 "
                   "hangar.v1.CatalogService\n",
        .run = Health},
   };
