@@ -1,6 +1,10 @@
 #include "engine/tokenizer.h"
 
 #include <pcre2.h>
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#include <unicode/stringpiece.h>
+#include <unicode/utypes.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -163,10 +167,26 @@ std::string SpecialContent(const json& v) {
 // Normalizers and pre-tokenizer steps.
 
 struct Tokenizer::Normalizer {
-  enum Type { kPrepend, kReplace } type;
+  enum Type { kPrepend, kReplace, kUnicode } type;
   std::string a, b;
+  // kUnicode: ICU's NFC/NFKC/NFD/NFKD instance (process-lifetime singleton,
+  // thread-safe, owned by ICU).
+  const icu::Normalizer2* unicode = nullptr;
   std::string Apply(const std::string& s) const {
     if (type == kPrepend) return s.empty() ? s : a + s;
+    if (type == kUnicode) {
+      // The text is well-formed UTF-8 (Encode checks it, and the other
+      // normalizers insert only well-formed strings), so ICU cannot fail on
+      // it; if it ever did, the text is kept as it was rather than dropped.
+      if (s.empty() || s.size() > size_t(INT32_MAX)) return s;
+      std::string out;
+      out.reserve(s.size());
+      icu::StringByteSink<std::string> sink(&out);
+      UErrorCode status = U_ZERO_ERROR;
+      unicode->normalizeUTF8(0, icu::StringPiece(s.data(), int32_t(s.size())),
+                             sink, nullptr, status);
+      return U_SUCCESS(status) ? out : s;
+    }
     return ReplaceAll(s, a, b);
   }
 };
@@ -304,12 +324,30 @@ absl::Status AddNormalizers(
         {1, {p["String"].get<std::string>(), n.value("content", "")}});
   } else if (type == "NFC" || type == "NFKC" || type == "NFD" ||
              type == "NFKD") {
-    // Accepted as a no-op: texts already in normal form encode identically.
+    out->push_back({2, {type, ""}});
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer: normalizer '", type, "' is not supported"));
   }
   return absl::OkStatus();
+}
+
+// ICU's normalizer for a tokenizer.json normalizer type ("NFC", "NFKC",
+// "NFD", "NFKD").
+absl::StatusOr<const icu::Normalizer2*> UnicodeNormalizer(
+    const std::string& form) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* n =
+      form == "NFC"    ? icu::Normalizer2::getNFCInstance(status)
+      : form == "NFKC" ? icu::Normalizer2::getNFKCInstance(status)
+      : form == "NFD"  ? icu::Normalizer2::getNFDInstance(status)
+                       : icu::Normalizer2::getNFKDInstance(status);
+  if (U_FAILURE(status) || n == nullptr) {
+    return absl::InternalError(absl::StrCat("tokenizer: normalizer ", form,
+                                            ": ICU data unavailable (",
+                                            u_errorName(status), ")"));
+  }
+  return n;
 }
 
 }  // namespace
@@ -459,9 +497,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
       RETURN_IF_ERROR(AddNormalizers(j["normalizer"], &ns));
       for (auto& [type, ab] : ns) {
         auto n = std::make_unique<Normalizer>();
-        n->type = type == 0 ? Normalizer::kPrepend : Normalizer::kReplace;
+        n->type = type == 0   ? Normalizer::kPrepend
+                  : type == 1 ? Normalizer::kReplace
+                              : Normalizer::kUnicode;
         n->a = ab.first;
         n->b = ab.second;
+        if (n->type == Normalizer::kUnicode) {
+          ASSIGN_OR_RETURN(n->unicode, UnicodeNormalizer(n->a));
+        }
         tok->normalizers_.push_back(std::move(n));
       }
     }

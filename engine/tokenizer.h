@@ -13,8 +13,9 @@
 // Encoding: the text must be valid UTF-8 (else INVALID_ARGUMENT). Added and
 // special tokens (`added_tokens`, GGUF control/user-defined tokens) are
 // matched literally first, leftmost-longest; the remaining segments go
-// through the normalizer (Prepend, Replace, Sequence; NFC/NFKC are accepted
-// as no-ops) and the pre-tokenizer (Split with a PCRE2 regex, ByteLevel with
+// through the normalizer (Prepend, Replace, and the Unicode normal forms NFC,
+// NFKC, NFD and NFKD computed by ICU; a Sequence applies its members in
+// order) and the pre-tokenizer (Split with a PCRE2 regex, ByteLevel with
 // the GPT-2 regex, Digits, Metaspace, Sequence), then BPE. BPE applies the
 // lowest-ranked adjacent merge first (leftmost on ties); for GGUF "llama"
 // vocabularies without merges the rank is the negated score of the merged

@@ -256,6 +256,142 @@ TEST(StreamDetokenizerTest, NeverSplitsACharacter) {
   EXPECT_EQ(d.Push(3 + 0xFF), "\xef\xbf\xbd");  // never valid
 }
 
+// --- Unicode normalizers --------------------------------------------------
+//
+// The expected normal forms come from an independent implementation, Python
+// 3's `unicodedata`, computed when this test was written and embedded as
+// UTF-8 bytes:
+//   python3 -c "import unicodedata as u; print(u.normalize(FORM, S).encode())"
+// With a byte-level vocabulary and no merges every id is the byte itself, so
+// the expected ids are the bytes of Python's output.
+
+// "cafe" + U+0301 COMBINING ACUTE ACCENT.
+constexpr char kDecomposed[] = "cafe\xcc\x81";
+// u.normalize('NFC', 'cafe\u0301') == 'caf\u00e9'
+constexpr char kDecomposedNfc[] = "caf\xc3\xa9";
+// U+FB01 LATIN SMALL LIGATURE FI, "ne ", U+FF21 FULLWIDTH LATIN CAPITAL
+// LETTER A, U+00B2 SUPERSCRIPT TWO, " cafe" + U+0301.
+constexpr char kCompat[] = "\xef\xac\x81ne \xef\xbc\xa1\xc2\xb2 cafe\xcc\x81";
+// u.normalize('NFKC', '\ufb01ne \uff21\u00b2 cafe\u0301') == 'fine A2
+// caf\u00e9'
+constexpr char kCompatNfkc[] = "fine A2 caf\xc3\xa9";
+// "caf" + U+00E9, " ", U+FB01, U+00B2.
+constexpr char kComposed[] = "caf\xc3\xa9 \xef\xac\x81\xc2\xb2";
+// u.normalize('NFD', 'caf\u00e9 \ufb01\u00b2') == 'cafe\u0301 \ufb01\u00b2'
+constexpr char kComposedNfd[] = "cafe\xcc\x81 \xef\xac\x81\xc2\xb2";
+// u.normalize('NFKD', 'caf\u00e9 \ufb01\u00b2') == 'cafe\u0301 fi2'
+constexpr char kComposedNfkd[] = "cafe\xcc\x81 fi2";
+
+std::vector<int> Bytes(absl::string_view s) {
+  return std::vector<int>(
+      reinterpret_cast<const uint8_t*>(s.data()),
+      reinterpret_cast<const uint8_t*>(s.data()) + s.size());
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> ByteLevelWithNormalizer(
+    json normalizer) {
+  json j = ByteLevelJson({}, kGpt2Pre);
+  j["normalizer"] = std::move(normalizer);
+  return Tokenizer::FromHuggingFace(j.dump(), "");
+}
+
+TEST(UnicodeNormalizerTest, NfcComposesDecomposedInput) {
+  ASSERT_OK_AND_ASSIGN(auto nfc, ByteLevelWithNormalizer({{"type", "NFC"}}));
+  ASSERT_OK_AND_ASSIGN(auto none, ByteLevelWithNormalizer(nullptr));
+  ASSERT_OK_AND_ASSIGN(auto ids, nfc->Encode(kDecomposed));
+  EXPECT_EQ(ids, Bytes(kDecomposedNfc));
+  EXPECT_EQ(ids, *nfc->Encode(kDecomposedNfc));
+  EXPECT_EQ(ids, *none->Encode(kDecomposedNfc));
+  // Without a normalizer the decomposed text keeps its own bytes.
+  EXPECT_EQ(*none->Encode(kDecomposed), Bytes(kDecomposed));
+  EXPECT_NE(*none->Encode(kDecomposed), ids);
+  EXPECT_EQ(nfc->Decode(ids), kDecomposedNfc);
+  // NFC leaves compatibility characters alone.
+  EXPECT_EQ(*nfc->Encode("\xef\xac\x81"), Bytes("\xef\xac\x81"));
+}
+
+TEST(UnicodeNormalizerTest, NfkcFoldsCompatibilityCharacters) {
+  ASSERT_OK_AND_ASSIGN(auto nfkc, ByteLevelWithNormalizer({{"type", "NFKC"}}));
+  ASSERT_OK_AND_ASSIGN(auto nfc, ByteLevelWithNormalizer({{"type", "NFC"}}));
+  ASSERT_OK_AND_ASSIGN(auto none, ByteLevelWithNormalizer(nullptr));
+  ASSERT_OK_AND_ASSIGN(auto ids, nfkc->Encode(kCompat));
+  EXPECT_EQ(ids, Bytes(kCompatNfkc));
+  EXPECT_EQ(ids, *none->Encode(kCompatNfkc));
+  EXPECT_NE(*none->Encode(kCompat), ids);
+  EXPECT_NE(*nfc->Encode(kCompat), ids);
+}
+
+TEST(UnicodeNormalizerTest, NfdAndNfkdDecompose) {
+  ASSERT_OK_AND_ASSIGN(auto nfd, ByteLevelWithNormalizer({{"type", "NFD"}}));
+  ASSERT_OK_AND_ASSIGN(auto nfkd, ByteLevelWithNormalizer({{"type", "NFKD"}}));
+  EXPECT_EQ(*nfd->Encode(kComposed), Bytes(kComposedNfd));
+  EXPECT_EQ(*nfkd->Encode(kComposed), Bytes(kComposedNfkd));
+}
+
+TEST(UnicodeNormalizerTest, AppliesInSequenceOrder) {
+  // NFKC turns U+FB01 into "fi" before Replace sees it; in the other order
+  // Replace finds no "fi" and NFKC's "fi" survives.
+  json nfkc = {{"type", "NFKC"}};
+  json replace = {
+      {"type", "Replace"}, {"pattern", {{"String", "fi"}}}, {"content", "X"}};
+  ASSERT_OK_AND_ASSIGN(
+      auto nfkc_first,
+      ByteLevelWithNormalizer(
+          {{"type", "Sequence"}, {"normalizers", {nfkc, replace}}}));
+  ASSERT_OK_AND_ASSIGN(
+      auto replace_first,
+      ByteLevelWithNormalizer(
+          {{"type", "Sequence"}, {"normalizers", {replace, nfkc}}}));
+  // u.normalize('NFKC', '\ufb01') == 'fi'
+  EXPECT_EQ(*nfkc_first->Encode("\xef\xac\x81"), Bytes("X"));
+  EXPECT_EQ(*replace_first->Encode("\xef\xac\x81"), Bytes("fi"));
+}
+
+TEST(UnicodeNormalizerTest, SentencePieceSequenceWithNfc) {
+  // Llama-2 style: NFC first, then Prepend and Replace; the decomposed "é"
+  // composes to U+00E9, which is not in the vocabulary and so falls back to
+  // its two UTF-8 bytes <0xC3><0xA9>.
+  json j = SentencePieceJson();
+  json& members = j["normalizer"]["normalizers"];
+  members.insert(members.begin(), json{{"type", "NFC"}});
+  ASSERT_OK_AND_ASSIGN(auto tok, Tokenizer::FromHuggingFace(j.dump(), ""));
+  const int hello = 268, space = 259;
+  ASSERT_OK_AND_ASSIGN(auto ids, tok->Encode("hello e\xcc\x81"));
+  EXPECT_THAT(ids, ElementsAre(hello, space, 3 + 0xC3, 3 + 0xA9));
+  ASSERT_OK_AND_ASSIGN(
+      auto without, Tokenizer::FromHuggingFace(SentencePieceJson().dump(), ""));
+  // u.normalize('NFC', 'e\u0301') == '\u00e9'; without NFC "e" is a piece.
+  EXPECT_THAT(*without->Encode("hello e\xcc\x81"),
+              ElementsAre(hello, space, 261, 3 + 0xCC, 3 + 0x81));
+}
+
+TEST(UnicodeNormalizerTest, OddInputStaysByteExact) {
+  ASSERT_OK_AND_ASSIGN(auto nfc, ByteLevelWithNormalizer({{"type", "NFC"}}));
+  // Invalid UTF-8 is still refused before any normalizer runs.
+  EXPECT_THAT(nfc->Encode("ab\xff"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
+  EXPECT_THAT(nfc->Encode("e\xcc"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
+  // A leading combining mark, NUL, U+FFFD, a noncharacter (U+FFFF) and an
+  // astral character are already NFC and pass through byte for byte.
+  // u.normalize('NFC', s) == s for each of these.
+  for (std::string s : {std::string("\xcc\x81"
+                                    "abc"),
+                        std::string("a\0b", 3), std::string("\xef\xbf\xbd"),
+                        std::string("\xef\xbf\xbf"),
+                        std::string("\xf0\x9f\x9b\xa9 \xe4\xb8\xad")}) {
+    ASSERT_OK_AND_ASSIGN(auto ids, nfc->Encode(s));
+    EXPECT_EQ(ids, Bytes(s));
+    EXPECT_EQ(nfc->Decode(ids), s);
+  }
+  EXPECT_THAT(*nfc->Encode(""), ::testing::IsEmpty());
+  // Added tokens split the text first and each side is normalized alone, as
+  // in Hugging Face tokenizers: the accent after <|end|> has no base letter.
+  ASSERT_OK_AND_ASSIGN(auto ids, nfc->Encode("e<|end|>\xcc\x81"));
+  int end = *nfc->TokenId("<|end|>");
+  EXPECT_THAT(ids, ElementsAre('e', end, 0xCC, 0x81));
+}
+
 TEST(TokenizerTest, RefusesUnsupportedComponents) {
   json j = ByteLevelJson({}, kGpt2Pre);
   j["model"]["type"] = "Unigram";
