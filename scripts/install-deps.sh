@@ -13,7 +13,7 @@ PACKAGES=(
   grpc-proto libabsl-dev
   # storage, metrics, crypto, HTTP, text
   libpqxx-dev postgresql-15 prometheus-cpp-dev libssl-dev
-  libcurl4-openssl-dev libpcre2-dev nlohmann-json3-dev
+  libcurl4-openssl-dev libpcre2-dev nlohmann-json3-dev libicu-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3 python3-numpy
   curl
