@@ -39,8 +39,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -161,9 +163,15 @@ v1::GenerateRequest Request(int max_tokens) {
   return request;
 }
 
-// Completion tokens per second of `clients` closed-loop clients.
-double Throughput(const std::string& address, const std::string& key,
-                  int clients, absl::Duration duration) {
+// What `clients` closed-loop clients achieved in a fixed time.
+struct Load {
+  double calls_per_s = 0;
+  double tokens_per_s = 0;  // Completion tokens.
+};
+
+// Four shared channels (distinct connections) for a load.
+std::vector<std::shared_ptr<grpc::Channel>> Channels(
+    const std::string& address) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < 4; ++i) {
     grpc::ChannelArguments args;
@@ -171,100 +179,25 @@ double Throughput(const std::string& address, const std::string& key,
     channels.push_back(grpc::CreateCustomChannel(
         address, grpc::InsecureChannelCredentials(), args));
   }
+  return channels;
+}
+
+// Runs `clients` threads, each calling `call(client index)` until the time
+// is up; `call` returns the completion tokens of one successful call, or
+// nullopt for a failed one.
+Load Drive(int clients, absl::Duration duration,
+           const std::function<std::optional<int64_t>(int)>& call) {
+  std::atomic<int64_t> calls{0};
   std::atomic<int64_t> tokens{0};
   std::atomic<int64_t> failures{0};
   const absl::Time end = absl::Now() + duration;
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      auto stub = v1::InferenceService::NewStub(channels[c % channels.size()]);
-      const v1::GenerateRequest request = Request(32);
       while (absl::Now() < end) {
-        grpc::ClientContext context;
-        context.AddMetadata("authorization", "Bearer " + key);
-        v1::GenerateResponse response;
-        if (stub->Generate(&context, request, &response).ok()) {
-          tokens += response.usage().completion_tokens();
-        } else {
-          ++failures;
-        }
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  if (failures > 0) {
-    std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
-  }
-  return static_cast<double>(tokens) / absl::ToDoubleSeconds(duration);
-}
-
-// The same load sent straight to the runner (one sequence per call), to
-// separate the runner's own batching gain from the gateway's.
-double DirectThroughput(const std::string& address, int clients,
-                        absl::Duration duration) {
-  auto channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  std::atomic<int64_t> tokens{0};
-  std::atomic<int64_t> next_id{0};
-  const absl::Time end = absl::Now() + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
-      auto stub = v1::RunnerService::NewStub(channel);
-      while (absl::Now() < end) {
-        v1::RunnerGenerateRequest request;
-        v1::RunnerSequence* sequence = request.add_sequences();
-        sequence->set_id(absl::StrCat("direct-", next_id.fetch_add(1)));
-        sequence->set_prompt("Once upon a time");
-        sequence->mutable_sampling()->set_temperature(0);
-        sequence->mutable_sampling()->set_max_tokens(32);
-        grpc::ClientContext context;
-        auto reader = stub->Generate(&context, request);
-        v1::RunnerGenerateResponse response;
-        int64_t got = 0;
-        while (reader->Read(&response)) got += response.token_ids_size();
-        if (reader->Finish().ok()) tokens += got;
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  return static_cast<double>(tokens) / absl::ToDoubleSeconds(duration);
-}
-
-// Calls per second of `clients` closed-loop clients sending one-token
-// RunnerService.Generate calls to `address` (the runner, or nginx in front
-// of it).
-double RunnerCallRate(const std::string& address, int clients,
-                      absl::Duration duration) {
-  std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < 4; ++i) {
-    grpc::ChannelArguments args;
-    args.SetInt("bench_channel", i);  // Distinct connections.
-    channels.push_back(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args));
-  }
-  std::atomic<int64_t> calls{0};
-  std::atomic<int64_t> failures{0};
-  std::atomic<int64_t> next_id{0};
-  const absl::Time end = absl::Now() + duration;
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      auto stub = v1::RunnerService::NewStub(channels[c % channels.size()]);
-      while (absl::Now() < end) {
-        v1::RunnerGenerateRequest request;
-        v1::RunnerSequence* sequence = request.add_sequences();
-        sequence->set_id(absl::StrCat("proxy-", next_id.fetch_add(1)));
-        sequence->set_prompt("Once upon a time");
-        sequence->mutable_sampling()->set_temperature(0);
-        sequence->mutable_sampling()->set_max_tokens(1);
-        grpc::ClientContext context;
-        auto reader = stub->Generate(&context, request);
-        v1::RunnerGenerateResponse response;
-        while (reader->Read(&response)) {
-        }
-        if (reader->Finish().ok()) {
+        if (std::optional<int64_t> got = call(c)) {
           ++calls;
+          tokens += *got;
         } else {
           ++failures;
         }
@@ -275,44 +208,57 @@ double RunnerCallRate(const std::string& address, int clients,
   if (failures > 0) {
     std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
   }
-  return static_cast<double>(calls) / absl::ToDoubleSeconds(duration);
+  const double seconds = absl::ToDoubleSeconds(duration);
+  return {.calls_per_s = calls / seconds, .tokens_per_s = tokens / seconds};
 }
 
-// The same through the gateway: InferenceService.Generate, max_tokens 1.
-double GatewayCallRate(const std::string& address, const std::string& key,
-                       int clients, absl::Duration duration) {
-  std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < 4; ++i) {
-    grpc::ChannelArguments args;
-    args.SetInt("bench_channel", i);
-    channels.push_back(grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args));
-  }
-  std::atomic<int64_t> calls{0};
-  std::atomic<int64_t> failures{0};
-  const absl::Time end = absl::Now() + duration;
-  std::vector<std::thread> threads;
+// InferenceService.Generate through the gateway.
+Load GatewayLoad(const std::string& address, const std::string& key,
+                 int clients, absl::Duration duration, int max_tokens) {
+  auto channels = Channels(address);
+  std::vector<std::unique_ptr<v1::InferenceService::Stub>> stubs;
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      auto stub = v1::InferenceService::NewStub(channels[c % channels.size()]);
-      const v1::GenerateRequest request = Request(1);
-      while (absl::Now() < end) {
-        grpc::ClientContext context;
-        context.AddMetadata("authorization", "Bearer " + key);
-        v1::GenerateResponse response;
-        if (stub->Generate(&context, request, &response).ok()) {
-          ++calls;
-        } else {
-          ++failures;
-        }
-      }
-    });
+    stubs.push_back(
+        v1::InferenceService::NewStub(channels[c % channels.size()]));
   }
-  for (std::thread& thread : threads) thread.join();
-  if (failures > 0) {
-    std::printf("  (%lld failed calls)\n", static_cast<long long>(failures));
+  const v1::GenerateRequest request = Request(max_tokens);
+  return Drive(clients, duration, [&](int c) -> std::optional<int64_t> {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + key);
+    v1::GenerateResponse response;
+    if (!stubs[c]->Generate(&context, request, &response).ok()) {
+      return std::nullopt;
+    }
+    return response.usage().completion_tokens();
+  });
+}
+
+// RunnerService.Generate, one sequence per call, straight to a runner (or
+// through a proxy in front of it): separates the runner's own batching gain
+// from the gateway's, and is the proxy comparison's load.
+Load RunnerLoad(const std::string& address, int clients,
+                absl::Duration duration, int max_tokens) {
+  auto channels = Channels(address);
+  std::vector<std::unique_ptr<v1::RunnerService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    stubs.push_back(v1::RunnerService::NewStub(channels[c % channels.size()]));
   }
-  return static_cast<double>(calls) / absl::ToDoubleSeconds(duration);
+  std::atomic<int64_t> next_id{0};
+  return Drive(clients, duration, [&](int c) -> std::optional<int64_t> {
+    v1::RunnerGenerateRequest request;
+    v1::RunnerSequence* sequence = request.add_sequences();
+    sequence->set_id(absl::StrCat("direct-", next_id.fetch_add(1)));
+    sequence->set_prompt("Once upon a time");
+    sequence->mutable_sampling()->set_temperature(0);
+    sequence->mutable_sampling()->set_max_tokens(max_tokens);
+    grpc::ClientContext context;
+    auto reader = stubs[c]->Generate(&context, request);
+    v1::RunnerGenerateResponse response;
+    int64_t got = 0;
+    while (reader->Read(&response)) got += response.token_ids_size();
+    if (!reader->Finish().ok()) return std::nullopt;
+    return got;
+  });
 }
 
 // A loopback port nobody listens on now (nginx needs a number up front).
@@ -486,9 +432,10 @@ int Main(bool quick, const std::string& nginx) {
     bench.control.scheduler().SetRoutes({MakeRoute(runner, batch_sizes[i])});
     auto gateway = StartGateway(bench, absl::Milliseconds(5));
     tokens_per_s[i] =
-        Throughput(gateway->address(), bench.key.plaintext, 32, duration);
+        GatewayLoad(gateway->address(), bench.key.plaintext, 32, duration, 32)
+            .tokens_per_s;
     gateway.reset();
-    direct_per_s[i] = DirectThroughput(runner.address, 32, duration);
+    direct_per_s[i] = RunnerLoad(runner.address, 32, duration, 32).tokens_per_s;
     std::printf(
         "  inference_batch_size %d: %.0f tokens/s through the gateway, %.0f "
         "direct to the runner\n",
@@ -550,12 +497,13 @@ int Main(bool quick, const std::string& nginx) {
   double direct_rate = 0, nginx_rate = 0, gateway_rate = 0;
   const absl::Duration leg = duration / 2;
   for (int round = 0; round < 2; ++round) {
-    direct_rate += RunnerCallRate(proxied.address, 32, leg) / 2;
-    nginx_rate += RunnerCallRate(proxy->address, 32, leg) / 2;
+    direct_rate += RunnerLoad(proxied.address, 32, leg, 1).calls_per_s / 2;
+    nginx_rate += RunnerLoad(proxy->address, 32, leg, 1).calls_per_s / 2;
     auto proxy_gateway = StartGateway(bench, absl::ZeroDuration());
-    gateway_rate += GatewayCallRate(proxy_gateway->address(),
-                                    bench.key.plaintext, 32, leg) /
-                    2;
+    gateway_rate +=
+        GatewayLoad(proxy_gateway->address(), bench.key.plaintext, 32, leg, 1)
+            .calls_per_s /
+        2;
   }
   std::printf("  direct to the runner: %.0f calls/s\n", direct_rate);
   std::printf("  through nginx:        %.0f calls/s (%.2fx direct)\n",
