@@ -11,7 +11,8 @@
 //    revision): a retry returns the job the first call made;
 //  - ApplyReplicaSet is keyed by (deployment, revision) at the scheduler:
 //    applying the same spec again changes nothing;
-//  - DeleteReplicaSet of a set that is gone is OK (nullopt).
+//  - DeleteReplicaSet of a set that is gone is OK (nullopt);
+//  - ReleaseOptimizationJob of a released hold is OK.
 #ifndef HANGAR_SERVICES_DEPLOYMENT_CLIENTS_H_
 #define HANGAR_SERVICES_DEPLOYMENT_CLIENTS_H_
 
@@ -45,6 +46,12 @@ class OptimizerClient {
       const std::string& name) = 0;
   // FAILED_PRECONDITION when the job has already ended.
   virtual absl::Status CancelOptimizationJob(const std::string& name) = 0;
+  // Drops the hold `request_id` (a revision's CreateOptimizationJob id) has
+  // on its job's artifact, so the optimizer may collect an artifact no
+  // revision uses any more. OK when released before; NOT_FOUND when no job
+  // was ever made under that id.
+  virtual absl::Status ReleaseOptimizationJob(
+      const std::string& request_id) = 0;
 };
 
 class SchedulerClient {

@@ -9,19 +9,14 @@
 namespace hangar::deployment {
 namespace {
 
-void Prepare(const GrpcFactsOptions& options, grpc::ClientContext* context) {
-  AttachAdminToken(options.admin_token, context);
-  context->set_deadline(std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(options.timeout));
-}
-
+// The dependency's own status, but UNAVAILABLE naming it when it could not
+// answer (down, or past the deadline).
 absl::Status FromGrpc(const char* dependency, const std::string& address,
                       const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return absl::UnavailableError(
-        absl::StrCat(dependency, " (", address, "): ", status.error_message()));
+    return DependencyUnavailable(dependency, address, status);
   }
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
@@ -37,7 +32,7 @@ GrpcCatalogClient::GrpcCatalogClient(std::shared_ptr<grpc::Channel> channel,
 absl::StatusOr<v1::Preparation> GrpcCatalogClient::PrepareModel(
     const std::string& model) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::PrepareModelRequest request;
   request.set_name(model);
   v1::Preparation response;
@@ -54,7 +49,7 @@ GrpcOptimizerClient::GrpcOptimizerClient(std::shared_ptr<grpc::Channel> channel,
 absl::StatusOr<v1::OptimizationJob> GrpcOptimizerClient::CreateOptimizationJob(
     const v1::CreateOptimizationJobRequest& request) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::OptimizationJob response;
   grpc::Status status =
       stub_->CreateOptimizationJob(&context, request, &response);
@@ -65,7 +60,7 @@ absl::StatusOr<v1::OptimizationJob> GrpcOptimizerClient::CreateOptimizationJob(
 absl::StatusOr<v1::OptimizationJob> GrpcOptimizerClient::GetOptimizationJob(
     const std::string& name) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::GetOptimizationJobRequest request;
   request.set_name(name);
   v1::OptimizationJob response;
@@ -77,12 +72,23 @@ absl::StatusOr<v1::OptimizationJob> GrpcOptimizerClient::GetOptimizationJob(
 absl::Status GrpcOptimizerClient::CancelOptimizationJob(
     const std::string& name) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::CancelOptimizationJobRequest request;
   request.set_name(name);
   v1::OptimizationJob response;
   return FromGrpc("optimizer", options_.address,
                   stub_->CancelOptimizationJob(&context, request, &response));
+}
+
+absl::Status GrpcOptimizerClient::ReleaseOptimizationJob(
+    const std::string& request_id) {
+  grpc::ClientContext context;
+  PrepareCall(options_, &context);
+  v1::ReleaseOptimizationJobRequest request;
+  request.set_request_id(request_id);
+  v1::OptimizationJob response;
+  return FromGrpc("optimizer", options_.address,
+                  stub_->ReleaseOptimizationJob(&context, request, &response));
 }
 
 GrpcSchedulerClient::GrpcSchedulerClient(std::shared_ptr<grpc::Channel> channel,
@@ -93,7 +99,7 @@ GrpcSchedulerClient::GrpcSchedulerClient(std::shared_ptr<grpc::Channel> channel,
 absl::StatusOr<v1::ReplicaSet> GrpcSchedulerClient::ApplyReplicaSet(
     const v1::ReplicaSetSpec& spec) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::ApplyReplicaSetRequest request;
   *request.mutable_spec() = spec;
   v1::ReplicaSet response;
@@ -111,7 +117,7 @@ GrpcSchedulerClient::ListReplicaSets(const std::string& deployment) {
   // Bounded: a scheduler that keeps returning tokens cannot hold the pass.
   for (int page = 0; page < 100; ++page) {
     grpc::ClientContext context;
-    Prepare(options_, &context);
+    PrepareCall(options_, &context);
     v1::ListReplicaSetsResponse response;
     grpc::Status status = stub_->ListReplicaSets(&context, request, &response);
     if (!status.ok()) return FromGrpc("scheduler", options_.address, status);
@@ -128,7 +134,7 @@ absl::StatusOr<std::optional<v1::ReplicaSet>>
 GrpcSchedulerClient::DeleteReplicaSet(const std::string& deployment,
                                       int64_t revision, int drain_seconds) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::DeleteReplicaSetRequest request;
   request.set_deployment(deployment);
   request.set_revision(revision);

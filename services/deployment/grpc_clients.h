@@ -41,6 +41,7 @@ class GrpcOptimizerClient final : public OptimizerClient {
   absl::StatusOr<v1::OptimizationJob> GetOptimizationJob(
       const std::string& name) override;
   absl::Status CancelOptimizationJob(const std::string& name) override;
+  absl::Status ReleaseOptimizationJob(const std::string& request_id) override;
 
  private:
   std::unique_ptr<v1::OptimizerService::Stub> stub_;

@@ -7,21 +7,20 @@
 #include "common/server/admin_auth.h"
 
 namespace hangar::deployment {
-namespace {
 
-void Prepare(const GrpcFactsOptions& options, grpc::ClientContext* context) {
+void PrepareCall(const GrpcFactsOptions& options,
+                 grpc::ClientContext* context) {
   AttachAdminToken(options.admin_token, context);
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(options.timeout));
 }
 
-absl::Status Unavailable(const char* dependency, const std::string& address,
-                         const grpc::Status& status) {
+absl::Status DependencyUnavailable(const char* dependency,
+                                   const std::string& address,
+                                   const grpc::Status& status) {
   return absl::UnavailableError(
       absl::StrCat(dependency, " (", address, "): ", status.error_message()));
 }
-
-}  // namespace
 
 GrpcCatalogFacts::GrpcCatalogFacts(std::shared_ptr<grpc::Channel> channel,
                                    GrpcFactsOptions options)
@@ -31,7 +30,7 @@ GrpcCatalogFacts::GrpcCatalogFacts(std::shared_ptr<grpc::Channel> channel,
 absl::StatusOr<ModelFacts> GrpcCatalogFacts::GetModelFacts(
     const std::string& model) {
   grpc::ClientContext context;
-  Prepare(options_, &context);
+  PrepareCall(options_, &context);
   v1::GetModelRequest request;
   request.set_name(model);
   v1::Model response;
@@ -40,7 +39,7 @@ absl::StatusOr<ModelFacts> GrpcCatalogFacts::GetModelFacts(
       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
     return ModelFacts{};  // Unknown (or not even a model name).
   }
-  if (!status.ok()) return Unavailable("catalog", options_.address, status);
+  if (!status.ok()) return DependencyUnavailable("catalog", options_.address, status);
   return ModelFactsFromProto(response);
 }
 
@@ -57,10 +56,10 @@ absl::StatusOr<OfferingFacts> GrpcSchedulerFacts::GetOfferingFacts(
   // cannot hold the call forever.
   for (int page = 0; page < 100; ++page) {
     grpc::ClientContext context;
-    Prepare(options_, &context);
+    PrepareCall(options_, &context);
     v1::ListHardwareResponse response;
     grpc::Status status = stub_->ListHardware(&context, request, &response);
-    if (!status.ok()) return Unavailable("scheduler", options_.address, status);
+    if (!status.ok()) return DependencyUnavailable("scheduler", options_.address, status);
     for (const v1::HardwareOffering& candidate : response.offerings()) {
       if (candidate.id() == offering) return OfferingFactsFromProto(candidate);
     }

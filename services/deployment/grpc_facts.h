@@ -28,6 +28,16 @@ struct GrpcFactsOptions {
   absl::Duration timeout = absl::Seconds(5);
 };
 
+// Attaches `options`' admin token and deadline to one call.
+void PrepareCall(const GrpcFactsOptions& options,
+                 grpc::ClientContext* context);
+
+// UNAVAILABLE "<dependency> (<address>): <message of status>": what a
+// client of the deployment service sees when a dependency cannot answer.
+absl::Status DependencyUnavailable(const char* dependency,
+                                   const std::string& address,
+                                   const grpc::Status& status);
+
 class GrpcCatalogFacts final : public ModelFactsSource {
  public:
   GrpcCatalogFacts(std::shared_ptr<grpc::Channel> channel,

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -116,6 +117,11 @@ class FakeOptimizerClient final : public OptimizerClient {
     absl::MutexLock lock(&mu_);
     return cancelled_;
   }
+  // Request ids whose hold was released (each once, however often asked).
+  std::set<std::string> released() {
+    absl::MutexLock lock(&mu_);
+    return released_;
+  }
 
   absl::StatusOr<v1::OptimizationJob> CreateOptimizationJob(
       const v1::CreateOptimizationJobRequest& request) override {
@@ -164,6 +170,15 @@ class FakeOptimizerClient final : public OptimizerClient {
     cancelled_.push_back(name);
     return absl::OkStatus();
   }
+  absl::Status ReleaseOptimizationJob(const std::string& request_id) override {
+    absl::MutexLock lock(&mu_);
+    if (down_) return absl::UnavailableError("optimizer (fake): down");
+    if (!by_request_.contains(request_id)) {
+      return absl::NotFoundError("no job under that request id");
+    }
+    released_.insert(request_id);
+    return absl::OkStatus();
+  }
   std::string last_source_path() {
     absl::MutexLock lock(&mu_);
     return last_source_path_;
@@ -179,6 +194,7 @@ class FakeOptimizerClient final : public OptimizerClient {
   std::map<std::string, std::string> by_request_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> creates_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> released_ ABSL_GUARDED_BY(mu_);
   std::string last_source_path_ ABSL_GUARDED_BY(mu_);
 };
 
