@@ -185,6 +185,7 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                             .drain_seconds = options.drain_seconds,
                             .threads_per_replica = options.threads_per_replica,
                             .max_context_length = options.max_context_length,
+                            .deploy_timeout = options.deploy_timeout,
                             .store = server->store_.get(),
                             .catalog = catalog,
                             .optimizer = optimizer,

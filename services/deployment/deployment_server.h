@@ -104,6 +104,9 @@ class DeploymentServer {
     int threads_per_replica = 1;
     // KV cache per replica sequence: the model's context, at most this.
     int max_context_length = 8192;
+    // A revision DEPLOYING longer than this (fewer than min_replicas READY)
+    // goes FAILED, naming its replicas' states; > 0.
+    absl::Duration deploy_timeout = absl::Minutes(10);
     // This process's name in leases; empty: "<hostname>-<pid>-<random>".
     std::string reconciler_owner;
     // The gateway address shown to users (Deployment.endpoint). Required.

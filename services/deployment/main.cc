@@ -40,6 +40,10 @@ ABSL_FLAG(int, threads_per_replica, 1, "Engine threads per replica");
 ABSL_FLAG(int, max_context_length, 8192,
           "Tokens per sequence a replica reserves KV cache for: the model's "
           "context length, at most this");
+ABSL_FLAG(absl::Duration, deploy_timeout, absl::Minutes(10),
+          "A revision whose replicas are not min_replicas READY this long "
+          "after they were placed goes FAILED (the serving one keeps "
+          "serving)");
 ABSL_FLAG(std::string, gateway_endpoint, "127.0.0.1:7100",
           "The inference gateway address shown to users");
 ABSL_FLAG(int, webhook_max_attempts, 8,
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
       .drain_seconds = absl::GetFlag(FLAGS_drain_seconds),
       .threads_per_replica = absl::GetFlag(FLAGS_threads_per_replica),
       .max_context_length = absl::GetFlag(FLAGS_max_context_length),
+      .deploy_timeout = absl::GetFlag(FLAGS_deploy_timeout),
       .gateway_endpoint = absl::GetFlag(FLAGS_gateway_endpoint),
       .webhook_max_attempts = absl::GetFlag(FLAGS_webhook_max_attempts),
       .webhook_timeout = absl::GetFlag(FLAGS_webhook_timeout),

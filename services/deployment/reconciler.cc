@@ -122,6 +122,11 @@ absl::StatusOr<std::unique_ptr<Reconciler>> Reconciler::Create(
         "lease_duration: must exceed active_interval (a lease is renewed by "
         "every pass)");
   }
+  if (options.deploy_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deploy_timeout: must be positive; was ",
+                     absl::FormatDuration(options.deploy_timeout)));
+  }
   if (options.drain_seconds < 0 || options.drain_seconds > 3600) {
     return absl::InvalidArgumentError(absl::StrCat(
         "drain_seconds: must be in [0, 3600]; was ", options.drain_seconds));
@@ -388,6 +393,10 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
   if (state == v1::DEPLOYMENT_STATE_DELETING ||
       state == v1::DEPLOYMENT_STATE_UNDEPLOYED) {
     // Release everything.
+    for (auto it = deploying_since_.lower_bound({name, 0});
+         it != deploying_since_.end() && it->first.first == name;) {
+      it = deploying_since_.erase(it);
+    }
     const char* why =
         state == v1::DEPLOYMENT_STATE_DELETING ? "deleted" : "undeployed";
     for (auto& [number, revision] : p.revisions) {
@@ -661,9 +670,31 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
                 pending = replica.pending_reason();
               }
             }
+            const std::pair<std::string, int64_t> key(name, latest);
             if (!pending.empty()) {
+              deploying_since_.erase(key);
               rev.set_state(v1::DEPLOYMENT_STATE_SCHEDULING);
               rev.set_state_reason(absl::StrCat("waiting for GPUs: ", pending));
+            } else if (const absl::Time since =
+                           deploying_since_.try_emplace(key, now).first->second;
+                       now - since >= options_.deploy_timeout) {
+              deploying_since_.erase(key);
+              std::map<std::string, int> states;
+              for (const v1::Replica& replica : set->replicas()) {
+                ++states[v1::ReplicaState_Name(replica.state())];
+              }
+              std::string listed;
+              for (const auto& [replica_state, count] : states) {
+                absl::StrAppend(&listed, listed.empty() ? "" : ", ", count, " ",
+                                replica_state);
+              }
+              fail(rev,
+                   absl::StrCat(
+                       "deploy_timeout: ", set->ready_replicas(), " of ", min,
+                       " replicas READY after ",
+                       absl::FormatDuration(options_.deploy_timeout),
+                       " (replicas: ", listed.empty() ? "none" : listed, ")"));
+              break;
             } else {
               rev.set_state(v1::DEPLOYMENT_STATE_DEPLOYING);
               rev.set_state_reason(absl::StrCat(set->ready_replicas(), " of ",
@@ -696,6 +727,16 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
       }
       if (rev.state() == before || rev.state() == v1::DEPLOYMENT_STATE_FAILED) {
         break;
+      }
+    }
+    // Forget deadlines of revisions that are no longer DEPLOYING.
+    for (auto it = deploying_since_.lower_bound({name, 0});
+         it != deploying_since_.end() && it->first.first == name;) {
+      if (it->first.second != latest ||
+          rev.state() != v1::DEPLOYMENT_STATE_DEPLOYING) {
+        it = deploying_since_.erase(it);
+      } else {
+        ++it;
       }
     }
     // The revision still serving keeps its set when a newer one failed or

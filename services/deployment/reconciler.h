@@ -25,7 +25,9 @@
 //                     skipped for ENGINE_NONE (the prepared copy is served).
 //   SCHEDULING        ApplyReplicaSet (serving = no other revision serves),
 //   DEPLOYING         until min_replicas are READY (SCHEDULING while a
-//                     replica waits for GPUs, with the scheduler's reason).
+//                     replica waits for GPUs, with the scheduler's reason);
+//                     FAILED "deploy_timeout: ..." naming the replicas'
+//                     states when that takes longer than deploy_timeout.
 //   DEPLOYED          N serves. With S != N: apply N serving, apply S not
 //                     serving, delete S's set; S gets retire_time.
 //   FAILED            with the reason ("optimizer job opt-...: quality gate
@@ -94,6 +96,12 @@ class Reconciler {
     // context length, at most this (a 32k-token context x the batch would
     // take gigabytes on a CPU runner), in [1, 1 << 20].
     int max_context_length = 8192;
+    // Longest a revision may stay DEPLOYING (its replicas placed, fewer
+    // than min_replicas READY) before it goes FAILED; time spent waiting
+    // for GPUs (SCHEDULING) does not count. Counted from the first pass of
+    // this process that saw it DEPLOYING (not stored: a restart or a lease
+    // taken over starts it again). Must be positive.
+    absl::Duration deploy_timeout = absl::Minutes(10);
 
     // --- Injected (not owned; must outlive this) ---
     DeploymentStore* store = nullptr;
@@ -159,6 +167,9 @@ class Reconciler {
   std::map<std::string, bool> leased_ ABSL_GUARDED_BY(mu_);
   // Serializes passes (the loop's and callers' of ReconcileOne).
   absl::Mutex pass_mu_;
+  // (deployment id, revision) -> when a pass first saw it DEPLOYING.
+  std::map<std::pair<std::string, int64_t>, absl::Time> deploying_since_
+      ABSL_GUARDED_BY(pass_mu_);
   std::thread thread_;
 };
 

@@ -572,6 +572,69 @@ TEST_F(ReconcilerTest, AFailedRedeployLeavesTheOldRevisionServing) {
   EXPECT_EQ(Delete(name, false).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(ReconcilerTest, ReplicasNeverReadyFailTheRevisionAtTheDeployTimeout) {
+  // Revision 1, nothing serving: two replicas that never become READY.
+  const std::string name = Create(false, "c1", 2).name();
+  Settle();
+  ASSERT_EQ(Get(name).state(), v1::DEPLOYMENT_STATE_DEPLOYING);
+  clock_.Advance(absl::Minutes(10) - absl::Seconds(1));
+  Settle();
+  EXPECT_EQ(Get(name).state(), v1::DEPLOYMENT_STATE_DEPLOYING);
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  v1::Deployment d = Get(name);
+  EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_FAILED);
+  EXPECT_EQ(d.state_reason(),
+            "deploy_timeout: 0 of 2 replicas READY after 10m (replicas: 2 "
+            "REPLICA_STATE_STARTING)");
+  EXPECT_EQ(Revision(name, 1).state(), v1::DEPLOYMENT_STATE_FAILED);
+  EXPECT_FALSE(scheduler_.Set(name, 1).has_value());  // Released.
+  EXPECT_EQ(scheduler_.deletions(name, 1), 1);
+
+  // A redeploy that never gets READY fails the same way; the serving
+  // revision keeps serving. Time waiting for GPUs does not count.
+  const std::string other = Deployed(false, "c2").name();
+  scheduler_.SetNoCapacity(true);
+  Redeploy(other, false, "r2");
+  Settle();
+  ASSERT_EQ(Get(other).state(), v1::DEPLOYMENT_STATE_SCHEDULING);
+  clock_.Advance(absl::Minutes(30));
+  Settle();
+  ASSERT_EQ(Get(other).state(), v1::DEPLOYMENT_STATE_SCHEDULING);
+  ASSERT_TRUE(scheduler_.DeleteReplicaSet(other, 2, 0).ok());
+  scheduler_.SetNoCapacity(false);
+  Settle();
+  ASSERT_EQ(Get(other).state(), v1::DEPLOYMENT_STATE_DEPLOYING);
+  clock_.Advance(absl::Minutes(10));
+  Settle();
+  d = Get(other);
+  EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_FAILED);
+  EXPECT_EQ(d.serving_revision(), 1);
+  EXPECT_THAT(
+      d.state_reason(),
+      HasSubstr("revision 2 failed: deploy_timeout: 0 of 1 replicas "
+                "READY after 10m (replicas: 1 REPLICA_STATE_STARTING)"));
+  EXPECT_THAT(d.state_reason(), HasSubstr("revision 1 still serves"));
+  ASSERT_TRUE(scheduler_.Set(other, 1).has_value());
+  EXPECT_TRUE(scheduler_.Set(other, 1)->spec().serving());
+  EXPECT_FALSE(scheduler_.Set(other, 2).has_value());
+}
+
+TEST_F(ReconcilerTest, DeployTimeoutMustBePositive) {
+  auto reconciler = Reconciler::Create({.owner = "r",
+                                        .deploy_timeout = absl::ZeroDuration(),
+                                        .store = &store_,
+                                        .catalog = &catalog_,
+                                        .optimizer = &optimizer_,
+                                        .scheduler = &scheduler_,
+                                        .models = &models_,
+                                        .offerings = &offerings_,
+                                        .notifier = &notifier_,
+                                        .clock = &clock_});
+  EXPECT_EQ(reconciler.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(reconciler.status().message(), HasSubstr("deploy_timeout"));
+}
+
 TEST_F(ReconcilerTest, ARedeployInFlightIsSuperseded) {
   const std::string name = Deployed(false).name();
   Redeploy(name, true, "r2");
