@@ -23,6 +23,12 @@ const char* DTypeName(DType dtype) {
       return "q8_0";
     case DType::kQ4_0:
       return "q4_0";
+    case DType::kQ4_K:
+      return "q4_k";
+    case DType::kQ5_K:
+      return "q5_k";
+    case DType::kQ6_K:
+      return "q6_k";
   }
   return "unknown";
 }
@@ -42,6 +48,12 @@ int64_t DTypeRowBytes(DType dtype, int64_t cols) {
       return cols / 32 * 34;
     case DType::kQ4_0:
       return cols / 32 * 18;
+    case DType::kQ4_K:
+      return cols / 256 * 144;
+    case DType::kQ5_K:
+      return cols / 256 * 176;
+    case DType::kQ6_K:
+      return cols / 256 * 210;
   }
   return 0;
 }

@@ -11,6 +11,8 @@
 //   bias 7, no
 //                       infinities) with a float scale per row
 //   kQ8_0, kQ4_0        GGUF block formats: 32 elements share one float16 scale
+//   kQ4_K, kQ5_K, kQ6_K GGUF K-quants: 256-element super-blocks with
+//                       sub-block scales (engine/kquants.h)
 //
 // The scalar helpers below are the reference definitions; the vectorized
 // kernels must agree with them bit for bit on the dequantized value.
@@ -34,6 +36,9 @@ enum class DType {
   kF8E4M3,
   kQ8_0,
   kQ4_0,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
 };
 
 // Lower-case name used in logs, model info and the manifest ("float32",
@@ -46,7 +51,7 @@ inline bool DTypeHasRowScale(DType d) {
 }
 
 // Bytes needed to store one row of `cols` elements. For the block formats
-// `cols` must be a multiple of 32.
+// `cols` must be a multiple of 32 (256 for the K-quants).
 int64_t DTypeRowBytes(DType dtype, int64_t cols);
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #include "engine/kernels.h"
 
+#include "engine/kquants.h"
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -134,6 +136,11 @@ float DequantElement(const WeightMatrix& w, int64_t row, int64_t k) {
       int q = j < 16 ? (b[2 + j] & 0x0f) : (b[2 + j - 16] >> 4);
       return F16ToF32(d) * float(q - 8);
     }
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return DequantizeKElement(
+          w.dtype, r + (k / kQK) * KQuantBlockBytes(w.dtype), int(k % kQK));
   }
   return 0;
 }
@@ -166,8 +173,7 @@ void MatMulRowsScalar(const RowRangeArgs& a) {
   }
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t r = a.r0; r < a.r1; ++r) {
-    for (int64_t k = 0; k < w.cols; ++k)
-      row[size_t(k)] = DequantElement(w, r, k);
+    DequantizeRow(w, r, row.data());
     for (int b = 0; b < a.n; ++b) {
       const float* x = a.x + b * a.ldx;
       float acc = 0;
@@ -274,6 +280,10 @@ void AttentionValues(const float* w, int64_t ldw, int nq, const float* v,
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
   if (w.dtype == DType::kF32) {
     std::memcpy(out, w.data + row * w.row_bytes(), size_t(w.cols) * 4);
+    return;
+  }
+  if (IsKQuant(w.dtype)) {
+    DequantizeKRow(w.dtype, w.data + row * w.row_bytes(), w.cols, out);
     return;
   }
   for (int64_t k = 0; k < w.cols; ++k)

@@ -51,7 +51,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include <vector>
+
 #include "engine/kernels.h"
+#include "engine/kquants.h"
 
 namespace hangar::engine::internal {
 namespace {
@@ -582,6 +585,36 @@ inline void AttentionValuesImpl(const float* w, int64_t ldw, int nq,
   }
 }
 
+// K-quant weights (Q4_K, Q5_K, Q6_K): chunks of rows are dequantized with
+// the scalar reference (engine/kquants.h) into a per-thread float buffer of
+// about 128 KiB and multiplied by the float32 algorithms above.
+template <class V>
+inline void RunKQuant(const RowRangeArgs& a) {
+  const WeightMatrix& w = *a.w;
+  const int64_t chunk =
+      std::clamp<int64_t>(32768 / std::max<int64_t>(w.cols, 1) / 4 * 4, 4, 64);
+  thread_local std::vector<float> buf;
+  if (buf.size() < size_t(chunk * w.cols)) buf.resize(size_t(chunk * w.cols));
+  const int64_t rb = w.row_bytes();
+  for (int64_t r0 = a.r0; r0 < a.r1; r0 += chunk) {
+    const int64_t cnt = std::min(chunk, a.r1 - r0);
+    for (int64_t i = 0; i < cnt; ++i)
+      DequantizeKRow(w.dtype, w.data + (r0 + i) * rb, w.cols,
+                     buf.data() + i * w.cols);
+    WeightMatrix f{.dtype = DType::kF32,
+                   .rows = cnt,
+                   .cols = w.cols,
+                   .data = reinterpret_cast<const uint8_t*>(buf.data())};
+    RowRangeArgs b = a;
+    b.w = &f;
+    b.y = a.y + r0;
+    b.r0 = 0;
+    b.r1 = cnt;
+    b.xq = nullptr;
+    RunFloat<V, DType::kF32>(b);
+  }
+}
+
 template <class V>
 inline void MatMulRowsImpl(const RowRangeArgs& a) {
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
@@ -603,6 +636,10 @@ inline void MatMulRowsImpl(const RowRangeArgs& a) {
       return RunFloat<V, DType::kQ8_0>(a);
     case DType::kQ4_0:
       return RunFloat<V, DType::kQ4_0>(a);
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return RunKQuant<V>(a);
   }
 }
 

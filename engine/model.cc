@@ -12,6 +12,7 @@
 #include "common/status/status_util.h"
 #include "engine/file_util.h"
 #include "engine/gguf.h"
+#include "engine/kquants.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 
@@ -345,10 +346,25 @@ absl::Status Model::LoadGguf(const std::string& path) {
       case kGgmlQ4_0:
         w->dtype = DType::kQ4_0;
         break;
+      case kGgmlQ4_K:
+        w->dtype = DType::kQ4_K;
+        break;
+      case kGgmlQ5_K:
+        w->dtype = DType::kQ5_K;
+        break;
+      case kGgmlQ6_K:
+        w->dtype = DType::kQ6_K;
+        break;
       default:
         return absl::InvalidArgumentError(absl::StrCat(
             "tensor '", name, "' has type ", GgufFile::GgmlTypeName(t->type),
-            ", which is not supported (F32, F16, BF16, Q8_0, Q4_0)"));
+            ", which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K, "
+            "Q5_K, Q6_K)"));
+    }
+    if (IsKQuant(w->dtype) && cols % kQK != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "': K-quant rows must be a multiple of 256; was ",
+          cols));
     }
     w->rows = rows;
     w->cols = cols;

@@ -12,6 +12,7 @@
 #include "engine/dtype.h"
 #include "engine/file_util.h"
 #include "engine/gguf.h"
+#include "engine/kquants.h"
 #include "engine/safetensors.h"
 
 namespace hangar::engine {
@@ -465,6 +466,15 @@ std::string QuantizeGgml(const std::vector<float>& v, uint32_t type) {
       for (int j = 0; j < 32; ++j)
         out.push_back(char(int8_t(std::lround(v[b + j] * id))));
     }
+  } else if (type == kGgmlQ4_K || type == kGgmlQ5_K || type == kGgmlQ6_K) {
+    const DType d = type == kGgmlQ4_K   ? DType::kQ4_K
+                    : type == kGgmlQ5_K ? DType::kQ5_K
+                                        : DType::kQ6_K;
+    const int bytes = KQuantBlockBytes(d);
+    out.resize(v.size() / kQK * size_t(bytes));
+    for (size_t b = 0; b < v.size() / kQK; ++b)
+      QuantizeKBlock(d, v.data() + b * kQK,
+                     reinterpret_cast<uint8_t*>(out.data()) + b * bytes);
   } else {  // Q4_0
     for (size_t b = 0; b < v.size(); b += 32) {
       float amax = 0, max = 0;
@@ -501,10 +511,20 @@ absl::Status ConvertToGgufImpl(const std::string& hf_dir,
     type = kGgmlQ8_0;
   } else if (type_name == "q4_0") {
     type = kGgmlQ4_0;
+  } else if (type_name == "q4_k" || type_name == "q4_k_m") {
+    type = kGgmlQ4_K;
+  } else if (type_name == "q5_k") {
+    type = kGgmlQ5_K;
+  } else if (type_name == "q6_k") {
+    type = kGgmlQ6_K;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "type: must be f32, f16, q8_0 or q4_0; was '", type_name, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("type: must be f32, f16, q8_0, q4_0, q4_k, q4_k_m, q5_k "
+                     "or q6_k; was '",
+                     type_name, "'"));
   }
+  // q4_k_m: a mix like llama.cpp's Q4_K_M, with output and ffn_down in Q6_K.
+  const bool mix = type_name == "q4_k_m";
   ASSIGN_OR_RETURN(std::string cfg_text,
                    ReadFileToString(hf_dir + "/config.json"));
   json cfg = json::parse(cfg_text, nullptr, false);
@@ -609,6 +629,13 @@ absl::Status ConvertToGgufImpl(const std::string& hf_dir,
     uint32_t tt = (type == kGgmlQ8_0 || type == kGgmlQ4_0) && cols % 32 != 0
                       ? kGgmlF32
                       : type;
+    if (mix && (dst == "output.weight" ||
+                dst.find("ffn_down") != std::string::npos))
+      tt = kGgmlQ6_K;
+    // K-quant rows hold whole 256-weight super-blocks; others fall back.
+    if ((tt == kGgmlQ4_K || tt == kGgmlQ5_K || tt == kGgmlQ6_K) &&
+        cols % kQK != 0)
+      tt = cols % 32 == 0 ? kGgmlQ8_0 : kGgmlF32;
     w.AddTensor(dst, tt, {cols, rows}, QuantizeGgml(v, tt));
     return absl::OkStatus();
   };

@@ -22,7 +22,7 @@
 // `ConvertToGguf` writes the same weights as a GGUF v3 file the way
 // llama.cpp's converter does: dims reversed, Q/K rows permuted for
 // interleaved RoPE (llama), tokenizer as a "gpt2" vocabulary with merges,
-// and 2-D weights stored as F32, F16, Q8_0 or Q4_0.
+// and 2-D weights stored as F32, F16, Q8_0, Q4_0 or K-quants.
 #ifndef HANGAR_ENGINE_TINY_MODEL_H_
 #define HANGAR_ENGINE_TINY_MODEL_H_
 
@@ -63,7 +63,9 @@ absl::StatusOr<TinyModelOptions> TinyModelPreset(const std::string& name);
 absl::Status WriteTinyModel(const TinyModelOptions& options,
                             const std::string& dir);
 
-// `type`: "f32", "f16", "q8_0" or "q4_0".
+// `type`: "f32", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k" or "q4_k_m"
+// (Q4_K with output and ffn_down in Q6_K). K-quant matrices whose rows are
+// not a multiple of 256 fall back to Q8_0 (or F32).
 absl::Status ConvertToGguf(const std::string& hf_dir,
                            const std::string& gguf_path,
                            const std::string& type);

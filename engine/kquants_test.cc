@@ -1,0 +1,293 @@
+#include "engine/kquants.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/status_matchers.h"
+#include "engine/file_util.h"
+#include "engine/kernels.h"
+#include "engine/model.h"
+#include "engine/safetensors.h"
+#include "engine/test_util.h"
+#include "engine/tiny_model.h"
+#include "gtest/gtest.h"
+
+namespace hangar::engine {
+namespace {
+
+using ::hangar::engine::testing::MakeTempDir;
+
+void PutHalf(uint8_t* p, uint16_t h) { std::memcpy(p, &h, 2); }
+
+// Every element of a hand-built Q6_K block, checked against values worked
+// out by hand from the layout (engine/kquants.h).
+TEST(KQuantsTest, Q6KHandBuiltBlock) {
+  uint8_t b[kQ6KBytes] = {};
+  PutHalf(b + 208, 0x3C00);  // d = 1
+  b[192 + 0] = 2;
+  b[192 + 2] = uint8_t(int8_t(-1));
+  b[192 + 4] = 4;
+  b[192 + 8] = uint8_t(int8_t(-3));
+  b[192 + 15] = 1;
+  b[0] = 0x5A;    // element 0 low nibble 10, element 64 high nibble 5
+  b[128] = 0x93;  // qh for l = 0: s0 -> 3, s1 -> 0, s2 -> 1, s3 -> 2
+  b[32] = 0x07;   // element 32 low nibble 7
+  b[64 + 1] = 0x0F;
+  b[127] = 0xF0;
+  b[128 + 32 + 31] = 0xC0;
+  float out[kQK];
+  DequantizeKBlock(DType::kQ6_K, b, out);
+  EXPECT_EQ(out[0], 2.0f * ((10 | 3 << 4) - 32));    // 52
+  EXPECT_EQ(out[1], 2.0f * -32);                     // all-zero bits
+  EXPECT_EQ(out[32], -1.0f * (7 - 32));              // 25
+  EXPECT_EQ(out[64], 4.0f * ((5 | 1 << 4) - 32));    // -44
+  EXPECT_EQ(out[96], 0.0f);                          // scale 6 is 0
+  EXPECT_EQ(out[129], -3.0f * (15 - 32));            // 51
+  EXPECT_EQ(out[255], 1.0f * ((15 | 3 << 4) - 32));  // 31
+  for (int j = 0; j < kQK; ++j)
+    EXPECT_EQ(DequantizeKElement(DType::kQ6_K, b, j), out[j]) << j;
+}
+
+// The 12 packed bytes of scales {1,2,3,4,17,33,63,0} and mins
+// {0,1,2,3,18,40,5,63}, packed by hand.
+constexpr uint8_t kPacked[12] = {0x41, 0x82, 0xC3, 0x04, 0x40, 0x81,
+                                 0x02, 0xC3, 0x21, 0x81, 0x5F, 0xF0};
+constexpr uint8_t kSc[8] = {1, 2, 3, 4, 17, 33, 63, 0};
+constexpr uint8_t kMn[8] = {0, 1, 2, 3, 18, 40, 5, 63};
+
+TEST(KQuantsTest, SixBitScalesPackAndUnpack) {
+  uint8_t s[12];
+  PackScaleMin(kSc, kMn, s);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(s[i], kPacked[i]) << i;
+  for (int b = 0; b < 8; ++b) {
+    int sc, m;
+    UnpackScaleMin(kPacked, b, &sc, &m);
+    EXPECT_EQ(sc, kSc[b]) << b;
+    EXPECT_EQ(m, kMn[b]) << b;
+  }
+}
+
+TEST(KQuantsTest, Q4KHandBuiltBlock) {
+  uint8_t b[kQ4KBytes] = {};
+  PutHalf(b, 0x3C00);      // d = 1
+  PutHalf(b + 2, 0x3800);  // dmin = 0.5
+  std::memcpy(b + 4, kPacked, 12);
+  b[16 + 0] = 0x3A;
+  b[16 + 69] = 0x7C;
+  float out[kQK];
+  DequantizeKBlock(DType::kQ4_K, b, out);
+  EXPECT_EQ(out[0], 10.0f);            // 1 * 10 - 0.5 * 0
+  EXPECT_EQ(out[32], 5.5f);            // 2 * 3 - 0.5 * 1
+  EXPECT_EQ(out[133], 195.0f);         // 17 * 12 - 0.5 * 18
+  EXPECT_EQ(out[165], 211.0f);         // 33 * 7 - 0.5 * 40
+  EXPECT_EQ(out[255], -31.5f);         // 0 * 0 - 0.5 * 63
+  EXPECT_EQ(out[200], 63 * 0 - 2.5f);  // sub-block 6: min 5
+  for (int j = 0; j < kQK; ++j)
+    EXPECT_EQ(DequantizeKElement(DType::kQ4_K, b, j), out[j]) << j;
+}
+
+TEST(KQuantsTest, Q5KHandBuiltBlock) {
+  uint8_t b[kQ5KBytes] = {};
+  PutHalf(b, 0x3C00);
+  PutHalf(b + 2, 0x3800);
+  std::memcpy(b + 4, kPacked, 12);
+  b[16 + 0] = 0x03;  // fifth bit of elements 0 (sub 0) and 32 (sub 1)
+  b[16 + 5] = 0x20;  // fifth bit of element 165 (sub 5)
+  b[48 + 0] = 0x3A;
+  b[48 + 69] = 0x7C;
+  float out[kQK];
+  DequantizeKBlock(DType::kQ5_K, b, out);
+  EXPECT_EQ(out[0], 26.0f);     // 1 * (10 | 16)
+  EXPECT_EQ(out[32], 37.5f);    // 2 * (3 | 16) - 0.5
+  EXPECT_EQ(out[133], 195.0f);  // no fifth bit
+  EXPECT_EQ(out[165], 739.0f);  // 33 * (7 | 16) - 20
+  EXPECT_EQ(out[255], -31.5f);
+  for (int j = 0; j < kQK; ++j)
+    EXPECT_EQ(DequantizeKElement(DType::kQ5_K, b, j), out[j]) << j;
+}
+
+std::vector<float> Gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// The test encoder round-trips within the resolution of each format:
+// relative RMS error of Gaussian data.
+TEST(KQuantsTest, EncoderRoundTrips) {
+  const std::vector<float> x = Gaussian(kQK * 64, 7);
+  for (auto [d, bound] :
+       {std::pair{DType::kQ4_K, 0.12}, std::pair{DType::kQ5_K, 0.06},
+        std::pair{DType::kQ6_K, 0.03}}) {
+    std::vector<uint8_t> q(size_t(DTypeRowBytes(d, int64_t(x.size()))));
+    for (size_t b = 0; b < x.size() / kQK; ++b)
+      QuantizeKBlock(d, x.data() + b * kQK, q.data() + b * KQuantBlockBytes(d));
+    std::vector<float> y(x.size());
+    DequantizeKRow(d, q.data(), int64_t(x.size()), y.data());
+    double e = 0, s = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      e += (x[i] - y[i]) * (x[i] - y[i]);
+      s += x[i] * x[i];
+    }
+    EXPECT_LT(std::sqrt(e / s), bound) << DTypeName(d);
+  }
+}
+
+// MatMul on K-quant weights equals the dequantized float product on every
+// ISA this CPU runs, for decode (n = 1), small batches and the GEMM path.
+TEST(KQuantsTest, MatMulMatchesDequantizedReference) {
+  const int64_t rows = 37, cols = 512;
+  const KernelIsa saved = ActiveKernelIsa();
+  for (DType d : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    const std::vector<float> wf = Gaussian(size_t(rows * cols), 3);
+    std::vector<uint8_t> data(size_t(rows * DTypeRowBytes(d, cols)));
+    for (size_t b = 0; b < wf.size() / kQK; ++b)
+      QuantizeKBlock(d, wf.data() + b * kQK,
+                     data.data() + b * KQuantBlockBytes(d));
+    WeightMatrix w{.dtype = d, .rows = rows, .cols = cols, .data = data.data()};
+    std::vector<float> deq(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) DequantizeRow(w, r, &deq[r * cols]);
+    for (int n : {1, 3, 40}) {
+      const std::vector<float> x = Gaussian(size_t(n * cols), 11);
+      std::vector<double> want(size_t(n * rows));
+      for (int b = 0; b < n; ++b)
+        for (int64_t r = 0; r < rows; ++r) {
+          double s = 0;
+          for (int64_t k = 0; k < cols; ++k)
+            s += double(deq[r * cols + k]) * x[b * cols + k];
+          want[b * rows + r] = s;
+        }
+      for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2,
+                            KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
+        if (!SetKernelIsa(isa)) continue;
+        std::vector<float> y(size_t(n * rows), -1.0f);
+        MatMul(nullptr, n,
+               {{.w = &w,
+                 .x = x.data(),
+                 .ldx = cols,
+                 .y = y.data(),
+                 .ldy = rows}});
+        for (size_t i = 0; i < y.size(); ++i)
+          ASSERT_NEAR(y[i], want[i], 1e-3)
+              << DTypeName(d) << " n=" << n << " " << KernelIsaName(isa);
+      }
+    }
+  }
+  SetKernelIsa(saved);
+}
+
+// Logits of every position.
+std::vector<std::vector<float>> Logits(const Model& model,
+                                       const std::vector<int>& ids) {
+  auto state = model.NewState(1, int(ids.size()), int(ids.size()));
+  EXPECT_TRUE(state.ok()) << state.status();
+  std::vector<ForwardRow> rows;
+  for (size_t i = 0; i < ids.size(); ++i)
+    rows.push_back({0, int(i), ids[i], true});
+  std::vector<float> flat(ids.size() * size_t(model.vocab_size()));
+  EXPECT_OK(model.Forward(rows, state->get(), flat.data()));
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < ids.size(); ++i)
+    out.emplace_back(flat.begin() + long(i * size_t(model.vocab_size())),
+                     flat.begin() + long((i + 1) * size_t(model.vocab_size())));
+  return out;
+}
+
+int ArgMax(const std::vector<float>& v) {
+  return int(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// The K-quant type ConvertToGguf gives an HF tensor under `type`.
+DType TypeFor(const std::string& type, const std::string& name) {
+  if (type == "q4_k_m")
+    return name == "lm_head.weight" ||
+                   name.find("down_proj") != std::string::npos
+               ? DType::kQ6_K
+               : DType::kQ4_K;
+  return type == "q4_k"   ? DType::kQ4_K
+         : type == "q5_k" ? DType::kQ5_K
+                          : DType::kQ6_K;
+}
+
+// Writes a copy of the HF model in `dir` whose 2-D weights went through the
+// K-quant encoder and back (what a K-quant GGUF holds, as float32).
+void WriteDequantizedCopy(const std::string& dir, const std::string& type,
+                          const std::string& out) {
+  ASSERT_OK_AND_ASSIGN(auto st,
+                       SafetensorsFile::Open(dir + "/model.safetensors"));
+  SafetensorsWriter wr;
+  for (const auto& [name, t] : st->tensors()) {
+    ASSERT_EQ(t.dtype, "F32");
+    std::vector<float> v(size_t(t.elements()));
+    std::memcpy(v.data(), t.data, v.size() * 4);
+    if (t.shape.size() == 2) {
+      ASSERT_EQ(t.shape[1] % kQK, 0) << name;
+      const DType d = TypeFor(type, name);
+      std::vector<uint8_t> blk(size_t(KQuantBlockBytes(d)));
+      for (size_t b = 0; b < v.size(); b += kQK) {
+        QuantizeKBlock(d, v.data() + b, blk.data());
+        DequantizeKBlock(d, blk.data(), v.data() + b);
+      }
+    }
+    ASSERT_OK(wr.Add(name, "F32", t.shape, EncodeFloats(v, "F32")));
+  }
+  std::filesystem::create_directories(out);
+  ASSERT_OK(wr.Write(out + "/model.safetensors"));
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
+    if (!FileExists(dir + "/" + f)) continue;
+    ASSERT_OK_AND_ASSIGN(std::string text, ReadFileToString(dir + "/" + f));
+    ASSERT_OK(WriteStringToFile(out + "/" + f, text));
+  }
+}
+
+class KQuantModelTest : public ::testing::TestWithParam<std::string> {};
+
+// A tiny model (every matrix row a multiple of 256) written as a K-quant
+// GGUF: its logits equal the same weights dequantized and run as float32
+// (only the summation order differs: bound 2e-3, greedy ids equal), and stay
+// close to the unquantized model (correlation of the logits).
+TEST_P(KQuantModelTest, RunsLikeItsDequantizedWeights) {
+  const std::string type = GetParam();
+  const std::string dir = MakeTempDir("kquant");
+  TinyModelOptions o;
+  o.hidden_size = 256;
+  o.intermediate_size = 512;
+  o.num_layers = 2;
+  o.vocab_size = 512;
+  ASSERT_OK(WriteTinyModel(o, dir));
+  const std::string gguf = dir + "/m-" + type + ".gguf";
+  ASSERT_OK(ConvertToGguf(dir, gguf, type));
+  WriteDequantizedCopy(dir, type, dir + "/dq");
+  ASSERT_OK_AND_ASSIGN(auto kq, Model::Load(gguf, {.threads = 2}));
+  ASSERT_OK_AND_ASSIGN(auto dq, Model::Load(dir + "/dq", {.threads = 2}));
+  ASSERT_OK_AND_ASSIGN(auto f32, Model::Load(dir, {.threads = 2}));
+  EXPECT_EQ(kq->info().weight_dtype, type == "q4_k_m" ? "mixed" : type);
+  const std::vector<int> ids = {0, 17, 250, 3, 99, 300, 42, 7, 128, 64, 1, 400};
+  auto got = Logits(*kq, ids), want = Logits(*dq, ids), ref = Logits(*f32, ids);
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(ArgMax(got[i]), ArgMax(want[i])) << i;
+    for (size_t k = 0; k < got[i].size(); ++k) {
+      EXPECT_NEAR(got[i][k], want[i][k], 2e-3) << i << " " << k;
+      sxy += double(ref[i][k]) * got[i][k];
+      sxx += double(ref[i][k]) * ref[i][k];
+      syy += double(got[i][k]) * got[i][k];
+    }
+  }
+  EXPECT_GT(sxy / std::sqrt(sxx * syy), type == "q4_k" ? 0.9 : 0.95);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, KQuantModelTest,
+                         ::testing::Values("q6_k", "q4_k", "q5_k", "q4_k_m"));
+
+}  // namespace
+}  // namespace hangar::engine
