@@ -11,8 +11,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto tok = hangar::engine::Tokenizer::FromHuggingFace(json, "");
   if (!tok.ok()) return 0;
   const auto& t = **tok;
-  for (const char* text : {"Hello world", " leading and  double  spaces\n",
-                           "ünïcödé 中文 🛩 123456", ""}) {
+  for (const char* text :
+       {"Hello world", " leading and  double  spaces\n",
+        "ünïcödé 中文 🛩 123456",
+        // decomposed and compatibility characters for the
+        // Unicode normalizers
+        "cafe\xcc\x81 \xef\xac\x81 \xef\xbc\xa1\xc2\xb2", ""}) {
     auto ids = t.Encode(text);
     if (!ids.ok()) continue;
     hangar::engine::StreamDetokenizer stream(&t);
