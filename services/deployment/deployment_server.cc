@@ -82,6 +82,8 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
   }
   server->store_ = std::make_unique<PgDeploymentStore>(
       server->pool_.get(), server->read_pool_.get());
+  server->reconciler_store_ =
+      std::make_unique<PgDeploymentStore>(server->pool_.get());
 
   ModelFactsSource* models = options.model_facts;
   if (models == nullptr) {
@@ -186,7 +188,7 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
                             .threads_per_replica = options.threads_per_replica,
                             .max_context_length = options.max_context_length,
                             .deploy_timeout = options.deploy_timeout,
-                            .store = server->store_.get(),
+                            .store = server->reconciler_store_.get(),
                             .catalog = catalog,
                             .optimizer = optimizer,
                             .scheduler = scheduler,

@@ -162,6 +162,9 @@ class DeploymentServer {
   std::unique_ptr<db::Pool> pool_;
   std::unique_ptr<db::Pool> read_pool_;  // Null: reads use pool_.
   std::unique_ptr<PgDeploymentStore> store_;
+  // The reconciler's: all on pool_, so its passes leave the read pool to
+  // API reads.
+  std::unique_ptr<PgDeploymentStore> reconciler_store_;
   ChangeNotifier notifier_;
   std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.
   std::unique_ptr<ModelFactsSource> owned_model_facts_;
