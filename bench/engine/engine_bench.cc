@@ -357,6 +357,12 @@ int main(int argc, char** argv) {
                  base_q8.c_str());
     if (!ConvertToGguf(base, base_q8, "q8_0").ok()) std::exit(1);
   }
+  const std::string base_q4k = dir + "/base-q4_k_m.gguf";
+  if (!FileExists(base_q4k)) {
+    std::fprintf(stderr, "converting %s -> %s ...\n", base.c_str(),
+                 base_q4k.c_str());
+    if (!ConvertToGguf(base, base_q4k, "q4_k_m").ok()) std::exit(1);
+  }
   if (prefill_tokens < 1 || prefill_tokens > 1024) {
     std::fprintf(stderr, "--prefill must be in [1, 1024]\n");
     return 2;
@@ -378,7 +384,8 @@ int main(int argc, char** argv) {
   // on the shared machine hurts one round, not one configuration.
   auto small_2 = Load(small, 2), base_2 = Load(base, 2), base_1 = Load(base, 1);
   auto int8_2 = Load(base_i8, 2), int8_1 = Load(base_i8, 1),
-       bf16_2 = Load(base_bf16, 2), q8_2 = Load(base_q8, 2);
+       bf16_2 = Load(base_bf16, 2), q8_2 = Load(base_q8, 2),
+       q4k_2 = Load(base_q4k, 2);
   const int rounds = quick ? 2 : 4;
   std::vector<std::unique_ptr<Config>> configs;
   auto add = [&](const std::string& name, const Model* m,
@@ -393,6 +400,7 @@ int main(int argc, char** argv) {
   add("base-int8", int8_1.get(), {1});
   add("base-bf16", bf16_2.get(), {1, 8});
   add("base-q8_0", q8_2.get(), {1, 8});
+  add("base-q4_k_m", q4k_2.get(), {1});
   std::vector<std::unique_ptr<Prefill>> prefills;
   prefills.push_back(
       std::make_unique<Prefill>("base-f32", base_2.get(), prefill_tokens));
@@ -459,6 +467,8 @@ int main(int argc, char** argv) {
         tps["base-int8/bw/2"] / bw2, 0.9);
   Ratio("base q8_0 batch-1 bytes/s / STREAM, 2 threads",
         tps["base-q8_0/bw/2"] / bw2, 0.9);
+  Ratio("Q4_K_M decode / Q8_0 decode, batch 1, 2 threads",
+        tps["base-q4_k_m/2/1"] / tps["base-q8_0/2/1"], 1.3);
 
   std::printf("\nRatios (measured in this run; targets from issue 3):\n");
   Ratio("base f32 batch-1 bandwidth efficiency, 2 threads",
