@@ -354,6 +354,20 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
   }
 
   // Helpers over `p`.
+  // A revision that will never serve again gives up its hold on its
+  // optimizer artifact, so the optimizer may collect an artifact no
+  // revision uses (a newer revision with the same recipe holds it under its
+  // own request id). Idempotent; a failure is logged, not retried: the cost
+  // is disk, not correctness.
+  auto release_artifact = [&](const v1::Revision& revision) {
+    if (revision.optimization_job().empty()) return;
+    absl::Status released = options_.optimizer->ReleaseOptimizationJob(
+        OptimizationRequestId(name, revision.number()));
+    if (!released.ok() && !absl::IsNotFound(released)) {
+      Log(name, absl::StrCat("release_failed job=", revision.optimization_job(),
+                             " error=\"", released.ToString(), "\""));
+    }
+  };
   auto delete_set = [&](int64_t number) -> absl::Status {
     absl::StatusOr<std::optional<v1::ReplicaSet>> final_state =
         options_.scheduler->DeleteReplicaSet(name, number,
@@ -362,9 +376,12 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
     if (final_state->has_value()) Sample(**final_state, &p.samples);
     p.sets.erase(number);
     auto revision = p.revisions.find(number);
-    if (revision != p.revisions.end() && revision->second.has_ready_time() &&
-        !revision->second.has_retire_time()) {
-      *revision->second.mutable_retire_time() = ToProtoTimestamp(now);
+    if (revision != p.revisions.end()) {
+      if (revision->second.has_ready_time() &&
+          !revision->second.has_retire_time()) {
+        *revision->second.mutable_retire_time() = ToProtoTimestamp(now);
+      }
+      release_artifact(revision->second);
     }
     // A drained set lingers at the scheduler until its replicas stop.
     p.again = true;
@@ -379,6 +396,7 @@ absl::Status Reconciler::Pass(const std::string& name, bool* again) {
       Log(name, absl::StrCat("cancel_failed job=", revision.optimization_job(),
                              " error=\"", cancelled.ToString(), "\""));
     }
+    release_artifact(revision);
   };
   auto fail = [](v1::Revision& revision, std::string reason) {
     revision.set_state(v1::DEPLOYMENT_STATE_FAILED);

@@ -547,6 +547,8 @@ TEST_F(ReconcilerTest, RedeployComesUpBesideTheOldAndTakesOver) {
   EXPECT_THAT(Revision(name, 1).state_reason(),
               HasSubstr("replaced by revision 2"));
   EXPECT_EQ(d.hourly_cost().micros(), kPrice);
+  // The retired revision gives up its artifact; the serving one keeps its.
+  EXPECT_THAT(optimizer_.released(), ElementsAre(name + "-r1-opt"));
 }
 
 TEST_F(ReconcilerTest, AFailedRedeployLeavesTheOldRevisionServing) {
@@ -644,6 +646,7 @@ TEST_F(ReconcilerTest, ARedeployInFlightIsSuperseded) {
   Redeploy(name, false, "r3x");  // Supersedes revision 2 mid-optimization.
   Settle();
   EXPECT_THAT(optimizer_.cancelled(), ElementsAre(job2));
+  EXPECT_THAT(optimizer_.released(), ElementsAre(name + "-r2-opt"));
   EXPECT_EQ(Revision(name, 2).state(), v1::DEPLOYMENT_STATE_FAILED);
   EXPECT_EQ(Revision(name, 2).state_reason(), "superseded by revision 3");
   EXPECT_EQ(Get(name).state(), v1::DEPLOYMENT_STATE_DEPLOYING);
