@@ -591,7 +591,8 @@ inline void AttentionValuesImpl(const float* w, int64_t ldw, int nq,
 // follow the reference in engine/kquants.cc but run over whole sub-blocks
 // with uniform scales, so the compiler vectorizes them for this file's
 // target; the tests compare every ISA with the reference.
-inline void DequantQ6KBlockFast(const uint8_t* b, float* out) {
+inline void DequantQ6KBlockFast(const uint8_t* __restrict__ b,
+                                float* __restrict__ out) {
   const float d = HalfBitsToFloat(b + 208);
   const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
   for (int h = 0; h < 2; ++h) {
@@ -600,7 +601,7 @@ inline void DequantQ6KBlockFast(const uint8_t* b, float* out) {
     for (int half = 0; half < 2; ++half) {
       const float s0 = d * sc[8 * h + half], s1 = d * sc[8 * h + half + 2],
                   s2 = d * sc[8 * h + half + 4], s3 = d * sc[8 * h + half + 6];
-      float* o = out + 128 * h + 16 * half;
+      float* __restrict__ o = out + 128 * h + 16 * half;
       for (int l = 16 * half; l < 16 * half + 16; ++l) {
         const int lo0 = ql[l], lo1 = ql[32 + l], hi = qh[l];
         const int i = l - 16 * half;
@@ -613,19 +614,31 @@ inline void DequantQ6KBlockFast(const uint8_t* b, float* out) {
   }
 }
 
+// UnpackScaleMin (engine/kquants.h) inlined, for the hot loop.
+inline void ScaleMinInline(const uint8_t* s, int b, int* scale, int* min) {
+  if (b < 4) {
+    *scale = s[b] & 63;
+    *min = s[b + 4] & 63;
+  } else {
+    *scale = (s[b + 4] & 15) | ((s[b - 4] >> 6) << 4);
+    *min = (s[b + 4] >> 4) | ((s[b] >> 6) << 4);
+  }
+}
+
 template <bool kFive>
-inline void DequantAsymKBlockFast(const uint8_t* b, float* out) {
+inline void DequantAsymKBlockFast(const uint8_t* __restrict__ b,
+                                  float* __restrict__ out) {
   const float d = HalfBitsToFloat(b), dmin = HalfBitsToFloat(b + 2);
   const uint8_t* qs = b + (kFive ? 48 : 16);
   const uint8_t* qh = b + 16;
   for (int p = 0; p < 4; ++p) {
     int sc0, m0, sc1, m1;
-    UnpackScaleMin(b + 4, 2 * p, &sc0, &m0);
-    UnpackScaleMin(b + 4, 2 * p + 1, &sc1, &m1);
+    ScaleMinInline(b + 4, 2 * p, &sc0, &m0);
+    ScaleMinInline(b + 4, 2 * p + 1, &sc1, &m1);
     const float st0 = d * float(sc0), off0 = dmin * float(m0);
     const float st1 = d * float(sc1), off1 = dmin * float(m1);
     const uint8_t* q = qs + 32 * p;
-    float* o = out + 64 * p;
+    float* __restrict__ o = out + 64 * p;
     for (int l = 0; l < 32; ++l) {
       int a = q[l] & 15, c = q[l] >> 4;
       if constexpr (kFive) {
