@@ -50,7 +50,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-
 #include <vector>
 
 #include "engine/kernels.h"
@@ -669,9 +668,9 @@ template <class V>
 inline void RunKQuant(const RowRangeArgs& a) {
   const WeightMatrix& w = *a.w;
   const int64_t cols = std::max<int64_t>(w.cols, 1);
-  const int64_t chunk =
-      a.n == 1 ? std::clamp<int64_t>(4096 / cols, 1, 16)
-               : std::clamp<int64_t>(32768 / cols / 4 * 4, 4, 64);
+  const int64_t chunk = a.n == 1
+                            ? std::clamp<int64_t>(4096 / cols, 1, 16)
+                            : std::clamp<int64_t>(32768 / cols / 4 * 4, 4, 64);
   thread_local std::vector<float> buf;
   if (buf.size() < size_t(chunk * w.cols)) buf.resize(size_t(chunk * w.cols));
   const int64_t rb = w.row_bytes();
@@ -694,8 +693,75 @@ inline void RunKQuant(const RowRangeArgs& a) {
   }
 }
 
+// Q4_K weights with int8 activations (RowRangeArgs::xq, one scale per 32
+// columns), decode batches: per 32-weight sub-block the u8 nibbles times the
+// s8 activations sum exactly in int32 (vpmaddubsw cannot saturate: 2 * 15 *
+// 127 < 32767), scaled by d * scale * d_x; the mins contribute dmin * min *
+// d_x * sum(x_q), with the activation sums computed once per call.
+inline float HorizontalSum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <class V>
+inline void RunIntQ4K(const RowRangeArgs& a) {
+  const WeightMatrix& w = *a.w;
+  const int64_t subs = w.cols / 32, blocks = w.cols / kQK;
+  thread_local std::vector<float> xsum;
+  if (xsum.size() < size_t(a.n * subs)) xsum.resize(size_t(a.n * subs));
+  for (int b = 0; b < a.n; ++b)
+    for (int64_t s = 0; s < subs; ++s) {
+      const int8_t* x = a.xq + b * a.ldxq + 32 * s;
+      int32_t t = 0;
+      for (int l = 0; l < 32; ++l) t += x[l];
+      xsum[size_t(b * subs + s)] = float(t) * a.xscale[b * a.ldxs + s];
+    }
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const int64_t rb = w.row_bytes();
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const uint8_t* row = w.data + r * rb;
+    for (int b = 0; b < a.n; ++b) {
+      const int8_t* xq = a.xq + b * a.ldxq;
+      const float* xs = a.xscale + b * a.ldxs;
+      const float* xm = xsum.data() + b * subs;
+      __m256 acc = _mm256_setzero_ps();
+      float mins = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const uint8_t* bp = row + blk * kQ4KBytes;
+        const float d = HalfBitsToFloat(bp), dmin = HalfBitsToFloat(bp + 2);
+        for (int p = 0; p < 4; ++p) {
+          int sc0, m0, sc1, m1;
+          ScaleMinInline(bp + 4, 2 * p, &sc0, &m0);
+          ScaleMinInline(bp + 4, 2 * p + 1, &sc1, &m1);
+          const int64_t s0 = blk * 8 + 2 * p;
+          const __m256i q = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(bp + 16 + 32 * p));
+          const __m256i lo = _mm256_and_si256(q, low);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+          const __m256i x0 = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xq + 32 * s0));
+          const __m256i x1 = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xq + 32 * s0 + 32));
+          const __m256i p0 = V::DotU8S8(_mm256_setzero_si256(), lo, x0);
+          const __m256i p1 = V::DotU8S8(_mm256_setzero_si256(), hi, x1);
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0),
+                                _mm256_set1_ps(d * float(sc0) * xs[s0]), acc);
+          acc =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
+                              _mm256_set1_ps(d * float(sc1) * xs[s0 + 1]), acc);
+          mins += dmin * (float(m0) * xm[s0] + float(m1) * xm[s0 + 1]);
+        }
+      }
+      a.y[b * a.ldy + r] = HorizontalSum256(acc) - mins;
+    }
+  }
+}
+
 template <class V>
 inline void MatMulRowsImpl(const RowRangeArgs& a) {
+  if (a.xq != nullptr && a.w->dtype == DType::kQ4_K) return RunIntQ4K<V>(a);
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
     return RunInt<V, DType::kQ8_0>(a);
   switch (a.w->dtype) {
