@@ -759,8 +759,74 @@ inline void RunIntQ4K(const RowRangeArgs& a) {
   }
 }
 
+// Q6_K likewise: the 6-bit values q in [0, 64) are u8, the scales apply per
+// 16 weights (the low and high four int32 lanes of each 32-weight dot), and
+// the -32 offset contributes -32 * d * scale * d_x * sum(x_q) per 16.
+template <class V>
+inline void RunIntQ6K(const RowRangeArgs& a) {
+  const WeightMatrix& w = *a.w;
+  const int64_t halves = w.cols / 16, blocks = w.cols / kQK;
+  thread_local std::vector<float> xsum;
+  if (xsum.size() < size_t(a.n * halves)) xsum.resize(size_t(a.n * halves));
+  for (int b = 0; b < a.n; ++b)
+    for (int64_t s = 0; s < halves; ++s) {
+      const int8_t* x = a.xq + b * a.ldxq + 16 * s;
+      int32_t t = 0;
+      for (int l = 0; l < 16; ++l) t += x[l];
+      xsum[size_t(b * halves + s)] = float(t) * a.xscale[b * a.ldxs + s / 2];
+    }
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x30);
+  const int64_t rb = w.row_bytes();
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const uint8_t* row = w.data + r * rb;
+    for (int b = 0; b < a.n; ++b) {
+      const int8_t* xq = a.xq + b * a.ldxq;
+      const float* xs = a.xscale + b * a.ldxs;
+      const float* xm = xsum.data() + b * halves;
+      __m256 acc = _mm256_setzero_ps();
+      float offset = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const uint8_t* bp = row + blk * kQ6KBytes;
+        const float d = HalfBitsToFloat(bp + 208);
+        const int8_t* sc = reinterpret_cast<const int8_t*>(bp + 192);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i qa =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64 * h));
+          const __m256i qb = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(bp + 64 * h + 32));
+          const __m256i qh = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(bp + 128 + 32 * h));
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(qa, low),
+                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), two)),
+              _mm256_or_si256(_mm256_and_si256(qb, low),
+                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), two)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low),
+                              _mm256_and_si256(qh, two)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low),
+                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), two))};
+          for (int s = 0; s < 4; ++s) {
+            const int64_t s32 = blk * 8 + 4 * h + s;  // activation block
+            const int g = 8 * h + 2 * s;              // scale index
+            const __m256i x = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(xq + 32 * s32));
+            const __m256i p = V::DotU8S8(_mm256_setzero_si256(), q[s], x);
+            const float f0 = d * float(sc[g]), f1 = d * float(sc[g + 1]);
+            const __m256 scale = _mm256_set_m128(_mm_set1_ps(f1 * xs[s32]),
+                                                 _mm_set1_ps(f0 * xs[s32]));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+            offset += 32.0f * (f0 * xm[2 * s32] + f1 * xm[2 * s32 + 1]);
+          }
+        }
+      }
+      a.y[b * a.ldy + r] = HorizontalSum256(acc) - offset;
+    }
+  }
+}
+
 template <class V>
 inline void MatMulRowsImpl(const RowRangeArgs& a) {
+  if (a.xq != nullptr && a.w->dtype == DType::kQ6_K) return RunIntQ6K<V>(a);
   if (a.xq != nullptr && a.w->dtype == DType::kQ4_K) return RunIntQ4K<V>(a);
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
     return RunInt<V, DType::kQ8_0>(a);

@@ -143,8 +143,9 @@ TEST(KQuantsTest, EncoderRoundTrips) {
 
 // MatMul on K-quant weights equals the dequantized product on every ISA
 // this CPU runs, for decode (n = 1), small batches and the GEMM path. Q4_K
-// decode batches on the vector ISAs take int8 activations (one scale per 32
-// columns, as Q8_0): their reference uses the same quantized activations.
+// and Q6_K decode batches on the vector ISAs take int8 activations (one scale
+// per 32 columns, as Q8_0), and Q6_K's too: their reference uses the same
+// quantized activations.
 TEST(KQuantsTest, MatMulMatchesDequantizedReference) {
   const int64_t rows = 37, cols = 512;
   const KernelIsa saved = ActiveKernelIsa();
@@ -166,7 +167,7 @@ TEST(KQuantsTest, MatMulMatchesDequantizedReference) {
       for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2,
                             KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
         if (!SetKernelIsa(isa)) continue;
-        const bool int8 = d == DType::kQ4_K && isa != KernelIsa::kScalar &&
+        const bool int8 = d != DType::kQ5_K && isa != KernelIsa::kScalar &&
                           n < internal::kGemmMinRows;
         std::vector<float> y(size_t(n * rows), -1.0f);
         MatMul(nullptr, n,
@@ -261,10 +262,10 @@ class KQuantModelTest : public ::testing::TestWithParam<std::string> {};
 
 // A tiny model (every matrix row a multiple of 256) written as a K-quant
 // GGUF: its logits equal the same weights dequantized and run as float32,
-// greedy ids equal. Bound: 2e-3 where only the summation order differs (Q5_K,
-// Q6_K); 0.15 where Q4_K decode takes int8 activations (the int8 recipes'
-// logit bound; measured about 0.07). The logits also stay close to the
-// unquantized model (correlation).
+// greedy ids equal (up to near-ties under int8 activations). Bound: 2e-3 where
+// only the summation order differs (Q5_K); 0.15 where Q4_K/Q6_K decode takes
+// int8 activations (the int8 recipes' logit bound; measured about 0.07). The
+// logits also stay close to the unquantized model (correlation).
 TEST_P(KQuantModelTest, RunsLikeItsDequantizedWeights) {
   const std::string type = GetParam();
   const std::string dir = MakeTempDir("kquant");
@@ -283,13 +284,18 @@ TEST_P(KQuantModelTest, RunsLikeItsDequantizedWeights) {
   EXPECT_EQ(kq->info().weight_dtype, type == "q4_k_m" ? "mixed" : type);
   const std::vector<int> ids = {0, 17, 250, 3, 99, 300, 42, 7, 128, 64, 1, 400};
   auto got = Logits(*kq, ids), want = Logits(*dq, ids), ref = Logits(*f32, ids);
-  const double bound = (type == "q4_k" || type == "q4_k_m") &&
-                               ActiveKernelIsa() != KernelIsa::kScalar
-                           ? 0.15
-                           : 2e-3;
+  const double bound =
+      type != "q5_k" && ActiveKernelIsa() != KernelIsa::kScalar ? 0.15 : 2e-3;
   double sxy = 0, sxx = 0, syy = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(ArgMax(got[i]), ArgMax(want[i])) << i;
+    // Greedy ids equal; with int8 activations a near-tie (the two logits
+    // within 2 * bound) may resolve either way.
+    const int g = ArgMax(got[i]), r = ArgMax(want[i]);
+    if (bound < 0.01) {
+      EXPECT_EQ(g, r) << i;
+    } else if (g != r) {
+      EXPECT_LT(want[i][size_t(r)] - want[i][size_t(g)], 2 * bound) << i;
+    }
     for (size_t k = 0; k < got[i].size(); ++k) {
       EXPECT_NEAR(got[i][k], want[i][k], bound) << i << " " << k;
       sxy += double(ref[i][k]) * got[i][k];
