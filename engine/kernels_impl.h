@@ -36,6 +36,11 @@
 //     activation rows over 32-byte blocks with |w| x sign(x, w) (so
 //     vpmaddubsw never saturates); each block's int32 sum is converted and
 //     scaled by d_w * d_x.
+//   * K-quants (Q4_K, Q5_K, Q6_K): rows dequantized per chunk by vectorizable
+//     block loops into a float buffer and run through the float32
+//     algorithms; Q4_K and Q6_K decode batches (n < kGemmMinRows) instead
+//     take the int8 activations with DotU8S8 per 32-weight sub-block
+//     (RunIntQ4K / RunIntQ6K).
 // And attention over a block of queries (AttentionScoresImpl /
 // AttentionValuesImpl): 4 keys x kDotNb queries score tiles, 6 queries x
 // 2 vectors value tiles, so each cached key/value row is read once per block.
