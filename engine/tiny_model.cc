@@ -629,8 +629,8 @@ absl::Status ConvertToGgufImpl(const std::string& hf_dir,
     uint32_t tt = (type == kGgmlQ8_0 || type == kGgmlQ4_0) && cols % 32 != 0
                       ? kGgmlF32
                       : type;
-    if (mix && (dst == "output.weight" ||
-                dst.find("ffn_down") != std::string::npos))
+    if (mix &&
+        (dst == "output.weight" || dst.find("ffn_down") != std::string::npos))
       tt = kGgmlQ6_K;
     // K-quant rows hold whole 256-weight super-blocks; others fall back.
     if ((tt == kGgmlQ4_K || tt == kGgmlQ5_K || tt == kGgmlQ6_K) &&

@@ -39,7 +39,8 @@ absl::StatusOr<ModelFacts> GrpcCatalogFacts::GetModelFacts(
       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
     return ModelFacts{};  // Unknown (or not even a model name).
   }
-  if (!status.ok()) return DependencyUnavailable("catalog", options_.address, status);
+  if (!status.ok())
+    return DependencyUnavailable("catalog", options_.address, status);
   return ModelFactsFromProto(response);
 }
 
@@ -59,7 +60,8 @@ absl::StatusOr<OfferingFacts> GrpcSchedulerFacts::GetOfferingFacts(
     PrepareCall(options_, &context);
     v1::ListHardwareResponse response;
     grpc::Status status = stub_->ListHardware(&context, request, &response);
-    if (!status.ok()) return DependencyUnavailable("scheduler", options_.address, status);
+    if (!status.ok())
+      return DependencyUnavailable("scheduler", options_.address, status);
     for (const v1::HardwareOffering& candidate : response.offerings()) {
       if (candidate.id() == offering) return OfferingFactsFromProto(candidate);
     }

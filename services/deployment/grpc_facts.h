@@ -29,8 +29,7 @@ struct GrpcFactsOptions {
 };
 
 // Attaches `options`' admin token and deadline to one call.
-void PrepareCall(const GrpcFactsOptions& options,
-                 grpc::ClientContext* context);
+void PrepareCall(const GrpcFactsOptions& options, grpc::ClientContext* context);
 
 // UNAVAILABLE "<dependency> (<address>): <message of status>": what a
 // client of the deployment service sees when a dependency cannot answer.
