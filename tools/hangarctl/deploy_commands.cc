@@ -306,6 +306,19 @@ void PrintOutcome(const v1::Deployment& deployment, const std::string& verb) {
   }
 }
 
+// The end of a command that changed one deployment: the status as one
+// line, else the deployment as JSON or its outcome line.
+int ReportChange(Invocation& in, const grpc::Status& status,
+                 const v1::Deployment& deployment, const std::string& verb) {
+  if (!status.ok()) return Fail(status);
+  if (in.json()) {
+    PrintJson(deployment);
+  } else {
+    PrintOutcome(deployment, verb);
+  }
+  return kExitOk;
+}
+
 bool Terminal(const v1::Deployment& deployment) {
   switch (deployment.state()) {
     case v1::DEPLOYMENT_STATE_DEPLOYED:
@@ -507,12 +520,7 @@ int AfterRedeploy(Invocation& in, const v1::Deployment& deployment,
     if (!in.json()) PrintOutcome(deployment, verb);
     return Watch(in, deployment.name());
   }
-  if (in.json()) {
-    PrintJson(deployment);
-  } else {
-    PrintOutcome(deployment, verb);
-  }
-  return kExitOk;
+  return ReportChange(in, grpc::Status::OK, deployment, verb);
 }
 
 int DeployRedeploy(Invocation& in) {
@@ -631,13 +639,7 @@ int DeployUpdate(Invocation& in) {
   v1::Deployment updated;
   status =
       Deployments(in)->UpdateDeployment(in.Context().get(), request, &updated);
-  if (!status.ok()) return Fail(status);
-  if (in.json()) {
-    PrintJson(updated);
-  } else {
-    PrintOutcome(updated, "updated");
-  }
-  return kExitOk;
+  return ReportChange(in, status, updated, "updated");
 }
 
 int DeployUndeploy(Invocation& in) {
@@ -646,13 +648,7 @@ int DeployUndeploy(Invocation& in) {
   v1::Deployment deployment;
   grpc::Status status = Deployments(in)->UndeployDeployment(
       in.Context().get(), request, &deployment);
-  if (!status.ok()) return Fail(status);
-  if (in.json()) {
-    PrintJson(deployment);
-  } else {
-    PrintOutcome(deployment, "undeployed");
-  }
-  return kExitOk;
+  return ReportChange(in, status, deployment, "undeployed");
 }
 
 int DeployDelete(Invocation& in) {
@@ -662,13 +658,7 @@ int DeployDelete(Invocation& in) {
   v1::Deployment deployment;
   grpc::Status status = Deployments(in)->DeleteDeployment(in.Context().get(),
                                                           request, &deployment);
-  if (!status.ok()) return Fail(status);
-  if (in.json()) {
-    PrintJson(deployment);
-  } else {
-    PrintOutcome(deployment, "deleted");
-  }
-  return kExitOk;
+  return ReportChange(in, status, deployment, "deleted");
 }
 
 int Endpoint(Invocation& in) {
