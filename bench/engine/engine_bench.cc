@@ -2,7 +2,19 @@
 // physical ratios measured in one run (issues 3 and 14).
 //
 //   engine_bench [--dir /tmp/hangar-bench] [--steps 32] [--prefill 512]
-//                [--quick]
+//                [--quick] [--only SECTION[:NAME,...]]...
+//
+// --only (repeatable, also written --only=SPEC) measures a part quickly:
+//   --only=prefill                          every prefill model
+//   --only=decode:base-q8_0,base-q4_k_m     decode of those two models only
+//   --only=peak --only=stream               the machine's peaks only
+// Sections: stream; peak[:fma]; decode[:small-f32,base-f32,base-int8,
+// base-bf16,base-q8_0,base-q4_k_m]; prefill[:base-f32,base-int8,base-q8_0].
+// decode also measures stream and prefill also peak (cheap; their ratios
+// need them). Only the models a selected part needs are generated and
+// loaded. A ratio whose inputs were not measured prints "(not measured in
+// this run)" and no TARGET line. An unknown section or name is a usage
+// error (exit 2) that lists the valid ones.
 //
 // Besides decode (below) it measures the machine's FMA peak with an
 // in-bench loop (12 independent FMA chains per thread at the kernels' vector
@@ -23,13 +35,18 @@
 // bandwidth at the same thread count.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -310,15 +327,145 @@ void EnsureQuantized(const std::string& src, const std::string& dir,
   }
 }
 
-void Ratio(const char* what, double measured, double target) {
-  std::printf("  %-58s %7.2f   target >= %.2f   %s\n", what, measured, target,
-              measured >= target ? "MET" : "below");
+// What --only selected: sections, each with all its names (an empty set)
+// or the listed ones. No --only selects everything.
+class Selection {
+ public:
+  // Valid names per section; a section with no names takes none after ':'.
+  static const std::map<std::string, std::vector<std::string>>& Valid() {
+    static const auto* v = new std::map<std::string, std::vector<std::string>>{
+        {"stream", {}},
+        {"peak", {"fma"}},
+        {"decode",
+         {"small-f32", "base-f32", "base-int8", "base-bf16", "base-q8_0",
+          "base-q4_k_m"}},
+        {"prefill", {"base-f32", "base-int8", "base-q8_0"}},
+    };
+    return *v;
+  }
+  static std::string ValidText() {
+    std::string out;
+    for (const auto& [section, names] : Valid()) {
+      out += "  " + section;
+      if (!names.empty()) {
+        out += "[:";
+        for (size_t i = 0; i < names.size(); ++i)
+          out += (i ? "," : "") + names[i];
+        out += "]";
+      }
+      out += "\n";
+    }
+    return out;
+  }
+  // Adds one --only value ("decode" or "decode:base-f32,base-q8_0");
+  // returns an error message or "".
+  std::string Add(const std::string& spec) {
+    const size_t colon = spec.find(':');
+    const std::string section = spec.substr(0, colon);
+    auto it = Valid().find(section);
+    if (it == Valid().end()) return "unknown section '" + section + "'";
+    std::set<std::string>& chosen = chosen_[section];
+    if (colon == std::string::npos) {
+      all_names_.insert(section);
+      return "";
+    }
+    std::string rest = spec.substr(colon + 1);
+    size_t begin = 0;
+    while (begin <= rest.size()) {
+      size_t end = rest.find(',', begin);
+      if (end == std::string::npos) end = rest.size();
+      std::string name = rest.substr(begin, end - begin);
+      const auto& names = it->second;
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        return "unknown name '" + name + "' in section '" + section + "'";
+      chosen.insert(name);
+      begin = end + 1;
+    }
+    return "";
+  }
+  // Sections the chosen ones need for their ratios (cheap machine numbers).
+  void AddImplied() {
+    if (chosen_.empty()) return;
+    if (chosen_.count("decode") && !chosen_.count("stream")) {
+      chosen_["stream"];
+      all_names_.insert("stream");
+    }
+    if (chosen_.count("prefill") && !chosen_.count("peak")) {
+      chosen_["peak"];
+      all_names_.insert("peak");
+    }
+  }
+  bool Section(const std::string& section) const {
+    return chosen_.empty() || chosen_.count(section) > 0;
+  }
+  bool Wants(const std::string& section, const std::string& name) const {
+    if (chosen_.empty() || all_names_.count(section)) return true;
+    auto it = chosen_.find(section);
+    return it != chosen_.end() && it->second.count(name) > 0;
+  }
+  bool everything() const { return chosen_.empty(); }
+
+ private:
+  std::map<std::string, std::set<std::string>> chosen_;
+  std::set<std::string> all_names_;  // sections chosen without names
+};
+
+// Numbers measured in this run by key ("decode/base-f32/2/8", "bw/2", ...);
+// a ratio of keys that were not measured is absent.
+class Measured {
+ public:
+  void Set(const std::string& key, double v) { values_[key] = v; }
+  std::optional<double> Get(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end() || !(it->second > 0)) return std::nullopt;
+    return it->second;
+  }
+  std::optional<double> Div(const std::string& a, const std::string& b) const {
+    auto x = Get(a), y = Get(b);
+    if (!x || !y) return std::nullopt;
+    return *x / *y;
+  }
+
+ private:
+  std::map<std::string, double> values_;
+};
+
+constexpr char kNotMeasured[] = "(not measured in this run)";
+
+void Ratio(const char* what, std::optional<double> measured, double target) {
+  if (!measured) {
+    std::printf("  %-58s %s\n", what, kNotMeasured);
+    return;
+  }
+  std::printf("  %-58s %7.2f   target >= %.2f   %s\n", what, *measured, target,
+              *measured >= target ? "MET" : "below");
   // The same as one line scripts/perf-report.sh collects.
   if (std::strstr(what, "(info)") == nullptr) {
-    std::printf("TARGET | %s | %.2fx | >= %.2fx | %s\n", what, measured, target,
-                measured >= target ? "PASS" : "MISS");
+    std::printf("TARGET | %s | %.2fx | >= %.2fx | %s\n", what, *measured,
+                target, *measured >= target ? "PASS" : "MISS");
   }
 }
+
+// "  (info) what: a / b / c", or the not-measured note when any is absent.
+void Info(const char* what, const std::vector<std::optional<double>>& values) {
+  for (const auto& v : values) {
+    if (!v) {
+      std::printf("  (info) %s: %s\n", what, kNotMeasured);
+      return;
+    }
+  }
+  std::printf("  (info) %s: ", what);
+  for (size_t i = 0; i < values.size(); ++i)
+    std::printf("%s%.2f", i ? " / " : "", *values[i]);
+  std::printf("\n");
+}
+
+constexpr char kUsage[] =
+    "usage: engine_bench [--dir DIR] [--steps N] [--prefill N] [--quick]\n"
+    "                    [--only SECTION[:NAME,...]]...\n"
+    "--only (repeatable; also --only=...) measures only the named sections\n"
+    "(and of a section only the named models); decode also measures stream\n"
+    "and prefill also peak, which their ratios need. Sections and names:\n";
 
 }  // namespace
 
@@ -327,100 +474,134 @@ int main(int argc, char** argv) {
   int steps = 32;
   int prefill_tokens = 512;
   bool quick = false;
+  Selection only;
+  auto usage = [](const std::string& error) {
+    if (!error.empty())
+      std::fprintf(stderr, "engine_bench: %s\n", error.c_str());
+    std::fprintf(stderr, "%s%s", kUsage, Selection::ValidText().c_str());
+    return 2;
+  };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--dir" && i + 1 < argc)
+    if (a == "--dir" && i + 1 < argc) {
       dir = argv[++i];
-    else if (a == "--steps" && i + 1 < argc)
+    } else if (a == "--steps" && i + 1 < argc) {
       steps = std::atoi(argv[++i]);
-    else if (a == "--prefill" && i + 1 < argc)
+    } else if (a == "--prefill" && i + 1 < argc) {
       prefill_tokens = std::atoi(argv[++i]);
-    else if (a == "--quick")
+    } else if (a == "--quick") {
       quick = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: engine_bench [--dir DIR] [--steps N] [--prefill N] "
-                   "[--quick]\n");
-      return 2;
+    } else if ((a == "--only" && i + 1 < argc) || a.rfind("--only=", 0) == 0) {
+      std::string spec = a == "--only" ? argv[++i] : a.substr(7);
+      if (std::string e = only.Add(spec); !e.empty()) return usage(e);
+    } else {
+      return usage("unknown argument '" + a + "'");
     }
   }
+  if (prefill_tokens < 1 || prefill_tokens > 1024)
+    return usage("--prefill must be in [1, 1024]");
+  if (steps < 1) return usage("--steps must be >= 1");
+  only.AddImplied();
+  auto decode = [&](const std::string& m) { return only.Wants("decode", m); };
+  auto prefill = [&](const std::string& m) { return only.Wants("prefill", m); };
+  auto uses = [&](const std::string& m) { return decode(m) || prefill(m); };
+
   const std::string small = dir + "/small-f32", base = dir + "/base-f32",
                     base_i8 = dir + "/base-int8",
-                    base_bf16 = dir + "/base-bf16";
-  Ensure(small, "small");
-  Ensure(base, "base");
-  EnsureQuantized(base, base_i8, "int8");
-  EnsureQuantized(base, base_bf16, "bfloat16");
-  const std::string base_q8 = dir + "/base-q8_0.gguf";
-  if (!FileExists(base_q8)) {
+                    base_bf16 = dir + "/base-bf16",
+                    base_q8 = dir + "/base-q8_0.gguf",
+                    base_q4k = dir + "/base-q4_k_m.gguf";
+  if (uses("small-f32")) Ensure(small, "small");
+  if (uses("base-f32") || uses("base-int8") || uses("base-bf16") ||
+      uses("base-q8_0") || uses("base-q4_k_m"))
+    Ensure(base, "base");
+  if (uses("base-int8")) EnsureQuantized(base, base_i8, "int8");
+  if (uses("base-bf16")) EnsureQuantized(base, base_bf16, "bfloat16");
+  auto ensure_gguf = [&](const std::string& path, const char* type) {
+    if (FileExists(path)) return;
     std::fprintf(stderr, "converting %s -> %s ...\n", base.c_str(),
-                 base_q8.c_str());
-    if (!ConvertToGguf(base, base_q8, "q8_0").ok()) std::exit(1);
-  }
-  const std::string base_q4k = dir + "/base-q4_k_m.gguf";
-  if (!FileExists(base_q4k)) {
-    std::fprintf(stderr, "converting %s -> %s ...\n", base.c_str(),
-                 base_q4k.c_str());
-    if (!ConvertToGguf(base, base_q4k, "q4_k_m").ok()) std::exit(1);
-  }
-  if (prefill_tokens < 1 || prefill_tokens > 1024) {
-    std::fprintf(stderr, "--prefill must be in [1, 1024]\n");
-    return 2;
-  }
+                 path.c_str());
+    if (!ConvertToGguf(base, path, type).ok()) std::exit(1);
+  };
+  if (uses("base-q8_0")) ensure_gguf(base_q8, "q8_0");
+  if (uses("base-q4_k_m")) ensure_gguf(base_q4k, "q4_k_m");
 
   std::printf(
       "engine_bench: kernels %s, %u hardware threads, load average %s\n",
       KernelIsaName(ActiveKernelIsa()), std::thread::hardware_concurrency(),
       LoadAverage().c_str());
-  std::vector<float> buf(size_t(256) << 20 >> 2 << 1);  // 512 MiB
-  for (size_t i = 0; i < buf.size(); i += 1024) buf[i] = 1.0f;
-  // The read bandwidth is measured before and inside every round below, and
-  // the best is kept, like the decode numbers.
-  double bw1 = ReadBandwidth(1, buf), bw2 = ReadBandwidth(2, buf);
-  double peak1 = FmaPeak(1), peak2 = FmaPeak(2);
+  const bool stream = only.Section("stream");
+  const bool fma = only.Wants("peak", "fma");
+  std::vector<float> buf;
+  if (stream) {
+    buf.resize(size_t(256) << 20 >> 2 << 1);  // 512 MiB
+    for (size_t i = 0; i < buf.size(); i += 1024) buf[i] = 1.0f;
+  }
+  // The read bandwidth and the peaks are measured before and inside every
+  // round below, and the best is kept, like the decode numbers.
+  double bw1 = 0, bw2 = 0, peak1 = 0, peak2 = 0;
+  if (stream) bw1 = ReadBandwidth(1, buf), bw2 = ReadBandwidth(2, buf);
+  if (fma) peak1 = FmaPeak(1), peak2 = FmaPeak(2);
 
   // Every configuration stays loaded and warm; rounds go through all of
   // them in turn and each keeps its fastest round, so a burst of other work
-  // on the shared machine hurts one round, not one configuration.
-  auto small_2 = Load(small, 2), base_2 = Load(base, 2), base_1 = Load(base, 1);
-  auto int8_2 = Load(base_i8, 2), int8_1 = Load(base_i8, 1),
-       bf16_2 = Load(base_bf16, 2), q8_2 = Load(base_q8, 2),
-       q4k_2 = Load(base_q4k, 2);
+  // on the shared machine hurts one round, not one configuration. Models are
+  // loaded once per (path, threads), only when a selected part needs them.
+  std::map<std::pair<std::string, int>, std::unique_ptr<Model>> models;
+  auto model = [&](const std::string& path, int threads) -> const Model* {
+    auto& m = models[{path, threads}];
+    if (!m) m = Load(path, threads);
+    return m.get();
+  };
   const int rounds = quick ? 2 : 4;
   std::vector<std::unique_ptr<Config>> configs;
-  auto add = [&](const std::string& name, const Model* m,
+  auto add = [&](const std::string& name, const std::string& path, int threads,
                  std::vector<int> batches) {
+    if (!decode(name)) return;
     for (int b : batches)
-      configs.push_back(std::make_unique<Config>(name, m, b, steps, rounds));
+      configs.push_back(std::make_unique<Config>(name, model(path, threads), b,
+                                                 steps, rounds));
   };
-  add("small-f32", small_2.get(), {1, 4, 8, 16});
-  add("base-f32", base_2.get(), {1, 4, 8, 16});
-  add("base-f32", base_1.get(), {1});
-  add("base-int8", int8_2.get(), {1, 8});
-  add("base-int8", int8_1.get(), {1});
-  add("base-bf16", bf16_2.get(), {1, 8});
-  add("base-q8_0", q8_2.get(), {1, 8});
-  add("base-q4_k_m", q4k_2.get(), {1});
+  add("small-f32", small, 2, {1, 4, 8, 16});
+  add("base-f32", base, 2, {1, 4, 8, 16});
+  add("base-f32", base, 1, {1});
+  add("base-int8", base_i8, 2, {1, 8});
+  add("base-int8", base_i8, 1, {1});
+  add("base-bf16", base_bf16, 2, {1, 8});
+  add("base-q8_0", base_q8, 2, {1, 8});
+  add("base-q4_k_m", base_q4k, 2, {1});
   std::vector<std::unique_ptr<Prefill>> prefills;
-  prefills.push_back(
-      std::make_unique<Prefill>("base-f32", base_2.get(), prefill_tokens));
-  prefills.push_back(
-      std::make_unique<Prefill>("base-int8", int8_2.get(), prefill_tokens));
-  prefills.push_back(
-      std::make_unique<Prefill>("base-q8_0", q8_2.get(), prefill_tokens));
+  auto add_prefill = [&](const std::string& name, const std::string& path) {
+    if (prefill(name))
+      prefills.push_back(
+          std::make_unique<Prefill>(name, model(path, 2), prefill_tokens));
+  };
+  add_prefill("base-f32", base);
+  add_prefill("base-int8", base_i8);
+  add_prefill("base-q8_0", base_q8);
   for (int r = 0; r < rounds; ++r) {
-    bw1 = std::max(bw1, ReadBandwidth(1, buf, 1));
-    bw2 = std::max(bw2, ReadBandwidth(2, buf, 1));
-    peak1 = std::max(peak1, FmaPeak(1, 1));
-    peak2 = std::max(peak2, FmaPeak(2, 1));
+    if (stream) {
+      bw1 = std::max(bw1, ReadBandwidth(1, buf, 1));
+      bw2 = std::max(bw2, ReadBandwidth(2, buf, 1));
+    }
+    if (fma) {
+      peak1 = std::max(peak1, FmaPeak(1, 1));
+      peak2 = std::max(peak2, FmaPeak(2, 1));
+    }
     for (auto& c : configs) c->Time(steps);
     for (auto& p : prefills) p->Time();
   }
-  std::printf(
-      "STREAM-style read bandwidth (best of all rounds): 1 thread %.1f GB/s, 2 "
-      "threads %.1f GB/s\n",
-      bw1, bw2);
-  std::map<std::string, double> tps;  // "model/threads/batch"
+  Measured m;
+  m.Set("bw/1", bw1);
+  m.Set("bw/2", bw2);
+  m.Set("fma/1", peak1);
+  m.Set("fma/2", peak2);
+  if (stream) {
+    std::printf(
+        "STREAM-style read bandwidth (best of all rounds): 1 thread %.1f "
+        "GB/s, 2 threads %.1f GB/s\n",
+        bw1, bw2);
+  }
   for (const auto& c : configs) {
     const ModelInfo& info = c->model().info();
     const int threads = c->model().threads();
@@ -430,72 +611,74 @@ int main(int argc, char** argv) {
         "%6.2f ms  weights %.2f GB/s\n",
         c->name().c_str(), info.parameters / 1e6, info.weight_dtype.c_str(),
         threads, c->batch(), c->tokens_per_s(), c->step_s() * 1e3, bw);
-    tps[c->name() + "/" + std::to_string(threads) + "/" +
-        std::to_string(c->batch())] = c->tokens_per_s();
-    if (c->batch() == 1) tps[c->name() + "/bw/" + std::to_string(threads)] = bw;
+    m.Set(c->name() + "/" + std::to_string(threads) + "/" +
+              std::to_string(c->batch()),
+          c->tokens_per_s());
+    if (c->batch() == 1)
+      m.Set(c->name() + "/bw/" + std::to_string(threads), bw);
   }
 
-  std::printf(
-      "FMA peak (best of all rounds, %s width): 1 thread %.1f GFLOP/s, 2 "
-      "threads %.1f GFLOP/s\n",
-      KernelIsaName(ActiveKernelIsa()), peak1, peak2);
-  std::map<std::string, double> prefill_gflops;
+  if (fma) {
+    std::printf(
+        "FMA peak (best of all rounds, %s width): 1 thread %.1f GFLOP/s, 2 "
+        "threads %.1f GFLOP/s\n",
+        KernelIsaName(ActiveKernelIsa()), peak1, peak2);
+  }
   for (const auto& p : prefills) {
     std::printf(
         "%-10s prefill %d tokens, threads %d: %8.1f tokens/s  %6.3f s  "
         "%6.1f GFLOP/s\n",
         p->name().c_str(), prefill_tokens, p->model().threads(),
         p->tokens_per_s(), p->seconds(), p->gflops());
-    prefill_gflops[p->name()] = p->gflops();
+    m.Set("prefill/" + p->name(), p->gflops());
   }
 
   std::printf("\nRatios (measured in this run; targets from issue 14):\n");
   std::printf("  kernel path: %s\n", KernelIsaName(ActiveKernelIsa()));
   Ratio("prefill f32 GFLOP/s / FMA peak, 2 threads",
-        prefill_gflops["base-f32"] / peak2, 0.55);
+        m.Div("prefill/base-f32", "fma/2"), 0.55);
   Ratio("Q8_0 prefill / f32 prefill",
-        prefill_gflops["base-q8_0"] / prefill_gflops["base-f32"], 1.2);
-  std::printf("  (info) int8 prefill / f32 prefill: %.2f\n",
-              prefill_gflops["base-int8"] / prefill_gflops["base-f32"]);
+        m.Div("prefill/base-q8_0", "prefill/base-f32"), 1.2);
+  Info("int8 prefill / f32 prefill",
+       {m.Div("prefill/base-int8", "prefill/base-f32")});
   Ratio("base f32 batch 8 vs batch 1 throughput (issue 14)",
-        tps["base-f32/2/8"] / tps["base-f32/2/1"], 5.0);
+        m.Div("base-f32/2/8", "base-f32/2/1"), 5.0);
   Ratio("base int8 batch 8 vs batch 1 throughput",
-        tps["base-int8/2/8"] / tps["base-int8/2/1"], 3.0);
-  std::printf("  (info) base q8_0 batch 8 vs batch 1: %.2f\n",
-              tps["base-q8_0/2/8"] / tps["base-q8_0/2/1"]);
+        m.Div("base-int8/2/8", "base-int8/2/1"), 3.0);
+  Info("base q8_0 batch 8 vs batch 1",
+       {m.Div("base-q8_0/2/8", "base-q8_0/2/1")});
   Ratio("base int8 batch-1 bytes/s / STREAM, 2 threads",
-        tps["base-int8/bw/2"] / bw2, 0.9);
+        m.Div("base-int8/bw/2", "bw/2"), 0.9);
   Ratio("base q8_0 batch-1 bytes/s / STREAM, 2 threads",
-        tps["base-q8_0/bw/2"] / bw2, 0.9);
+        m.Div("base-q8_0/bw/2", "bw/2"), 0.9);
   Ratio("Q4_K_M decode / Q8_0 decode, batch 1, 2 threads",
-        tps["base-q4_k_m/2/1"] / tps["base-q8_0/2/1"], 1.3);
+        m.Div("base-q4_k_m/2/1", "base-q8_0/2/1"), 1.3);
 
   std::printf("\nRatios (measured in this run; targets from issue 3):\n");
   Ratio("base f32 batch-1 bandwidth efficiency, 2 threads",
-        tps["base-f32/bw/2"] / bw2, 0.85);
+        m.Div("base-f32/bw/2", "bw/2"), 0.85);
   Ratio("base f32 batch-1 bandwidth efficiency, 1 thread (info)",
-        tps["base-f32/bw/1"] / bw1, 0.85);
+        m.Div("base-f32/bw/1", "bw/1"), 0.85);
   Ratio("base int8 vs f32 decode speed, batch 1",
-        tps["base-int8/2/1"] / tps["base-f32/2/1"], 3.0);
+        m.Div("base-int8/2/1", "base-f32/2/1"), 3.0);
   Ratio("base bf16 vs f32 decode speed, batch 1",
-        tps["base-bf16/2/1"] / tps["base-f32/2/1"], 1.7);
+        m.Div("base-bf16/2/1", "base-f32/2/1"), 1.7);
   Ratio("base f32 batch 8 vs batch 1 throughput (issue 3)",
-        tps["base-f32/2/8"] / tps["base-f32/2/1"], 6.0);
-  std::printf("  (info) base f32 batch 4 / 16 vs batch 1: %.2f / %.2f\n",
-              tps["base-f32/2/4"] / tps["base-f32/2/1"],
-              tps["base-f32/2/16"] / tps["base-f32/2/1"]);
-  std::printf(
-      "  (info) small f32 batch 4 / 8 / 16 vs batch 1: %.2f / %.2f / %.2f\n",
-      tps["small-f32/2/4"] / tps["small-f32/2/1"],
-      tps["small-f32/2/8"] / tps["small-f32/2/1"],
-      tps["small-f32/2/16"] / tps["small-f32/2/1"]);
-  std::printf("  (info) base f32 threads 2 vs 1, batch 1: %.2f\n",
-              tps["base-f32/2/1"] / tps["base-f32/1/1"]);
-  std::printf("  (info) base int8 threads 2 vs 1, batch 1: %.2f\n",
-              tps["base-int8/2/1"] / tps["base-int8/1/1"]);
-  std::printf("  (info) base int8 / bf16 batch 8 vs batch 1: %.2f / %.2f\n",
-              tps["base-int8/2/8"] / tps["base-int8/2/1"],
-              tps["base-bf16/2/8"] / tps["base-bf16/2/1"]);
+        m.Div("base-f32/2/8", "base-f32/2/1"), 6.0);
+  Info("base f32 batch 4 / 16 vs batch 1",
+       {m.Div("base-f32/2/4", "base-f32/2/1"),
+        m.Div("base-f32/2/16", "base-f32/2/1")});
+  Info("small f32 batch 4 / 8 / 16 vs batch 1",
+       {m.Div("small-f32/2/4", "small-f32/2/1"),
+        m.Div("small-f32/2/8", "small-f32/2/1"),
+        m.Div("small-f32/2/16", "small-f32/2/1")});
+  Info("base f32 threads 2 vs 1, batch 1",
+       {m.Div("base-f32/2/1", "base-f32/1/1")});
+  Info("base int8 threads 2 vs 1, batch 1",
+       {m.Div("base-int8/2/1", "base-int8/1/1")});
+  Info("base int8 / bf16 batch 8 vs batch 1",
+       {m.Div("base-int8/2/8", "base-int8/2/1"),
+        m.Div("base-bf16/2/8", "base-bf16/2/1")});
   std::printf(
       "load average at the end: %s (other work on the machine lowers every "
       "number)\n",
