@@ -312,10 +312,10 @@ struct PackedRows {
 
 // Q8_0 decode batches take the integer tiles; from kGemmMinRows rows on the
 // packed GEMM (which dequantizes each weight once per call) is faster.
-// Q4_K and Q6_K decode batches on the vector ISAs likewise (the scalar path
-// dequantizes them).
+// K-quant (Q4_K, Q5_K, Q6_K) decode batches on the vector ISAs likewise
+// (the scalar path dequantizes them).
 bool UsesIntegerPath(const WeightMatrix& w, int n, int gemm_rows) {
-  if (w.dtype == DType::kQ4_K || w.dtype == DType::kQ6_K)
+  if (IsKQuant(w.dtype))
     return w.cols % kQK == 0 && w.cols > 0 && gemm_rows != 0 &&
            n < internal::kGemmMinRows;
   return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0 &&

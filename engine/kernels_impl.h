@@ -36,11 +36,17 @@
 //     activation rows over 32-byte blocks with |w| x sign(x, w) (so
 //     vpmaddubsw never saturates); each block's int32 sum is converted and
 //     scaled by d_w * d_x.
-//   * K-quants (Q4_K, Q5_K, Q6_K): rows dequantized per chunk by vectorizable
-//     block loops into a float buffer and run through the float32
-//     algorithms; Q4_K and Q6_K decode batches (n < kGemmMinRows) instead
-//     take the int8 activations with DotU8S8 per 32-weight sub-block
-//     (RunIntQ4K / RunIntQ6K).
+//   * K-quants (Q4_K, Q5_K, Q6_K), n < kGemmMinRows: one integer algorithm
+//     (RunIntKQuant, kernels_kquant_impl.h) over an unpacking policy per
+//     format. Tiles of 4 weight rows x 1 (AVX2) or 2 (AVX-512) activation
+//     rows; per super-block each row's scales are unpacked once into int16
+//     lanes, per 32-weight sub-block (two per 512-bit vector) the weights
+//     are unpacked to u8 in registers, vpmaddubsw x int8 activations and
+//     vpmaddwd by the scales give int32 sums, converted once per sub-block
+//     and scaled by d once per super-block; mins and Q6_K's -32 offset go
+//     through per-group activation sums. From kGemmMinRows rows on (and on
+//     the scalar path) rows are dequantized per chunk into a float buffer
+//     and run through the float32 algorithms.
 // And attention over a block of queries (AttentionScoresImpl /
 // AttentionValuesImpl): 4 keys x kDotNb queries score tiles, 6 queries x
 // 2 vectors value tiles, so each cached key/value row is read once per block.
@@ -468,8 +474,12 @@ inline void AttentionValuesImpl(const float* w, int64_t ldw, int nq,
 
 template <class V>
 inline void MatMulRowsImpl(const RowRangeArgs& a) {
-  if (a.xq != nullptr && a.w->dtype == DType::kQ6_K) return RunIntQ6K<V>(a);
-  if (a.xq != nullptr && a.w->dtype == DType::kQ4_K) return RunIntQ4K<V>(a);
+  if (a.xq != nullptr && a.w->dtype == DType::kQ4_K)
+    return RunIntKQuant<V, KqAsymPolicy<false>>(a);
+  if (a.xq != nullptr && a.w->dtype == DType::kQ5_K)
+    return RunIntKQuant<V, KqAsymPolicy<true>>(a);
+  if (a.xq != nullptr && a.w->dtype == DType::kQ6_K)
+    return RunIntKQuant<V, KqQ6Policy>(a);
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
     return RunInt<V, DType::kQ8_0>(a);
   switch (a.w->dtype) {

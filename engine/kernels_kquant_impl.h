@@ -7,7 +7,9 @@
 // and multiplied by the float32 algorithms above. The block loops below
 // follow the reference in engine/kquants.cc but run over whole sub-blocks
 // with uniform scales, so the compiler vectorizes them for this file's
-// target; the tests compare every ISA with the reference.
+// target; the tests compare every ISA with the reference. This path serves
+// prefill (the packed GEMM) and the scalar-free fallbacks; decode batches
+// take the integer kernels at the end of this file.
 inline void DequantQ6KBlockFast(const uint8_t* __restrict__ b,
                                 float* __restrict__ out) {
   const float d = HalfBitsToFloat(b + 208);
@@ -111,133 +113,340 @@ inline void RunKQuant(const RowRangeArgs& a) {
   }
 }
 
-// Q4_K weights with int8 activations (RowRangeArgs::xq, one scale per 32
-// columns), decode batches: per 32-weight sub-block the u8 nibbles times the
-// s8 activations sum exactly in int32 (vpmaddubsw cannot saturate: 2 * 15 *
-// 127 < 32767), scaled by d * scale * d_x; the mins contribute dmin * min *
-// d_x * sum(x_q), with the activation sums computed once per call.
-inline float HorizontalSum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
+// ---------------------------------------------------------------------------
+// K-quant weights (Q4_K, Q5_K, Q6_K) with int8 activations, decode batches
+// (n < kGemmMinRows): one algorithm, RunIntKQuant<V, P>, over an unpacking
+// policy P per format and a width layer KqVec<V> per target.
+//
+// The activations come as MatMul quantized them for Q8_0 (RowRangeArgs::xq,
+// int8 with one scale d_x per 32 columns). Per call, for each activation
+// row, two small tables are built once: the scales expanded to 8 lanes per
+// 32 columns (so a 256- or 512-bit load gives the float factor of one or
+// two sub-blocks), and the "offset sums" d_x * sum(x_q) per group of
+// P::kGroup columns (32 for Q4_K/Q5_K's mins, 16 for Q6_K's -32 offset).
+//
+// A tile is R weight rows x NB activation rows. Per super-block (256
+// weights) each row's policy unpacks its scales once (the six-bit
+// scale/min pairs of Q4_K/Q5_K with 32-bit masks, Q6_K's int8 scales with
+// one shuffle per sub-block) into int16 lanes. Per 32-weight sub-block (two
+// per 512-bit vector) the policy unpacks the weights to u8 values in
+// registers (nibbles with shifts and masks, Q5_K's fifth bit and Q6_K's
+// high two bits or-ed in), and for every activation row of the tile
+//     vpmaddubsw(q, x) -> int16 pair sums (at most 2 * 63 * 127 < 32767),
+//     vpmaddwd(., scale16) -> int32 with the sub-block scale folded in,
+//     one conversion and one FMA with d_x into the super-block's float sum.
+// At the end of the super-block the sum is scaled by d once, and the
+// offset term -sum_g off_g * (d_x * sum x_q)_g (off = dmin * min for
+// Q4_K/Q5_K, 32 * d * scale for Q6_K) is one or two FMAs. Each activation
+// vector is loaded once per R rows, each weight vector unpacked once per NB
+// activation rows.
+
+// Offset sums and expanded scales of the activations (see above).
+struct KqActivations {
+  const int8_t* xq;
+  int64_t ldxq;
+  const float* xs8;  // [n][cols / 32 * 8]
+  int64_t ld8;
+  const float* sums;  // [n][cols / group]
+  int64_t ldsum;
+};
+
+template <class V, bool kWide = (V::kW == 16)>
+struct KqVec;
+
+// 256-bit: one sub-block per vector.
+template <class V>
+struct KqVec<V, false> {
+  using I = __m256i;
+  using F = __m256;
+  static constexpr int kSubs = 1;
+  static I Join(__m256i a, __m256i) { return a; }
+  static I LoadI(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  }
+  static I Dot(I q, I x, I s16) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), s16);
+  }
+  static F Zero() { return _mm256_setzero_ps(); }
+  static F LoadF(const float* p) { return _mm256_loadu_ps(p); }
+  static F Set1(float v) { return _mm256_set1_ps(v); }
+  static F Cvt(I v) { return _mm256_cvtepi32_ps(v); }
+  static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F Fnma(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
+  // a.off[g] * sums[g] for the kGroups groups of a super-block, into acc.
+  template <int kGroups>
+  static F Offsets(const float* off, const float* sums, F acc) {
+#pragma GCC unroll 2
+    for (int g = 0; g < kGroups; g += 8)
+      acc = Fnma(LoadF(off + g), LoadF(sums + g), acc);
+    return acc;
+  }
+  static float Reduce(F v) { return V::Reduce(v); }
+};
+
+// 512-bit: two sub-blocks per vector (low and high 256 bits).
+template <class V>
+struct KqVec<V, true> {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr int kSubs = 2;
+  static I Join(__m256i a, __m256i b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  }
+  static I LoadI(const void* p) { return _mm512_loadu_si512(p); }
+  static I Dot(I q, I x, I s16) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(q, x), s16);
+  }
+  static F Zero() { return _mm512_setzero_ps(); }
+  static F LoadF(const float* p) { return _mm512_loadu_ps(p); }
+  static F Set1(float v) { return _mm512_set1_ps(v); }
+  static F Cvt(I v) { return _mm512_cvtepi32_ps(v); }
+  static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F Fnma(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
+  template <int kGroups>
+  static F Offsets(const float* off, const float* sums, F acc) {
+    if constexpr (kGroups == 8) {
+      return Fnma(_mm512_zextps256_ps512(_mm256_loadu_ps(off)),
+                  _mm512_zextps256_ps512(_mm256_loadu_ps(sums)), acc);
+    } else {
+      static_assert(kGroups == 16);
+      return Fnma(LoadF(off), LoadF(sums), acc);
+    }
+  }
+  static float Reduce(F v) { return _mm512_reduce_add_ps(v); }
+};
+
+inline __m256i LoadU256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
 }
 
-template <class V>
-inline void RunIntQ4K(const RowRangeArgs& a) {
-  const WeightMatrix& w = *a.w;
-  const int64_t subs = w.cols / 32, blocks = w.cols / kQK;
-  thread_local std::vector<float> xsum;
-  if (xsum.size() < size_t(a.n * subs)) xsum.resize(size_t(a.n * subs));
-  for (int b = 0; b < a.n; ++b)
-    for (int64_t s = 0; s < subs; ++s) {
-      const int8_t* x = a.xq + b * a.ldxq + 32 * s;
-      int32_t t = 0;
-      for (int l = 0; l < 32; ++l) t += x[l];
-      xsum[size_t(b * subs + s)] = float(t) * a.xscale[b * a.ldxs + s];
+// Q4_K and Q5_K (kFive): d, dmin, 12 bytes of six-bit scales and mins,
+// [qh[32],] qs[128]. Sub-block s (32 weights) reads qs[32 (s / 2) + l], the
+// low nibble for even s and the high one for odd s; Q5_K's fifth bit is
+// (qh[l] >> s) & 1.
+template <bool kFive>
+struct KqAsymPolicy {
+  static constexpr int kBytes = kFive ? kQ5KBytes : kQ4KBytes;
+  static constexpr int kGroup = 32;  // columns per offset (min) group
+  static constexpr int kGroups = 8;
+
+  struct Block {
+    const uint8_t* b;
+    float d;
+    alignas(32) int32_t sc[8];  // scale in both int16 halves
+    alignas(32) float off[8];   // dmin * min
+
+    void Prepare(const uint8_t* p) {
+      b = p;
+      d = HalfBitsToFloat(p);
+      // The 12 bytes as three words: scales 0-3 and mins 0-3 are the low 6
+      // bits of words a and m; scales and mins 4-7 take their low 4 bits
+      // from word c's nibbles and their high 2 bits from the top of a / m.
+      uint32_t a, m, c;
+      std::memcpy(&a, p + 4, 4);
+      std::memcpy(&m, p + 8, 4);
+      std::memcpy(&c, p + 12, 4);
+      const uint64_t scales =
+          uint64_t(a & 0x3f3f3f3fu) |
+          uint64_t((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+      const uint64_t mins =
+          uint64_t(m & 0x3f3f3f3fu) |
+          uint64_t(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
+      const __m256i s32 = _mm256_cvtepu8_epi32(
+          _mm_cvtsi64_si128(static_cast<long long>(scales)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc),
+                         _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
+      const __m256 m32 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+          _mm_cvtsi64_si128(static_cast<long long>(mins))));
+      _mm256_store_ps(
+          off, _mm256_mul_ps(m32, _mm256_set1_ps(HalfBitsToFloat(p + 2))));
     }
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  const int64_t rb = w.row_bytes();
-  for (int64_t r = a.r0; r < a.r1; ++r) {
-    const uint8_t* row = w.data + r * rb;
-    for (int b = 0; b < a.n; ++b) {
-      const int8_t* xq = a.xq + b * a.ldxq;
-      const float* xs = a.xscale + b * a.ldxs;
-      const float* xm = xsum.data() + b * subs;
-      __m256 acc = _mm256_setzero_ps();
-      float mins = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const uint8_t* bp = row + blk * kQ4KBytes;
-        const float d = HalfBitsToFloat(bp), dmin = HalfBitsToFloat(bp + 2);
-        for (int p = 0; p < 4; ++p) {
-          int sc0, m0, sc1, m1;
-          ScaleMinInline(bp + 4, 2 * p, &sc0, &m0);
-          ScaleMinInline(bp + 4, 2 * p + 1, &sc1, &m1);
-          const int64_t s0 = blk * 8 + 2 * p;
-          const __m256i q = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(bp + 16 + 32 * p));
-          const __m256i lo = _mm256_and_si256(q, low);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-          const __m256i x0 = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xq + 32 * s0));
-          const __m256i x1 = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xq + 32 * s0 + 32));
-          const __m256i p0 = V::DotU8S8(_mm256_setzero_si256(), lo, x0);
-          const __m256i p1 = V::DotU8S8(_mm256_setzero_si256(), hi, x1);
-          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0),
-                                _mm256_set1_ps(d * float(sc0) * xs[s0]), acc);
-          acc =
-              _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                              _mm256_set1_ps(d * float(sc1) * xs[s0 + 1]), acc);
-          mins += dmin * (float(m0) * xm[s0] + float(m1) * xm[s0 + 1]);
-        }
+    // u8 values (< 16, or < 32 for Q5_K) of sub-block s.
+    __m256i Values(int s) const {
+      const __m256i q = LoadU256(b + (kFive ? 48 : 16) + 32 * (s / 2));
+      const __m256i nib = _mm256_and_si256(
+          (s & 1) ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0f));
+      if constexpr (!kFive) {
+        return nib;
+      } else {
+        const __m256i qh = LoadU256(b + 16);
+        // Bit s of each qh byte moved to bit 4 (16-bit shifts; the mask
+        // keeps only bits that stayed within their byte).
+        const __m256i h = s <= 4 ? _mm256_slli_epi16(qh, 4 - s)
+                                 : _mm256_srli_epi16(qh, s - 4);
+        return _mm256_or_si256(nib,
+                               _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
       }
-      a.y[b * a.ldy + r] = HorizontalSum256(acc) - mins;
     }
+    // int16 multipliers of sub-block s's pair sums: its scale.
+    __m256i Scales(int s) const { return _mm256_set1_epi32(sc[s]); }
+  };
+};
+
+// Q6_K: ql[128], qh[64], int8 scales[16] (one per 16 weights), d. Sub-block
+// t = 4 h + u (h < 2, u < 4) takes the low (u < 2) or high nibble of
+// ql[64 h + 32 (u & 1) + l] and bits 2u, 2u + 1 of qh[32 h + l]; values
+// q in [0, 64) stand for q - 32, the -32 going through the offset sums.
+struct KqQ6Policy {
+  static constexpr int kBytes = kQ6KBytes;
+  static constexpr int kGroup = 16;  // columns per offset group (scale)
+  static constexpr int kGroups = 16;
+
+  struct Block {
+    const uint8_t* b;
+    float d;
+    __m128i sc;                 // the 16 int8 scales
+    alignas(64) float off[16];  // 32 * d * scale
+
+    void Prepare(const uint8_t* p) {
+      b = p;
+      d = HalfBitsToFloat(p + 208);
+      sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));
+      const __m256 k = _mm256_set1_ps(32.0f * d);
+      _mm256_store_ps(
+          off, _mm256_mul_ps(k, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+      _mm256_store_ps(off + 8,
+                      _mm256_mul_ps(k, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                           _mm_srli_si128(sc, 8)))));
+    }
+    __m256i Values(int t) const {
+      const int h = t / 4, u = t % 4;
+      const __m256i ql = LoadU256(b + 64 * h + 32 * (u & 1));
+      const __m256i qh = LoadU256(b + 128 + 32 * h);
+      const __m256i lo = _mm256_and_si256(
+          u >= 2 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0f));
+      // Bits 2u, 2u + 1 of qh moved to bits 4, 5.
+      const __m256i hi = u == 0   ? _mm256_slli_epi16(qh, 4)
+                         : u == 1 ? _mm256_slli_epi16(qh, 2)
+                         : u == 2 ? qh
+                                  : _mm256_srli_epi16(qh, 2);
+      return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+    }
+    // Scales 2t (low 16 weights, low 128 bits) and 2t + 1, as int16.
+    __m256i Scales(int t) const {
+      const __m128i pick = _mm_set_epi64x(0x0101010101010101LL * (2 * t + 1),
+                                          0x0101010101010101LL * (2 * t));
+      return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick));
+    }
+  };
+};
+
+template <class V, class P, int R, int NB>
+inline void KqTile(const RowRangeArgs& a, const KqActivations& x, int64_t r,
+                   int b0) {
+  using K = KqVec<V>;
+  using I = typename K::I;
+  using F = typename K::F;
+  const WeightMatrix& w = *a.w;
+  const int64_t rb = w.row_bytes(), blocks = w.cols / kQK;
+  const uint8_t* rows[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
+  // The next tile's rows, a cache line at a time (R interleaved rows are
+  // too short for the hardware prefetcher).
+  const int64_t ahead = R * rb;
+  F acc[R][NB];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) acc[i][j] = K::Zero();
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    typename P::Block pb[R];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* p = rows[i] + blk * P::kBytes;
+#pragma GCC unroll 4
+      for (int o = 0; o < P::kBytes; o += 64)
+        __builtin_prefetch(p + ahead + o, 0, 3);
+      pb[i].Prepare(p);
+    }
+    F sb[R][NB];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) sb[i][j] = K::Zero();
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s += K::kSubs) {
+      I xv[NB];
+      F xf[NB];
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) {
+        xv[j] = K::LoadI(x.xq + (b0 + j) * x.ldxq + blk * kQK + 32 * s);
+        xf[j] = K::LoadF(x.xs8 + (b0 + j) * x.ld8 + (blk * 8 + s) * 8);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        const I q =
+            K::Join(pb[i].Values(s), pb[i].Values(K::kSubs == 2 ? s + 1 : s));
+        const I sc =
+            K::Join(pb[i].Scales(s), pb[i].Scales(K::kSubs == 2 ? s + 1 : s));
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j)
+          sb[i][j] = K::Fma(K::Cvt(K::Dot(q, xv[j], sc)), xf[j], sb[i][j]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const F d = K::Set1(pb[i].d);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) {
+        acc[i][j] = K::template Offsets<P::kGroups>(
+            pb[i].off, x.sums + (b0 + j) * x.ldsum + blk * P::kGroups,
+            K::Fma(sb[i][j], d, acc[i][j]));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j)
+      a.y[(b0 + j) * a.ldy + r + i] = K::Reduce(acc[i][j]);
+}
+
+template <class V, class P, int NB>
+inline void KqTiles(const RowRangeArgs& a, const KqActivations& x, int b0) {
+  constexpr int R = 4;
+  int64_t r = a.r0;
+  for (; r + R <= a.r1; r += R) KqTile<V, P, R, NB>(a, x, r, b0);
+  for (; r < a.r1; ++r) KqTile<V, P, 1, NB>(a, x, r, b0);
+}
+
+// Activation rows per tile: 4 x 2 x 2 (sum and super-block sum) float
+// accumulators fit AVX-512's 32 registers; AVX2's 16 take 4 x 1 x 2.
+template <class V>
+constexpr int kKqNb = V::kW == 16 ? 2 : 1;
+
+template <class V, class P, int NB = kKqNb<V>>
+inline void KqTilesN(const RowRangeArgs& a, const KqActivations& x, int b0,
+                     int nb) {
+  if constexpr (NB >= 1) {
+    if (nb == NB) return KqTiles<V, P, NB>(a, x, b0);
+    if constexpr (NB > 1) return KqTilesN<V, P, NB - 1>(a, x, b0, nb);
   }
 }
 
-// Q6_K likewise: the 6-bit values q in [0, 64) are u8, the scales apply per
-// 16 weights (the low and high four int32 lanes of each 32-weight dot), and
-// the -32 offset contributes -32 * d * scale * d_x * sum(x_q) per 16.
-template <class V>
-inline void RunIntQ6K(const RowRangeArgs& a) {
-  const WeightMatrix& w = *a.w;
-  const int64_t halves = w.cols / 16, blocks = w.cols / kQK;
-  thread_local std::vector<float> xsum;
-  if (xsum.size() < size_t(a.n * halves)) xsum.resize(size_t(a.n * halves));
-  for (int b = 0; b < a.n; ++b)
-    for (int64_t s = 0; s < halves; ++s) {
-      const int8_t* x = a.xq + b * a.ldxq + 16 * s;
+template <class V, class P>
+inline void RunIntKQuant(const RowRangeArgs& a) {
+  const int64_t cols = a.w->cols, subs = cols / 32;
+  const int64_t groups = cols / P::kGroup;
+  thread_local std::vector<float> xs8, sums;
+  const int64_t ld8 = subs * 8;
+  if (xs8.size() < size_t(a.n * ld8)) xs8.resize(size_t(a.n * ld8));
+  if (sums.size() < size_t(a.n * groups)) sums.resize(size_t(a.n * groups));
+  for (int b = 0; b < a.n; ++b) {
+    const int8_t* xq = a.xq + b * a.ldxq;
+    const float* xs = a.xscale + b * a.ldxs;
+    float* e = xs8.data() + b * ld8;
+    float* sm = sums.data() + b * groups;
+    for (int64_t s = 0; s < subs; ++s)
+      _mm256_storeu_ps(e + 8 * s, _mm256_set1_ps(xs[s]));
+    for (int64_t g = 0; g < groups; ++g) {
       int32_t t = 0;
-      for (int l = 0; l < 16; ++l) t += x[l];
-      xsum[size_t(b * halves + s)] = float(t) * a.xscale[b * a.ldxs + s / 2];
-    }
-  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x30);
-  const int64_t rb = w.row_bytes();
-  for (int64_t r = a.r0; r < a.r1; ++r) {
-    const uint8_t* row = w.data + r * rb;
-    for (int b = 0; b < a.n; ++b) {
-      const int8_t* xq = a.xq + b * a.ldxq;
-      const float* xs = a.xscale + b * a.ldxs;
-      const float* xm = xsum.data() + b * halves;
-      __m256 acc = _mm256_setzero_ps();
-      float offset = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const uint8_t* bp = row + blk * kQ6KBytes;
-        const float d = HalfBitsToFloat(bp + 208);
-        const int8_t* sc = reinterpret_cast<const int8_t*>(bp + 192);
-        for (int h = 0; h < 2; ++h) {
-          const __m256i qa =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 64 * h));
-          const __m256i qb = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(bp + 64 * h + 32));
-          const __m256i qh = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(bp + 128 + 32 * h));
-          const __m256i q[4] = {
-              _mm256_or_si256(_mm256_and_si256(qa, low),
-                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), two)),
-              _mm256_or_si256(_mm256_and_si256(qb, low),
-                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), two)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low),
-                              _mm256_and_si256(qh, two)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low),
-                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), two))};
-          for (int s = 0; s < 4; ++s) {
-            const int64_t s32 = blk * 8 + 4 * h + s;  // activation block
-            const int g = 8 * h + 2 * s;              // scale index
-            const __m256i x = _mm256_loadu_si256(
-                reinterpret_cast<const __m256i*>(xq + 32 * s32));
-            const __m256i p = V::DotU8S8(_mm256_setzero_si256(), q[s], x);
-            const float f0 = d * float(sc[g]), f1 = d * float(sc[g + 1]);
-            const __m256 scale = _mm256_set_m128(_mm_set1_ps(f1 * xs[s32]),
-                                                 _mm_set1_ps(f0 * xs[s32]));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-            offset += 32.0f * (f0 * xm[2 * s32] + f1 * xm[2 * s32 + 1]);
-          }
-        }
-      }
-      a.y[b * a.ldy + r] = HorizontalSum256(acc) - offset;
+      for (int l = 0; l < P::kGroup; ++l) t += xq[g * P::kGroup + l];
+      sm[g] = float(t) * xs[g * P::kGroup / 32];
     }
   }
+  const KqActivations x{a.xq, a.ldxq, xs8.data(), ld8, sums.data(), groups};
+  for (int b = 0; b < a.n; b += kKqNb<V>)
+    KqTilesN<V, P>(a, x, b, std::min(kKqNb<V>, a.n - b));
 }
