@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/dtype.h"
 #include "nlohmann/json.hpp"
 
 namespace hangar::catalog {
@@ -198,11 +199,38 @@ int64_t ParameterCount(const ArchitectureSpec& spec) {
   return split.projection_params + split.other_params;
 }
 
+ElementSize ElementSizeOf(absl::string_view dtype) {
+  // The engine's type of that name ("fp8" is the engine's "fp8_e4m3"); its
+  // block is the smallest power-of-two row the engine stores in whole bytes
+  // (1 element for plain types, 32 for q8_0/q4_0, 256 for the K-quants).
+  const absl::string_view name = dtype == "fp8" ? "fp8_e4m3" : dtype;
+  for (engine::DType d :
+       {engine::DType::kF32, engine::DType::kF16, engine::DType::kBF16,
+        engine::DType::kI8, engine::DType::kI16, engine::DType::kF8E4M3,
+        engine::DType::kQ8_0, engine::DType::kQ4_0, engine::DType::kQ4_K,
+        engine::DType::kQ5_K, engine::DType::kQ6_K}) {
+    if (name != engine::DTypeName(d)) continue;
+    for (int64_t block = 1; block <= 1024; block *= 2) {
+      const int64_t bytes = engine::DTypeRowBytes(d, block);
+      if (bytes > 0) return {bytes, block};
+    }
+  }
+  return {};
+}
+
+int64_t StorageBytes(absl::string_view dtype, int64_t count) {
+  const ElementSize size = ElementSizeOf(dtype);
+  return count / size.elements * size.bytes +
+         (count % size.elements) * size.bytes / size.elements;
+}
+
 int ElementBytes(absl::string_view dtype) {
-  if (dtype == "float32") return 4;
-  if (dtype == "bfloat16" || dtype == "float16" || dtype == "int16") return 2;
-  if (dtype == "int8" || dtype == "fp8") return 1;
-  return 0;
+  const ElementSize size = ElementSizeOf(dtype);
+  return size.elements == 1 ? int(size.bytes) : 0;
+}
+
+bool IsBlockDtype(absl::string_view dtype) {
+  return ElementSizeOf(dtype).elements > 1;
 }
 
 bool IsFloatDtype(absl::string_view dtype) {
@@ -215,6 +243,10 @@ WeightLayout LayoutForRecipe(const v1::OptimizationRecipe& recipe,
   const std::string sixteen =
       ElementBytes(published) == 2 ? published : "bfloat16";
   auto uniform = [](const std::string& t) { return WeightLayout{t, t, t}; };
+  // A GGUF model runs as published on the built-in engine, whose KV cache
+  // is float32.
+  if (recipe.engine() == v1::ENGINE_NONE && IsBlockDtype(published))
+    return {published, published, "float32"};
   if (recipe.engine() == v1::ENGINE_NONE) return uniform(published);
   switch (recipe.quantization()) {
     case v1::QUANTIZATION_INT8:
@@ -242,8 +274,8 @@ WeightLayout LayoutForRecipe(const v1::OptimizationRecipe& recipe,
 int64_t WeightBytes(const ArchitectureSpec& spec, const WeightLayout& layout) {
   Split split = SplitParameters(spec);
   int64_t bytes =
-      split.projection_params * ElementBytes(layout.projection_dtype) +
-      split.other_params * ElementBytes(layout.other_dtype);
+      StorageBytes(layout.projection_dtype, split.projection_params) +
+      StorageBytes(layout.other_dtype, split.other_params);
   if (IsQuantizedDtype(layout.projection_dtype)) {
     bytes += split.projection_rows * 4;  // One float32 scale per row.
   }
@@ -262,7 +294,7 @@ int64_t MinGpuMemoryBytes(const ArchitectureSpec& spec,
                           int64_t context_tokens) {
   WeightLayout layout = LayoutForRecipe(recipe, default_dtype);
   return WeightBytes(spec, layout) +
-         KvCacheBytes(spec, context_tokens, ElementBytes(layout.kv_dtype)) +
+         StorageBytes(layout.kv_dtype, KvCacheBytes(spec, context_tokens, 1)) +
          kRuntimeOverheadBytes;
 }
 

@@ -15,6 +15,10 @@
 //                                   weights + KV cache for batch 1 at the full
 //                                   context + kRuntimeOverheadBytes.
 //
+// Sizes come from ElementSizeOf, which reads the engine's storage facts
+// (engine/dtype.h) for every type, GGUF block types included (a GGUF model
+// published as "q4_k" weighs 144 bytes per 256 weights, not 0).
+//
 // Quantized layouts follow the Hangar recipe semantics (common.proto):
 // int8* / int16 / fp8 quantize the projection matrices (q, k, v, o, gate,
 // up, down and an untied lm_head) per output row, adding one float32 scale
@@ -84,9 +88,25 @@ absl::Status ValidateArchitectureSpec(const ArchitectureSpec& spec);
 
 int64_t ParameterCount(const ArchitectureSpec& spec);
 
-// Bytes per element of "float32", "bfloat16", "float16", "int16", "int8",
-// "fp8"; 0 for an unknown name.
+// Storage size of one element of a dtype, as a fraction: `bytes` per
+// `elements` elements. Whole-byte types ("float32", "bfloat16", "float16",
+// "int16", "int8", "fp8") are {bytes, 1}; GGUF block types ("q8_0", "q4_0",
+// "q4_k", "q5_k", "q6_k") are one block's bytes per its elements as the
+// engine stores them (engine/dtype.h: q4_k is {144, 256}, 4.5 bits);
+// {0, 1} for an unknown name.
+struct ElementSize {
+  int64_t bytes = 0;
+  int64_t elements = 1;
+};
+ElementSize ElementSizeOf(absl::string_view dtype);
+// Bytes of `count` elements of `dtype` (count * bytes / elements: exact for
+// whole blocks); 0 for an unknown name.
+int64_t StorageBytes(absl::string_view dtype, int64_t count);
+// Bytes per element of a whole-byte type; 0 for block types (see
+// ElementSizeOf) and unknown names.
 int ElementBytes(absl::string_view dtype);
+// Whether `dtype` is a GGUF block type ("q8_0", "q4_k", ...).
+bool IsBlockDtype(absl::string_view dtype);
 // Whether `dtype` is one a model's weights may be published in (float32,
 // bfloat16, float16).
 bool IsFloatDtype(absl::string_view dtype);

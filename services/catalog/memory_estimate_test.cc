@@ -1,5 +1,7 @@
 #include "services/catalog/memory_estimate.h"
 
+#include <utility>
+
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -80,6 +82,51 @@ TEST(WeightBytesTest, Int8AddsOneScalePerRowAndKeepsOthersInSuffixType) {
                             }(),
                             "bfloat16")),
       projection * 1 + rows * 4 + other * 2);
+}
+
+// GGUF block types weigh one block's bytes per its elements (the ggml
+// layouts: q8_0 34 bytes per 32, q4_0 18 per 32, q4_k 144, q5_k 176 and
+// q6_k 210 per 256), not 0.
+TEST(ElementSizeTest, SizesGgufBlockTypes) {
+  const std::pair<const char*, ElementSize> want[] = {
+      {"float32", {4, 1}},  {"bfloat16", {2, 1}}, {"int8", {1, 1}},
+      {"fp8", {1, 1}},      {"q8_0", {34, 32}},   {"q4_0", {18, 32}},
+      {"q4_k", {144, 256}}, {"q5_k", {176, 256}}, {"q6_k", {210, 256}}};
+  for (const auto& [dtype, size] : want) {
+    EXPECT_EQ(ElementSizeOf(dtype).bytes, size.bytes) << dtype;
+    EXPECT_EQ(ElementSizeOf(dtype).elements, size.elements) << dtype;
+  }
+  EXPECT_EQ(ElementSizeOf("float64").bytes, 0);
+  EXPECT_EQ(StorageBytes("q4_k", 4096 * 4096), 4096 * 4096 / 256 * 144);
+  EXPECT_EQ(StorageBytes("q8_0", 64), 68);
+  EXPECT_EQ(StorageBytes("float16", 10), 20);
+  EXPECT_EQ(ElementBytes("q4_k"), 0);  // not a whole number of bytes
+  EXPECT_EQ(ElementBytes("int16"), 2);
+  EXPECT_TRUE(IsBlockDtype("q6_k"));
+  EXPECT_FALSE(IsBlockDtype("float32"));
+}
+
+// A model published as GGUF Q4_K weighs 4.5 bits per weight, runs with a
+// float32 KV cache on the built-in engine, and weighs less than Q8_0 which
+// weighs less than bfloat16.
+TEST(WeightBytesTest, GgufBlockTypesWeighTheirBlocks) {
+  ArchitectureSpec spec =
+      Spec("LlamaForCausalLM", 30, 576, 9, 3, 1536, 49152, true);
+  const int64_t params = ParameterCount(spec);
+  const int64_t q4k = WeightBytes(spec, {"q4_k", "q4_k", "float32"});
+  EXPECT_GT(q4k, 0);
+  EXPECT_NEAR(double(q4k), double(params) * 144 / 256, 144.0);
+  const int64_t q8 = WeightBytes(spec, {"q8_0", "q8_0", "float32"});
+  EXPECT_NEAR(double(q8), double(params) * 34 / 32, 34.0);
+  EXPECT_LT(q4k, q8);
+  EXPECT_LT(q8, WeightBytes(spec, {"bfloat16", "bfloat16", "bfloat16"}));
+  v1::OptimizationRecipe none;
+  none.set_engine(v1::ENGINE_NONE);
+  const WeightLayout layout = LayoutForRecipe(none, "q4_k");
+  EXPECT_EQ(layout.projection_dtype, "q4_k");
+  EXPECT_EQ(layout.kv_dtype, "float32");
+  EXPECT_EQ(MinGpuMemoryBytes(spec, none, "q4_k", 2048),
+            q4k + KvCacheBytes(spec, 2048, 4) + kRuntimeOverheadBytes);
 }
 
 TEST(MinGpuMemoryTest, IsWeightsPlusFullContextKvCachePlusOverhead) {
