@@ -1,6 +1,8 @@
 // gateway_bench: issue 11's targets, measured in one run.
 //
-//   gateway_bench [--quick] [--nginx=PATH]
+//   gateway_bench [--quick] [--nginx=PATH] [--only=abc]
+//
+// --only runs the named sections (letters a, b, c; default all).
 //
 // Everything runs on this host: hangar-runner child processes on the
 // "small" preset model (~15 M parameters), an in-process GatewayServer, the
@@ -406,7 +408,10 @@ std::pair<Percentiles, Percentiles> Latencies(const std::string& gateway,
   return {Summarize(direct_samples), Summarize(through_samples)};
 }
 
-int Main(bool quick, const std::string& nginx) {
+int Main(bool quick, const std::string& nginx, const std::string& only) {
+  auto section = [&](char name) {
+    return only.find(name) != std::string::npos;
+  };
   char dir[] = "/tmp/gateway-bench-model-XXXXXX";
   if (mkdtemp(dir) == nullptr) Die("mkdtemp failed");
   absl::StatusOr<engine::TinyModelOptions> preset =
@@ -422,57 +427,64 @@ int Main(bool quick, const std::string& nginx) {
   const absl::Duration duration = absl::Seconds(quick ? 3 : 10);
   const int calls = quick ? 200 : 1000;
 
-  std::printf("(a) batching gain: 32 clients, 32 new tokens, %s each\n",
-              absl::FormatDuration(duration).c_str());
-  double tokens_per_s[2] = {0, 0};
-  double direct_per_s[2] = {0, 0};
-  const int batch_sizes[2] = {1, 8};
-  for (int i = 0; i < 2; ++i) {
-    Runner runner = StartRunner(dir, batch_sizes[i]);
-    bench.control.scheduler().SetRoutes({MakeRoute(runner, batch_sizes[i])});
-    auto gateway = StartGateway(bench, absl::Milliseconds(5));
-    tokens_per_s[i] =
-        GatewayLoad(gateway->address(), bench.key.plaintext, 32, duration, 32)
-            .tokens_per_s;
-    gateway.reset();
-    direct_per_s[i] = RunnerLoad(runner.address, 32, duration, 32).tokens_per_s;
+  if (section('a')) {
+    std::printf("(a) batching gain: 32 clients, 32 new tokens, %s each\n",
+                absl::FormatDuration(duration).c_str());
+    double tokens_per_s[2] = {0, 0};
+    double direct_per_s[2] = {0, 0};
+    const int batch_sizes[2] = {1, 8};
+    for (int i = 0; i < 2; ++i) {
+      Runner runner = StartRunner(dir, batch_sizes[i]);
+      bench.control.scheduler().SetRoutes({MakeRoute(runner, batch_sizes[i])});
+      auto gateway = StartGateway(bench, absl::Milliseconds(5));
+      tokens_per_s[i] =
+          GatewayLoad(gateway->address(), bench.key.plaintext, 32, duration, 32)
+              .tokens_per_s;
+      gateway.reset();
+      direct_per_s[i] =
+          RunnerLoad(runner.address, 32, duration, 32).tokens_per_s;
+      std::printf(
+          "  inference_batch_size %d: %.0f tokens/s through the gateway, %.0f "
+          "direct to the runner\n",
+          batch_sizes[i], tokens_per_s[i], direct_per_s[i]);
+    }
     std::printf(
-        "  inference_batch_size %d: %.0f tokens/s through the gateway, %.0f "
-        "direct to the runner\n",
-        batch_sizes[i], tokens_per_s[i], direct_per_s[i]);
+        "  ratio 8 vs 1: %.2fx through the gateway (target >= 3.5x), "
+        "%.2fx direct to the runner\n",
+        tokens_per_s[1] / std::max(tokens_per_s[0], 1e-9),
+        direct_per_s[1] / std::max(direct_per_s[0], 1e-9));
+    // One line per target, as scripts/perf-report.sh collects them.
+    const double gain = tokens_per_s[1] / std::max(tokens_per_s[0], 1e-9);
+    std::printf(
+        "TARGET | batching gain, batch size 8 vs 1, through the gateway | "
+        "%.2fx | >= 3.5x | %s\n",
+        gain, gain >= 3.5 ? "PASS" : "MISS");
   }
-  std::printf(
-      "  ratio 8 vs 1: %.2fx through the gateway (target >= 3.5x), "
-      "%.2fx direct to the runner\n",
-      tokens_per_s[1] / std::max(tokens_per_s[0], 1e-9),
-      direct_per_s[1] / std::max(direct_per_s[0], 1e-9));
-  // One line per target, as scripts/perf-report.sh collects them.
-  const double gain = tokens_per_s[1] / std::max(tokens_per_s[0], 1e-9);
-  std::printf(
-      "TARGET | batching gain, batch size 8 vs 1, through the gateway | "
-      "%.2fx | >= 3.5x | %s\n",
-      gain, gain >= 3.5 ? "PASS" : "MISS");
 
-  std::printf("(b) overhead: Generate max_tokens 1, one client, %d calls\n",
-              calls);
-  Runner runner = StartRunner(dir, 1);
-  bench.control.scheduler().SetRoutes({MakeRoute(runner, 1)});
-  auto gateway = StartGateway(bench, absl::ZeroDuration());
-  auto [direct, through] =
-      Latencies(gateway->address(), runner.address, bench.key.plaintext, calls);
-  std::printf("  direct to the runner: p50 %.3f ms, p99 %.3f ms\n",
-              direct.p50_ms, direct.p99_ms);
-  std::printf("  through the gateway:  p50 %.3f ms, p99 %.3f ms\n",
-              through.p50_ms, through.p99_ms);
-  std::printf("  p50 overhead: %.3f ms (target <= 0.3 ms + queue delay 0 ms)\n",
-              through.p50_ms - direct.p50_ms);
-  std::printf(
-      "TARGET | p50 overhead through the gateway vs direct to the runner | "
-      "%.3f ms | <= 0.3 ms | %s\n",
-      through.p50_ms - direct.p50_ms,
-      through.p50_ms - direct.p50_ms <= 0.3 ? "PASS" : "MISS");
-  gateway.reset();
+  if (section('b')) {
+    std::printf("(b) overhead: Generate max_tokens 1, one client, %d calls\n",
+                calls);
+    Runner runner = StartRunner(dir, 1);
+    bench.control.scheduler().SetRoutes({MakeRoute(runner, 1)});
+    auto gateway = StartGateway(bench, absl::ZeroDuration());
+    auto [direct, through] = Latencies(gateway->address(), runner.address,
+                                       bench.key.plaintext, calls);
+    std::printf("  direct to the runner: p50 %.3f ms, p99 %.3f ms\n",
+                direct.p50_ms, direct.p99_ms);
+    std::printf("  through the gateway:  p50 %.3f ms, p99 %.3f ms\n",
+                through.p50_ms, through.p99_ms);
+    std::printf(
+        "  p50 overhead: %.3f ms (target <= 0.3 ms + queue delay 0 ms)\n",
+        through.p50_ms - direct.p50_ms);
+    std::printf(
+        "TARGET | p50 overhead through the gateway vs direct to the runner | "
+        "%.3f ms | <= 0.3 ms | %s\n",
+        through.p50_ms - direct.p50_ms,
+        through.p50_ms - direct.p50_ms <= 0.3 ? "PASS" : "MISS");
+    gateway.reset();
+  }
 
+  if (!section('c')) return 0;
   std::printf(
       "(c) proxy efficiency: batching off, tiny preset, Generate max_tokens 1, "
       "32 clients, %s each\n",
@@ -526,16 +538,21 @@ int Main(bool quick, const std::string& nginx) {
 int main(int argc, char** argv) {
   bool quick = false;
   std::string nginx = "/usr/sbin/nginx";
+  std::string only = "abc";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
       quick = true;
     } else if (arg.rfind("--nginx=", 0) == 0) {
       nginx = arg.substr(8);
+    } else if (arg.rfind("--only=", 0) == 0) {
+      only = arg.substr(7);
     } else {
-      std::fprintf(stderr, "usage: gateway_bench [--quick] [--nginx=PATH]\n");
+      std::fprintf(
+          stderr,
+          "usage: gateway_bench [--quick] [--nginx=PATH] [--only=abc]\n");
       return 2;
     }
   }
-  return hangar::Main(quick, nginx);
+  return hangar::Main(quick, nginx, only);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/api/time.h"
@@ -20,6 +21,11 @@ absl::Status Unavailable(absl::string_view message) {
   return absl::UnavailableError(message);
 }
 
+absl::Status QueuedDeadline() {
+  return absl::DeadlineExceededError(
+      "the deadline passed while the request was queued");
+}
+
 }  // namespace
 
 // One dispatch: a RunnerService.Generate call on the callback API. Its
@@ -29,10 +35,12 @@ class Dispatcher::RunnerCall final
     : public grpc::ClientReadReactor<v1::RunnerGenerateResponse> {
  public:
   RunnerCall(Dispatcher* dispatcher, RevKey revision, std::string replica,
-             std::string address, v1::RunnerService::Stub* stub)
+             std::string address, v1::RunnerService::Stub* stub,
+             GatewayMetrics::Deployment* metrics)
       : revision(std::move(revision)),
         replica(std::move(replica)),
         address(std::move(address)),
+        metrics(metrics),
         dispatcher_(dispatcher),
         stub_(stub) {}
 
@@ -62,15 +70,16 @@ class Dispatcher::RunnerCall final
   const RevKey revision;
   const std::string replica;
   const std::string address;
+  GatewayMetrics::Deployment* const metrics;  // May be null.
   grpc::ClientContext context;
   v1::RunnerGenerateRequest request;
   // Request id per sequence index; 0 once the request was answered.
-  std::vector<uint64_t> ids;
+  absl::InlinedVector<uint64_t, 1> ids;
   // Whether the runner still holds the sequence (its slot is taken).
-  std::vector<bool> open;
+  absl::InlinedVector<bool, 1> open;
   // Whose tokens each sequence spends (kept when its client is gone, so
   // that a cancelled request's tokens are still metered).
-  std::vector<UsageKey> usage_keys;
+  absl::InlinedVector<UsageKey, 1> usage_keys;
 
  private:
   Dispatcher* const dispatcher_;
@@ -114,17 +123,49 @@ absl::StatusOr<std::unique_ptr<Dispatcher>> Dispatcher::Create(
   return std::unique_ptr<Dispatcher>(new Dispatcher(std::move(options)));
 }
 
+// Holds mu_ for one event; leaving it starts the runner calls and delivers
+// the answers the event produced (UnlockAndFlush).
+class ABSL_SCOPED_LOCKABLE Dispatcher::Locked {
+ public:
+  explicit Locked(Dispatcher* dispatcher)
+      ABSL_EXCLUSIVE_LOCK_FUNCTION(dispatcher->mu_)
+      : dispatcher_(dispatcher) {
+    dispatcher_->mu_.Lock();
+  }
+  ~Locked() ABSL_UNLOCK_FUNCTION() { dispatcher_->UnlockAndFlush(); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  Dispatcher* const dispatcher_;
+};
+
 Dispatcher::~Dispatcher() {
   {
-    absl::MutexLock lock(&mu_);
+    Locked lock(this);
     stopping_ = true;
     FailAllLocked(Unavailable("gateway is shutting down"));
     for (RunnerCall* call : calls_) call->context.TryCancel();
+  }
+  {
+    absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &Dispatcher::Idle));
   }
   absl::MutexLock lock(&cancel_mu_);
   cancel_mu_.Await(absl::Condition(
       +[](int* in_flight) { return *in_flight == 0; }, &cancels_in_flight_));
+}
+
+void Dispatcher::UnlockAndFlush() {
+  std::vector<RunnerCall*> start;
+  std::vector<Answer> answers;
+  start.swap(to_start_);
+  answers.swap(answers_);
+  mu_.Unlock();
+  for (RunnerCall* call : start) call->Start();
+  for (Answer& answer : answers) {
+    answer.observer->OnFinish(answer.status, answer.outcome);
+  }
 }
 
 void Dispatcher::Forget() {
@@ -134,12 +175,11 @@ void Dispatcher::Forget() {
 
 void Dispatcher::Run() {
   while (true) {
-    std::vector<RunnerCall*> start;
-    absl::Time wake = absl::InfiniteFuture();
     {
-      absl::MutexLock lock(&mu_);
+      Locked lock(this);
       if (stopping_) break;
       kicked_ = false;
+      absl::Time wake = absl::InfiniteFuture();
       if (draining_) {
         if (options_.clock->Now() >= drain_deadline_) {
           FailAllLocked(Unavailable("gateway is shutting down"));
@@ -147,16 +187,16 @@ void Dispatcher::Run() {
           wake = drain_deadline_;
         }
       }
-      start = PollLocked(&wake);
+      wake = std::min(wake, PollLocked());
+      loop_wake_ = wake;
     }
-    for (RunnerCall* call : start) call->Start();
     absl::MutexLock lock(&mu_);
     if (!Wakeable()) {
       options_.clock->AwaitWithDeadline(
-          &mu_, absl::Condition(this, &Dispatcher::Wakeable), wake);
+          &mu_, absl::Condition(this, &Dispatcher::Wakeable), loop_wake_);
     }
   }
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   FailAllLocked(Unavailable("gateway is shutting down"));
 }
 
@@ -167,17 +207,19 @@ void Dispatcher::Stop() {
 
 absl::StatusOr<uint64_t> Dispatcher::Submit(SubmitRequest submit,
                                             absl::Duration* retry_after) {
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   if (draining_ || stopping_) return Unavailable("gateway is shutting down");
-  RevKey key(submit.deployment, submit.revision);
+  RevKey key(std::move(submit.deployment), submit.revision);
   absl::StatusOr<Revision*> revision = RevisionLocked(key);
   if (!revision.ok()) return revision.status();
+  const absl::Time now = options_.clock->Now();
+  if (submit.deadline <= now) return QueuedDeadline();
   const uint64_t id = next_id_++;
   Request request;
   request.id = id;
   request.sequence = std::move(submit.sequence);
   request.sequence.set_id(absl::StrCat(options_.sequence_prefix, "-", id));
-  request.arrival = options_.clock->Now();
+  request.arrival = now;
   request.deadline = submit.deadline;
   request.usage_key = std::move(submit.usage_key);
   request.observer = submit.observer;
@@ -188,28 +230,30 @@ absl::StatusOr<uint64_t> Dispatcher::Submit(SubmitRequest submit,
     return queued;
   }
   requests_.emplace(id, std::move(request));
+  DispatchLocked(key);
   return id;
 }
 
 void Dispatcher::Cancel(uint64_t id) {
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& request = it->second;
   if (request.call == nullptr) {
+    // Leaving the queue frees no slot and ends no wait the loop keeps.
     if (auto rev = revisions_.find(request.revision); rev != revisions_.end()) {
       rev->second.batcher->CancelQueued(id);
     }
   } else {
+    // The slot frees when the runner's last message for it arrives.
     CancelSequenceLocked(request.call, request.index);
     request.call->ids[request.index] = 0;
   }
   FinishLocked(id, absl::CancelledError("the client cancelled the call"), {});
-  KickLocked();
 }
 
 void Dispatcher::UpdateRoutes(const std::vector<v1::Route>& routes) {
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   std::set<RevKey> seen;
   for (const v1::Route& route : routes) {
     RevKey key(route.deployment(), route.revision());
@@ -226,6 +270,11 @@ void Dispatcher::UpdateRoutes(const std::vector<v1::Route>& routes) {
         continue;
       }
       revision.batcher = *std::move(batcher);
+      if (options_.metrics != nullptr) {
+        revision.metrics = &options_.metrics->ForDeployment(route.deployment());
+        revision.queue_depth =
+            &options_.metrics->QueueDepth(route.deployment(), route.revision());
+      }
     }
     revision.deployment = route.deployment();
     revision.revision = route.revision();
@@ -236,7 +285,8 @@ void Dispatcher::UpdateRoutes(const std::vector<v1::Route>& routes) {
           replica.state() != v1::REPLICA_STATE_DRAINING) {
         continue;
       }
-      revision.replicas[replica.name()] = replica;
+      revision.replicas[replica.name()] = {
+          .route = replica, .stub = StubLocked(replica.address())};
     }
     ApplyReplicasLocked(revision);
   }
@@ -266,12 +316,11 @@ void Dispatcher::UpdateRoutes(const std::vector<v1::Route>& routes) {
     if (seen.contains(it->first)) {
       ++it;
     } else {
-      if (options_.metrics != nullptr) {
-        options_.metrics->QueueDepth(it->first.first, it->first.second, 0);
-      }
+      if (it->second.queue_depth != nullptr) it->second.queue_depth->Set(0);
       it = revisions_.erase(it);
     }
   }
+  // Rare: the loop polls every revision.
   KickLocked();
 }
 
@@ -314,13 +363,14 @@ void Dispatcher::ApplyReplicasLocked(Revision& revision) {
   const absl::Time now = options_.clock->Now();
   std::vector<ReplicaSlots> slots;
   for (const auto& [name, replica] : revision.replicas) {
-    auto cooling = cooldown_until_.find(replica.address());
+    auto cooling = cooldown_until_.find(replica.route.address());
     const bool cooling_down =
         cooling != cooldown_until_.end() && cooling->second > now;
-    slots.push_back({.name = name,
-                     .capacity = std::max(1, replica.max_batch()),
-                     .draining = replica.state() != v1::REPLICA_STATE_READY ||
-                                 cooling_down});
+    slots.push_back(
+        {.name = name,
+         .capacity = std::max(1, replica.route.max_batch()),
+         .draining =
+             replica.route.state() != v1::REPLICA_STATE_READY || cooling_down});
   }
   revision.batcher->SetReplicas(slots);
 }
@@ -339,128 +389,147 @@ absl::Status Dispatcher::EnqueueLocked(Request& request, Revision& revision) {
       !status.ok()) {
     return status;
   }
-  request.revision = RevKey(revision.deployment, revision.revision);
+  if (request.revision.first != revision.deployment ||
+      request.revision.second != revision.revision) {
+    request.revision = RevKey(revision.deployment, revision.revision);
+  }
+  request.metrics = revision.metrics;
   request.enqueued = options_.clock->Now();
   request.call = nullptr;
   request.index = -1;
-  KickLocked();
   return absl::OkStatus();
 }
 
-std::vector<Dispatcher::RunnerCall*> Dispatcher::PollLocked(absl::Time* wake) {
+void Dispatcher::DispatchLocked(const RevKey& key) {
+  auto it = revisions_.find(key);
+  if (it == revisions_.end()) return;
+  const absl::Time next_wake =
+      PollRevisionLocked(it->first, it->second, options_.clock->Now());
+  // The loop sleeps towards loop_wake_; only an earlier time needs it now.
+  if (next_wake < loop_wake_) KickLocked();
+}
+
+absl::Time Dispatcher::PollLocked() {
   const absl::Time now = options_.clock->Now();
+  absl::Time wake = absl::InfiniteFuture();
   bool cooled = false;
   for (auto it = cooldown_until_.begin(); it != cooldown_until_.end();) {
     if (it->second <= now) {
       cooldown_until_.erase(it++);
       cooled = true;
     } else {
-      *wake = std::min(*wake, it->second);
+      wake = std::min(wake, it->second);
       ++it;
     }
   }
   if (cooled) {
     for (auto& [key, revision] : revisions_) ApplyReplicasLocked(revision);
   }
-  std::vector<RunnerCall*> calls;
   for (auto& [key, revision] : revisions_) {
-    PollResult result = revision.batcher->Poll();
-    for (uint64_t id : result.expired) {
-      FinishLocked(id,
-                   absl::DeadlineExceededError(
-                       "the deadline passed while the request was queued"),
-                   {});
-    }
-    for (const Dispatch& dispatch : result.dispatches) {
-      auto replica = revision.replicas.find(dispatch.replica);
-      std::vector<uint64_t> ids;
-      for (uint64_t id : dispatch.requests) {
-        if (requests_.contains(id)) ids.push_back(id);
-      }
-      const int missing =
-          static_cast<int>(dispatch.requests.size() - ids.size());
-      if (replica == revision.replicas.end()) {
-        // Cannot happen (the batcher only knows these replicas); put the
-        // requests back rather than lose them.
-        revision.batcher->Complete(dispatch.replica,
-                                   static_cast<int>(dispatch.requests.size()));
-        for (uint64_t id : ids) {
-          if (!EnqueueLocked(requests_[id], revision).ok()) {
-            FinishLocked(id, Unavailable("no replica"), {});
-          }
-        }
-        continue;
-      }
-      if (missing > 0) revision.batcher->Complete(dispatch.replica, missing);
-      if (ids.empty()) continue;
-      const std::string& address = replica->second.address();
-      auto* call = new RunnerCall(this, key, dispatch.replica, address,
-                                  StubLocked(address));
-      absl::Time latest = now;
-      for (uint64_t id : ids) {
-        Request& request = requests_[id];
-        ++request.attempts;
-        request.call = call;
-        request.index = static_cast<int>(call->ids.size());
-        v1::RunnerSequence* sequence = call->request.add_sequences();
-        *sequence = request.sequence;
-        if (request.attempts > 1) {
-          sequence->set_id(
-              absl::StrCat(request.sequence.id(), ".", request.attempts));
-        }
-        if (request.deadline != absl::InfiniteFuture()) {
-          *sequence->mutable_timeout() = ToProtoDuration(
-              std::max(request.deadline - now, absl::Milliseconds(1)));
-          latest = std::max(latest, request.deadline);
-        } else {
-          latest = absl::InfiniteFuture();
-        }
-        call->ids.push_back(id);
-        call->open.push_back(true);
-        UsageKey usage_key = request.usage_key;
-        usage_key.deployment = key.first;
-        usage_key.revision = key.second;
-        call->usage_keys.push_back(std::move(usage_key));
-        if (options_.metrics != nullptr) {
-          options_.metrics->QueueWait(key.first, now - request.enqueued);
-        }
-      }
-      if (latest != absl::InfiniteFuture()) {
-        call->context.set_deadline(
-            absl::ToChronoTime(latest + kCallDeadlineSlack));
-      }
-      if (options_.metrics != nullptr) {
-        options_.metrics->BatchFormed(key.first,
-                                      static_cast<int>(call->ids.size()));
-      }
-      calls_.insert(call);
-      calls.push_back(call);
-    }
-    *wake = std::min(*wake, result.next_wake);
-    if (options_.metrics != nullptr) {
-      options_.metrics->QueueDepth(key.first, key.second,
-                                   revision.batcher->queued());
-    }
+    wake = std::min(wake, PollRevisionLocked(key, revision, now));
   }
-  return calls;
+  return wake;
+}
+
+absl::Time Dispatcher::PollRevisionLocked(const RevKey& key, Revision& revision,
+                                          absl::Time now) {
+  PollResult result = revision.batcher->Poll();
+  for (uint64_t id : result.expired) FinishLocked(id, QueuedDeadline(), {});
+  for (const Dispatch& dispatch : result.dispatches) {
+    auto replica = revision.replicas.find(dispatch.replica);
+    absl::InlinedVector<uint64_t, 8> ids;
+    for (uint64_t id : dispatch.requests) {
+      if (requests_.contains(id)) ids.push_back(id);
+    }
+    const int missing = static_cast<int>(dispatch.requests.size() - ids.size());
+    if (replica == revision.replicas.end()) {
+      // Cannot happen (the batcher only knows these replicas); put the
+      // requests back rather than lose them.
+      revision.batcher->Complete(dispatch.replica,
+                                 static_cast<int>(dispatch.requests.size()));
+      for (uint64_t id : ids) {
+        if (!EnqueueLocked(requests_[id], revision).ok()) {
+          FinishLocked(id, Unavailable("no replica"), {});
+        }
+      }
+      continue;
+    }
+    if (missing > 0) revision.batcher->Complete(dispatch.replica, missing);
+    if (ids.empty()) continue;
+    auto* call = new RunnerCall(this, key, dispatch.replica,
+                                replica->second.route.address(),
+                                replica->second.stub, revision.metrics);
+    call->ids.reserve(ids.size());
+    call->open.reserve(ids.size());
+    call->usage_keys.reserve(ids.size());
+    absl::Time latest = now;
+    for (uint64_t id : ids) {
+      Request& request = requests_.find(id)->second;
+      ++request.attempts;
+      request.call = call;
+      request.index = static_cast<int>(call->ids.size());
+      // The sequence moves into the call (RetryOrFinishLocked takes it back).
+      v1::RunnerSequence* sequence = call->request.add_sequences();
+      sequence->Swap(&request.sequence);
+      if (request.attempts > 1) {
+        sequence->set_id(absl::StrCat(options_.sequence_prefix, "-", id, ".",
+                                      request.attempts));
+      }
+      if (request.deadline != absl::InfiniteFuture()) {
+        *sequence->mutable_timeout() = ToProtoDuration(
+            std::max(request.deadline - now, absl::Milliseconds(1)));
+        latest = std::max(latest, request.deadline);
+      } else {
+        sequence->clear_timeout();
+        latest = absl::InfiniteFuture();
+      }
+      call->ids.push_back(id);
+      call->open.push_back(true);
+      UsageKey& usage_key = call->usage_keys.emplace_back(request.usage_key);
+      usage_key.deployment = key.first;
+      usage_key.revision = key.second;
+      if (revision.metrics != nullptr) {
+        revision.metrics->QueueWait(now - request.enqueued);
+      }
+    }
+    if (latest != absl::InfiniteFuture()) {
+      call->context.set_deadline(
+          absl::ToChronoTime(latest + kCallDeadlineSlack));
+    }
+    if (revision.metrics != nullptr) {
+      revision.metrics->BatchFormed(static_cast<int>(call->ids.size()));
+    }
+    calls_.insert(call);
+    to_start_.push_back(call);
+  }
+  if (revision.queue_depth != nullptr) {
+    revision.queue_depth->Set(revision.batcher->queued());
+  }
+  return result.next_wake;
 }
 
 void Dispatcher::FinishLocked(uint64_t id, const absl::Status& status,
                               const GenerateOutcome& outcome) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  Request request = std::move(it->second);
+  Answer& answer = answers_.emplace_back(Answer{
+      .observer = it->second.observer, .status = status, .outcome = outcome});
+  answer.outcome.deployment = std::move(it->second.revision.first);
+  answer.outcome.revision = it->second.revision.second;
+  answer.outcome.metrics = it->second.metrics;
   requests_.erase(it);
-  GenerateOutcome full = outcome;
-  full.deployment = request.revision.first;
-  full.revision = request.revision.second;
-  request.observer->OnFinish(status, full);
 }
 
 void Dispatcher::RetryOrFinishLocked(uint64_t id, const absl::Status& status) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& request = it->second;
+  if (request.call != nullptr) {
+    // Take the sequence back from the failed call, under its first id.
+    request.sequence.Swap(
+        request.call->request.mutable_sequences(request.index));
+    request.sequence.set_id(absl::StrCat(options_.sequence_prefix, "-", id));
+  }
   request.call = nullptr;
   request.index = -1;
   if (!draining_ && !stopping_ && request.attempts < options_.max_attempts &&
@@ -471,9 +540,8 @@ void Dispatcher::RetryOrFinishLocked(uint64_t id, const absl::Status& status) {
       if (same != revisions_.end()) target = &same->second;
     }
     if (target != nullptr && EnqueueLocked(request, *target).ok()) {
-      if (options_.metrics != nullptr) {
-        options_.metrics->Retry(request.revision.first);
-      }
+      if (target->metrics != nullptr) target->metrics->Retry();
+      DispatchLocked(RevKey(target->deployment, target->revision));
       return;
     }
   }
@@ -536,7 +604,6 @@ void Dispatcher::CompleteSlotLocked(RunnerCall* call, int index) {
   if (auto rev = revisions_.find(call->revision); rev != revisions_.end()) {
     rev->second.batcher->Complete(call->replica);
   }
-  KickLocked();
 }
 
 v1::RunnerService::Stub* Dispatcher::StubLocked(const std::string& address) {
@@ -550,7 +617,7 @@ v1::RunnerService::Stub* Dispatcher::StubLocked(const std::string& address) {
 
 void Dispatcher::OnMessage(RunnerCall* call,
                            const v1::RunnerGenerateResponse& message) {
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   const int index = message.index();
   if (index < 0 || index >= static_cast<int>(call->ids.size()) ||
       call->request.sequences(index).id() != message.sequence_id()) {
@@ -559,13 +626,16 @@ void Dispatcher::OnMessage(RunnerCall* call,
   const bool last = message.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
   if (last) {
     CompleteSlotLocked(call, index);
+    // The freed slot goes to the head of the queue at once, before this
+    // sequence's client is answered (its answer is delivered after the
+    // new call started).
+    DispatchLocked(call->revision);
     // Every token the runner spent is metered, the cancelled client's too.
     const UsageKey& usage_key = call->usage_keys[index];
     const v1::TokenUsage& usage = message.usage();
     if (usage.prompt_tokens() > 0 || usage.completion_tokens() > 0) {
-      if (options_.metrics != nullptr) {
-        options_.metrics->Tokens(usage_key.deployment, usage.prompt_tokens(),
-                                 usage.completion_tokens());
+      if (call->metrics != nullptr) {
+        call->metrics->Tokens(usage.prompt_tokens(), usage.completion_tokens());
       }
       if (options_.usage != nullptr) {
         options_.usage->Record(usage_key, usage.prompt_tokens(),
@@ -584,9 +654,8 @@ void Dispatcher::OnMessage(RunnerCall* call,
   if (!message.delta().empty()) {
     if (!request.first_token) {
       request.first_token = true;
-      if (options_.metrics != nullptr) {
-        options_.metrics->FirstToken(request.revision.first,
-                                     options_.clock->Now() - request.arrival);
+      if (call->metrics != nullptr) {
+        call->metrics->FirstToken(options_.clock->Now() - request.arrival);
       }
     }
     request.observer->OnDelta(message.delta());
@@ -626,18 +695,22 @@ void Dispatcher::OnMessage(RunnerCall* call,
 }
 
 void Dispatcher::OnCallDone(RunnerCall* call, const grpc::Status& status) {
-  absl::MutexLock lock(&mu_);
+  Locked lock(this);
   calls_.erase(call);
   ++dying_;  // Until Forget().
+  bool freed = false;
   for (size_t i = 0; i < call->open.size(); ++i) {
+    freed = freed || call->open[i];
     CompleteSlotLocked(call, static_cast<int>(i));
   }
   const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
   if (unavailable && options_.replica_cooldown > absl::ZeroDuration()) {
-    cooldown_until_[call->address] =
-        options_.clock->Now() + options_.replica_cooldown;
+    const absl::Time until = options_.clock->Now() + options_.replica_cooldown;
+    cooldown_until_[call->address] = until;
     for (auto& [key, revision] : revisions_) ApplyReplicasLocked(revision);
+    if (until < loop_wake_) KickLocked();
   }
+  if (freed) DispatchLocked(call->revision);
   const absl::Status failure =
       status.ok()
           ? absl::InternalError("the runner ended the call before the sequence")
@@ -652,7 +725,6 @@ void Dispatcher::OnCallDone(RunnerCall* call, const grpc::Status& status) {
       FinishLocked(request, failure, {});
     }
   }
-  KickLocked();
 }
 
 }  // namespace hangar::gateway

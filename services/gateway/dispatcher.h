@@ -3,12 +3,20 @@
 // calls, demultiplexing each call's per-sequence stream back to the client
 // calls waiting on it.
 //
-// Threads. One loop per gateway (Run(), a TaskGroup task), not one per
-// request: it polls every batcher, starts the dispatches, fails the expired
-// requests, then waits on the injected clock until the earliest `next_wake`
-// or an event (Submit, a finished sequence, a route change, Drain). Runner
-// calls use gRPC's callback client API (one grpc::ClientReadReactor per
-// dispatch), so no thread waits on a runner either.
+// Threads. Work is dispatched inline, on the thread of the event that makes
+// it possible: a Submit (the gRPC server thread of the client call), a
+// finished sequence (the gRPC thread that read the runner's message), a
+// retry or a cancel. Each of these polls the revision it touched; a batch
+// that may go (full, or its oldest request has waited `max_queue_delay`,
+// and a replica has free slots) is started right there, after the lock is
+// released, so with queue delay 0 or a full batch no other thread is woken
+// between the client's call and the runner's. One loop per gateway (Run(),
+// a TaskGroup task) handles only time: a queue delay that ends, a queued
+// deadline, a replica's cooldown, the drain. It sleeps on the injected
+// clock until the earliest of those and is woken only when an event needs
+// an earlier wake than the one it sleeps towards. Runner calls use gRPC's
+// callback client API (one grpc::ClientReadReactor per dispatch), so no
+// thread waits on a runner either.
 //
 // One dispatch is ONE RunnerService.Generate call carrying the batch's
 // sequences, each with its own sequence id (the gateway's id of the
@@ -28,10 +36,14 @@
 // serving move to the deployment's serving revision, and in-flight ones finish
 // where they are: a revision switch fails nothing.
 //
-// Observers (the gRPC server reactors) are called with the dispatcher's
-// lock held, in order: OnDelta*, then exactly one OnFinish, after which the
-// observer is never touched again. Observers must not call back into the
-// dispatcher from these methods.
+// Observers (the gRPC server reactors) get OnDelta* and Restart() with the
+// dispatcher's lock held, then exactly one OnFinish, after which the
+// observer is never touched again. OnFinish comes after the lock is
+// released (the request is forgotten first, so nothing else can reach the
+// observer), and after the runner calls the same event made possible were
+// started: a freed replica slot is refilled before the client hears back.
+// It may come before Submit() returns. Observers must not call back into
+// the dispatcher from OnDelta or Restart.
 #ifndef HANGAR_SERVICES_GATEWAY_DISPATCHER_H_
 #define HANGAR_SERVICES_GATEWAY_DISPATCHER_H_
 
@@ -66,6 +78,8 @@ struct GenerateOutcome {
   v1::TokenUsage usage;
   std::string deployment;
   int64_t revision = 0;
+  // The deployment's metric handles (null without metrics).
+  GatewayMetrics::Deployment* metrics = nullptr;
 };
 
 // A client call waiting for its sequence (see the locking note above).
@@ -126,10 +140,12 @@ class Dispatcher {
   // Ends Run() (idempotent). Requests still held are answered UNAVAILABLE.
   void Stop();
 
-  // Queues a request on its revision's batcher. UNAVAILABLE when the
-  // revision is unknown or the gateway is draining; RESOURCE_EXHAUSTED when
-  // the queue is full, with `*retry_after` set. On OK the observer will get
-  // OnFinish exactly once. Returns the request's id.
+  // Queues a request on its revision's batcher and, when a batch may go
+  // now, starts it on this thread. UNAVAILABLE when the revision is unknown
+  // or the gateway is draining; RESOURCE_EXHAUSTED when the queue is full,
+  // with `*retry_after` set; DEADLINE_EXCEEDED when `deadline` has passed.
+  // On OK the observer will get OnFinish exactly once (possibly before
+  // Submit returns). Returns the request's id.
   absl::StatusOr<uint64_t> Submit(SubmitRequest request,
                                   absl::Duration* retry_after);
 
@@ -155,6 +171,13 @@ class Dispatcher {
  private:
   using RevKey = std::pair<std::string, int64_t>;
   class RunnerCall;
+  class Locked;
+
+  struct Replica {
+    v1::RouteReplica route;
+    // The channel's stub for route.address() (owned by stubs_).
+    v1::RunnerService::Stub* stub = nullptr;
+  };
 
   struct Revision {
     std::string deployment;
@@ -162,23 +185,36 @@ class Dispatcher {
     bool serving = false;
     std::unique_ptr<Batcher> batcher;
     // By replica name.
-    std::map<std::string, v1::RouteReplica> replicas;
+    std::map<std::string, Replica> replicas;
+    // Metric handles (null without metrics).
+    GatewayMetrics::Deployment* metrics = nullptr;
+    prometheus::Gauge* queue_depth = nullptr;
   };
 
   struct Request {
     uint64_t id = 0;
     RevKey revision;
+    // The prompt and overrides; while dispatched they live in the runner
+    // call's request instead (moved there, and back for a retry).
     v1::RunnerSequence sequence;
     absl::Time arrival;
     absl::Time enqueued;
     absl::Time deadline;
     UsageKey usage_key;
     RequestObserver* observer = nullptr;
+    GatewayMetrics::Deployment* metrics = nullptr;
     int attempts = 0;
     bool first_token = false;
     // Set while dispatched.
     RunnerCall* call = nullptr;
     int index = -1;
+  };
+
+  // An answer decided under the lock, delivered after it (see the header).
+  struct Answer {
+    RequestObserver* observer;
+    absl::Status status;
+    GenerateOutcome outcome;
   };
 
   explicit Dispatcher(Options options) : options_(std::move(options)) {}
@@ -198,12 +234,24 @@ class Dispatcher {
   // The revision queued requests of `deployment` should go to now.
   Revision* ServingLocked(const std::string& deployment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues `request` (new or retried) on `revision`.
+  // Queues `request` (new or retried) on `revision`; the caller then polls
+  // the revision (DispatchLocked).
   absl::Status EnqueueLocked(Request& request, Revision& revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Builds the calls of one Poll round; the caller starts them unlocked.
-  std::vector<RunnerCall*> PollLocked(absl::Time* wake)
+  // Polls one revision's batcher: expired requests are answered, the
+  // batches that may go become runner calls in to_start_. Returns the
+  // batcher's next_wake.
+  absl::Time PollRevisionLocked(const RevKey& key, Revision& revision,
+                                absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PollRevisionLocked on behalf of an event (not the loop): wakes the loop
+  // only when it must run before the time it sleeps towards.
+  void DispatchLocked(const RevKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The loop's round: cooldowns, then every revision. Returns its wake.
+  absl::Time PollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases mu_, then starts the calls in to_start_ and delivers the
+  // answers in answers_, in that order.
+  void UnlockAndFlush() ABSL_UNLOCK_FUNCTION(mu_);
   void FinishLocked(uint64_t id, const absl::Status& status,
                     const GenerateOutcome& outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -246,6 +294,12 @@ class Dispatcher {
   int dying_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::unique_ptr<v1::RunnerService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
+  // When the loop polls next on its own (InfinitePast until its first
+  // round, which needs no wake).
+  absl::Time loop_wake_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Filled under the lock, emptied by UnlockAndFlush().
+  std::vector<RunnerCall*> to_start_ ABSL_GUARDED_BY(mu_);
+  std::vector<Answer> answers_ ABSL_GUARDED_BY(mu_);
 
   // Cancel RPCs whose callback has not run yet (taken after mu_; the
   // callbacks take only this one).

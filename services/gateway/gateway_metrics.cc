@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_metrics.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/metrics/metrics.h"
@@ -58,55 +59,80 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                          .Help("Calls refused by API-key checks, by reason.")
                          .Register(registry)) {}
 
+GatewayMetrics::Deployment::Deployment(GatewayMetrics& owner, std::string name)
+    : owner_(owner),
+      name_(std::move(name)),
+      latency_(
+          owner.latency_.Add({{"deployment", name_}}, LatencyBucketsSeconds())),
+      first_token_(owner.first_token_.Add({{"deployment", name_}},
+                                          LatencyBucketsSeconds())),
+      queue_wait_(owner.queue_wait_.Add({{"deployment", name_}},
+                                        LatencyBucketsSeconds())),
+      batch_size_(
+          owner.batch_size_.Add({{"deployment", name_}}, BatchBuckets())),
+      prompt_tokens_(owner.prompt_tokens_.Add({{"deployment", name_}})),
+      completion_tokens_(owner.completion_tokens_.Add({{"deployment", name_}})),
+      retries_(owner.retries_.Add({{"deployment", name_}})) {}
+
+void GatewayMetrics::Deployment::RequestDone(absl::StatusCode code,
+                                             absl::Duration latency) {
+  const size_t index = static_cast<size_t>(code);
+  prometheus::Counter* counter = nullptr;
+  if (index < requests_.size()) {
+    counter = requests_[index].load(std::memory_order_acquire);
+  }
+  if (counter == nullptr) {
+    // Family::Add returns the same child for the same labels, so two
+    // threads racing here store the same pointer.
+    counter = &owner_.requests_.Add(
+        {{"deployment", name_}, {"code", absl::StatusCodeToString(code)}});
+    if (index < requests_.size()) {
+      requests_[index].store(counter, std::memory_order_release);
+    }
+  }
+  counter->Increment();
+  latency_.Observe(absl::ToDoubleSeconds(latency));
+}
+
+void GatewayMetrics::Deployment::FirstToken(absl::Duration latency) {
+  first_token_.Observe(absl::ToDoubleSeconds(latency));
+}
+
+void GatewayMetrics::Deployment::QueueWait(absl::Duration wait) {
+  queue_wait_.Observe(absl::ToDoubleSeconds(wait));
+}
+
+void GatewayMetrics::Deployment::BatchFormed(int size) {
+  batch_size_.Observe(size);
+}
+
+void GatewayMetrics::Deployment::Tokens(int64_t prompt, int64_t completion) {
+  prompt_tokens_.Increment(static_cast<double>(prompt));
+  completion_tokens_.Increment(static_cast<double>(completion));
+}
+
+void GatewayMetrics::Deployment::Retry() { retries_.Increment(); }
+
+GatewayMetrics::Deployment& GatewayMetrics::ForDeployment(
+    absl::string_view deployment) {
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Deployment>& handle = deployments_[deployment];
+  if (handle == nullptr) {
+    handle.reset(new Deployment(*this, std::string(deployment)));
+  }
+  return *handle;
+}
+
+prometheus::Gauge& GatewayMetrics::QueueDepth(absl::string_view deployment,
+                                              int64_t revision) {
+  return queue_depth_.Add({{"deployment", std::string(deployment)},
+                           {"revision", std::to_string(revision)}});
+}
+
 void GatewayMetrics::RequestDone(absl::string_view deployment,
-                                 absl::string_view code,
+                                 absl::StatusCode code,
                                  absl::Duration latency) {
-  requests_
-      .Add({{"deployment", std::string(deployment)},
-            {"code", std::string(code)}})
-      .Increment();
-  latency_
-      .Add({{"deployment", std::string(deployment)}}, LatencyBucketsSeconds())
-      .Observe(absl::ToDoubleSeconds(latency));
-}
-
-void GatewayMetrics::FirstToken(absl::string_view deployment,
-                                absl::Duration latency) {
-  first_token_
-      .Add({{"deployment", std::string(deployment)}}, LatencyBucketsSeconds())
-      .Observe(absl::ToDoubleSeconds(latency));
-}
-
-void GatewayMetrics::QueueWait(absl::string_view deployment,
-                               absl::Duration wait) {
-  queue_wait_
-      .Add({{"deployment", std::string(deployment)}}, LatencyBucketsSeconds())
-      .Observe(absl::ToDoubleSeconds(wait));
-}
-
-void GatewayMetrics::BatchFormed(absl::string_view deployment, int size) {
-  batch_size_.Add({{"deployment", std::string(deployment)}}, BatchBuckets())
-      .Observe(size);
-}
-
-void GatewayMetrics::Tokens(absl::string_view deployment, int64_t prompt,
-                            int64_t completion) {
-  prompt_tokens_.Add({{"deployment", std::string(deployment)}})
-      .Increment(static_cast<double>(prompt));
-  completion_tokens_.Add({{"deployment", std::string(deployment)}})
-      .Increment(static_cast<double>(completion));
-}
-
-void GatewayMetrics::QueueDepth(absl::string_view deployment, int64_t revision,
-                                int64_t depth) {
-  queue_depth_
-      .Add({{"deployment", std::string(deployment)},
-            {"revision", std::to_string(revision)}})
-      .Set(static_cast<double>(depth));
-}
-
-void GatewayMetrics::Retry(absl::string_view deployment) {
-  retries_.Add({{"deployment", std::string(deployment)}}).Increment();
+  ForDeployment(deployment).RequestDone(code, latency);
 }
 
 void GatewayMetrics::AuthFailure(absl::string_view reason) {

@@ -199,18 +199,24 @@ class CallState {
   }
 
   // Counts the answer and releases the key's slot; returns the status for
-  // Finish.
-  grpc::Status Answered(const absl::Status& status) {
+  // Finish. `handle`: the deployment's metric handles when the dispatcher
+  // answered (else they are looked up by name, off the fast path).
+  grpc::Status Answered(const absl::Status& status,
+                        GatewayMetrics::Deployment* handle = nullptr) {
     {
       absl::MutexLock lock(&mu_);
       answered_ = true;
     }
     lease_ = ConcurrencyLimiter::Lease();
     if (options_.metrics != nullptr) {
-      options_.metrics->RequestDone(
-          deployment_.empty() ? kUnknownDeployment : deployment_,
-          absl::StatusCodeToString(status.code()),
-          options_.clock->Now() - start_);
+      const absl::Duration latency = options_.clock->Now() - start_;
+      if (handle != nullptr) {
+        handle->RequestDone(status.code(), latency);
+      } else {
+        options_.metrics->RequestDone(
+            deployment_.empty() ? kUnknownDeployment : deployment_,
+            status.code(), latency);
+      }
     }
     return ToGrpcStatus(status);
   }
@@ -262,7 +268,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor,
       response_->set_revision(outcome.revision);
       response_->set_request_id(request_id_);
     }
-    Finish(Answered(status));
+    Finish(Answered(status, outcome.metrics));
   }
 
   void OnCancel() override { CancelSubmitted(); }
@@ -315,7 +321,7 @@ class StreamCall final
         message.set_revision(outcome.revision);
         message.set_request_id(request_id_);
       }
-      final_ = Answered(status);
+      final_ = Answered(status, outcome.metrics);
       finish = WriteNextLocked();
     }
     if (finish) Finish(*finish);
