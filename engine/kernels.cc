@@ -147,6 +147,18 @@ float DequantElement(const WeightMatrix& w, int64_t row, int64_t k) {
 
 void MatMulRowsScalar(const RowRangeArgs& a) {
   const WeightMatrix& w = *a.w;
+  if (a.xq16 != nullptr && w.dtype == DType::kI8) {
+    // The reference for int8 weights x int16 activations: the exact integer
+    // dot product, times the row scale and the activations' scale.
+    for (int64_t r = a.r0; r < a.r1; ++r) {
+      const int8_t* row = reinterpret_cast<const int8_t*>(w.data) + r * w.cols;
+      int64_t s = 0;
+      for (int64_t k = 0; k < w.cols; ++k)
+        s += int64_t(row[k]) * int64_t(a.xq16[k]);
+      a.y[r] = float(s) * (w.scales[r] * a.xscale16);
+    }
+    return;
+  }
   if (a.xq != nullptr && w.dtype == DType::kQ8_0) {
     // The reference for the integer path: exact int32 sums per 32-column
     // block, scaled by the weights' and the activations' block scales.
@@ -196,6 +208,49 @@ int GemmTileRows(KernelIsa isa) {
   return 0;
 }
 
+int IntGemmTileRows(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kScalar:
+      return 0;
+    case KernelIsa::kAvx2:
+      return 4;
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return 6;
+  }
+  return 0;
+}
+
+void PackIntActivations(const int8_t* q, int64_t ldq, const float* scale,
+                        int64_t lds, int n, int64_t k, int mr, bool bias128,
+                        uint8_t* qout, float* sout) {
+  const int groups = (n + mr - 1) / mr;
+  const int64_t steps = k / 4, blocks = k / 32;
+  const uint32_t flip = bias128 ? 0x80808080u : 0u;
+  for (int g = 0; g < groups; ++g) {
+    uint8_t* dst = qout + int64_t(g) * k * mr;
+    float* sdst = sout + int64_t(g) * blocks * mr;
+    for (int i = 0; i < mr; ++i) {
+      const int b = g * mr + i;
+      if (b >= n) {
+        for (int64_t t = 0; t < steps; ++t)
+          std::memcpy(dst + (t * mr + i) * 4, &flip, 4);
+        for (int64_t t = 0; t < blocks; ++t) sdst[t * mr + i] = 0.0f;
+        continue;
+      }
+      const int8_t* src = q + int64_t(b) * ldq;
+      for (int64_t t = 0; t < steps; ++t) {
+        uint32_t v;
+        std::memcpy(&v, src + 4 * t, 4);
+        v ^= flip;
+        std::memcpy(dst + (t * mr + i) * 4, &v, 4);
+      }
+      for (int64_t t = 0; t < blocks; ++t)
+        sdst[t * mr + i] = scale[int64_t(b) * lds + t];
+    }
+  }
+}
+
 void PackActivations(const float* x, int64_t ldx, int n, int64_t k, int mr,
                      float* out) {
   const int groups = (n + mr - 1) / mr;
@@ -211,6 +266,14 @@ void PackActivations(const float* x, int64_t ldx, int n, int64_t k, int mr,
       for (int64_t t = 0; t < k; ++t) dst[t * mr + i] = src[t];
     }
   }
+}
+
+float QuantizeActivations16(const float* x, int64_t k, int16_t* q) {
+  float amax = 0;
+  for (int64_t t = 0; t < k; ++t) amax = std::max(amax, std::fabs(x[t]));
+  const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+  for (int64_t t = 0; t < k; ++t) q[t] = int16_t(std::nearbyint(x[t] * inv));
+  return amax / 32767.0f;
 }
 
 void QuantizeActivations(const float* x, int64_t ldx, int n, int64_t k,
@@ -301,6 +364,9 @@ struct QuantizedRows {
   std::vector<int8_t> q;
   std::vector<float> scale;
   int64_t ldq = 0, lds = 0;
+  // Packed for the integer GEMM (PackIntActivations), when it runs.
+  std::vector<uint8_t> qpack;
+  std::vector<float> spack;
 };
 
 // Float activations packed for the GEMM, likewise.
@@ -310,16 +376,31 @@ struct PackedRows {
   std::vector<float> data;
 };
 
-// Q8_0 decode batches take the integer tiles; from kGemmMinRows rows on the
-// packed GEMM (which dequantizes each weight once per call) is faster.
+// Q8_0 weights take the integer paths at every batch size: tiles for
+// decode, the integer GEMM from kGemmMinRows rows on (activations quantized
+// per 32-column block in both cases).
 // K-quant (Q4_K, Q5_K, Q6_K) decode batches on the vector ISAs likewise
 // (the scalar path dequantizes them).
 bool UsesIntegerPath(const WeightMatrix& w, int n, int gemm_rows) {
   if (IsKQuant(w.dtype))
     return w.cols % kQK == 0 && w.cols > 0 && gemm_rows != 0 &&
            n < internal::kGemmMinRows;
-  return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0 &&
-         (n < internal::kGemmMinRows || gemm_rows == 0);
+  return w.dtype == DType::kQ8_0 && w.cols % 32 == 0 && w.cols > 0;
+}
+
+// Whether an integer-path job runs the integer GEMM.
+bool UsesIntGemm(const WeightMatrix& w, int n, KernelIsa isa) {
+  return w.dtype == DType::kQ8_0 && n >= internal::kGemmMinRows &&
+         internal::IntGemmTileRows(isa) > 0;
+}
+
+// int8 (per-row scaled) weights at batch 1 multiply int16 activations: one
+// byte per weight streamed, integer dot products, and an activation error
+// ~256x below int8's (int8 activations exceeded the int8 recipes' bound).
+// Small batches and prefill dequantize to float (the dot tiles and the
+// GEMM reuse each dequantized weight n times).
+bool UsesInt16Path(const WeightMatrix& w, int n) {
+  return w.dtype == DType::kI8 && n == 1 && w.cols > 0 && w.scales != nullptr;
 }
 
 }  // namespace
@@ -340,10 +421,12 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
     const WeightMatrix& w = *jobs[j].w;
     if (!UsesIntegerPath(w, n, internal::GemmTileRows(isa))) continue;
     const bool per_block = true;
+    const bool int_gemm = UsesIntGemm(w, n, isa);
     for (size_t u = 0; u < used; ++u) {
       const QuantizedRows& qr = quantized[u];
       if (qr.x == jobs[j].x && qr.ldx == jobs[j].ldx &&
-          qr.per_block == per_block && qr.ldq == w.cols)
+          qr.per_block == per_block && qr.ldq == w.cols &&
+          int_gemm == !qr.qpack.empty())
         job_q[j] = &qr;
     }
     if (job_q[j] != nullptr) continue;
@@ -358,7 +441,47 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
     qr.scale.resize(size_t(n) * size_t(qr.lds));
     internal::QuantizeActivations(qr.x, qr.ldx, n, w.cols, per_block,
                                   qr.q.data(), qr.ldq, qr.scale.data(), qr.lds);
+    qr.qpack.clear();
+    qr.spack.clear();
+    if (int_gemm) {
+      // vpdpbusd multiplies unsigned by signed bytes: the VNNI kernel takes
+      // the activations as q + 128 and subtracts 128 * sum(w) per block.
+      const int imr = internal::IntGemmTileRows(isa);
+      const int64_t groups = (n + imr - 1) / imr;
+      qr.qpack.resize(size_t(groups * imr * w.cols));
+      qr.spack.resize(size_t(groups * imr * (w.cols / 32)));
+      internal::PackIntActivations(
+          qr.q.data(), qr.ldq, qr.scale.data(), qr.lds, n, w.cols, imr,
+          isa == KernelIsa::kAvx512Vnni, qr.qpack.data(), qr.spack.data());
+    }
     job_q[j] = &qr;
+  }
+  // int16 activations of the batch-1 int8-weight jobs, once per distinct
+  // input.
+  struct Quantized16 {
+    const float* x = nullptr;
+    int64_t cols = 0;
+    std::vector<int16_t> q;
+    float scale = 0;
+  };
+  thread_local std::vector<Quantized16> quantized16;
+  size_t used16 = 0;
+  std::vector<const Quantized16*> job_q16(jobs.size(), nullptr);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const WeightMatrix& w = *jobs[j].w;
+    if (!UsesInt16Path(w, n)) continue;
+    for (size_t u = 0; u < used16; ++u) {
+      if (quantized16[u].x == jobs[j].x && quantized16[u].cols == w.cols)
+        job_q16[j] = &quantized16[u];
+    }
+    if (job_q16[j] != nullptr) continue;
+    if (quantized16.size() <= used16) quantized16.resize(used16 + 1);
+    Quantized16& q = quantized16[used16++];
+    q.x = jobs[j].x;
+    q.cols = w.cols;
+    q.q.resize(size_t(w.cols));
+    q.scale = internal::QuantizeActivations16(q.x, w.cols, q.q.data());
+    job_q16[j] = &q;
   }
   // Activations of the float-path jobs packed for the GEMM, once per
   // distinct input.
@@ -401,10 +524,10 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
   for (size_t j = 0; j < jobs.size(); ++j) {
     const WeightMatrix& w = *jobs[j].w;
     const int64_t rb = std::max<int64_t>(w.row_bytes(), 1);
+    const bool gemm = job_pack[j] != nullptr ||
+                      (job_q[j] != nullptr && !job_q[j]->qpack.empty());
     int64_t rows_per_chunk =
-        job_pack[j] != nullptr
-            ? 64
-            : std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
+        gemm ? 64 : std::max<int64_t>(16, (kChunkBytes / rb) / 16 * 16);
     for (int64_t r = 0; r < w.rows; r += rows_per_chunk) {
       chunks.push_back(Chunk{int(j), r, std::min(w.rows, r + rows_per_chunk)});
     }
@@ -419,8 +542,16 @@ void MatMul(ThreadPool* pool, int n, const std::vector<MatMulJob>& jobs) {
       args.ldxq = qr->ldq;
       args.xscale = qr->scale.data();
       args.ldxs = qr->lds;
+      if (!qr->qpack.empty()) {
+        args.xqpack = qr->qpack.data();
+        args.xspack = qr->spack.data();
+      }
     }
     args.xpack = job_pack[size_t(ch.job)];
+    if (const Quantized16* q = job_q16[size_t(ch.job)]) {
+      args.xq16 = q->q.data();
+      args.xscale16 = q->scale;
+    }
     kernel(args);
     if (j.bias != nullptr) {
       for (int b = 0; b < n; ++b)

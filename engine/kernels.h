@@ -117,6 +117,14 @@ struct RowRangeArgs {
   // For float-path weights with n >= kGemmMinRows on the vector ISAs: x
   // packed by PackActivations (the packed GEMM runs when this is set).
   const float* xpack = nullptr;
+  // For kQ8_0 and kI8 weights with n >= kGemmMinRows on the vector ISAs: xq
+  // packed by PackIntActivations for the integer GEMM (it runs when set).
+  const uint8_t* xqpack = nullptr;
+  const float* xspack = nullptr;
+  // For kI8 weights at n = 1: the activation row quantized to int16 with one
+  // scale (QuantizeActivations16); null means another path.
+  const int16_t* xq16 = nullptr;
+  float xscale16 = 0;
 };
 void MatMulRowsScalar(const RowRangeArgs& a);
 void MatMulRowsAvx2(const RowRangeArgs& a);
@@ -140,11 +148,25 @@ int GemmTileRows(KernelIsa isa);
 // [k][mr] (zero-filled past row n), group g at out + g * k * mr.
 void PackActivations(const float* x, int64_t ldx, int n, int64_t k, int mr,
                      float* out);
+// Activation rows per integer-GEMM micro-tile of `isa` (0 for scalar).
+int IntGemmTileRows(KernelIsa isa);
+// Packs int8 activations q [n, k] (row stride ldq; scales one per 32
+// columns, row stride lds) for the integer GEMM: groups of `mr` rows, group g
+// at qout + g * k * mr as [k / 4][mr] runs of 4 bytes, and its scales at
+// sout + g * (k / 32) * mr as [k / 32][mr] (rows past n zero). `bias128`
+// stores q + 128 as u8 (for vpdpbusd's unsigned operand).
+void PackIntActivations(const int8_t* q, int64_t ldq, const float* scale,
+                        int64_t lds, int n, int64_t k, int mr, bool bias128,
+                        uint8_t* qout, float* sout);
 // Quantizes n rows of k activations (k a multiple of 32) to int8:
 // per_block ? one scale per 32 values : one per row, scale = max|x| / 127.
 void QuantizeActivations(const float* x, int64_t ldx, int n, int64_t k,
                          bool per_block, int8_t* q, int64_t ldq, float* scale,
                          int64_t lds);
+// Quantizes k activations to int16 with one scale, max|x| / 32767 (the
+// int8-weight decode path: int8 activations there would exceed the int8
+// recipes' logit-error bound). Returns the scale.
+float QuantizeActivations16(const float* x, int64_t k, int16_t* q);
 // Scalar value of element (row, k), including the row scale.
 float DequantElement(const WeightMatrix& w, int64_t row, int64_t k);
 }  // namespace internal

@@ -482,6 +482,7 @@ inline void MatMulRowsImpl(const RowRangeArgs& a) {
     return RunIntKQuant<V, KqQ6Policy>(a);
   if (a.xq != nullptr && a.w->dtype == DType::kQ8_0)
     return RunInt<V, DType::kQ8_0>(a);
+  if (a.xq16 != nullptr && a.w->dtype == DType::kI8) return RunIntI8x16<V>(a);
   switch (a.w->dtype) {
     case DType::kF32:
       return RunFloat<V, DType::kF32>(a);

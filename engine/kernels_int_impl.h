@@ -16,8 +16,73 @@ inline __m256i Load32(const void* p) {
 }
 
 // Block `blk` of a Q8_0 row: a float16 scale, then 32 int8.
+template <DType T>
 inline const uint8_t* IntBlock(const uint8_t* row, int64_t blk) {
+  static_assert(T == DType::kQ8_0);
   return row + blk * 34 + 2;
+}
+
+// The weights' scale of that block (Q8_0's float16 block scale).
+template <DType T>
+inline float IntBlockScale(const uint8_t* row, int64_t blk) {
+  static_assert(T == DType::kQ8_0);
+  return HalfBitsToFloat(row + blk * 34);
+}
+
+// int8 weights (per-row scale) x int16 activations (one scale), n = 1: each
+// row streams once, in order; 16 weights sign-extended to int16 per step
+// and multiplied with vpmaddwd (vpdpwssd with VNNI) into four int32
+// accumulators, flushed to float every kI16Flush columns (|w * x| <= 2^22,
+// so an int32 lane cannot overflow within that run).
+constexpr int64_t kI16Flush = 1024;
+
+inline __m256i DotS16(__m256i acc, __m256i a, __m256i b) {
+#if defined(HANGAR_KERNELS_VNNI)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+template <class V>
+inline void IntRowI8x16(const RowRangeArgs& a, int64_t r) {
+  const WeightMatrix& w = *a.w;
+  const int8_t* row = reinterpret_cast<const int8_t*>(w.data) + r * w.cols;
+  const int16_t* x = a.xq16;
+  const int64_t kend = w.cols / 16 * 16;
+  auto wv = [&](int64_t k) {
+    return _mm256_cvtepi8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
+  };
+  auto xv = [&](int64_t k) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
+  };
+  __m256 facc = _mm256_setzero_ps();
+  for (int64_t k0 = 0; k0 < kend; k0 += kI16Flush) {
+    const int64_t k1 = std::min(kend, k0 + kI16Flush);
+    __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+    int64_t k = k0;
+    for (; k + 64 <= k1; k += 64) {
+      i0 = DotS16(i0, wv(k), xv(k));
+      i1 = DotS16(i1, wv(k + 16), xv(k + 16));
+      i2 = DotS16(i2, wv(k + 32), xv(k + 32));
+      i3 = DotS16(i3, wv(k + 48), xv(k + 48));
+    }
+    for (; k < k1; k += 16) i0 = DotS16(i0, wv(k), xv(k));
+    const __m256i s =
+        _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    facc = _mm256_add_ps(facc, _mm256_cvtepi32_ps(s));
+  }
+  float sum = _mm_cvtss_f32(Reduce4x256(facc, facc, facc, facc));
+  int64_t tail = 0;
+  for (int64_t k = kend; k < w.cols; ++k) tail += int64_t(row[k]) * x[k];
+  sum += float(tail);
+  a.y[r] = sum * (w.scales[r] * a.xscale16);
+}
+
+template <class V>
+inline void RunIntI8x16(const RowRangeArgs& a) {
+  for (int64_t r = a.r0; r < a.r1; ++r) IntRowI8x16<V>(a, r);
 }
 
 template <class V, DType T, int NB>
@@ -40,7 +105,7 @@ inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
     if ((blk & 1) == 0) {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i)
-        __builtin_prefetch(IntBlock(rows[i], blk) + ahead, 0, 3);
+        __builtin_prefetch(IntBlock<T>(rows[i], blk) + ahead, 0, 3);
     }
     __m256i xv[NB];
     __m256 dx[NB];
@@ -51,11 +116,11 @@ inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m256i wv = Load32(IntBlock(rows[i], blk));
+      const __m256i wv = Load32(IntBlock<T>(rows[i], blk));
       const __m256i aw = _mm256_abs_epi8(wv);
-      // d_w * d_x per pair: the block scale of the weights times the
-      // activations'.
-      const __m256 dw = _mm256_set1_ps(HalfBitsToFloat(rows[i] + blk * 34));
+      // d_w * d_x per pair: the scale of the weights times the
+      // activations' block scale.
+      const __m256 dw = _mm256_set1_ps(IntBlockScale<T>(rows[i], blk));
 #pragma GCC unroll 8
       for (int j = 0; j < NB; ++j) {
         const __m256i p =
@@ -81,11 +146,11 @@ inline void IntRow(const RowRangeArgs& a, int64_t r, int b0) {
     const int8_t* x = a.xq + (b0 + j) * a.ldxq;
     __m256 facc = _mm256_setzero_ps();
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      const __m256i wv = Load32(IntBlock(row, blk));
+      const __m256i wv = Load32(IntBlock<T>(row, blk));
       const __m256i p = V::DotU8S8(_mm256_setzero_si256(), _mm256_abs_epi8(wv),
                                    _mm256_sign_epi8(Load32(x + blk * 32), wv));
       const float d =
-          a.xscale[(b0 + j) * a.ldxs + blk] * HalfBitsToFloat(row + blk * 34);
+          IntBlockScale<T>(row, blk) * a.xscale[(b0 + j) * a.ldxs + blk];
       facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d), facc);
     }
     const float s = _mm_cvtss_f32(Reduce4x256(facc, facc, facc, facc));
@@ -123,8 +188,169 @@ inline void RunFloat(const RowRangeArgs& a) {
     DotTilesN<V, T>(a, b, std::min(V::kDotNb, a.n - b), kend);
 }
 
+// ---------------------------------------------------------------------------
+// Integer GEMM (n >= kGemmMinRows; MatMul packs the quantized activations
+// with PackIntActivations). A panel of kIntNr weight rows x kIntKb blocks is
+// repacked into L1 as [k / 4][row] runs of 4 bytes, so one 256-bit load holds
+// 4 columns of 8 rows; a micro-tile of kIntMr activation rows broadcasts 4
+// activation bytes per row and dot-accumulates them into int32 lanes (one
+// lane per weight row). Each 32-column block's int32 sums are converted and
+// scaled by d_w * d_x into float accumulators.
+//
+// With VNNI the activations come as q + 128 (u8) and one vpdpbusd does a
+// step; the panel carries -128 * sum(w) per row and block as the int32
+// starting value. Without VNNI vpmaddubsw would saturate on (q + 128) * w, so
+// the step is |w| x sign(q, w) (vpsignb, vpmaddubsw, vpmaddwd, vpaddd).
+#if defined(HANGAR_KERNELS_VNNI)
+constexpr bool kIntBias128 = true;
+#else
+constexpr bool kIntBias128 = false;
+#endif
+
+template <class V>
+constexpr int kIntNrv = V::kW == 16 ? 2 : 1;  // 8-row int32 vectors per panel
+template <class V>
+constexpr int kIntNr = 8 * kIntNrv<V>;
+template <class V>
+constexpr int kIntMr = V::kW == 16 ? 6 : 4;  // == IntGemmTileRows
+constexpr int kIntKb = 16;                   // blocks per panel (512 columns)
+
+// Repacks rows [r, r + nr) x blocks [blk0, blk0 + nb) of `w` (zero rows past
+// nr).
+template <class V, DType T>
+inline void PackIntPanel(const WeightMatrix& w, int64_t r, int nr, int64_t blk0,
+                         int nb, uint8_t* pw, float* pdw, int32_t* pws) {
+  constexpr int NR = kIntNr<V>;
+  const int64_t rb = w.row_bytes();
+  for (int j = 0; j < NR; ++j) {
+    if (j >= nr) {
+      for (int b = 0; b < nb; ++b) {
+        for (int s = 0; s < 8; ++s)
+          std::memset(pw + ((b * 8 + s) * NR + j) * 4, 0, 4);
+        pdw[b * NR + j] = 0.0f;
+        pws[b * NR + j] = 0;
+      }
+      continue;
+    }
+    const uint8_t* row = w.data + (r + j) * rb;
+    for (int b = 0; b < nb; ++b) {
+      const uint8_t* src = IntBlock<T>(row, blk0 + b);
+      for (int s = 0; s < 8; ++s)
+        std::memcpy(pw + ((b * 8 + s) * NR + j) * 4, src + 4 * s, 4);
+      pdw[b * NR + j] = IntBlockScale<T>(row, blk0 + b);
+      if constexpr (kIntBias128) {
+        int32_t sum = 0;
+        for (int t = 0; t < 32; ++t) sum += int8_t(src[t]);
+        pws[b * NR + j] = -128 * sum;
+      }
+    }
+  }
+}
+
+// y[i][0..nr) (+)= the panel's products with activation rows i < mr of one
+// packed group (xp: its [k / 4][kIntMr] bytes from the panel's first column;
+// xs: its [block][kIntMr] scales from the panel's first block).
+template <class V>
+inline void IntGemmMicro(const uint8_t* pw, const float* pdw,
+                         const int32_t* pws, int nb, const uint8_t* xp,
+                         const float* xs, float* y, int64_t ldy, int nr, int mr,
+                         bool accumulate) {
+  constexpr int NRV = kIntNrv<V>, NR = kIntNr<V>, MR = kIntMr<V>;
+  __m256 facc[MR][NRV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NRV; ++v) facc[i][v] = _mm256_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    __m256i iacc[MR][NRV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NRV; ++v) {
+      const __m256i init =
+          kIntBias128 ? Load32(pws + b * NR + 8 * v) : _mm256_setzero_si256();
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) iacc[i][v] = init;
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* wp = pw + (b * 8 + s) * NR * 4;
+      const uint8_t* xq = xp + (b * 8 + s) * MR * 4;
+      __m256i wv[NRV], aw[NRV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NRV; ++v) {
+        wv[v] = Load32(wp + 32 * v);
+        if constexpr (!kIntBias128) aw[v] = _mm256_abs_epi8(wv[v]);
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        int32_t x4;
+        std::memcpy(&x4, xq + 4 * i, 4);
+        const __m256i xb = _mm256_set1_epi32(x4);
+#pragma GCC unroll 2
+        for (int v = 0; v < NRV; ++v) {
+          if constexpr (kIntBias128) {
+            iacc[i][v] = V::DotU8S8(iacc[i][v], xb, wv[v]);
+          } else {
+            iacc[i][v] =
+                V::DotU8S8(iacc[i][v], aw[v], _mm256_sign_epi8(xb, wv[v]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int v = 0; v < NRV; ++v) {
+      const __m256 dw = _mm256_loadu_ps(pdw + b * NR + 8 * v);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+        facc[i][v] = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(iacc[i][v]),
+            _mm256_mul_ps(dw, _mm256_set1_ps(xs[b * MR + i])), facc[i][v]);
+    }
+  }
+  for (int i = 0; i < mr; ++i) {
+    float* yi = y + i * ldy;
+    if (nr == NR) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NRV; ++v) {
+        __m256 t = facc[i][v];
+        if (accumulate) t = _mm256_add_ps(t, _mm256_loadu_ps(yi + 8 * v));
+        _mm256_storeu_ps(yi + 8 * v, t);
+      }
+    } else {
+      alignas(32) float tmp[NR];
+      for (int v = 0; v < NRV; ++v) _mm256_store_ps(tmp + 8 * v, facc[i][v]);
+      for (int j = 0; j < nr; ++j) yi[j] = accumulate ? yi[j] + tmp[j] : tmp[j];
+    }
+  }
+}
+
+template <class V, DType T>
+inline void IntGemm(const RowRangeArgs& a) {
+  constexpr int NR = kIntNr<V>, MR = kIntMr<V>;
+  const WeightMatrix& w = *a.w;
+  alignas(64) uint8_t pw[kIntKb * 32 * NR];
+  alignas(64) float pdw[kIntKb * NR];
+  alignas(64) int32_t pws[kIntKb * NR];
+  const int64_t blocks = w.cols / 32;
+  const int groups = (a.n + MR - 1) / MR;
+  for (int64_t blk0 = 0; blk0 < blocks; blk0 += kIntKb) {
+    const int nb = int(std::min<int64_t>(kIntKb, blocks - blk0));
+    for (int64_t r = a.r0; r < a.r1; r += NR) {
+      const int nr = int(std::min<int64_t>(NR, a.r1 - r));
+      PackIntPanel<V, T>(w, r, nr, blk0, nb, pw, pdw, pws);
+      for (int g = 0; g < groups; ++g) {
+        const int b = g * MR;
+        IntGemmMicro<V>(
+            pw, pdw, pws, nb, a.xqpack + (int64_t(g) * w.cols + blk0 * 32) * MR,
+            a.xspack + (int64_t(g) * blocks + blk0) * MR, a.y + b * a.ldy + r,
+            a.ldy, nr, std::min(MR, a.n - b), blk0 > 0);
+      }
+    }
+  }
+}
+
 template <class V, DType T>
 inline void RunInt(const RowRangeArgs& a) {
+  if (a.xqpack != nullptr) return IntGemm<V, T>(a);
   for (int b = 0; b < a.n; b += V::kIntNb)
     IntTilesN<V, T>(a, b, std::min(V::kIntNb, a.n - b));
 }

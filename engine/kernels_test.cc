@@ -99,9 +99,21 @@ class KernelsTest
 };
 
 // Q8_0 weights take the integer path: the activations are quantized to
-// int8 first.
+// int8 first (per 32-column block).
 bool IntegerPath(DType dtype, int cols) {
   return dtype == DType::kQ8_0 && cols % 32 == 0;
+}
+
+// int8 weights at n = 1 multiply int16 activations (one scale per row): the
+// error bound is sum_k |w_k| * max|x| / 32767 / 2.
+double Int16QuantizationBound(const WeightMatrix& w, int r, const float* x,
+                              int cols) {
+  double amax = 0, wsum = 0;
+  for (int k = 0; k < cols; ++k) {
+    amax = std::max(amax, std::fabs(double(x[k])));
+    wsum += std::fabs(double(internal::DequantElement(w, r, k)));
+  }
+  return wsum * amax / 32767.0 / 2.0;
 }
 
 // The error bound of activation quantization for one output: every
@@ -155,6 +167,8 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
           double tol = 1e-4 * (1 + std::fabs(want)) + 1e-6 * mag;
           if (IntegerPath(dtype, cols))
             tol += QuantizationBound(m.w, r, x.data() + b * cols, cols);
+          if (dtype == DType::kI8 && n == 1)
+            tol += Int16QuantizationBound(m.w, r, x.data(), cols);
           ASSERT_NEAR(y[size_t(b * 40 + r)], want, tol)
               << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
               << " cols=" << cols << " r=" << r;
@@ -167,30 +181,60 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
 }
 
 // The vector integer paths compute the scalar reference's integer sums: only
-// the float accumulation order differs (kI8 checks the float paths alike).
+// the float accumulation order may differ. Q8_0: tiles (n < kGemmMinRows)
+// and the integer GEMM (from kGemmMinRows rows on: with a partial last
+// micro-tile, a partial last panel of rows, and 672 columns for a second,
+// partial column block of the panel). int8: int16 activations at n = 1
+// (1000 columns: a flush of the int32 sums at 1024 is not reached, 1030
+// columns pass it and leave a 6-column tail).
 TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
   auto [dtype, isa] = GetParam();
   if (dtype != DType::kI8 && dtype != DType::kQ8_0) GTEST_SKIP();
   if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
   std::mt19937 rng(11);
   ThreadPool pool(2);
-  const int cols = 256, rows = 22;
-  Matrix m = Make(dtype, rows, cols, rng);
-  // Below kGemmMinRows (from there the vector ISAs run the float GEMM).
-  for (int n : {1, 4, 7, 31}) {
-    std::vector<float> x(size_t(n) * cols);
-    std::normal_distribution<float> dist;
-    for (float& v : x) v = dist(rng);
-    std::vector<float> got(size_t(n) * rows), want(size_t(n) * rows);
-    MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, got.data(), rows}});
-    ASSERT_TRUE(SetKernelIsa(KernelIsa::kScalar));
-    MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, want.data(), rows}});
-    ASSERT_TRUE(SetKernelIsa(isa));
-    for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
-          << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
-          << " i=" << i;
+  for (int cols : {256, 672, 1000, 1030}) {
+    if (dtype == DType::kQ8_0 && cols % 32 != 0) continue;
+    const int rows = 22 + cols / 32;
+    Matrix m = Make(dtype, rows, cols, rng);
+    for (int n : {1, 4, 7, 31, 32, 45, 77}) {
+      // int8's float paths (n > 1): MatchesScalarDefinition.
+      if (dtype == DType::kI8 && n != 1) continue;
+      std::vector<float> x(size_t(n) * cols);
+      std::normal_distribution<float> dist;
+      for (float& v : x) v = dist(rng);
+      std::vector<float> got(size_t(n) * rows), want(size_t(n) * rows);
+      MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, got.data(), rows}});
+      ASSERT_TRUE(SetKernelIsa(KernelIsa::kScalar));
+      MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, want.data(), rows}});
+      ASSERT_TRUE(SetKernelIsa(isa));
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
+            << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
+            << " cols=" << cols << " i=" << i;
+    }
   }
+}
+
+// int16 activation quantization (int8 weights at n = 1): the values times
+// the scale reproduce the input to half a step, the peak maps to +-32767, and
+// an all-zero row gets scale 0.
+TEST(QuantizeActivationsTest, Int16RoundTripsWithinHalfAStep) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> x(200);
+  for (float& v : x) v = dist(rng);
+  std::vector<int16_t> q(x.size());
+  const float d = internal::QuantizeActivations16(x.data(), 200, q.data());
+  int peak = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(q[i] * d, x[i], d / 2 + 1e-7f);
+    peak = std::max(peak, std::abs(int(q[i])));
+  }
+  EXPECT_EQ(peak, 32767);
+  std::vector<float> zeros(40, 0.0f);
+  EXPECT_EQ(internal::QuantizeActivations16(zeros.data(), 40, q.data()), 0.0f);
+  EXPECT_EQ(q[0], 0);
 }
 
 // Activation quantization: the int8 values times their scale reproduce the
