@@ -119,15 +119,10 @@ LOGS="$BUILD_DIR/perf-report"
 mkdir -p "$LOGS"
 
 # The machine.
-cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
-cpu_flags="$(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
-has_flag() { [[ " $cpu_flags " == *" $1 "* ]] && echo yes || echo no; }
-cpus="$(nproc)"
-memory="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-kernel="$(uname -sr)"
+# shellcheck source=lib/machine-info.sh
+source "$ROOT/scripts/lib/machine-info.sh"
+machine_info "$ROOT"
 date_utc="$(date -u '+%Y-%m-%d %H:%M UTC')"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD -- 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 mode="short (each benchmark's --quick)"
 ((FULL)) && mode="full (each benchmark's defaults)"

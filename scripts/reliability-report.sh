@@ -77,12 +77,11 @@ else
   CTEST_LOG="$CTEST_LOG.none"
 fi
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' ||
-      echo unknown)
-CORES=$(nproc)
+# shellcheck source=lib/machine-info.sh
+source "$ROOT/scripts/lib/machine-info.sh"
+machine_info "$ROOT"
 
-python3 - "$RESULTS" "$CTEST_LOG" "$OUT" "$COMMIT" "$CPU" "$CORES" <<'PY'
+python3 - "$RESULTS" "$CTEST_LOG" "$OUT" "$commit" "$cpu_model" "$cpus" <<'PY'
 import json
 import re
 import sys
