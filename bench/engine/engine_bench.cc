@@ -8,7 +8,7 @@
 //   --only=prefill                          every prefill model
 //   --only=decode:base-q8_0,base-q4_k_m     decode of those two models only
 //   --only=peak --only=stream               the machine's peaks only
-// Sections: stream; peak[:fma]; decode[:small-f32,base-f32,base-int8,
+// Sections: stream; peak[:fma,intdot]; decode[:small-f32,base-f32,base-int8,
 // base-bf16,base-q8_0,base-q4_k_m]; prefill[:base-f32,base-int8,base-q8_0].
 // decode also measures stream and prefill also peak (cheap; their ratios
 // need them). Only the models a selected part needs are generated and
@@ -16,12 +16,25 @@
 // this run)" and no TARGET line. An unknown section or name is a usage
 // error (exit 2) that lists the valid ones.
 //
+// --llama_bench PATH (a llama.cpp `llama-bench` binary someone built) adds
+// the section "llama" (names base-f32, base-q8_0, base-q4_k_m): the ~110 M
+// base model is written as GGUF files llama.cpp loads (bench/engine/
+// llama_cpp.h: the token list padded to every embedding row), the engine
+// measures those files (prefill of --prefill tokens on 2 threads, decode
+// batch 1 on 2 and 1 threads) in its rounds, then llama-bench runs on each
+// (`-p N -n STEPS -t 2` and `-p 0 -n STEPS -t 1`, -o json) and a table
+// prints both tokens/s and Hangar / llama.cpp. Without the flag nothing
+// of this runs.
+//
 // Besides decode (below) it measures the machine's FMA peak with an
 // in-bench loop (12 independent FMA chains per thread at the kernels' vector
-// width), prefill of a --prefill token prompt in one Forward call (GFLOP/s
+// width) and the integer-dot peak (u8 x s8 -> s32: vpdpbusd with VNNI, else
+// vpmaddubsw + vpmaddwd, at the ISA's widest vectors and at 256 bits),
+// prefill of a --prefill token prompt in one Forward call (GFLOP/s
 // counted as 2 x linear weights x tokens plus causal attention) for f32,
 // int8 and a Q8_0 GGUF of the ~110 M model, and prints prefill / FMA peak,
-// decode weight bytes/s / STREAM bandwidth, batch 8 / batch 1 and Q8_0 /
+// int8 and Q8_0 prefill GOP/s (the same count) / integer-dot peak, decode
+// weight bytes/s / STREAM bandwidth, batch 8 / batch 1 and Q8_0 /
 // f32 prefill next to issue 14's targets, with the kernel path that ran.
 //
 // It generates (once, cached in --dir) a ~15 M and a ~110 M parameter
@@ -34,6 +47,7 @@
 // streamed per step (ModelInfo::decode_bytes) * steps/s / STREAM read
 // bandwidth at the same thread count.
 #include <immintrin.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -50,6 +64,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "bench/engine/llama_cpp.h"
 #include "engine/batch_decoder.h"
 #include "engine/file_util.h"
 #include "engine/kernels.h"
@@ -182,6 +197,115 @@ double FmaPeak(int threads, int reps = 3) {
     double s = Seconds(t0, Clock::now());
     for (float x : sums) sink = sink + x;
     best = std::max(best, 2.0 * width * 12 * double(iters) * threads / s / 1e9);
+  }
+  return best;
+}
+
+// Peak integer-dot throughput (u8 x s8 products summed into s32, as the
+// int8 and Q8_0 kernels do): every thread runs 12 independent chains, each
+// step one vpdpbusd with VNNI, else vpmaddubsw + vpmaddwd (the pair that
+// bounds the kernels' vpmaddubsw + vpmaddwd + vpaddd: the add issues on
+// another port). The chain's value is the next step's u8 operand, so
+// nothing can be hoisted, and 12 chains + 2 constants fit AVX2's 16
+// registers without spills.
+// Counted as 2 ops per u8 x s8 product, like FLOPs.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int IntDotVnni512(
+    long iters) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
+  const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-5);
+  for (long t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], u, s);
+  __m512i r = a[0];
+  for (int i = 1; i < 12; ++i) r = _mm512_add_epi32(r, a[i]);
+  return _mm512_reduce_add_epi32(r);
+}
+
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) int IntDotVnni256(
+    long iters) {
+  __m256i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_epi32(i);
+  const __m256i u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
+  for (long t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_dpbusd_epi32(a[i], u, s);
+  __m256i r = a[0];
+  for (int i = 1; i < 12; ++i) r = _mm256_add_epi32(r, a[i]);
+  return _mm256_extract_epi32(r, 0) + _mm256_extract_epi32(r, 7);
+}
+
+__attribute__((target("avx512f,avx512bw"))) int IntDotMadd512(long iters) {
+  __m512i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi8(char(i + 1));
+  const __m512i s = _mm512_set1_epi8(-5), ones = _mm512_set1_epi16(1);
+  for (long t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i)
+      a[i] = _mm512_madd_epi16(_mm512_maddubs_epi16(a[i], s), ones);
+  __m512i r = a[0];
+  for (int i = 1; i < 12; ++i) r = _mm512_add_epi32(r, a[i]);
+  return _mm512_reduce_add_epi32(r);
+}
+
+// GCC spills an array of 12 chains around the pair on AVX2's 16 registers,
+// so this loop is written in assembly: 12 chains in registers, the u8 x s8
+// pair on each (vpmaddubsw then vpmaddwd by ones).
+__attribute__((target("avx2"))) int IntDotMadd256(long iters) {
+  __m256i a0 = _mm256_set1_epi8(1), a1 = _mm256_set1_epi8(2),
+          a2 = _mm256_set1_epi8(3), a3 = _mm256_set1_epi8(4),
+          a4 = _mm256_set1_epi8(5), a5 = _mm256_set1_epi8(6),
+          a6 = _mm256_set1_epi8(7), a7 = _mm256_set1_epi8(8),
+          a8 = _mm256_set1_epi8(9), a9 = _mm256_set1_epi8(10),
+          a10 = _mm256_set1_epi8(11), a11 = _mm256_set1_epi8(12);
+  const __m256i s = _mm256_set1_epi8(-5), ones = _mm256_set1_epi16(1);
+#define HANGAR_PAIR(r)                \
+  "vpmaddubsw %[s], %[" #r "], %[" #r \
+  "]\n\t"                             \
+  "vpmaddwd %[o], %[" #r "], %[" #r "]\n\t"
+  for (long t = 0; t < iters; ++t) {
+    asm volatile(
+        HANGAR_PAIR(a0) HANGAR_PAIR(a1) HANGAR_PAIR(a2) HANGAR_PAIR(a3)
+            HANGAR_PAIR(a4) HANGAR_PAIR(a5) HANGAR_PAIR(a6) HANGAR_PAIR(a7)
+                HANGAR_PAIR(a8) HANGAR_PAIR(a9) HANGAR_PAIR(a10)
+                    HANGAR_PAIR(a11)
+        : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3),
+          [a4] "+x"(a4), [a5] "+x"(a5), [a6] "+x"(a6), [a7] "+x"(a7),
+          [a8] "+x"(a8), [a9] "+x"(a9), [a10] "+x"(a10), [a11] "+x"(a11)
+        : [s] "x"(s), [o] "x"(ones));
+  }
+#undef HANGAR_PAIR
+  __m256i r = _mm256_add_epi32(
+      _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+      _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
+  r = _mm256_add_epi32(r, _mm256_add_epi32(_mm256_add_epi32(a8, a9),
+                                           _mm256_add_epi32(a10, a11)));
+  return _mm256_extract_epi32(r, 0) + _mm256_extract_epi32(r, 7);
+}
+
+// Integer-dot peak of the active ISA in GOP/s: at 512 bits on the AVX-512
+// paths (`wide`), else 256 (the int8 kernels' own width); 0 on scalar.
+double IntDotPeak(int threads, bool wide, int reps = 3) {
+  const KernelIsa isa = ActiveKernelIsa();
+  if (isa == KernelIsa::kScalar) return 0;
+  wide = wide && (isa == KernelIsa::kAvx512 || isa == KernelIsa::kAvx512Vnni);
+  const bool vnni = isa == KernelIsa::kAvx512Vnni;
+  const int bytes = wide ? 64 : 32;
+  const long iters = 4000000;
+  ThreadPool pool(threads);
+  double best = 0;
+  volatile int sink = 0;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<int> sums(static_cast<size_t>(threads));
+    auto t0 = Clock::now();
+    pool.Run([&](int t, int) {
+      sums[size_t(t)] =
+          vnni ? (wide ? IntDotVnni512(iters) : IntDotVnni256(iters))
+               : (wide ? IntDotMadd512(iters) : IntDotMadd256(iters));
+    });
+    double s = Seconds(t0, Clock::now());
+    for (int x : sums) sink = sink + x;
+    best = std::max(best, 2.0 * bytes * 12 * double(iters) * threads / s / 1e9);
   }
   return best;
 }
@@ -335,11 +459,12 @@ class Selection {
   static const std::map<std::string, std::vector<std::string>>& Valid() {
     static const auto* v = new std::map<std::string, std::vector<std::string>>{
         {"stream", {}},
-        {"peak", {"fma"}},
+        {"peak", {"fma", "intdot"}},
         {"decode",
          {"small-f32", "base-f32", "base-int8", "base-bf16", "base-q8_0",
           "base-q4_k_m"}},
         {"prefill", {"base-f32", "base-int8", "base-q8_0"}},
+        {"llama", {"base-f32", "base-q8_0", "base-q4_k_m"}},
     };
     return *v;
   }
@@ -384,8 +509,12 @@ class Selection {
     return "";
   }
   // Sections the chosen ones need for their ratios (cheap machine numbers).
-  void AddImplied() {
+  void AddImplied(bool llama) {
     if (chosen_.empty()) return;
+    if (llama && !chosen_.count("llama")) {
+      chosen_["llama"];
+      all_names_.insert("llama");
+    }
     if (chosen_.count("decode") && !chosen_.count("stream")) {
       chosen_["stream"];
       all_names_.insert("stream");
@@ -395,6 +524,10 @@ class Selection {
       all_names_.insert("peak");
     }
   }
+  // Named in an --only (or implied by one).
+  bool Chosen(const std::string& section) const {
+    return chosen_.count(section) > 0;
+  }
   bool Section(const std::string& section) const {
     return chosen_.empty() || chosen_.count(section) > 0;
   }
@@ -403,7 +536,6 @@ class Selection {
     auto it = chosen_.find(section);
     return it != chosen_.end() && it->second.count(name) > 0;
   }
-  bool everything() const { return chosen_.empty(); }
 
  private:
   std::map<std::string, std::set<std::string>> chosen_;
@@ -462,10 +594,13 @@ void Info(const char* what, const std::vector<std::optional<double>>& values) {
 
 constexpr char kUsage[] =
     "usage: engine_bench [--dir DIR] [--steps N] [--prefill N] [--quick]\n"
-    "                    [--only SECTION[:NAME,...]]...\n"
+    "                    [--only SECTION[:NAME,...]]... [--llama_bench PATH]\n"
+    "--llama_bench PATH: also run llama.cpp's llama-bench at PATH on the same\n"
+    "~110M model as GGUF and print both engines' tokens/s side by side.\n"
     "--only (repeatable; also --only=...) measures only the named sections\n"
     "(and of a section only the named models); decode also measures stream\n"
-    "and prefill also peak, which their ratios need. Sections and names:\n";
+    "and prefill also peak, which their ratios need; llama needs\n"
+    "--llama_bench and --llama_bench alone adds it. Sections and names:\n";
 
 }  // namespace
 
@@ -474,6 +609,7 @@ int main(int argc, char** argv) {
   int steps = 32;
   int prefill_tokens = 512;
   bool quick = false;
+  std::string llama_bench;
   Selection only;
   auto usage = [](const std::string& error) {
     if (!error.empty())
@@ -491,6 +627,9 @@ int main(int argc, char** argv) {
       prefill_tokens = std::atoi(argv[++i]);
     } else if (a == "--quick") {
       quick = true;
+    } else if ((a == "--llama_bench" && i + 1 < argc) ||
+               a.rfind("--llama_bench=", 0) == 0) {
+      llama_bench = a == "--llama_bench" ? argv[++i] : a.substr(14);
     } else if ((a == "--only" && i + 1 < argc) || a.rfind("--only=", 0) == 0) {
       std::string spec = a == "--only" ? argv[++i] : a.substr(7);
       if (std::string e = only.Add(spec); !e.empty()) return usage(e);
@@ -501,7 +640,18 @@ int main(int argc, char** argv) {
   if (prefill_tokens < 1 || prefill_tokens > 1024)
     return usage("--prefill must be in [1, 1024]");
   if (steps < 1) return usage("--steps must be >= 1");
-  only.AddImplied();
+  only.AddImplied(!llama_bench.empty());
+  if (llama_bench.empty()) {
+    if (only.Chosen("llama"))
+      return usage("--only=llama needs --llama_bench PATH");
+  } else if (access(llama_bench.c_str(), X_OK) != 0) {
+    return usage("--llama_bench: '" + llama_bench +
+                 "' is not an executable file");
+  }
+  // Without --llama_bench the side by side is off, whatever else is chosen.
+  auto llama = [&](const std::string& m) {
+    return !llama_bench.empty() && only.Wants("llama", m);
+  };
   auto decode = [&](const std::string& m) { return only.Wants("decode", m); };
   auto prefill = [&](const std::string& m) { return only.Wants("prefill", m); };
   auto uses = [&](const std::string& m) { return decode(m) || prefill(m); };
@@ -513,7 +663,8 @@ int main(int argc, char** argv) {
                     base_q4k = dir + "/base-q4_k_m.gguf";
   if (uses("small-f32")) Ensure(small, "small");
   if (uses("base-f32") || uses("base-int8") || uses("base-bf16") ||
-      uses("base-q8_0") || uses("base-q4_k_m"))
+      uses("base-q8_0") || uses("base-q4_k_m") || llama("base-f32") ||
+      llama("base-q8_0") || llama("base-q4_k_m"))
     Ensure(base, "base");
   if (uses("base-int8")) EnsureQuantized(base, base_i8, "int8");
   if (uses("base-bf16")) EnsureQuantized(base, base_bf16, "bfloat16");
@@ -525,6 +676,28 @@ int main(int argc, char** argv) {
   };
   if (uses("base-q8_0")) ensure_gguf(base_q8, "q8_0");
   if (uses("base-q4_k_m")) ensure_gguf(base_q4k, "q4_k_m");
+  // The side by side with llama.cpp: the same weights as GGUF files whose
+  // token list covers every embedding row (llama.cpp requires it); the
+  // engine measures these very files.
+  struct LlamaType {
+    std::string name, type, path;
+  };
+  std::vector<LlamaType> llama_types;
+  for (const char* t : {"f32", "q8_0", "q4_k_m"}) {
+    const std::string name = std::string("base-") + t;
+    if (!llama(name)) continue;
+    llama_types.push_back({name, t, dir + "/llama-" + name + ".gguf"});
+    if (FileExists(llama_types.back().path)) continue;
+    std::fprintf(stderr, "writing %s for llama.cpp ...\n",
+                 llama_types.back().path.c_str());
+    if (auto st =
+            hangar::bench::WriteLlamaCppGguf(base, llama_types.back().path, t);
+        !st.ok()) {
+      std::fprintf(stderr, "WriteLlamaCppGguf: %s\n",
+                   std::string(st.message()).c_str());
+      std::exit(1);
+    }
+  }
 
   std::printf(
       "engine_bench: kernels %s, %u hardware threads, load average %s\n",
@@ -532,6 +705,9 @@ int main(int argc, char** argv) {
       LoadAverage().c_str());
   const bool stream = only.Section("stream");
   const bool fma = only.Wants("peak", "fma");
+  const bool intdot = only.Wants("peak", "intdot");
+  const bool wide_isa = ActiveKernelIsa() == KernelIsa::kAvx512 ||
+                        ActiveKernelIsa() == KernelIsa::kAvx512Vnni;
   std::vector<float> buf;
   if (stream) {
     buf.resize(size_t(256) << 20 >> 2 << 1);  // 512 MiB
@@ -542,6 +718,13 @@ int main(int argc, char** argv) {
   double bw1 = 0, bw2 = 0, peak1 = 0, peak2 = 0;
   if (stream) bw1 = ReadBandwidth(1, buf), bw2 = ReadBandwidth(2, buf);
   if (fma) peak1 = FmaPeak(1), peak2 = FmaPeak(2);
+  // Integer-dot peak on 2 threads: the ISA's widest vectors, and 256 bits
+  // (the int8 kernels' width) where that is narrower.
+  double ipeak = 0, ipeak256 = 0;
+  if (intdot) {
+    ipeak = IntDotPeak(2, true);
+    if (wide_isa) ipeak256 = IntDotPeak(2, false);
+  }
 
   // Every configuration stays loaded and warm; rounds go through all of
   // them in turn and each keeps its fastest round, so a burst of other work
@@ -579,6 +762,16 @@ int main(int argc, char** argv) {
   add_prefill("base-f32", base);
   add_prefill("base-int8", base_i8);
   add_prefill("base-q8_0", base_q8);
+  // Side by side: prefill on 2 threads, decode batch 1 on 2 and 1 threads.
+  for (const LlamaType& t : llama_types) {
+    const std::string name = "gguf-" + t.type;
+    prefills.push_back(
+        std::make_unique<Prefill>(name, model(t.path, 2), prefill_tokens));
+    configs.push_back(
+        std::make_unique<Config>(name, model(t.path, 2), 1, steps, rounds));
+    configs.push_back(
+        std::make_unique<Config>(name, model(t.path, 1), 1, steps, rounds));
+  }
   for (int r = 0; r < rounds; ++r) {
     if (stream) {
       bw1 = std::max(bw1, ReadBandwidth(1, buf, 1));
@@ -588,6 +781,10 @@ int main(int argc, char** argv) {
       peak1 = std::max(peak1, FmaPeak(1, 1));
       peak2 = std::max(peak2, FmaPeak(2, 1));
     }
+    if (intdot) {
+      ipeak = std::max(ipeak, IntDotPeak(2, true, 1));
+      if (wide_isa) ipeak256 = std::max(ipeak256, IntDotPeak(2, false, 1));
+    }
     for (auto& c : configs) c->Time(steps);
     for (auto& p : prefills) p->Time();
   }
@@ -596,6 +793,7 @@ int main(int argc, char** argv) {
   m.Set("bw/2", bw2);
   m.Set("fma/1", peak1);
   m.Set("fma/2", peak2);
+  m.Set("intdot/2", ipeak);
   if (stream) {
     std::printf(
         "STREAM-style read bandwidth (best of all rounds): 1 thread %.1f "
@@ -624,6 +822,18 @@ int main(int argc, char** argv) {
         "threads %.1f GFLOP/s\n",
         KernelIsaName(ActiveKernelIsa()), peak1, peak2);
   }
+  if (intdot) {
+    const KernelIsa isa = ActiveKernelIsa();
+    std::printf(
+        "integer-dot peak (best of all rounds, u8 x s8 -> s32 by %s, 2 ops "
+        "per product): 2 threads %.1f GOP/s at %d bits",
+        isa == KernelIsa::kAvx512Vnni ? "vpdpbusd"
+        : isa == KernelIsa::kScalar   ? "nothing (scalar)"
+                                      : "vpmaddubsw+vpmaddwd",
+        ipeak, wide_isa ? 512 : 256);
+    if (wide_isa) std::printf(", %.1f GOP/s at 256 bits", ipeak256);
+    std::printf("\n");
+  }
   for (const auto& p : prefills) {
     std::printf(
         "%-10s prefill %d tokens, threads %d: %8.1f tokens/s  %6.3f s  "
@@ -631,6 +841,7 @@ int main(int argc, char** argv) {
         p->name().c_str(), prefill_tokens, p->model().threads(),
         p->tokens_per_s(), p->seconds(), p->gflops());
     m.Set("prefill/" + p->name(), p->gflops());
+    m.Set("prefill-tps/" + p->name(), p->tokens_per_s());
   }
 
   std::printf("\nRatios (measured in this run; targets from issue 14):\n");
@@ -641,6 +852,10 @@ int main(int argc, char** argv) {
         m.Div("prefill/base-q8_0", "prefill/base-f32"), 1.2);
   Info("int8 prefill / f32 prefill",
        {m.Div("prefill/base-int8", "prefill/base-f32")});
+  Info("int8 prefill GOP/s / integer-dot peak, 2 threads",
+       {m.Div("prefill/base-int8", "intdot/2")});
+  Info("Q8_0 prefill GOP/s / integer-dot peak, 2 threads",
+       {m.Div("prefill/base-q8_0", "intdot/2")});
   Ratio("base f32 batch 8 vs batch 1 throughput (issue 14)",
         m.Div("base-f32/2/8", "base-f32/2/1"), 5.0);
   Ratio("base int8 batch 8 vs batch 1 throughput",
@@ -679,6 +894,75 @@ int main(int argc, char** argv) {
   Info("base int8 / bf16 batch 8 vs batch 1",
        {m.Div("base-int8/2/8", "base-int8/2/1"),
         m.Div("base-bf16/2/8", "base-bf16/2/1")});
+  if (!llama_types.empty()) {
+    // llama-bench runs after the engine's rounds, on the same files: prefill
+    // of --prefill tokens and --steps generated tokens on 2 threads, then
+    // decode alone on 1 thread; its mean over the repetitions.
+    const std::string reps = quick ? "3" : "5";
+    const std::string p = std::to_string(prefill_tokens),
+                      n = std::to_string(steps);
+    std::string cpu, backends, commit;
+    struct Row {
+      std::string what, key;
+      int threads;
+      std::optional<double> llama;
+    };
+    std::vector<Row> rows;
+    for (const LlamaType& t : llama_types) {
+      std::fprintf(stderr, "running %s on %s ...\n", llama_bench.c_str(),
+                   t.path.c_str());
+      auto two = hangar::bench::RunLlamaBench(
+          llama_bench, t.path, {"-p", p, "-n", n, "-t", "2", "-r", reps});
+      auto one = hangar::bench::RunLlamaBench(
+          llama_bench, t.path, {"-p", "0", "-n", n, "-t", "1", "-r", reps});
+      std::optional<double> pp2, tg2, tg1;
+      for (auto* r : {&two, &one}) {
+        if (!r->ok()) {
+          std::printf("llama-bench failed: %s\n",
+                      std::string(r->status().message()).c_str());
+          continue;
+        }
+        for (const auto& x : **r) {
+          if (x.n_prompt > 0 && x.n_gen == 0 && x.n_threads == 2)
+            pp2 = x.avg_ts;
+          if (x.n_prompt == 0 && x.n_gen > 0 && x.n_threads == 2)
+            tg2 = x.avg_ts;
+          if (x.n_prompt == 0 && x.n_gen > 0 && x.n_threads == 1)
+            tg1 = x.avg_ts;
+          cpu = x.cpu_info, backends = x.backends, commit = x.build_commit;
+        }
+      }
+      const std::string g = "gguf-" + t.type;
+      rows.push_back({t.type + " prefill " + p, "prefill-tps/" + g, 2, pp2});
+      rows.push_back({t.type + " decode batch 1", g + "/2/1", 2, tg2});
+      rows.push_back({t.type + " decode batch 1", g + "/1/1", 1, tg1});
+    }
+    std::printf(
+        "\nSide by side with llama.cpp (%s; build %s, backends %s, CPU %s):\n"
+        "  llama.cpp runs the ISA it was compiled for (a GGML_NATIVE build "
+        "uses all of this CPU's, AVX-512 where present);\n"
+        "  HANGAR_ENGINE_ISA changes only the engine's kernels (here %s).\n",
+        llama_bench.c_str(), commit.c_str(), backends.c_str(), cpu.c_str(),
+        KernelIsaName(ActiveKernelIsa()));
+    std::printf(
+        "| weights, test | threads | Hangar tokens/s | llama.cpp tokens/s | "
+        "Hangar / llama.cpp |\n|---|---|---|---|---|\n");
+    for (const Row& r : rows) {
+      std::optional<double> h = m.Get(r.key);
+      auto cell = [](std::optional<double> v) {
+        char b[32];
+        if (!v) return std::string(kNotMeasured);
+        std::snprintf(b, sizeof(b), "%.1f", *v);
+        return std::string(b);
+      };
+      std::optional<double> ratio;
+      if (h && r.llama) ratio = *h / *r.llama;
+      char rb[32] = "-";
+      if (ratio) std::snprintf(rb, sizeof(rb), "%.2fx", *ratio);
+      std::printf("| %s | %d | %s | %s | %s |\n", r.what.c_str(), r.threads,
+                  cell(h).c_str(), cell(r.llama).c_str(), rb);
+    }
+  }
   std::printf(
       "load average at the end: %s (other work on the machine lowers every "
       "number)\n",
