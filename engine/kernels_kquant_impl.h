@@ -256,6 +256,10 @@ struct KqAsymPolicy {
           _mm_cvtsi64_si128(static_cast<long long>(scales)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(sc),
                          _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
+      // Scales() broadcasts from memory (a load-port operation); without
+      // this the compiler extracts them from the register with shuffles,
+      // which compete with the unpacking for the shuffle port.
+      asm("" : "+m"(sc));
       const __m256 m32 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
           _mm_cvtsi64_si128(static_cast<long long>(mins))));
       _mm256_store_ps(
@@ -295,13 +299,17 @@ struct KqQ6Policy {
   struct Block {
     const uint8_t* b;
     float d;
-    __m128i sc;                 // the 16 int8 scales
+    __m256i lo, hi;             // int16 scales 0-7 / 8-15, in both lanes
     alignas(64) float off[16];  // 32 * d * scale
 
     void Prepare(const uint8_t* p) {
       b = p;
       d = HalfBitsToFloat(p + 208);
-      sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));
+      const __m128i sc =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192));
+      const __m256i w16 = _mm256_cvtepi8_epi16(sc);
+      lo = _mm256_permute4x64_epi64(w16, 0x44);
+      hi = _mm256_permute4x64_epi64(w16, 0xee);
       const __m256 k = _mm256_set1_ps(32.0f * d);
       _mm256_store_ps(
           off, _mm256_mul_ps(k, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
@@ -323,10 +331,14 @@ struct KqQ6Policy {
       return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
     }
     // Scales 2t (low 16 weights, low 128 bits) and 2t + 1, as int16.
+    // One in-lane byte shuffle: int16 scale 2t to the low lane's 8 words,
+    // 2t + 1 to the high lane's.
     __m256i Scales(int t) const {
-      const __m128i pick = _mm_set_epi64x(0x0101010101010101LL * (2 * t + 1),
-                                          0x0101010101010101LL * (2 * t));
-      return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, pick));
+      const int k = t % 4;
+      const long long a = 0x0100010001000100LL + 0x0404040404040404LL * k;
+      const long long b = a + 0x0202020202020202LL;
+      return _mm256_shuffle_epi8(t < 4 ? lo : hi,
+                                 _mm256_set_epi64x(b, b, a, a));
     }
   };
 };
