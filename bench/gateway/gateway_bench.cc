@@ -18,9 +18,12 @@
 //     what the gateway can show.
 // (b) Overhead. One client, sequential Generate with max_tokens 1, through
 //     the gateway (max_queue_delay 0, batch size 1) and directly to the
-//     runner (RunnerService.Generate with one sequence), alternating call
-//     by call so both see the same background load: p50 and p99 of
-//     both and the p50 difference (target <= 0.3 ms + the queue delay).
+//     runner (RunnerService.Generate with one sequence), plus a no-op
+//     health check of the gateway (one gRPC hop, the floor under any
+//     proxy's overhead), in rounds whose order rotates so that all three see
+//     the same background load and none always goes first; warm-up rounds
+//     first (30 with --quick), then 400 (1000) recorded: p50 and p99 of each
+//     and the p50 difference (target <= 0.3 ms + the queue delay).
 // (c) Proxy efficiency. Batching off (inference_batch_size 1, no queue
 //     delay), the "tiny" preset, Generate with max_tokens 1, 32 closed-loop
 //     clients for a fixed time, in front of one runner (--max_batch=1):
@@ -51,6 +54,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/auth/api_key.h"
@@ -361,36 +365,48 @@ Percentiles Summarize(std::vector<double> samples) {
   return {at(0.50), at(0.99)};
 }
 
-// Sequential max_tokens=1 calls, alternating between the gateway and the
-// runner itself so that both see the same background load; the first 20
-// pairs warm up.
-std::pair<Percentiles, Percentiles> Latencies(const std::string& gateway,
-                                              const std::string& runner,
-                                              const std::string& key,
-                                              int calls) {
+// What (b) measured: p50/p99 of each path, and of a no-op unary call to
+// the gateway's own health service (the cost of one more gRPC hop on this
+// host, the floor under any proxy's overhead).
+struct Overhead {
+  Percentiles direct;
+  Percentiles through;
+  Percentiles hop;
+};
+
+// Sequential max_tokens=1 calls, one round = one call through the gateway,
+// one straight to the runner and one health check of the gateway, in an
+// order that rotates every round so that neither path always goes first
+// (the first call of a round finds the runner idle for longer) and drifting
+// background load touches all alike. `warmup` rounds are not recorded.
+Overhead Latencies(const std::string& gateway, const std::string& runner,
+                   const std::string& key, int calls, int warmup) {
   auto inference = v1::InferenceService::NewStub(
+      grpc::CreateChannel(gateway, grpc::InsecureChannelCredentials()));
+  auto health = grpc::health::v1::Health::NewStub(
       grpc::CreateChannel(gateway, grpc::InsecureChannelCredentials()));
   auto direct = v1::RunnerService::NewStub(
       grpc::CreateChannel(runner, grpc::InsecureChannelCredentials()));
   const v1::GenerateRequest request = Request(1);
-  std::vector<double> through_samples, direct_samples;
-  for (int i = 0; i < calls + 20; ++i) {
-    {
-      grpc::ClientContext context;
-      context.AddMetadata("authorization", "Bearer " + key);
-      v1::GenerateResponse response;
-      const absl::Time start = absl::Now();
-      if (!inference->Generate(&context, request, &response).ok()) {
-        Die("Generate through the gateway failed");
-      }
-      if (i >= 20) {
-        through_samples.push_back(
-            absl::ToDoubleMilliseconds(absl::Now() - start));
-      }
+  std::vector<double> through_samples, direct_samples, hop_samples;
+  auto through_call = [&](bool record) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + key);
+    v1::GenerateResponse response;
+    const absl::Time start = absl::Now();
+    if (!inference->Generate(&context, request, &response).ok()) {
+      Die("Generate through the gateway failed");
     }
+    if (record) {
+      through_samples.push_back(
+          absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+  };
+  int next_id = 0;
+  auto direct_call = [&](bool record) {
     v1::RunnerGenerateRequest runner_request;
     v1::RunnerSequence* sequence = runner_request.add_sequences();
-    sequence->set_id(absl::StrCat("direct-", i));
+    sequence->set_id(absl::StrCat("direct-", next_id++));
     sequence->set_prompt(request.prompt());
     sequence->mutable_sampling()->set_temperature(0);
     sequence->mutable_sampling()->set_max_tokens(1);
@@ -401,11 +417,29 @@ std::pair<Percentiles, Percentiles> Latencies(const std::string& gateway,
     while (reader->Read(&response)) {
     }
     if (!reader->Finish().ok()) Die("Generate on the runner failed");
-    if (i >= 20) {
+    if (record) {
       direct_samples.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
     }
+  };
+  auto hop_call = [&](bool record) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    const absl::Time start = absl::Now();
+    if (!health->Check(&context, {}, &response).ok()) {
+      Die("health check of the gateway failed");
+    }
+    if (record) {
+      hop_samples.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+  };
+  const std::function<void(bool)> paths[3] = {through_call, direct_call,
+                                              hop_call};
+  for (int i = 0; i < warmup + calls; ++i) {
+    for (int k = 0; k < 3; ++k) paths[(i + k) % 3](i >= warmup);
   }
-  return {Summarize(direct_samples), Summarize(through_samples)};
+  return {.direct = Summarize(direct_samples),
+          .through = Summarize(through_samples),
+          .hop = Summarize(hop_samples)};
 }
 
 int Main(bool quick, const std::string& nginx, const std::string& only) {
@@ -425,7 +459,7 @@ int Main(bool quick, const std::string& nginx, const std::string& only) {
   bench.key = *key;
   bench.control.deployment().AddKey("key-bench", "dep-bench", bench.key.hash);
   const absl::Duration duration = absl::Seconds(quick ? 3 : 10);
-  const int calls = quick ? 200 : 1000;
+  const int calls = quick ? 400 : 1000;
 
   if (section('a')) {
     std::printf("(a) batching gain: 32 clients, 32 new tokens, %s each\n",
@@ -467,12 +501,17 @@ int Main(bool quick, const std::string& nginx, const std::string& only) {
     Runner runner = StartRunner(dir, 1);
     bench.control.scheduler().SetRoutes({MakeRoute(runner, 1)});
     auto gateway = StartGateway(bench, absl::ZeroDuration());
-    auto [direct, through] = Latencies(gateway->address(), runner.address,
-                                       bench.key.plaintext, calls);
+    auto [direct, through, hop] =
+        Latencies(gateway->address(), runner.address, bench.key.plaintext,
+                  calls, /*warmup=*/quick ? 30 : 100);
     std::printf("  direct to the runner: p50 %.3f ms, p99 %.3f ms\n",
                 direct.p50_ms, direct.p99_ms);
     std::printf("  through the gateway:  p50 %.3f ms, p99 %.3f ms\n",
                 through.p50_ms, through.p99_ms);
+    std::printf(
+        "  one gRPC hop (health check of the gateway): p50 %.3f ms, p99 %.3f "
+        "ms\n",
+        hop.p50_ms, hop.p99_ms);
     std::printf(
         "  p50 overhead: %.3f ms (target <= 0.3 ms + queue delay 0 ms)\n",
         through.p50_ms - direct.p50_ms);
@@ -536,6 +575,9 @@ int Main(bool quick, const std::string& nginx, const std::string& only) {
 }  // namespace hangar
 
 int main(int argc, char** argv) {
+  // As hangar-gateway's main does: the in-process gateway runs as it would
+  // in production (see services/gateway/main.cc).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   bool quick = false;
   std::string nginx = "/usr/sbin/nginx";
   std::string only = "abc";
