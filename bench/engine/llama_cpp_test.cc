@@ -24,20 +24,21 @@ using engine::Model;
 using ::hangar::testing::MakeTempDir;
 using ::testing::HasSubstr;
 
-// Output of `llama-bench -m base-q8_0.gguf -p 512 -n 32 -t 2 -r 2 -o json`
-// (llama.cpp built from source at 16cc3c6, Release, GGML_NATIVE), captured
-// on the 2-core development machine; only the order of tests matters here.
-constexpr char kSample[] = R"([
+// Output of `llama-bench -m llama-base-q8_0.gguf -p 512 -n 32 -t 2 -r 2
+// -o json` (the file engine_bench writes; llama.cpp built from source at
+// 16cc3c6, Release, GGML_NATIVE, no git metadata so build_commit "unknown"),
+// captured on the 2-core development machine on 2026-11-27.
+constexpr char kSample[] = R"json([
   {
     "build_commit": "unknown",
     "build_number": 0,
-    "cpu_info": "Intel(R) Xeon(R) Processor",
+    "cpu_info": "Intel(R) Xeon(R) Processor @ 2.50GHz",
     "gpu_info": "",
     "backends": "CPU",
     "model_filename": "/tmp/hangar-bench/llama-base-q8_0.gguf",
-    "model_type": "llama ?B Q8_0",
-    "model_size": 117798912,
-    "model_n_params": 110612736,
+    "model_type": "llama ?B Q8_0 (guessed)",
+    "model_size": 116431872,
+    "model_n_params": 109529856,
     "n_batch": 2048,
     "n_ubatch": 512,
     "n_threads": 2,
@@ -62,32 +63,58 @@ constexpr char kSample[] = R"([
     "n_prompt": 512,
     "n_gen": 0,
     "n_depth": 0,
-    "test_time": "2026-11-27T12:50:00Z",
-    "avg_ns": 1003470386,
-    "stddev_ns": 2212009,
-    "avg_ts": 510.229578,
-    "stddev_ts": 1.124695,
-    "samples_ns": [ 1001906281, 1005034491 ],
-    "samples_ts": [ 511.025, 509.434 ]
+    "test_time": "2026-11-27T12:37:45Z",
+    "avg_ns": 1179577258,
+    "stddev_ns": 20914317,
+    "avg_ts": 434.122044,
+    "stddev_ts": 7.697136,
+    "samples_ns": [ 1194365914, 1164788602 ],
+    "samples_ts": [ 428.679, 439.565 ]
   },
   {
     "build_commit": "unknown",
     "build_number": 0,
-    "cpu_info": "Intel(R) Xeon(R) Processor",
+    "cpu_info": "Intel(R) Xeon(R) Processor @ 2.50GHz",
     "gpu_info": "",
     "backends": "CPU",
-    "model_type": "llama ?B Q8_0",
+    "model_filename": "/tmp/hangar-bench/llama-base-q8_0.gguf",
+    "model_type": "llama ?B Q8_0 (guessed)",
+    "model_size": 116431872,
+    "model_n_params": 109529856,
+    "n_batch": 2048,
+    "n_ubatch": 512,
     "n_threads": 2,
+    "cpu_mask": "0x0",
+    "cpu_strict": false,
+    "poll": 50,
+    "type_k": "f16",
+    "type_v": "f16",
+    "n_gpu_layers": 99,
+    "n_cpu_moe": 0,
+    "split_mode": "layer",
+    "main_gpu": 0,
+    "no_kv_offload": false,
+    "flash_attn": false,
+    "devices": "auto",
+    "tensor_split": "0.00",
+    "tensor_buft_overrides": "none",
+    "use_mmap": true,
+    "embeddings": false,
+    "no_op_offload": 0,
+    "no_host": false,
     "n_prompt": 0,
     "n_gen": 32,
     "n_depth": 0,
-    "avg_ts": 95.5,
-    "stddev_ts": 0.5,
-    "samples_ns": [ 335000000, 334000000 ],
-    "samples_ts": [ 95.5, 95.8 ]
+    "test_time": "2026-11-27T12:37:49Z",
+    "avg_ns": 332776636,
+    "stddev_ns": 5454056,
+    "avg_ts": 96.173514,
+    "stddev_ts": 1.576240,
+    "samples_ns": [ 328920036, 336633236 ],
+    "samples_ts": [ 97.2881, 95.0589 ]
   }
 ]
-)";
+)json";
 
 TEST(ParseLlamaBenchJson, ReadsEveryTest) {
   ASSERT_OK_AND_ASSIGN(auto r, ParseLlamaBenchJson(kSample));
@@ -95,14 +122,16 @@ TEST(ParseLlamaBenchJson, ReadsEveryTest) {
   EXPECT_EQ(r[0].n_prompt, 512);
   EXPECT_EQ(r[0].n_gen, 0);
   EXPECT_EQ(r[0].n_threads, 2);
-  EXPECT_DOUBLE_EQ(r[0].avg_ts, 510.229578);
-  EXPECT_DOUBLE_EQ(r[0].stddev_ts, 1.124695);
-  EXPECT_EQ(r[0].model_type, "llama ?B Q8_0");
+  EXPECT_DOUBLE_EQ(r[0].avg_ts, 434.122044);
+  EXPECT_DOUBLE_EQ(r[0].stddev_ts, 7.697136);
+  EXPECT_EQ(r[0].model_type, "llama ?B Q8_0 (guessed)");
   EXPECT_EQ(r[0].backends, "CPU");
-  EXPECT_EQ(r[0].cpu_info, "Intel(R) Xeon(R) Processor");
+  EXPECT_EQ(r[0].build_commit, "unknown");
+  EXPECT_EQ(r[0].cpu_info, "Intel(R) Xeon(R) Processor @ 2.50GHz");
   EXPECT_EQ(r[1].n_prompt, 0);
   EXPECT_EQ(r[1].n_gen, 32);
-  EXPECT_DOUBLE_EQ(r[1].avg_ts, 95.5);
+  EXPECT_EQ(r[1].n_threads, 2);
+  EXPECT_DOUBLE_EQ(r[1].avg_ts, 96.173514);
 }
 
 TEST(ParseLlamaBenchJson, RejectsOtherOutput) {
