@@ -216,6 +216,37 @@ TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
   }
 }
 
+// The vector ISAs quantize per block with AVX2; the bytes and scales equal
+// the scalar loop's.
+TEST(QuantizeActivationsTest, VectorQuantizerEqualsScalar) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.0f, 1.5f);
+  const int n = 5, k = 160, ld = 170;
+  std::vector<float> x(size_t(n) * ld);
+  for (float& v : x) v = dist(rng);
+  // A block of evenly spaced values (+-127 steps of 1: exact products) and
+  // an all-zero block.
+  for (int t = 32; t < 64; ++t) x[size_t(t)] = float(t - 48) * 127.0f / 16;
+  for (int t = 64; t < 96; ++t) x[size_t(ld + t)] = 0.0f;
+  auto run = [&](KernelIsa isa, std::vector<int8_t>& q, std::vector<float>& s) {
+    EXPECT_TRUE(SetKernelIsa(isa));
+    q.assign(size_t(n) * k, 0);
+    s.assign(size_t(n) * (k / 32), 0);
+    internal::QuantizeActivations(x.data(), ld, n, k, true, q.data(), k,
+                                  s.data(), k / 32);
+  };
+  std::vector<int8_t> want_q, got_q;
+  std::vector<float> want_s, got_s;
+  run(KernelIsa::kScalar, want_q, want_s);
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512Vnni}) {
+    if (!SetKernelIsa(isa)) continue;
+    run(isa, got_q, got_s);
+    EXPECT_EQ(got_q, want_q) << KernelIsaName(isa);
+    EXPECT_EQ(got_s, want_s) << KernelIsaName(isa);
+  }
+  SetKernelIsa(DetectKernelIsa());
+}
+
 // int16 activation quantization (int8 weights at n = 1): the values times
 // the scale reproduce the input to half a step, the peak maps to +-32767, and
 // an all-zero row gets scale 0.
