@@ -115,29 +115,22 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
                        .clock = options.clock}));
   server->service_ = std::make_unique<CatalogServiceImpl>(
       server->catalog_.get(), &server->notifier_, server->admin_token_.get());
-  ASSIGN_OR_RETURN(server->server_,
-                   Server::Create(options.server, {server->service_.get()},
-                                  &server->metrics_));
-  // The drain ends every WatchModel stream (UNAVAILABLE) instead of holding
-  // it open until drain_timeout.
-  server->server_->OnShutdown(
-      [notifier = &server->notifier_] { notifier->Close(); });
-  ASSIGN_OR_RETURN(
-      server->db_probe_,
-      db::DatabaseProbe::Start(
-          {.pool = server->pool_.get(),
-           .name = "catalog",
-           .on_change = server->server_->HealthReporter("database"),
-           .clock = options.clock}));
-  server->server_->SetServing(true);
+  // The drain ends every WatchModel stream (UNAVAILABLE); health follows
+  // the database.
+  ASSIGN_OR_RETURN(server->host_,
+                   ServiceHost::Start({.server = options.server,
+                                       .name = "catalog",
+                                       .services = {server->service_.get()},
+                                       .notifiers = {&server->notifier_},
+                                       .database = server->pool_.get(),
+                                       .metrics = &server->metrics_,
+                                       .clock = options.clock}));
+  server->host_->server().SetServing(true);
   return server;
 }
 
 CatalogServer::~CatalogServer() {
-  db_probe_.reset();  // It reports to server_.
-  if (server_ != nullptr) server_->Shutdown();
-  server_.reset();
-  notifier_.Close();
+  host_.reset();     // Probe, drain, server, notifier: ServiceHost's order.
   catalog_.reset();  // Stops downloads and joins background work.
 }
 

@@ -33,9 +33,9 @@
 #include "common/auth/bearer.h"
 #include "common/auth/secret_box.h"
 #include "common/db/pool.h"
-#include "common/db/probe.h"
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
+#include "common/server/service_host.h"
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "services/catalog/catalog.h"
@@ -123,14 +123,14 @@ class CatalogServer {
   CatalogServer& operator=(const CatalogServer&) = delete;
 
   // "host:port" to dial, and the bound ports.
-  std::string address() const { return server_->address(); }
-  int port() const { return server_->port(); }
-  int metrics_port() const { return server_->metrics_port(); }
+  std::string address() const { return host_->server().address(); }
+  int port() const { return host_->server().port(); }
+  int metrics_port() const { return host_->server().metrics_port(); }
   Catalog& catalog() { return *catalog_; }
 
   // Blocks until SIGTERM/SIGINT or Shutdown(), then drains.
-  void WaitForTermination() { server_->WaitForTermination(); }
-  void Shutdown() { server_->Shutdown(); }
+  void WaitForTermination() { host_->server().WaitForTermination(); }
+  void Shutdown() { host_->server().Shutdown(); }
 
  private:
   CatalogServer() = default;
@@ -148,9 +148,8 @@ class CatalogServer {
   std::unique_ptr<DeploymentUsage> owned_usage_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<CatalogServiceImpl> service_;
-  std::unique_ptr<Server> server_;
-  // Turns health NOT_SERVING while PostgreSQL is unreachable.
-  std::unique_ptr<db::DatabaseProbe> db_probe_;
+  // The server, its drain hooks and the database probe; destroyed first.
+  std::unique_ptr<ServiceHost> host_;
 };
 
 }  // namespace hangar::catalog

@@ -228,34 +228,30 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
   server->service_ = std::make_unique<DeploymentServiceImpl>(
       server->deployments_.get(), &server->notifier_,
       server->admin_token_.get(), server->deployment_webhooks_.get());
-  ASSIGN_OR_RETURN(server->server_,
-                   Server::Create(options.server, {server->service_.get()},
-                                  &server->metrics_));
-  // The drain ends every watch stream instead of holding it open.
-  server->server_->OnShutdown(
-      [notifier = &server->notifier_] { notifier->Close(); });
-  ASSIGN_OR_RETURN(
-      server->db_probe_,
-      db::DatabaseProbe::Start(
-          {.pool = server->pool_.get(),
-           .name = "deployment",
-           .on_change = server->server_->HealthReporter("database"),
-           .clock = options.clock}));
+  // The drain ends every watch stream instead of holding it open; health
+  // follows the database.
+  ASSIGN_OR_RETURN(server->host_,
+                   ServiceHost::Start({.server = options.server,
+                                       .name = "deployment",
+                                       .services = {server->service_.get()},
+                                       .notifiers = {&server->notifier_},
+                                       .database = server->pool_.get(),
+                                       .metrics = &server->metrics_,
+                                       .clock = options.clock}));
   RETURN_IF_ERROR(server->webhooks_->Start());
   if (options.start_reconciler) server->reconciler_->Start();
-  server->server_->SetServing(true);
+  server->host_->server().SetServing(true);
   return server;
 }
 
 DeploymentServer::~DeploymentServer() {
-  db_probe_.reset();  // It reports to server_.
-  if (server_ != nullptr) server_->Shutdown();
+  // Probe, then drain (ServiceHost's order).
+  if (host_ != nullptr) host_->Stop();
   // After the drain (no call can wake it any more), before the store goes.
   if (reconciler_ != nullptr) reconciler_->Stop();
   // Its sink's senders, once nothing reports to them any more.
   if (webhooks_ != nullptr) webhooks_->Stop();
-  server_.reset();
-  notifier_.Close();
+  host_.reset();  // The server, then the notifier.
 }
 
 }  // namespace hangar::deployment

@@ -27,9 +27,9 @@
 #include "absl/time/time.h"
 #include "common/auth/bearer.h"
 #include "common/db/pool.h"
-#include "common/db/probe.h"
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
+#include "common/server/service_host.h"
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "services/deployment/clients.h"
@@ -145,14 +145,14 @@ class DeploymentServer {
   DeploymentServer(const DeploymentServer&) = delete;
   DeploymentServer& operator=(const DeploymentServer&) = delete;
 
-  std::string address() const { return server_->address(); }
-  int port() const { return server_->port(); }
-  int metrics_port() const { return server_->metrics_port(); }
+  std::string address() const { return host_->server().address(); }
+  int port() const { return host_->server().port(); }
+  int metrics_port() const { return host_->server().metrics_port(); }
 
   Reconciler* reconciler() { return reconciler_.get(); }
 
-  void WaitForTermination() { server_->WaitForTermination(); }
-  void Shutdown() { server_->Shutdown(); }
+  void WaitForTermination() { host_->server().WaitForTermination(); }
+  void Shutdown() { host_->server().Shutdown(); }
 
  private:
   DeploymentServer() = default;
@@ -179,8 +179,8 @@ class DeploymentServer {
   std::unique_ptr<Deployments> deployments_;
   std::unique_ptr<webhooks::DeploymentWebhooks> deployment_webhooks_;
   std::unique_ptr<DeploymentServiceImpl> service_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<db::DatabaseProbe> db_probe_;
+  // The server, its drain hooks and the database probe; destroyed first.
+  std::unique_ptr<ServiceHost> host_;
 };
 
 }  // namespace hangar::deployment

@@ -63,29 +63,22 @@ absl::StatusOr<std::unique_ptr<OptimizerServer>> OptimizerServer::Create(
   server->optimizer_ = *std::move(optimizer);
   server->service_ = std::make_unique<OptimizerServiceImpl>(
       server->optimizer_.get(), &server->notifier_, server->admin_token_.get());
-  ASSIGN_OR_RETURN(server->server_,
-                   Server::Create(options.server, {server->service_.get()},
-                                  &server->metrics_));
-  server->server_->OnShutdown(
-      [notifier = &server->notifier_] { notifier->Close(); });
-  ASSIGN_OR_RETURN(
-      server->db_probe_,
-      db::DatabaseProbe::Start(
-          {.pool = server->pool_.get(),
-           .name = "optimizer",
-           .on_change = server->server_->HealthReporter("database"),
-           .clock = options.clock}));
+  ASSIGN_OR_RETURN(server->host_,
+                   ServiceHost::Start({.server = options.server,
+                                       .name = "optimizer",
+                                       .services = {server->service_.get()},
+                                       .notifiers = {&server->notifier_},
+                                       .database = server->pool_.get(),
+                                       .metrics = &server->metrics_,
+                                       .clock = options.clock}));
   // Jobs that were running when the last process stopped.
   RETURN_IF_ERROR(server->optimizer_->Start());
-  server->server_->SetServing(true);
+  server->host_->server().SetServing(true);
   return server;
 }
 
 OptimizerServer::~OptimizerServer() {
-  db_probe_.reset();
-  if (server_ != nullptr) server_->Shutdown();
-  server_.reset();
-  notifier_.Close();
+  host_.reset();       // Probe, drain, server, notifier: ServiceHost's order.
   optimizer_.reset();  // Stops following jobs (they go on in the scheduler).
 }
 

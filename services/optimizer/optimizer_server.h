@@ -28,9 +28,9 @@
 #include "absl/time/time.h"
 #include "common/auth/bearer.h"
 #include "common/db/pool.h"
-#include "common/db/probe.h"
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
+#include "common/server/service_host.h"
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "services/optimizer/optimizer.h"
@@ -90,12 +90,12 @@ class OptimizerServer {
   OptimizerServer(const OptimizerServer&) = delete;
   OptimizerServer& operator=(const OptimizerServer&) = delete;
 
-  std::string address() const { return server_->address(); }
-  int port() const { return server_->port(); }
-  int metrics_port() const { return server_->metrics_port(); }
+  std::string address() const { return host_->server().address(); }
+  int port() const { return host_->server().port(); }
+  int metrics_port() const { return host_->server().metrics_port(); }
   Optimizer& optimizer() { return *optimizer_; }
-  void WaitForTermination() { server_->WaitForTermination(); }
-  void Shutdown() { server_->Shutdown(); }
+  void WaitForTermination() { host_->server().WaitForTermination(); }
+  void Shutdown() { host_->server().Shutdown(); }
 
  private:
   OptimizerServer() = default;
@@ -109,8 +109,8 @@ class OptimizerServer {
   std::unique_ptr<SchedulerClient> owned_scheduler_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<OptimizerServiceImpl> service_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<db::DatabaseProbe> db_probe_;
+  // The server, its drain hooks and the database probe; destroyed first.
+  std::unique_ptr<ServiceHost> host_;
 };
 
 }  // namespace hangar::optimizer

@@ -75,27 +75,20 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
            .clock = options.clock}));
   server->service_ = std::make_unique<SchedulerServiceImpl>(
       server->scheduler_.get(), &server->notifier_, server->admin_token_.get());
-  ASSIGN_OR_RETURN(server->server_,
-                   Server::Create(options.server, {server->service_.get()},
-                                  &server->metrics_));
-  server->server_->OnShutdown(
-      [notifier = &server->notifier_] { notifier->Close(); });
-  ASSIGN_OR_RETURN(
-      server->db_probe_,
-      db::DatabaseProbe::Start(
-          {.pool = server->pool_.get(),
-           .name = "scheduler",
-           .on_change = server->server_->HealthReporter("database"),
-           .clock = options.clock}));
-  server->server_->SetServing(true);
+  ASSIGN_OR_RETURN(server->host_,
+                   ServiceHost::Start({.server = options.server,
+                                       .name = "scheduler",
+                                       .services = {server->service_.get()},
+                                       .notifiers = {&server->notifier_},
+                                       .database = server->pool_.get(),
+                                       .metrics = &server->metrics_,
+                                       .clock = options.clock}));
+  server->host_->server().SetServing(true);
   return server;
 }
 
 SchedulerServer::~SchedulerServer() {
-  db_probe_.reset();
-  if (server_ != nullptr) server_->Shutdown();
-  server_.reset();
-  notifier_.Close();
+  host_.reset();       // Probe, drain, server, notifier: ServiceHost's order.
   scheduler_.reset();  // Stops the loop and the executor's children.
 }
 

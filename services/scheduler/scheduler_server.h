@@ -30,9 +30,9 @@
 #include "absl/time/time.h"
 #include "common/auth/bearer.h"
 #include "common/db/pool.h"
-#include "common/db/probe.h"
 #include "common/metrics/metrics.h"
 #include "common/server/server.h"
+#include "common/server/service_host.h"
 #include "common/time/clock.h"
 #include "common/watch/change_notifier.h"
 #include "services/scheduler/local_executor.h"
@@ -97,13 +97,13 @@ class SchedulerServer {
   SchedulerServer(const SchedulerServer&) = delete;
   SchedulerServer& operator=(const SchedulerServer&) = delete;
 
-  std::string address() const { return server_->address(); }
-  int port() const { return server_->port(); }
-  int metrics_port() const { return server_->metrics_port(); }
+  std::string address() const { return host_->server().address(); }
+  int port() const { return host_->server().port(); }
+  int metrics_port() const { return host_->server().metrics_port(); }
   Scheduler& scheduler() { return *scheduler_; }
 
-  void WaitForTermination() { server_->WaitForTermination(); }
-  void Shutdown() { server_->Shutdown(); }
+  void WaitForTermination() { host_->server().WaitForTermination(); }
+  void Shutdown() { host_->server().Shutdown(); }
 
  private:
   SchedulerServer() = default;
@@ -117,8 +117,8 @@ class SchedulerServer {
   std::unique_ptr<auth::AdminToken> admin_token_;  // Null: no admin check.
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerServiceImpl> service_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<db::DatabaseProbe> db_probe_;
+  // The server, its drain hooks and the database probe; destroyed first.
+  std::unique_ptr<ServiceHost> host_;
 };
 
 }  // namespace hangar::scheduler
