@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -104,6 +105,15 @@ absl::StatusOr<std::vector<LlamaBenchResult>> ParseLlamaBenchJson(
     r.avg_ts = t["avg_ts"].get<double>();
     if (t.contains("stddev_ts") && t["stddev_ts"].is_number())
       r.stddev_ts = t["stddev_ts"].get<double>();
+    r.best_ts = r.avg_ts;
+    if (t.contains("samples_ts") && t["samples_ts"].is_array()) {
+      for (const json& x : t["samples_ts"]) {
+        if (!x.is_number())
+          return absl::InvalidArgumentError(absl::StrCat(
+              "llama-bench output: test ", i, " has a non-number sample"));
+        r.best_ts = std::max(r.best_ts, x.get<double>());
+      }
+    }
     auto str = [&](const char* key) {
       return t.contains(key) && t[key].is_string() ? t[key].get<std::string>()
                                                    : std::string();

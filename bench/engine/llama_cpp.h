@@ -16,7 +16,8 @@
 // error to a temporary file (shown on failure) and parses standard output
 // with `ParseLlamaBenchJson`: llama-bench's JSON printer writes one object
 // per test with, among others, "n_prompt", "n_gen", "n_threads", "avg_ts"
-// and "stddev_ts" (tokens/s), "cpu_info", "backends" and "build_commit".
+// and "stddev_ts" (tokens/s), "samples_ts" (tokens/s of each repetition),
+// "cpu_info", "backends" and "build_commit".
 #ifndef HANGAR_BENCH_ENGINE_LLAMA_CPP_H_
 #define HANGAR_BENCH_ENGINE_LLAMA_CPP_H_
 
@@ -37,6 +38,9 @@ struct LlamaBenchResult {
   int n_threads = 0;
   double avg_ts = 0;     // tokens/s, mean over the repetitions
   double stddev_ts = 0;  // tokens/s
+  // The fastest repetition ("samples_ts"; avg_ts when absent), to compare
+  // with numbers kept as the best of several rounds.
+  double best_ts = 0;
   std::string model_type;
   std::string cpu_info;
   std::string backends;

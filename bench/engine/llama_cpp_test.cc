@@ -124,6 +124,7 @@ TEST(ParseLlamaBenchJson, ReadsEveryTest) {
   EXPECT_EQ(r[0].n_threads, 2);
   EXPECT_DOUBLE_EQ(r[0].avg_ts, 434.122044);
   EXPECT_DOUBLE_EQ(r[0].stddev_ts, 7.697136);
+  EXPECT_DOUBLE_EQ(r[0].best_ts, 439.565);
   EXPECT_EQ(r[0].model_type, "llama ?B Q8_0 (guessed)");
   EXPECT_EQ(r[0].backends, "CPU");
   EXPECT_EQ(r[0].build_commit, "unknown");
@@ -132,6 +133,7 @@ TEST(ParseLlamaBenchJson, ReadsEveryTest) {
   EXPECT_EQ(r[1].n_gen, 32);
   EXPECT_EQ(r[1].n_threads, 2);
   EXPECT_DOUBLE_EQ(r[1].avg_ts, 96.173514);
+  EXPECT_DOUBLE_EQ(r[1].best_ts, 97.2881);
 }
 
 TEST(ParseLlamaBenchJson, RejectsOtherOutput) {
@@ -144,6 +146,15 @@ TEST(ParseLlamaBenchJson, RejectsOtherOutput) {
       HasSubstr("no number 'avg_ts'"));
   EXPECT_THAT(ParseLlamaBenchJson("[1]").status().message(),
               HasSubstr("not an object"));
+  EXPECT_THAT(ParseLlamaBenchJson(R"([{"n_prompt": 0, "n_gen": 32,
+      "n_threads": 1, "avg_ts": 5, "samples_ts": [4, "x"]}])")
+                  .status()
+                  .message(),
+              HasSubstr("non-number sample"));
+  ASSERT_OK_AND_ASSIGN(auto no_samples,
+                       ParseLlamaBenchJson(R"([{"n_prompt": 0, "n_gen": 32,
+      "n_threads": 1, "avg_ts": 5}])"));
+  EXPECT_DOUBLE_EQ(no_samples[0].best_ts, 5);
   ASSERT_OK_AND_ASSIGN(auto empty, ParseLlamaBenchJson("[\n]\n"));
   EXPECT_TRUE(empty.empty());
 }
