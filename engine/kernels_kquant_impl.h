@@ -2,14 +2,19 @@
 // fragment of kernels_impl.h: it is included there, inside that header's
 // anonymous namespace, after the float, integer and attention kernels, and
 // is not a standalone header (no guards or includes of its own).
-// K-quant weights (Q4_K, Q5_K, Q6_K): chunks of rows are dequantized into a
-// per-thread float buffer (L1-sized for decode, about 128 KiB for batches)
-// and multiplied by the float32 algorithms above. The block loops below
-// follow the reference in engine/kquants.cc but run over whole sub-blocks
-// with uniform scales, so the compiler vectorizes them for this file's
-// target; the tests compare every ISA with the reference. This path serves
-// prefill (the packed GEMM) and the scalar-free fallbacks; decode batches
-// take the integer kernels at the end of this file.
+//
+// Two paths:
+//   * decode batches (n < kGemmMinRows, activations quantized to int8):
+//     RunIntKQuant at the end of this file, integer dot products on the
+//     packed blocks;
+//   * everything else (prefill's packed GEMM, and calls without int8
+//     activations): RunKQuant, which dequantizes chunks of rows into a
+//     per-thread float buffer (L1-sized for decode, about 128 KiB for
+//     batches) and multiplies them with the float32 algorithms above. Its
+//     block loops follow the reference in engine/kquants.cc but run over
+//     whole sub-blocks with uniform scales, so the compiler vectorizes them
+//     for this file's target.
+// The tests compare every ISA with the reference (engine/kquants_test.cc).
 inline void DequantQ6KBlockFast(const uint8_t* __restrict__ b,
                                 float* __restrict__ out) {
   const float d = HalfBitsToFloat(b + 208);
