@@ -21,10 +21,6 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
       return absl::InvalidArgumentError("notifiers: must not hold null");
     }
   }
-  if (options.database != nullptr && options.name.empty()) {
-    return absl::InvalidArgumentError(
-        "name: must not be empty when database is set");
-  }
   if (options.metrics == nullptr) {
     return absl::InvalidArgumentError("metrics: must not be null");
   }
@@ -45,7 +41,7 @@ absl::StatusOr<std::unique_ptr<ServiceHost>> ServiceHost::Start(
         host->probe_,
         db::DatabaseProbe::Start(
             {.pool = o.database,
-             .name = o.name,
+             .name = o.name.empty() ? o.server.name : o.name,
              .on_change = host->server_->HealthReporter("database"),
              .clock = o.clock}));
   }

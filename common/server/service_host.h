@@ -7,8 +7,7 @@
 // ServiceHost as its last member:
 //
 //   ASSIGN_OR_RETURN(server->host_, ServiceHost::Start({
-//       .server = options.server,
-//       .name = "catalog",
+//       .server = options.server,            // .name = "catalog"
 //       .services = {server->service_.get()},
 //       .notifiers = {&server->notifier_},
 //       .database = server->pool_.get(),
@@ -25,7 +24,8 @@
 //  * when `database` is set, starts a db::DatabaseProbe (common/db/probe.h)
 //    that reports to the server's "database" health entry (every entry is
 //    NOT_SERVING while PostgreSQL is unreachable, SERVING when it answers)
-//    and to the pool's fail-fast, logging one line per change as `name`.
+//    and to the pool's fail-fast, logging one line per change as `name`
+//    (the server's name unless set).
 // It does not call SetServing(true): the composition root does, once the
 // work it starts after the server (reconcilers, resumed jobs) is running.
 //
@@ -70,8 +70,8 @@ struct ServiceHostOptions {
   // Address, ports, drain and TLS of the server.
   ServerOptions server;
 
-  // Prefix of the database probe's log lines ("catalog"). Required when
-  // `database` is set.
+  // Prefix of the database probe's log lines; empty: server.name
+  // ("catalog").
   std::string name;
 
   // The services to serve. Not owned; they must outlive the host. At least

@@ -52,7 +52,6 @@ class ServiceHostTest : public ::testing::Test {
 
   ServiceHostOptions Options() {
     return {.server = {.name = "test", .port = 0},
-            .name = "test",
             .services = {&service_},
             .notifiers = {&notifier_},
             .database = pool_.get(),
@@ -161,7 +160,6 @@ TEST_F(ServiceHostTest, StopDrainsAndTheDestructorClosesNotifiers) {
 TEST_F(ServiceHostTest, WithoutADatabaseThereIsNoProbe) {
   ServiceHostOptions options = Options();
   options.database = nullptr;
-  options.name.clear();
   absl::StatusOr<std::unique_ptr<ServiceHost>> host =
       ServiceHost::Start(std::move(options));
   ASSERT_THAT(host.status(), IsOk());
@@ -183,13 +181,6 @@ TEST_F(ServiceHostTest, RefusesBadOptionsByName) {
     EXPECT_THAT(
         ServiceHost::Start(std::move(options)).status(),
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notifiers")));
-  }
-  {
-    ServiceHostOptions options = Options();
-    options.name.clear();
-    EXPECT_THAT(
-        ServiceHost::Start(std::move(options)).status(),
-        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")));
   }
   {
     ServiceHostOptions options = Options();

@@ -119,7 +119,6 @@ absl::StatusOr<std::unique_ptr<CatalogServer>> CatalogServer::Create(
   // the database.
   ASSIGN_OR_RETURN(server->host_,
                    ServiceHost::Start({.server = options.server,
-                                       .name = "catalog",
                                        .services = {server->service_.get()},
                                        .notifiers = {&server->notifier_},
                                        .database = server->pool_.get(),

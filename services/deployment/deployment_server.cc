@@ -232,7 +232,6 @@ absl::StatusOr<std::unique_ptr<DeploymentServer>> DeploymentServer::Create(
   // follows the database.
   ASSIGN_OR_RETURN(server->host_,
                    ServiceHost::Start({.server = options.server,
-                                       .name = "deployment",
                                        .services = {server->service_.get()},
                                        .notifiers = {&server->notifier_},
                                        .database = server->pool_.get(),

@@ -65,7 +65,6 @@ absl::StatusOr<std::unique_ptr<OptimizerServer>> OptimizerServer::Create(
       server->optimizer_.get(), &server->notifier_, server->admin_token_.get());
   ASSIGN_OR_RETURN(server->host_,
                    ServiceHost::Start({.server = options.server,
-                                       .name = "optimizer",
                                        .services = {server->service_.get()},
                                        .notifiers = {&server->notifier_},
                                        .database = server->pool_.get(),

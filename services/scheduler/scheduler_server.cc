@@ -77,7 +77,6 @@ absl::StatusOr<std::unique_ptr<SchedulerServer>> SchedulerServer::Create(
       server->scheduler_.get(), &server->notifier_, server->admin_token_.get());
   ASSIGN_OR_RETURN(server->host_,
                    ServiceHost::Start({.server = options.server,
-                                       .name = "scheduler",
                                        .services = {server->service_.get()},
                                        .notifiers = {&server->notifier_},
                                        .database = server->pool_.get(),
