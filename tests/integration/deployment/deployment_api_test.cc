@@ -1,9 +1,9 @@
 // The deployment service's RPCs end to end: a DeploymentServer on loopback
 // port 0 over a private PostgreSQL database, the catalog's and the
 // scheduler's facts and the reconciler's clients from in-memory fakes,
-// called through generated stubs. The reconciler's loop is off: the tests
-// that need a pass (a delete's DELETING -> DELETED) make it themselves, so
-// no background write moves an etag under a test.
+// called through generated stubs (deployment_fixture.h). The reconciler's loop
+// is off: the tests that need a pass (a delete's DELETING -> DELETED) make it
+// themselves, so no background write moves an etag under a test.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -32,106 +32,37 @@
 #include "services/deployment/reconciler.h"
 #include "services/deployment/testing/fake_clients.h"
 #include "services/deployment/testing/fake_facts.h"
+#include "tests/integration/deployment/deployment_fixture.h"
 
 namespace hangar::deployment {
 namespace {
 
+using testing::Context;
 using ::testing::HasSubstr;
+using testing::kGiB;
+using testing::kModel;
+using testing::kOffering;
 
-constexpr char kModel[] = "TestOrg/Tiny-Chat_v2";
-constexpr char kOffering[] = "a10g-1x";
-constexpr int64_t kGiB = int64_t{1} << 30;
-
-std::unique_ptr<grpc::ClientContext> Context(
-    absl::Duration timeout = absl::Seconds(30)) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(timeout));
-  return context;
-}
-
-class DeploymentApiTest : public ::hangar::testing::PostgresTest {
+class DeploymentApiTest : public testing::DeploymentServerTest {
  protected:
+  // The reconciler's loop is off (tests make their own passes); usage is
+  // priced at 0.5 and 1.5 USD per 1k prompt and completion tokens.
   void SetUp() override {
-    PostgresTest::SetUp();
+    DeploymentServerTest::SetUp();
     if (HasFatalFailure()) return;
-    ModelFacts model;
-    model.ready = true;
-    model.context_length = 2048;
-    model.license = "apache-2.0";
-    model.recipes["ENGINE_NONE"] = {.weight_bytes = 2 * kGiB,
-                                    .kv_bytes_per_sequence = 64 << 20};
     v1::OptimizationRecipe int8;
     int8.set_engine(v1::ENGINE_CTRANSLATE2);
     int8.set_quantization(v1::QUANTIZATION_INT8);
+    ModelFacts model = TinyModel();
     model.recipes[RecipeKey(int8)] = {.weight_bytes = kGiB,
                                       .kv_bytes_per_sequence = 64 << 20};
     models_.Set(kModel, model);
-    OfferingFacts offering;
-    offering.gpu_model = "NVIDIA A10G";
-    offering.gpu_count = 1;
-    offering.gpu_memory_bytes = 24 * kGiB;
-    offering.hourly_price_micros = 1'818'000;
-    offerings_.Set(kOffering, offering);
-
-    absl::StatusOr<std::unique_ptr<DeploymentServer>> server =
-        DeploymentServer::Create(
-            {.server = {.name = "deployment",
-                        .port = 0,
-                        .metrics_port = -1,
-                        .drain_timeout = absl::Milliseconds(300)},
-             .db = conninfo(),
-             .db_pool_size = 8,
-             .reconciler_owner = "server",
-             .gateway_endpoint = "gateway.test:443",
-             .prompt_price_per_1k = 0.5,
-             .completion_price_per_1k = 1.5,
-             .start_reconciler = false,
-             .model_facts = &models_,
-             .offering_facts = &offerings_,
-             .catalog_client = &catalog_,
-             .optimizer_client = &optimizer_,
-             .scheduler_client = &scheduler_});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::DeploymentService::NewStub(channel_);
-  }
-
-  void TearDown() override {
-    stub_.reset();
-    channel_.reset();
-    server_.reset();
-  }
-
-  // A spec that passes every rule, with the terms accepted.
-  v1::DeploymentSpec ValidSpec() {
-    v1::DeploymentSpec spec;
-    spec.set_model(kModel);
-    spec.set_hardware(kOffering);
-    v1::ValidateDeploymentRequest request;
-    *request.mutable_spec() = spec;
-    v1::ValidateDeploymentResponse response;
-    grpc::Status status =
-        stub_->ValidateDeployment(Context().get(), request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    EXPECT_TRUE(response.valid());
-    spec.set_accept_terms(true);
-    spec.set_accepted_terms_sha256(response.terms_sha256());
-    return spec;
-  }
-
-  grpc::Status Create(const v1::CreateDeploymentRequest& request,
-                      v1::Deployment* deployment) {
-    return stub_->CreateDeployment(Context().get(), request, deployment);
-  }
-
-  v1::CreateDeploymentRequest CreateRequest(const std::string& request_id) {
-    v1::CreateDeploymentRequest request;
-    *request.mutable_spec() = ValidSpec();
-    request.set_request_id(request_id);
-    return request;
+    DeploymentServer::Options options = BaseOptions();
+    options.reconciler_owner = "server";
+    options.prompt_price_per_1k = 0.5;
+    options.completion_price_per_1k = 1.5;
+    options.start_reconciler = false;
+    StartServer(std::move(options));
   }
 
   v1::ListDeploymentsResponse List(v1::ListDeploymentsRequest request) {
@@ -148,14 +79,24 @@ class DeploymentApiTest : public ::hangar::testing::PostgresTest {
     EXPECT_TRUE(status.ok()) << status;
   }
 
-  testing::FakeModelFacts models_;
-  testing::FakeOfferingFacts offerings_;
-  testing::FakeCatalogClient catalog_;
-  testing::FakeOptimizerClient optimizer_;
-  testing::FakeSchedulerClient scheduler_;
-  std::unique_ptr<DeploymentServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::DeploymentService::Stub> stub_;
+  // CreateApiKey for `deployment` named "k" under `request_id`.
+  grpc::Status CreateKey(const std::string& deployment,
+                         const std::string& request_id,
+                         v1::CreateApiKeyResponse* key) {
+    v1::CreateApiKeyRequest request;
+    request.set_deployment(deployment);
+    request.set_display_name("k");
+    request.set_request_id(request_id);
+    return stub_->CreateApiKey(Context().get(), request, key);
+  }
+
+  // DeleteDeployment of `name` with force.
+  grpc::Status ForceDelete(const std::string& name, v1::Deployment* deleted) {
+    v1::DeleteDeploymentRequest request;
+    request.set_name(name);
+    request.set_force(true);
+    return stub_->DeleteDeployment(Context().get(), request, deleted);
+  }
 };
 
 TEST_F(DeploymentApiTest, ValidateReportsEveryViolationAtOnce) {
@@ -345,10 +286,7 @@ TEST_F(DeploymentApiTest, BadMetadataIsRefusedAndTextIsStoredVerbatim) {
   sql_text.set_description(sql);
   sql_text.add_tags("a.b:c_d-1");
   ASSERT_TRUE(Create(sql_text, &deployment).ok());
-  v1::GetDeploymentRequest get;
-  get.set_name(deployment.name());
-  v1::Deployment got;
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  v1::Deployment got = Get(deployment.name());
   EXPECT_EQ(got.description(), sql);
   EXPECT_EQ(List({}).deployments_size(), 1);
 
@@ -612,10 +550,7 @@ TEST_F(DeploymentApiTest, UpdateTakesMaskedFieldsAndRefusesStaleEtag) {
   // Renaming frees the old display name.
   bad.mutable_deployment()->set_display_name("renamed");
   ASSERT_TRUE(stub_->UpdateDeployment(Context().get(), bad, &updated).ok());
-  v1::GetDeploymentRequest get;
-  get.set_name("renamed");
-  v1::Deployment got;
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &got).ok());
+  v1::Deployment got = Get("renamed");
   EXPECT_EQ(got.name(), created.name());
 }
 
@@ -701,12 +636,8 @@ TEST_F(DeploymentApiTest, RedeployMakesRevisionsAndRollsBack) {
 TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
   v1::Deployment created;
   ASSERT_TRUE(Create(CreateRequest("to-delete"), &created).ok());
-  v1::CreateApiKeyRequest create_key;
-  create_key.set_deployment(created.name());
-  create_key.set_display_name("k");
-  create_key.set_request_id("delete-key");
   v1::CreateApiKeyResponse key;
-  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+  ASSERT_TRUE(CreateKey(created.name(), "delete-key", &key).ok());
 
   KeyWatcher watcher(stub_.get());
   ASSERT_TRUE(watcher.WaitForEvent(0, absl::Seconds(10)).has_value());
@@ -739,9 +670,7 @@ TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), request, &again).ok());
   EXPECT_EQ(again.etag(), deleted.etag());
   Reconcile(created.name());
-  v1::GetDeploymentRequest get;
-  get.set_name(created.name());
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &deleted).ok());
+  deleted = Get(created.name());
   EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETED);
 
   // Twice: the same answer, nothing written.
@@ -759,8 +688,7 @@ TEST_F(DeploymentApiTest, DeleteRevokesKeysAndIsIdempotent) {
   v1::CreateDeploymentRequest same_name = CreateRequest("same-name");
   same_name.set_display_name(created.display_name());
   ASSERT_TRUE(Create(same_name, &reused).ok());
-  create_key.set_request_id("delete-key-2");
-  EXPECT_EQ(stub_->CreateApiKey(Context().get(), create_key, &key).error_code(),
+  EXPECT_EQ(CreateKey(created.name(), "delete-key-2", &key).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   v1::RedeployRequest redeploy;
   redeploy.set_name(created.name());
@@ -779,16 +707,13 @@ TEST_F(DeploymentApiTest, ReconcileUndeployDeleteAndReplicaUsage) {
   ASSERT_TRUE(Create(CreateRequest("reconciled"), &created).ok());
   const std::string name = created.name();
   Reconcile(name);
-  v1::GetDeploymentRequest get;
-  get.set_name(name);
-  v1::Deployment d;
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  v1::Deployment d = Get(name);
   EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DEPLOYING);
   scheduler_.MakeReady(name, 1);
   scheduler_.AddSeconds(name, 1, 7200);
   Reconcile(name);
   Reconcile(name);  // The same sample again: counted once.
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  d = Get(name);
   EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DEPLOYED);
   EXPECT_EQ(d.serving_revision(), 1);
   EXPECT_EQ(d.ready_replicas(), 1);
@@ -840,7 +765,7 @@ TEST_F(DeploymentApiTest, ReconcileUndeployDeleteAndReplicaUsage) {
   ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &deleted).ok());
   EXPECT_EQ(deleted.state(), v1::DEPLOYMENT_STATE_DELETING);
   Reconcile(name);
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &d).ok());
+  d = Get(name);
   EXPECT_EQ(d.state(), v1::DEPLOYMENT_STATE_DELETED);
   // Usage stays after the delete.
   ASSERT_TRUE(stub_->GetUsage(Context().get(), usage_request, &usage).ok());
@@ -884,18 +809,14 @@ TEST_F(DeploymentApiTest, RowLeasesKeepASecondReconcilerOff) {
   ASSERT_TRUE((*other)->ReconcileOne(created.name()).ok());
   EXPECT_EQ(lease_owner(created.name()), "other");
   EXPECT_EQ(scheduler_.creations(created.name(), 1), 1);
-  v1::GetDeploymentRequest get;
-  get.set_name(created.name());
-  v1::Deployment before;
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &before).ok());
+  const v1::Deployment before = Get(created.name());
   EXPECT_EQ(before.state(), v1::DEPLOYMENT_STATE_DEPLOYING);
 
   // The server's reconciler finds the lease taken: it writes nothing, even
   // with replicas ready to report.
   scheduler_.MakeReady(created.name(), 1);
   Reconcile(created.name());
-  v1::Deployment after;
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &after).ok());
+  v1::Deployment after = Get(created.name());
   EXPECT_EQ(after.etag(), before.etag());
   EXPECT_EQ(lease_owner(created.name()), "other");
 
@@ -904,7 +825,7 @@ TEST_F(DeploymentApiTest, RowLeasesKeepASecondReconcilerOff) {
   EXPECT_EQ(lease_owner(created.name()), "");
   Reconcile(created.name());
   EXPECT_EQ(lease_owner(created.name()), "server");
-  ASSERT_TRUE(stub_->GetDeployment(Context().get(), get, &after).ok());
+  after = Get(created.name());
   EXPECT_EQ(after.state(), v1::DEPLOYMENT_STATE_DEPLOYED);
   EXPECT_EQ(scheduler_.creations(created.name(), 1), 1);
 }
@@ -912,12 +833,8 @@ TEST_F(DeploymentApiTest, RowLeasesKeepASecondReconcilerOff) {
 TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
   v1::Deployment created;
   ASSERT_TRUE(Create(CreateRequest("endpoint"), &created).ok());
-  v1::CreateApiKeyRequest create_key;
-  create_key.set_deployment(created.name());
-  create_key.set_display_name("k");
-  create_key.set_request_id("endpoint-key");
   v1::CreateApiKeyResponse key;
-  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+  ASSERT_TRUE(CreateKey(created.name(), "endpoint-key", &key).ok());
 
   v1::GetEndpointRequest request;
   request.set_deployment(created.display_name());
@@ -949,12 +866,8 @@ TEST_F(DeploymentApiTest, GetEndpointShowsHowToCall) {
 TEST_F(DeploymentApiTest, RetriedUsageIsCountedOnceAndPriced) {
   v1::Deployment created;
   ASSERT_TRUE(Create(CreateRequest("usage"), &created).ok());
-  v1::CreateApiKeyRequest create_key;
-  create_key.set_deployment(created.name());
-  create_key.set_display_name("k");
-  create_key.set_request_id("usage-key");
   v1::CreateApiKeyResponse key;
-  ASSERT_TRUE(stub_->CreateApiKey(Context().get(), create_key, &key).ok());
+  ASSERT_TRUE(CreateKey(created.name(), "usage-key", &key).ok());
 
   grpc::Status status;
   const absl::Time day =
@@ -1037,12 +950,10 @@ TEST_F(DeploymentApiTest, RetriedUsageIsCountedOnceAndPriced) {
 TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
   v1::Deployment created;
   ASSERT_TRUE(Create(CreateRequest("watched"), &created).ok());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientContext> context = Context();
   v1::WatchDeploymentsRequest request;
   request.set_name(created.display_name());
-  auto reader = stub_->WatchDeployments(&context, request);
+  auto reader = stub_->WatchDeployments(context.get(), request);
   v1::Deployment seen;
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.name(), created.name());
@@ -1057,10 +968,7 @@ TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.description(), "changed");
 
-  v1::DeleteDeploymentRequest remove;
-  remove.set_name(created.name());
-  remove.set_force(true);
-  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &updated).ok());
+  ASSERT_TRUE(ForceDelete(created.name(), &updated).ok());
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETING);
   Reconcile(created.name());
@@ -1080,11 +988,9 @@ TEST_F(DeploymentApiTest, WatchDeploymentFollowsChangesUntilDeleted) {
 TEST_F(DeploymentApiTest, WatchEveryDeploymentSendsEachChange) {
   v1::Deployment first;
   ASSERT_TRUE(Create(CreateRequest("all-1"), &first).ok());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientContext> context = Context();
   auto reader =
-      stub_->WatchDeployments(&context, v1::WatchDeploymentsRequest());
+      stub_->WatchDeployments(context.get(), v1::WatchDeploymentsRequest());
   v1::Deployment seen;
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.name(), first.name());
@@ -1095,11 +1001,8 @@ TEST_F(DeploymentApiTest, WatchEveryDeploymentSendsEachChange) {
   EXPECT_EQ(seen.name(), second.name());
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_PENDING);
 
-  v1::DeleteDeploymentRequest remove;
-  remove.set_name(first.name());
-  remove.set_force(true);
   v1::Deployment deleted;
-  ASSERT_TRUE(stub_->DeleteDeployment(Context().get(), remove, &deleted).ok());
+  ASSERT_TRUE(ForceDelete(first.name(), &deleted).ok());
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.name(), first.name());
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETING);
@@ -1107,17 +1010,15 @@ TEST_F(DeploymentApiTest, WatchEveryDeploymentSendsEachChange) {
   ASSERT_TRUE(reader->Read(&seen));
   EXPECT_EQ(seen.name(), first.name());
   EXPECT_EQ(seen.state(), v1::DEPLOYMENT_STATE_DELETED);
-  context.TryCancel();
+  context->TryCancel();
   while (reader->Read(&seen)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(DeploymentApiTest, WatchApiKeysEndsWhenTheServerDrains) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
-  auto reader = stub_->WatchApiKeys(&context, v1::WatchApiKeysRequest());
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  auto reader = stub_->WatchApiKeys(context.get(), v1::WatchApiKeysRequest());
   v1::ApiKeyEvent event;
   ASSERT_TRUE(reader->Read(&event));
   EXPECT_EQ(event.kind(), v1::ApiKeyEvent::KIND_SNAPSHOT);

@@ -2,8 +2,7 @@
 // loopback port 0 over a private PostgreSQL, the reconciler driven by the
 // in-memory catalog/optimizer/scheduler fakes, and a real HTTP receiver on
 // loopback that checks every delivery's signature with the secret the
-// create returned.
-#include <chrono>
+// create returned. The server's set-up is deployment_fixture.h's.
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,11 +17,11 @@
 #include "hangar/v1/deployment.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "services/deployment/deployment_server.h"
-#include "services/deployment/grpc_facts.h"
 #include "services/deployment/testing/fake_clients.h"
 #include "services/deployment/testing/fake_facts.h"
 #include "services/deployment/webhooks/signing.h"
 #include "services/deployment/webhooks/testing/loopback_http_server.h"
+#include "tests/integration/deployment/deployment_fixture.h"
 
 namespace hangar::deployment {
 namespace {
@@ -30,101 +29,37 @@ namespace {
 using ::testing::HasSubstr;
 using webhooks::testing::LoopbackHttpServer;
 
-constexpr char kModel[] = "TestOrg/Tiny-Chat_v2";
-constexpr char kOffering[] = "a10g-1x";
-constexpr int64_t kGiB = int64_t{1} << 30;
+using testing::Context;
+using testing::kModel;
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(30));
-  return context;
-}
-
-class DeploymentWebhooksTest : public ::hangar::testing::PostgresTest {
+class DeploymentWebhooksTest : public testing::DeploymentServerTest {
  protected:
+  // The reconciler runs (every 100 ms while active) against a scheduler
+  // whose replicas turn ready at once; deliveries get 3 attempts of 3 s.
   void SetUp() override {
-    PostgresTest::SetUp();
+    DeploymentServerTest::SetUp();
     if (HasFatalFailure()) return;
-    ModelFacts model;
-    model.ready = true;
-    model.context_length = 2048;
-    model.license = "apache-2.0";
-    model.recipes["ENGINE_NONE"] = {.weight_bytes = 2 * kGiB,
-                                    .kv_bytes_per_sequence = 64 << 20};
-    models_.Set(kModel, model);
-    OfferingFacts offering;
-    offering.gpu_model = "NVIDIA A10G";
-    offering.gpu_count = 1;
-    offering.gpu_memory_bytes = 24 * kGiB;
-    offering.hourly_price_micros = 1'818'000;
-    offerings_.Set(kOffering, offering);
     scheduler_.SetAutoReady(true);
 
     auto receiver = LoopbackHttpServer::Start();
     ASSERT_TRUE(receiver.ok()) << receiver.status();
     receiver_ = *std::move(receiver);
 
-    absl::StatusOr<std::unique_ptr<DeploymentServer>> server =
-        DeploymentServer::Create(
-            {.server = {.name = "deployment",
-                        .port = 0,
-                        .metrics_port = -1,
-                        .drain_timeout = absl::Milliseconds(300)},
-             .db = conninfo(),
-             .db_pool_size = 8,
-             .active_interval = absl::Milliseconds(100),
-             .drain_seconds = 0,
-             .gateway_endpoint = "gateway.test:443",
-             .webhook_max_attempts = 3,
-             .webhook_timeout = absl::Seconds(3),
-             .model_facts = &models_,
-             .offering_facts = &offerings_,
-             .catalog_client = &catalog_,
-             .optimizer_client = &optimizer_,
-             .scheduler_client = &scheduler_});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::DeploymentService::NewStub(channel_);
-  }
-
-  void TearDown() override {
-    stub_.reset();
-    channel_.reset();
-    server_.reset();
+    DeploymentServer::Options options = BaseOptions();
+    options.active_interval = absl::Milliseconds(100);
+    options.drain_seconds = 0;
+    options.webhook_max_attempts = 3;
+    options.webhook_timeout = absl::Seconds(3);
+    StartServer(std::move(options));
   }
 
   v1::CreateDeploymentRequest CreateRequest(const std::string& request_id,
                                             const std::string& webhook_url) {
-    v1::DeploymentSpec spec;
-    spec.set_model(kModel);
-    spec.set_hardware(kOffering);
-    v1::ValidateDeploymentRequest validate;
-    *validate.mutable_spec() = spec;
-    v1::ValidateDeploymentResponse review;
-    grpc::Status status =
-        stub_->ValidateDeployment(Context().get(), validate, &review);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    spec.set_accept_terms(true);
-    spec.set_accepted_terms_sha256(review.terms_sha256());
-    v1::CreateDeploymentRequest request;
-    *request.mutable_spec() = spec;
-    request.set_request_id(request_id);
+    v1::CreateDeploymentRequest request =
+        DeploymentServerTest::CreateRequest(request_id);
     request.set_webhook_url(webhook_url);
     return request;
-  }
-
-  v1::Deployment Get(const std::string& name) {
-    v1::GetDeploymentRequest request;
-    request.set_name(name);
-    v1::Deployment deployment;
-    grpc::Status status =
-        stub_->GetDeployment(Context().get(), request, &deployment);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return deployment;
   }
 
   grpc::Status Update(const v1::Deployment& deployment,
@@ -164,15 +99,7 @@ class DeploymentWebhooksTest : public ::hangar::testing::PostgresTest {
     return false;
   }
 
-  testing::FakeModelFacts models_;
-  testing::FakeOfferingFacts offerings_;
-  testing::FakeCatalogClient catalog_;
-  testing::FakeOptimizerClient optimizer_;
-  testing::FakeSchedulerClient scheduler_;
   std::unique_ptr<LoopbackHttpServer> receiver_;
-  std::unique_ptr<DeploymentServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::DeploymentService::Stub> stub_;
 };
 
 TEST_F(DeploymentWebhooksTest, CreateReturnsTheSecretOnceAndEventsAreSigned) {
