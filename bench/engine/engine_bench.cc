@@ -3,6 +3,7 @@
 //
 //   engine_bench [--dir /tmp/hangar-bench] [--steps 32] [--prefill 512]
 //                [--quick] [--only SECTION[:NAME,...]]...
+//                [--llama_bench PATH]
 //
 // --only (repeatable, also written --only=SPEC) measures a part quickly:
 //   --only=prefill                          every prefill model
