@@ -17,13 +17,19 @@
 // in L2. kernels_impl.h describes the three algorithms; they are written once
 // over a vector-traits type and compiled per target.
 //
-// Q8_0 weights use integer dot products: MatMul quantizes the activations
-// to int8 per 32-element block first (llama.cpp's q8_0 x q8_0) and the
-// kernels multiply with vpmaddubsw/vpmaddwd (vpdpbusd with AVX-512 VNNI). The
-// scalar path computes the same integer sums and is the reference the vector
-// paths are tested against. kI8 (per-row scaled) weights stay on the
-// dequantizing float path: int8 activations there exceeded the int8 recipes'
-// logit-error bound (0.22 vs 0.15 on the quantize test's model).
+// Q8_0 weights use integer dot products at every batch size: MatMul
+// quantizes the activations to int8 per 32-element block first (llama.cpp's
+// q8_0 x q8_0) and the kernels multiply with vpmaddubsw/vpmaddwd (vpdpbusd
+// with AVX-512 VNNI): register tiles for decode, and from 32 rows on an
+// integer GEMM over packed activations and int8 weight panels. kI8 (per-row
+// scaled) weights at batch 1 multiply int16 activations (one scale per row)
+// with vpmaddwd (vpdpwssd with VNNI), one byte per weight streamed; their
+// small batches and prefill stay on the dequantizing float tiles and GEMM:
+// int8 activations exceeded the int8 recipes' logit-error bound (0.22 vs
+// 0.15 on the quantize test's model, per row and per 32-block alike), and
+// int16 ones give no arithmetic gain over float FMAs once a dequantized
+// weight is reused. The scalar path computes the same integer sums and is
+// the reference the vector paths are tested against.
 //
 // Work is split by output rows into chunks of about 256 KiB of weights that
 // the pool's threads claim dynamically (ThreadPool::ParallelFor); several

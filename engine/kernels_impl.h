@@ -36,6 +36,15 @@
 //     activation rows over 32-byte blocks with |w| x sign(x, w) (so
 //     vpmaddubsw never saturates); each block's int32 sum is converted and
 //     scaled by d_w * d_x.
+//   * Q8_0 weights, n >= kGemmMinRows (RowRangeArgs::xqpack): an integer
+//     GEMM (IntGemm, kernels_int_impl.h). Panels of 8 or 16 weight rows x
+//     16 blocks are repacked as [k / 4][row] runs of 4 bytes; micro-tiles of
+//     4 (AVX2) or 6 (AVX-512) activation rows broadcast 4 activation bytes
+//     and dot-accumulate into one int32 lane per weight row, converting and
+//     scaling per block. With VNNI one vpdpbusd per step (activations as
+//     q + 128, the panel's -128 * sum(w) as the starting value).
+//   * int8 weights, n = 1 (RowRangeArgs::xq16): each row streams once with
+//     int16 activations and vpmaddwd / vpdpwssd (RunIntI8x16).
 //   * K-quants (Q4_K, Q5_K, Q6_K), n < kGemmMinRows: one integer algorithm
 //     (RunIntKQuant, kernels_kquant_impl.h) over an unpacking policy per
 //     format. Tiles of 4 weight rows x 1 (AVX2) or 2 (AVX-512) activation
