@@ -47,8 +47,9 @@
 //     int16 activations and vpmaddwd / vpdpwssd (RunIntI8x16).
 //   * K-quants (Q4_K, Q5_K, Q6_K), n < kGemmMinRows: one integer algorithm
 //     (RunIntKQuant, kernels_kquant_impl.h) over an unpacking policy per
-//     format. Tiles of 4 weight rows x 1 (AVX2) or 2 (AVX-512) activation
-//     rows; per super-block each row's scales are unpacked once into int16
+//     format. Tiles of 4 weight rows x 1 activation row at batch 1 (256-bit
+//     on every target), 4 x 2 (AVX-512, 512-bit) or 2 x 2 (AVX2) for
+//     batches; per super-block each row's scales are unpacked once into int16
 //     lanes, per 32-weight sub-block (two per 512-bit vector) the weights
 //     are unpacked to u8 in registers, vpmaddubsw x int8 activations and
 //     vpmaddwd by the scales give int32 sums, converted once per sub-block
