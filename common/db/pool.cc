@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -226,6 +227,11 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
         absl::StrCat("transaction_timeout must not be negative; was ",
                      absl::FormatDuration(options.transaction_timeout)));
   }
+  if (options.outage_trial_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("outage_trial_interval must be positive; was ",
+                     absl::FormatDuration(options.outage_trial_interval)));
+  }
   if (options.clock == nullptr) {
     return absl::InvalidArgumentError("clock must not be null");
   }
@@ -396,23 +402,41 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
   int reconnects = 0;  // Failed connection attempts.
   int broken = 0;      // Attempts whose connection broke.
   absl::Status last_error;
+  // Whether this call holds the half-open trial of an outage; a return
+  // without a verdict ends it all the same.
+  bool trial = false;
+  absl::Cleanup end_trial = [&] {
+    if (trial) EndTrial(/*reached=*/false, absl::OkStatus());
+  };
+  // The database could not be reached: a trial's caller hears the outage
+  // (with its new cause), as the calls that failed fast do.
+  auto unreachable = [&](const absl::Status& status) -> absl::Status {
+    if (!trial) return status;
+    trial = false;
+    return EndTrial(/*reached=*/false, status);
+  };
   while (true) {
-    if (absl::Status outage = Outage(); !outage.ok()) return outage;
+    if (!trial) {
+      if (absl::Status outage = AdmitDuringOutage(&trial); !outage.ok()) {
+        return outage;
+      }
+    }
     if (absl::Status stop = expired(); !stop.ok()) {
       // Report why earlier attempts failed when that is the real cause.
-      if (absl::IsUnavailable(last_error)) return last_error;
+      if (absl::IsUnavailable(last_error)) return unreachable(last_error);
       return stop;
     }
+    const absl::Time acquire_start = clock->Now();
     absl::StatusOr<std::unique_ptr<pqxx::connection>> connection =
         Acquire(deadline);
     if (!connection.ok()) {
       if (!absl::IsUnavailable(connection.status())) {
         return connection.status();
       }
-      MarkUnreachable(connection.status());
+      MarkUnreachable(connection.status(), clock->Now() - acquire_start);
       ++reconnects;
       if (clock->Now() + Backoff(reconnects) > reconnect_deadline) {
-        return connection.status();
+        return unreachable(connection.status());
       }
       last_error = connection.status();
       sleep(Backoff(reconnects));
@@ -485,7 +509,7 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
                          "have been applied"));
       }
       ReportUnanswered(status);
-      return status;
+      return unreachable(status);
     }
     if (watched.cancel_requested) {
       // The cancel request may still be on its way: this connection must
@@ -503,6 +527,13 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
                          attempt.outcome != Outcome::kReconnect;
     if (!healthy) connection->reset();
     Release(*std::move(connection));
+    // The database answered (a commit, an error of its own, a conflict):
+    // a trial ends the outage.
+    if (trial && attempt.outcome != Outcome::kReconnect &&
+        !absl::IsUnavailable(attempt.status)) {
+      trial = false;
+      EndTrial(/*reached=*/true, absl::OkStatus());
+    }
     switch (attempt.outcome) {
       case Outcome::kDone:
         if (absl::IsUnavailable(attempt.status) &&
@@ -534,7 +565,7 @@ absl::Status Pool::Transact(const std::function<absl::Status(pqxx::work&)>& fn,
         last_error = UnavailableError(attempt.status.message());
         if (broken > 1) {
           if (clock->Now() + Backoff(broken - 1) > reconnect_deadline) {
-            return last_error;
+            return unreachable(last_error);
           }
           sleep(Backoff(broken - 1));
         }
@@ -572,15 +603,19 @@ absl::Status Pool::UnansweredError(absl::Duration waited) const {
 }
 
 void Pool::ReportUnanswered(const absl::Status& status) {
-  MarkUnreachable(status);
-  absl::MutexLock lock(&listener_mu_);
-  if (unanswered_listener_) unanswered_listener_(status);
+  MarkUnreachable(status, absl::InfiniteDuration());
+  NotifyListener(status);
 }
 
-void Pool::SetUnansweredListener(
+void Pool::NotifyListener(const absl::Status& status) {
+  absl::MutexLock lock(&listener_mu_);
+  if (listener_) listener_(status);
+}
+
+void Pool::SetReachabilityListener(
     std::function<void(const absl::Status&)> listener) {
   absl::MutexLock lock(&listener_mu_);
-  unanswered_listener_ = std::move(listener);
+  listener_ = std::move(listener);
 }
 
 void Pool::WatchLoop() {
@@ -671,23 +706,78 @@ void Pool::SendCancel(int backend_pid) {
   if (Unwatch(&watched) || !ok) cancel_connection_.reset();
 }
 
-void Pool::MarkUnreachable(const absl::Status& cause) {
+void Pool::MarkUnreachable(const absl::Status& cause, absl::Duration took) {
   absl::MutexLock lock(&outage_mu_);
-  if (!probed_ || down_since_ != absl::InfiniteFuture()) return;
+  if (!probed_) return;
+  slow_failure_ = took >= options_.outage_trial_interval;
+  if (down_since_ != absl::InfiniteFuture()) return;
   down_since_ = options_.clock->Now();
   down_cause_ = std::string(cause.message());
+  // The first trial waits a trial interval: the database just failed.
+  next_trial_ = down_since_ + options_.outage_trial_interval;
 }
 
-void Pool::ReportProbe(const absl::Status& result) {
+absl::Status Pool::ReportProbe(const absl::Status& result) {
   absl::MutexLock lock(&outage_mu_);
   probed_ = true;
   if (result.ok()) {
     down_since_ = absl::InfiniteFuture();
     down_cause_.clear();
-  } else if (down_since_ == absl::InfiniteFuture()) {
-    down_since_ = options_.clock->Now();
-    down_cause_ = std::string(result.message());
+    return result;
   }
+  // A trial reached the database after this check began: the failure is
+  // older news.
+  if (down_since_ == absl::InfiniteFuture() &&
+      recoveries_ != recoveries_at_ping_) {
+    return absl::OkStatus();
+  }
+  const absl::Time now = options_.clock->Now();
+  slow_failure_ = now - ping_started_ >= options_.outage_trial_interval;
+  if (down_since_ != absl::InfiniteFuture()) return result;
+  down_since_ = now;
+  down_cause_ = std::string(result.message());
+  next_trial_ = down_since_ + options_.outage_trial_interval;
+  return result;
+}
+
+absl::Status Pool::AdmitDuringOutage(bool* trial) {
+  absl::MutexLock lock(&outage_mu_);
+  if (down_since_ == absl::InfiniteFuture()) return absl::OkStatus();
+  const absl::Time now = options_.clock->Now();
+  if (!trial_running_ && !slow_failure_ && now >= next_trial_) {
+    trial_running_ = true;
+    trial_started_ = now;
+    *trial = true;
+    return absl::OkStatus();
+  }
+  return OutageLocked();
+}
+
+absl::Status Pool::EndTrial(bool reached, const absl::Status& failure) {
+  absl::Status result = failure;
+  bool recovered = false;
+  {
+    absl::MutexLock lock(&outage_mu_);
+    trial_running_ = false;
+    const absl::Time now = options_.clock->Now();
+    next_trial_ = now + options_.outage_trial_interval;
+    if (!reached && !failure.ok()) {
+      slow_failure_ = now - trial_started_ >= options_.outage_trial_interval;
+    }
+    if (down_since_ != absl::InfiniteFuture()) {
+      if (reached) {
+        down_since_ = absl::InfiniteFuture();
+        down_cause_.clear();
+        ++recoveries_;
+        recovered = true;
+      } else if (!failure.ok()) {
+        down_cause_ = std::string(failure.message());
+        result = OutageLocked();
+      }
+    }
+  }
+  if (recovered) NotifyListener(absl::OkStatus());
+  return result;
 }
 
 absl::Status Pool::Outage() {
@@ -714,6 +804,11 @@ absl::Status Pool::OutageLocked() {
 
 absl::Status Pool::Ping(absl::Duration timeout) {
   absl::MutexLock lock(&ping_mu_);
+  {
+    absl::MutexLock outage_lock(&outage_mu_);
+    recoveries_at_ping_ = recoveries_;
+    ping_started_ = options_.clock->Now();
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (ping_connection_ == nullptr) {
       absl::StatusOr<std::unique_ptr<pqxx::connection>> connection = Connect();

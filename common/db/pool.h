@@ -70,7 +70,22 @@
 //    connection attempt) has found the database unreachable returns at once
 //    with UNAVAILABLE "PostgreSQL at 127.0.0.1:5432 (database "hangar")
 //    unreachable since <time>: <cause>", without touching the network, until
-//    the probe sees the database answer again.
+//    the probe sees the database answer again — or a trial does. As a
+//    circuit breaker's half-open state, at most one Transact() at a time,
+//    and none sooner than `outage_trial_interval` (200 ms) after the outage
+//    began or the last trial ended, is let through to run for real
+//    (bounded as every attempt is). When it reaches the database the
+//    outage ends at once: the call succeeds, later calls run, and the probe
+//    is told (health SERVING) without waiting for its next check. When it
+//    cannot connect, the outage goes on with the new cause, and the caller
+//    gets the same "unreachable since" answer as the calls that failed
+//    fast. So the first calls after PostgreSQL returns wait at most a trial
+//    interval, not a probe interval. Trials run only while the last
+//    failure showed within a trial interval (a refused connection: the
+//    server stopped or restarts); a database that does not answer (a
+//    frozen host, lost packets) would hold a trial's caller for
+//    connect_timeout or up to its deadline, so then only the probe, off
+//    the call path, ends the outage.
 //  * Nothing is partially written: every failure rolls the transaction back.
 //  So the function may run more than once: it must not have side effects
 //  outside the transaction that are unsafe to repeat.
@@ -166,6 +181,11 @@ struct PoolOptions {
   // Zero: no bound beyond the deadline. Must not be negative.
   absl::Duration transaction_timeout = absl::Seconds(60);
 
+  // During an outage, the least time between the start of the outage (or
+  // the end of a trial) and the next trial transaction (see above). Must be
+  // positive; InfiniteDuration: no trials, only the probe ends an outage.
+  absl::Duration outage_trial_interval = absl::Milliseconds(200);
+
   // --- Injected dependencies ---
   // Reads time for deadlines and sleeps for backoff. Not owned; never null.
   Clock* clock = Clock::Real();
@@ -242,17 +262,23 @@ class Pool {
   // DatabaseProbe.
   absl::Status Ping(absl::Duration timeout = absl::Seconds(2));
 
-  // Called (on the transaction's thread) each time the watchdog gave up on
-  // a database that did not answer, with the UNAVAILABLE status the caller
-  // got. DatabaseProbe installs one to turn health NOT_SERVING at once.
-  // Null removes it; once this returns, the previous listener is not
-  // running and is never called again.
-  void SetUnansweredListener(std::function<void(const absl::Status&)> listener);
+  // Called on the transaction's thread with what a transaction learned
+  // about the database: the UNAVAILABLE status the caller got each time the
+  // watchdog gave up on a database that did not answer, and OK each time a
+  // trial ended an outage. DatabaseProbe installs one to turn health
+  // NOT_SERVING, and SERVING again, at once. Null removes it; once this
+  // returns, the previous listener is not running and is never called
+  // again.
+  void SetReachabilityListener(
+      std::function<void(const absl::Status&)> listener);
 
-  // Records the result of a probe (see DatabaseProbe). The first report
-  // turns fail-fast on: from then on, Transact() while the last report (or
-  // the last connection attempt) failed returns UNAVAILABLE at once.
-  void ReportProbe(const absl::Status& result);
+  // Records the result of a probe's Ping() (see DatabaseProbe). The first
+  // report turns fail-fast on: from then on, Transact() while the last
+  // report (or the last connection attempt) failed returns UNAVAILABLE at
+  // once, trials aside. Returns the state the pool settled on: `result`,
+  // or OK when a trial reached the database after that Ping() began (the
+  // newer news).
+  absl::Status ReportProbe(const absl::Status& result);
   // OK while the database is believed reachable, else the UNAVAILABLE status
   // Transact() fails fast with.
   absl::Status Outage();
@@ -278,9 +304,19 @@ class Pool {
   absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
   absl::Status UnavailableError(absl::string_view detail) const;
   absl::Duration Backoff(int attempt) const;
-  // Marks the database unreachable (when fail-fast is on) after `cause`.
-  void MarkUnreachable(const absl::Status& cause);
+  // Marks the database unreachable (when fail-fast is on) after `cause`,
+  // which took `took` to show (see slow_failure_).
+  void MarkUnreachable(const absl::Status& cause, absl::Duration took);
   absl::Status OutageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(outage_mu_);
+  // OK when a transaction may go on: no outage, or it now holds the trial
+  // (*trial = true). Else the fail-fast status.
+  absl::Status AdmitDuringOutage(bool* trial);
+  // Ends the trial a transaction held. `reached`: the outage ends and the
+  // listener hears OK. Else a failure (not OK) refreshes the outage's cause
+  // and comes back as the outage's status; OK: no verdict.
+  absl::Status EndTrial(bool reached, const absl::Status& failure);
+  // Tells the reachability listener, if any.
+  void NotifyListener(const absl::Status& status);
 
   const PoolOptions options_;
   const std::string conninfo_;  // options_.conninfo plus connect_timeout.
@@ -333,7 +369,7 @@ class Pool {
   std::unique_ptr<pqxx::connection> cancel_connection_;
 
   absl::Mutex listener_mu_;  // Held while the listener runs.
-  std::function<void(const absl::Status&)> unanswered_listener_
+  std::function<void(const absl::Status&)> listener_
       ABSL_GUARDED_BY(listener_mu_);
 
   absl::Mutex ping_mu_;  // Serializes Ping(); protects ping_connection_.
@@ -345,6 +381,18 @@ class Pool {
   // Since when the database is unreachable; InfiniteFuture while reachable.
   absl::Time down_since_ ABSL_GUARDED_BY(outage_mu_) = absl::InfiniteFuture();
   std::string down_cause_ ABSL_GUARDED_BY(outage_mu_);
+  // A transaction holds the trial (since trial_started_); the next may
+  // start at next_trial_.
+  bool trial_running_ ABSL_GUARDED_BY(outage_mu_) = false;
+  absl::Time trial_started_ ABSL_GUARDED_BY(outage_mu_);
+  absl::Time next_trial_ ABSL_GUARDED_BY(outage_mu_);
+  // The last failure took a trial interval or more to show (the database
+  // does not answer): no trials, only the probe ends the outage.
+  bool slow_failure_ ABSL_GUARDED_BY(outage_mu_) = false;
+  absl::Time ping_started_ ABSL_GUARDED_BY(outage_mu_);
+  // Outages trials ended, and its value when the last Ping() began.
+  int64_t recoveries_ ABSL_GUARDED_BY(outage_mu_) = 0;
+  int64_t recoveries_at_ping_ ABSL_GUARDED_BY(outage_mu_) = 0;
 };
 
 }  // namespace hangar::db

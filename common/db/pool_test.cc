@@ -77,6 +77,10 @@ TEST(PoolOptionsTest, RejectsBadOptionsNamingTheRule) {
                             .transaction_timeout = absl::Seconds(-1)}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "transaction_timeout must not be negative; was -1s"));
+  EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1",
+                            .outage_trial_interval = absl::ZeroDuration()}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "outage_trial_interval must be positive; was 0"));
 }
 
 TEST(PoolStartupTest, UnreachableDatabaseIsOneQuickUnavailableError) {
@@ -607,6 +611,105 @@ TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
   EXPECT_EQ(changes, (std::vector<bool>{false, true, false}));
 }
 
+// Half-open trials: while the database is down, one call at a time, once
+// per trial interval (200 ms of the pool's clock), runs for real; the others
+// fail fast. Once PostgreSQL is back the first trial succeeds, ends the
+// outage for every call and tells the probe (health SERVING), although the
+// probe's own next check is an hour away.
+TEST(PoolOutageTest, ATrialCallEndsTheOutageWithoutWaitingForTheProbe) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PostgresServer> server,
+                       PostgresServer::Start());
+  ASSERT_OK_AND_ASSIGN(std::string conninfo, server->CreateDatabase("app"));
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo, .size = 2, .clock = &clock}));
+  ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
+  absl::Mutex mu;
+  std::vector<bool> changes;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
+                       DatabaseProbe::Start({.pool = pool.get(),
+                                             .interval = absl::Hours(1),
+                                             .on_change =
+                                                 [&](bool reachable) {
+                                                   absl::MutexLock lock(&mu);
+                                                   changes.push_back(reachable);
+                                                 },
+                                             .clock = &clock}));
+  ASSERT_TRUE(probe->reachable());
+  std::atomic<int> ran{0};
+  auto counted = [&] {
+    return pool->Transact([&](pqxx::work&) {
+      ++ran;
+      return absl::OkStatus();
+    });
+  };
+
+  // PostgreSQL stops; the probe's next check finds out.
+  ASSERT_OK(server->Stop());
+  int64_t checks = probe->checks();
+  ASSERT_TRUE(clock.BlockUntilWaiters(1));
+  clock.Advance(absl::Hours(1));
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return probe->checks() > checks; }, absl::Seconds(30)));
+  ASSERT_FALSE(probe->reachable());
+  checks = probe->checks();
+
+  // Within the trial interval every call fails fast.
+  EXPECT_THAT(counted(), StatusIs(absl::StatusCode::kUnavailable,
+                                  HasSubstr("unreachable since")));
+  EXPECT_EQ(ran.load(), 0);
+  // A trial interval later one call tries for real and fails; the outage
+  // goes on, with the same answer as a fail-fast call.
+  clock.Advance(absl::Milliseconds(200));
+  EXPECT_THAT(
+      Exec(*pool, "INSERT INTO t VALUES (1)"),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("unreachable since")));
+  EXPECT_THAT(pool->Outage(), StatusIs(absl::StatusCode::kUnavailable,
+                                       HasSubstr("unreachable since")));
+
+  // PostgreSQL is back, but the last trial ended less than a trial
+  // interval ago: still failing fast.
+  ASSERT_OK(server->Resume());
+  EXPECT_THAT(counted(), StatusIs(absl::StatusCode::kUnavailable,
+                                  HasSubstr("unreachable since")));
+  EXPECT_EQ(ran.load(), 0);
+
+  // The next trial is let through; while it runs, it is the only one.
+  clock.Advance(absl::Milliseconds(200));
+  absl::Notification in_trial;
+  absl::Notification release;
+  absl::Status trial_status;
+  std::thread trial([&] {
+    trial_status = pool->Transact([&](pqxx::work& tx) {
+      in_trial.Notify();
+      release.WaitForNotification();
+      tx.exec0("INSERT INTO t VALUES (2)");
+      return absl::OkStatus();
+    });
+  });
+  ASSERT_TRUE(in_trial.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  clock.Advance(absl::Milliseconds(200));
+  EXPECT_THAT(counted(), StatusIs(absl::StatusCode::kUnavailable,
+                                  HasSubstr("unreachable since")));
+  EXPECT_EQ(ran.load(), 0);
+  release.Notify();
+  trial.join();
+  EXPECT_OK(trial_status);
+
+  // The outage is over for everyone, and the probe heard it from the pool:
+  // no check of its own ran.
+  EXPECT_OK(pool->Outage());
+  EXPECT_OK(counted());
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
+  EXPECT_TRUE(probe->reachable());
+  EXPECT_EQ(probe->checks(), checks);
+  probe.reset();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(changes, (std::vector<bool>{true, false, true}));
+}
+
 // --- A database that does not answer at all --------------------------------
 //
 // PostgreSQL frozen with SIGSTOP (its postmaster and every backend): the
@@ -796,8 +899,11 @@ TEST_F(PoolFrozenTest, TheProbeTurnsUnreachableAndBackAndLogsEachOnce) {
 }
 
 TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
-                       Pool::Create({.conninfo = conninfo_}));
+  // Trials would be due a millisecond after a failure, were it a quick one.
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Pool> pool,
+      Pool::Create({.conninfo = conninfo_,
+                    .outage_trial_interval = absl::Milliseconds(1)}));
   absl::Mutex mu;
   std::vector<bool> changes;
   // The probe's own checks are an hour apart: only the pool can tell it.
@@ -819,6 +925,17 @@ TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
   }
   // Told before the call returned: no waiting for a check.
   EXPECT_FALSE(probe->reachable());
+  // A database that does not answer gets no trials (each would hold its
+  // caller for connect_timeout): calls fail fast until the probe says.
+  const absl::Time failed_at = absl::Now();
+  ASSERT_TRUE(hangar::testing::WaitUntil(
+      [&] { return absl::Now() >= failed_at + absl::Milliseconds(5); },
+      absl::Seconds(5)));
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(
+      Exec(*pool, "SELECT 1"),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("unreachable since")));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
   absl::MutexLock lock(&mu);
   EXPECT_EQ(changes, (std::vector<bool>{true, false}));
 }

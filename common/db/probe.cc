@@ -28,7 +28,7 @@ absl::StatusOr<std::unique_ptr<DatabaseProbe>> DatabaseProbe::Start(
   }
   auto probe = std::unique_ptr<DatabaseProbe>(new DatabaseProbe(options));
   probe->Check();
-  options.pool->SetUnansweredListener(
+  options.pool->SetReachabilityListener(
       [raw = probe.get()](const absl::Status& status) {
         raw->Record(status, /*counts_as_check=*/false);
       });
@@ -41,7 +41,7 @@ DatabaseProbe::DatabaseProbe(const DatabaseProbeOptions& options)
 
 DatabaseProbe::~DatabaseProbe() {
   // Returns once no listener call is running.
-  options_.pool->SetUnansweredListener(nullptr);
+  options_.pool->SetReachabilityListener(nullptr);
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -60,8 +60,10 @@ int64_t DatabaseProbe::checks() {
 }
 
 void DatabaseProbe::Check() {
-  const absl::Status result = options_.pool->Ping(options_.timeout);
-  options_.pool->ReportProbe(result);
+  // The pool may know better: a trial transaction that reached the
+  // database while this check failed.
+  const absl::Status result =
+      options_.pool->ReportProbe(options_.pool->Ping(options_.timeout));
   Record(result, /*counts_as_check=*/true);
 }
 

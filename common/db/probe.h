@@ -4,8 +4,9 @@
 // Every `interval` (on the injected clock) the probe runs "SELECT 1" through
 // Pool::Ping() on a connection of its own, reports the result to the pool
 // (Pool::ReportProbe: while it fails, Transact() answers UNAVAILABLE at once
-// instead of each call spending connect time) and, on every change, calls
-// `on_change` and writes one line to stderr:
+// instead of each call spending connect time, but for one trial call at a
+// time every 200 ms) and, on every change, calls `on_change` and writes one
+// line to stderr:
 //
 //   catalog: database 127.0.0.1:5432 unreachable: cannot reach ...
 //   catalog: database 127.0.0.1:5432 reachable again after 12s
@@ -24,8 +25,10 @@
 // frozen server keeps it open without answering), so a database that stops
 // answering turns health NOT_SERVING within about interval + timeout, and
 // at once when a transaction's watchdog gives up on it first (the probe
-// listens to the pool: Pool::SetUnansweredListener). Either way one
-// "unreachable" line is logged per outage.
+// listens to the pool: Pool::SetReachabilityListener). Either way one
+// "unreachable" line is logged per outage. Likewise it turns SERVING at once
+// when a trial transaction finds the database back (pool.h), without
+// waiting for its next check.
 //
 // Start() runs the first check before it returns, so health is right from
 // the first call. The destructor stops the probe thread (waking it at once)
