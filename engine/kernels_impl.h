@@ -29,8 +29,16 @@
 //     rows x kKc columns is dequantized and transposed into L1 ([k][row]);
 //     a kMr x 2*kW micro-tile then broadcasts one activation per row (from
 //     the activations MatMul packed as [k][kMr]) and does 2*kMr FMAs per
-//     column, writing output rows contiguously. Column blocks of kKc keep
-//     the activations' slice in L2 across panels.
+//     column, writing output rows contiguously. Column blocks of kKc (384
+//     with AVX-512: a 512-row prompt's slice is 768 KiB, 256 with AVX2) keep
+//     the activations' slice in L2 across panels; the panel itself (48 KiB)
+//     streams from L2 as well, which measured faster than 128-column
+//     L1-resident panels because the partial sums are reloaded less often.
+//     Rows are done in blocks of kGemmRb (64) output columns whose partial
+//     sums between column blocks live in a contiguous [n][64] scratch: kept
+//     in y (a row stride of thousands of floats) the micro-tiles' rows fall
+//     into a few cache sets and came back from L3 (AVX-512 GEMM, one
+//     thread: 94 -> 109-115 GFLOP/s of a 150 peak).
 //   * Q8_0 weights, n < kGemmMinRows, activations quantized to int8 per
 //     32-block (RowRangeArgs::xq): integer tiles of 4 weight rows x kIntNb
 //     activation rows over 32-byte blocks with |w| x sign(x, w) (so
@@ -236,10 +244,10 @@ inline void DotTilesN(const RowRangeArgs& a, int b0, int nb, int64_t kend) {
 // Large batches (MatMul packs the activations from kGemmMinRows rows on):
 // packed GEMM.
 
-// Columns per packed panel: the panel (kKc x 2 vectors of floats) fills
-// about half of L1.
+// Columns per packed panel (see the essay): the activations' slice
+// (n x kKc floats) stays in L2; the panel (kKc x 2 vectors) streams from L2.
 template <class V>
-constexpr int64_t kKc = V::kW == 16 ? 128 : 256;
+constexpr int64_t kKc = V::kW == 16 ? 384 : 256;
 
 // Dequantizes rows [r, r + nr) x columns [k0, k0 + kc) of `w` (with the
 // row scale) into panel[k][j] (2*kW floats per k), zero-filling rows past nr:
@@ -275,11 +283,13 @@ inline void PackPanel(const WeightMatrix& w, int64_t r, int nr, int64_t k0,
       panel[(k - k0) * NR + j] = j < nr ? DequantElement(w, r + j, k) : 0.0f;
 }
 
-// y[i][0..nr) (+)= sum_k xp[k][i] * panel[k][0..nr) for i < MR, where xp
-// is the packed activation block ([k][V::kMr]).
+// out[i][0..nr) = (c ? c[i][0..nr) : 0) + sum_k xp[k][i] * panel[k][0..nr)
+// for i < MR, where xp is the packed activation block ([k][V::kMr]); c may
+// be out itself.
 template <class V, int MR>
-inline void GemmMicro(const float* panel, int64_t kc, const float* xp, float* y,
-                      int64_t ldy, int nr, bool accumulate) {
+inline void GemmMicro(const float* panel, int64_t kc, const float* xp,
+                      const float* c, int64_t ldc, float* out, int64_t ldo,
+                      int nr) {
   constexpr int W = V::kW, NR = 2 * V::kW;
   typename V::F acc[MR][2];
 #pragma GCC unroll 16
@@ -297,35 +307,38 @@ inline void GemmMicro(const float* panel, int64_t kc, const float* xp, float* y,
   if (nr == NR) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      float* yi = y + i * ldy;
-      if (accumulate) {
-        acc[i][0] = V::Add(acc[i][0], V::Load(yi));
-        acc[i][1] = V::Add(acc[i][1], V::Load(yi + W));
+      if (c != nullptr) {
+        acc[i][0] = V::Add(acc[i][0], V::Load(c + i * ldc));
+        acc[i][1] = V::Add(acc[i][1], V::Load(c + i * ldc + W));
       }
-      V::Store(yi, acc[i][0]);
-      V::Store(yi + W, acc[i][1]);
+      V::Store(out + i * ldo, acc[i][0]);
+      V::Store(out + i * ldo + W, acc[i][1]);
     }
   } else {
     alignas(64) float tmp[NR];
     for (int i = 0; i < MR; ++i) {
       V::Store(tmp, acc[i][0]);
       V::Store(tmp + W, acc[i][1]);
-      float* yi = y + i * ldy;
-      for (int j = 0; j < nr; ++j) yi[j] = accumulate ? yi[j] + tmp[j] : tmp[j];
+      for (int j = 0; j < nr; ++j)
+        out[i * ldo + j] = c != nullptr ? c[i * ldc + j] + tmp[j] : tmp[j];
     }
   }
 }
 
 template <class V, int MR = V::kMr>
 inline void GemmMicroN(int mr, const float* panel, int64_t kc, const float* xp,
-                       float* y, int64_t ldy, int nr, bool accumulate) {
+                       const float* c, int64_t ldc, float* out, int64_t ldo,
+                       int nr) {
   if constexpr (MR >= 1) {
-    if (mr == MR)
-      return GemmMicro<V, MR>(panel, kc, xp, y, ldy, nr, accumulate);
+    if (mr == MR) return GemmMicro<V, MR>(panel, kc, xp, c, ldc, out, ldo, nr);
     if constexpr (MR > 1)
-      return GemmMicroN<V, MR - 1>(mr, panel, kc, xp, y, ldy, nr, accumulate);
+      return GemmMicroN<V, MR - 1>(mr, panel, kc, xp, c, ldc, out, ldo, nr);
   }
 }
+
+// Output columns (weight rows) per GEMM row block: the partial sums of a
+// block live in a contiguous scratch [n][kGemmRb] between column blocks.
+constexpr int64_t kGemmRb = 64;
 
 template <class V, DType T>
 inline void Gemm(const RowRangeArgs& a, int64_t kend) {
@@ -337,16 +350,33 @@ inline void Gemm(const RowRangeArgs& a, int64_t kend) {
   // MR rows as [k][MR], so the micro-tile's broadcasts read one sequential
   // stream.
   const int groups = (a.n + MR - 1) / MR;
-  for (int64_t k0 = 0; k0 < w.cols; k0 += KC) {
-    const int64_t kc = std::min(KC, w.cols - k0);
-    for (int64_t r = a.r0; r < a.r1; r += NR) {
-      const int nr = int(std::min<int64_t>(NR, a.r1 - r));
-      PackPanel<V, T>(w, r, nr, k0, kc, kend, panel);
-      for (int g = 0; g < groups; ++g) {
-        const int b = g * MR;
-        GemmMicroN<V>(std::min(MR, a.n - b), panel, kc,
-                      a.xpack + (int64_t(g) * w.cols + k0) * MR,
-                      a.y + b * a.ldy + r, a.ldy, nr, k0 > 0);
+  // Partial sums over the column blocks before the last go to a scratch
+  // with a short row stride: accumulated in y itself (a row stride of
+  // thousands of floats), the micro-tiles' rows fall into a few cache sets
+  // and are evicted to L3 between column blocks. The last column block
+  // writes y.
+  thread_local std::vector<float> scratch;
+  const bool blocked = w.cols > KC;
+  if (blocked && scratch.size() < size_t(a.n) * kGemmRb)
+    scratch.resize(size_t(a.n) * kGemmRb);
+  for (int64_t rb = a.r0; rb < a.r1; rb += kGemmRb) {
+    const int64_t rb_end = std::min(a.r1, rb + kGemmRb);
+    for (int64_t k0 = 0; k0 < w.cols; k0 += KC) {
+      const int64_t kc = std::min(KC, w.cols - k0);
+      const bool last = k0 + kc >= w.cols;
+      for (int64_t r = rb; r < rb_end; r += NR) {
+        const int nr = int(std::min<int64_t>(NR, rb_end - r));
+        PackPanel<V, T>(w, r, nr, k0, kc, kend, panel);
+        float* part = blocked ? scratch.data() + (r - rb) : nullptr;
+        for (int g = 0; g < groups; ++g) {
+          const int b = g * MR;
+          float* out = last ? a.y + b * a.ldy + r : part + b * kGemmRb;
+          const int64_t ldo = last ? a.ldy : kGemmRb;
+          GemmMicroN<V>(std::min(MR, a.n - b), panel, kc,
+                        a.xpack + (int64_t(g) * w.cols + k0) * MR,
+                        k0 > 0 ? part + b * kGemmRb : nullptr, kGemmRb, out,
+                        ldo, nr);
+        }
       }
     }
   }

@@ -180,6 +180,44 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
   }
 }
 
+// The packed GEMM over several column blocks (1000 columns: partial sums kept
+// in its scratch between blocks, an 8-column tail past the last 16-wide
+// vector) and several 64-row blocks (150 rows: a partial last panel), with a
+// partial last micro-tile (45 rows), on every vector ISA.
+TEST(KernelsGemmTest, ColumnAndRowBlocksMatchTheDefinition) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  const int rows = 150, cols = 1000, n = 45;
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    Matrix m = Make(dtype, rows, cols, rng);
+    std::vector<float> x(size_t(n) * cols);
+    std::normal_distribution<float> dist;
+    for (float& v : x) v = dist(rng);
+    for (KernelIsa isa :
+         {KernelIsa::kAvx2, KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
+      if (!SetKernelIsa(isa)) continue;
+      std::vector<float> y(size_t(n) * (rows + 3), -1.0f);
+      MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, y.data(), rows + 3}});
+      for (int b = 0; b < n; ++b) {
+        for (int r = 0; r < rows; ++r) {
+          double want = 0, mag = 0;
+          for (int k = 0; k < cols; ++k) {
+            const double t = double(internal::DequantElement(m.w, r, k)) *
+                             x[size_t(b * cols + k)];
+            want += t;
+            mag += std::fabs(t);
+          }
+          ASSERT_NEAR(y[size_t(b * (rows + 3) + r)], want, 1e-6 * mag + 1e-5)
+              << DTypeName(dtype) << " " << KernelIsaName(isa) << " b=" << b
+              << " r=" << r;
+        }
+        EXPECT_EQ(y[size_t(b * (rows + 3) + rows)], -1.0f);
+      }
+    }
+  }
+  SetKernelIsa(DetectKernelIsa());
+}
+
 // The vector integer paths compute the scalar reference's integer sums: only
 // the float accumulation order may differ. Q8_0: tiles (n < kGemmMinRows)
 // and the integer GEMM (from kGemmMinRows rows on: with a partial last
