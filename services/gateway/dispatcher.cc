@@ -609,8 +609,12 @@ void Dispatcher::CompleteSlotLocked(RunnerCall* call, int index) {
 v1::RunnerService::Stub* Dispatcher::StubLocked(const std::string& address) {
   std::unique_ptr<v1::RunnerService::Stub>& stub = stubs_[address];
   if (stub == nullptr) {
-    stub = v1::RunnerService::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    // The dispatcher retries on another replica itself; gRPC's own retry
+    // layer would only buffer every call's messages on the way.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+    stub = v1::RunnerService::NewStub(grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args));
   }
   return stub.get();
 }

@@ -439,5 +439,102 @@ TEST_F(DispatcherTest, LoadCountsQueuedAndInFlight) {
   ASSERT_TRUE(queued.Wait());
 }
 
+// With queue delay 0 (or a full batch) the request is dispatched on the
+// submitting thread and the next one on the thread that read the finished
+// sequence: no loop is running here at all.
+TEST_F(DispatcherTest, InlineDispatchNeedsNoLoopThread) {
+  FakeRunner runner;
+  auto dispatcher =
+      Dispatcher::Create({.sequence_prefix = "gw-inline",
+                          .max_queue_delay = absl::ZeroDuration()});
+  ASSERT_THAT(dispatcher, IsOk());
+  (*dispatcher)->UpdateRoutes({Route(1, {Replica("r0", runner, 1)}, 1)});
+  std::vector<std::unique_ptr<Recorder>> recorders;
+  for (int i = 0; i < 3; ++i) {
+    recorders.push_back(std::make_unique<Recorder>());
+    SubmitRequest request{.deployment = "dep-1", .revision = 1};
+    request.sequence.set_prompt(absl::StrCat("p", i));
+    request.deadline = absl::Now() + absl::Seconds(30);
+    request.observer = recorders.back().get();
+    ASSERT_THAT((*dispatcher)->Submit(std::move(request), nullptr), IsOk());
+  }
+  for (auto& recorder : recorders) {
+    ASSERT_TRUE(recorder->Wait());
+    EXPECT_THAT(recorder->status(), IsOk());
+  }
+  // One slot: one sequence per call, in arrival order.
+  std::vector<v1::RunnerGenerateRequest> calls = runner.calls();
+  ASSERT_THAT(calls, SizeIs(3));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(calls[i].sequences_size(), 1);
+    EXPECT_EQ(calls[i].sequences(0).prompt(), absl::StrCat("p", i));
+  }
+}
+
+TEST_F(DispatcherTest, AFullBatchGoesInlineWithoutWaitingForTheDelay) {
+  FakeRunner runner;
+  auto dispatcher = Dispatcher::Create(
+      {.sequence_prefix = "gw-inline", .max_queue_delay = absl::Seconds(10)});
+  ASSERT_THAT(dispatcher, IsOk());
+  (*dispatcher)->UpdateRoutes({Route(1, {Replica("r0", runner, 2)}, 2)});
+  Recorder first, second;
+  for (Recorder* recorder : {&first, &second}) {
+    SubmitRequest request{.deployment = "dep-1", .revision = 1};
+    request.sequence.set_prompt("p");
+    request.deadline = absl::Now() + absl::Seconds(30);
+    request.observer = recorder;
+    ASSERT_THAT((*dispatcher)->Submit(std::move(request), nullptr), IsOk());
+  }
+  ASSERT_TRUE(first.Wait());
+  ASSERT_TRUE(second.Wait());
+  ASSERT_THAT(runner.calls(), SizeIs(1));
+  EXPECT_EQ(runner.calls()[0].sequences_size(), 2);
+}
+
+// The inline path keeps the batcher's rules: with the replica's one slot
+// taken, later requests wait (never over the free slots) and go in arrival
+// order as the slot frees.
+TEST_F(DispatcherTest, InlineDispatchNeverExceedsTheFreeSlotsAndKeepsFifo) {
+  FakeRunner runner;
+  Start({.max_queue_delay = absl::ZeroDuration()});
+  dispatcher_->UpdateRoutes({Route(1, {Replica("r0", runner, 1)}, 1)});
+  Recorder held;
+  ASSERT_THAT(Submit(held, "hold"), IsOk());
+  ASSERT_TRUE(held.WaitForText());
+  std::vector<std::unique_ptr<Recorder>> queued;
+  for (int i = 0; i < 3; ++i) {
+    queued.push_back(std::make_unique<Recorder>());
+    ASSERT_THAT(Submit(*queued.back(), absl::StrCat("q", i)), IsOk());
+  }
+  std::vector<v1::RevisionLoad> load = dispatcher_->Load();
+  ASSERT_THAT(load, SizeIs(1));
+  EXPECT_EQ(load[0].queued(), 3);
+  EXPECT_EQ(load[0].in_flight(), 1);
+  EXPECT_THAT(runner.calls(), SizeIs(1));
+  runner.Release();
+  ASSERT_TRUE(held.Wait());
+  for (auto& recorder : queued) {
+    ASSERT_TRUE(recorder->Wait());
+    EXPECT_THAT(recorder->status(), IsOk());
+  }
+  std::vector<v1::RunnerGenerateRequest> calls = runner.calls();
+  ASSERT_THAT(calls, SizeIs(4));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(calls[i + 1].sequences_size(), 1);
+    EXPECT_EQ(calls[i + 1].sequences(0).prompt(), absl::StrCat("q", i));
+  }
+}
+
+TEST_F(DispatcherTest, AnExpiredDeadlineIsRefusedAtSubmit) {
+  FakeRunner runner;
+  Start({.max_queue_delay = absl::ZeroDuration()});
+  dispatcher_->UpdateRoutes({Route(1, {Replica("r0", runner)})});
+  Recorder recorder;
+  EXPECT_TRUE(absl::IsDeadlineExceeded(
+      Submit(recorder, "p", 1, absl::Now() - absl::Seconds(1)).status()));
+  EXPECT_FALSE(recorder.finished());
+  EXPECT_TRUE(runner.calls().empty());
+}
+
 }  // namespace
 }  // namespace hangar::gateway
