@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -58,6 +59,25 @@ absl::StatusOr<int64_t> Count(Pool& pool, const std::string& table) {
     return tx.exec1("SELECT count(*) FROM " + table)[0].as<int64_t>();
   });
 }
+
+// Records the probe's on_change calls, in order.
+class ReachabilityLog {
+ public:
+  std::function<void(bool)> Recorder() {
+    return [this](bool reachable) {
+      absl::MutexLock lock(&mu_);
+      changes_.push_back(reachable);
+    };
+  }
+  std::vector<bool> changes() {
+    absl::MutexLock lock(&mu_);
+    return changes_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<bool> changes_ ABSL_GUARDED_BY(mu_);
+};
 
 TEST(PoolOptionsTest, RejectsBadOptionsNamingTheRule) {
   EXPECT_THAT(Pool::Create({.conninfo = "host=127.0.0.1", .size = 0}),
@@ -548,23 +568,15 @@ TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
                        AllOf(HasSubstr(endpoint), Not(HasSubstr("hunter2")))));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
 
-  absl::Mutex mu;
-  std::vector<bool> changes;
+  ReachabilityLog health;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
                        DatabaseProbe::Start({.pool = pool.get(),
                                              .interval = absl::Seconds(1),
-                                             .on_change =
-                                                 [&](bool reachable) {
-                                                   absl::MutexLock lock(&mu);
-                                                   changes.push_back(reachable);
-                                                 },
+                                             .on_change = health.Recorder(),
                                              .clock = &clock}));
   // The first check ran inside Start().
   EXPECT_FALSE(probe->reachable());
-  {
-    absl::MutexLock lock(&mu);
-    EXPECT_EQ(changes, std::vector<bool>{false});
-  }
+  EXPECT_EQ(health.changes(), std::vector<bool>{false});
   start = absl::Now();
   std::atomic<int> ran{0};
   absl::Status down = pool->Transact([&](pqxx::work&) {
@@ -589,10 +601,7 @@ TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
   ASSERT_TRUE(hangar::testing::WaitUntil(
       [&] { return probe->checks() > checks; }, absl::Seconds(30)));
   EXPECT_TRUE(probe->reachable());
-  {
-    absl::MutexLock lock(&mu);
-    EXPECT_EQ(changes, (std::vector<bool>{false, true}));
-  }
+  EXPECT_EQ(health.changes(), (std::vector<bool>{false, true}));
   EXPECT_OK(Exec(*pool, "INSERT INTO t VALUES (1)"));
   EXPECT_THAT(Count(*pool, "t"), IsOkAndHolds(1));
 
@@ -607,8 +616,7 @@ TEST(PoolOutageTest, FailsFastWhileDownAndRecoversWhenTheDatabaseReturns) {
   EXPECT_THAT(pool->Outage(), StatusIs(absl::StatusCode::kUnavailable,
                                        HasSubstr("unreachable since")));
   probe.reset();  // Stops promptly although fake time stands still.
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(changes, (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(health.changes(), (std::vector<bool>{false, true, false}));
 }
 
 // Half-open trials: while the database is down, one call at a time, once
@@ -625,16 +633,11 @@ TEST(PoolOutageTest, ATrialCallEndsTheOutageWithoutWaitingForTheProbe) {
       std::unique_ptr<Pool> pool,
       Pool::Create({.conninfo = conninfo, .size = 2, .clock = &clock}));
   ASSERT_OK(Exec(*pool, "CREATE TABLE t (v int)"));
-  absl::Mutex mu;
-  std::vector<bool> changes;
+  ReachabilityLog health;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
                        DatabaseProbe::Start({.pool = pool.get(),
                                              .interval = absl::Hours(1),
-                                             .on_change =
-                                                 [&](bool reachable) {
-                                                   absl::MutexLock lock(&mu);
-                                                   changes.push_back(reachable);
-                                                 },
+                                             .on_change = health.Recorder(),
                                              .clock = &clock}));
   ASSERT_TRUE(probe->reachable());
   std::atomic<int> ran{0};
@@ -706,8 +709,7 @@ TEST(PoolOutageTest, ATrialCallEndsTheOutageWithoutWaitingForTheProbe) {
   EXPECT_TRUE(probe->reachable());
   EXPECT_EQ(probe->checks(), checks);
   probe.reset();
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(changes, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(health.changes(), (std::vector<bool>{true, false, true}));
 }
 
 // --- A database that does not answer at all --------------------------------
@@ -840,18 +842,14 @@ TEST_F(PoolFrozenTest, TransactionTimeoutBoundsWorkWithoutADeadline) {
 TEST_F(PoolFrozenTest, TheProbeTurnsUnreachableAndBackAndLogsEachOnce) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Pool> pool,
                        Pool::Create({.conninfo = conninfo_}));
-  absl::Mutex mu;
-  std::vector<bool> changes;
+  ReachabilityLog health;
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<DatabaseProbe> probe,
       DatabaseProbe::Start({.pool = pool.get(),
                             .interval = absl::Milliseconds(500),
                             .timeout = absl::Seconds(1),
                             .name = "test",
-                            .on_change = [&](bool reachable) {
-                              absl::MutexLock lock(&mu);
-                              changes.push_back(reachable);
-                            }}));
+                            .on_change = health.Recorder()}));
   ASSERT_TRUE(probe->reachable());
 
   ::testing::internal::CaptureStderr();
@@ -894,8 +892,7 @@ TEST_F(PoolFrozenTest, TheProbeTurnsUnreachableAndBackAndLogsEachOnce) {
   EXPECT_THAT(log, HasSubstr("did not answer within 1s"));
   EXPECT_THAT(log, HasSubstr("reachable again"));
   EXPECT_THAT(log, Not(HasSubstr("hunter2")));
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(changes, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(health.changes(), (std::vector<bool>{true, false, true}));
 }
 
 TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
@@ -904,16 +901,12 @@ TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
       std::unique_ptr<Pool> pool,
       Pool::Create({.conninfo = conninfo_,
                     .outage_trial_interval = absl::Milliseconds(1)}));
-  absl::Mutex mu;
-  std::vector<bool> changes;
+  ReachabilityLog health;
   // The probe's own checks are an hour apart: only the pool can tell it.
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DatabaseProbe> probe,
                        DatabaseProbe::Start({.pool = pool.get(),
                                              .interval = absl::Hours(1),
-                                             .on_change = [&](bool reachable) {
-                                               absl::MutexLock lock(&mu);
-                                               changes.push_back(reachable);
-                                             }}));
+                                             .on_change = health.Recorder()}));
   if (!Freeze()) GTEST_SKIP() << "cannot signal PostgreSQL";
   {
     ScopedCallContext call(
@@ -936,8 +929,7 @@ TEST_F(PoolFrozenTest, AWatchdogTimeoutTellsTheProbeAtOnce) {
       Exec(*pool, "SELECT 1"),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("unreachable since")));
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
-  absl::MutexLock lock(&mu);
-  EXPECT_EQ(changes, (std::vector<bool>{true, false}));
+  EXPECT_EQ(health.changes(), (std::vector<bool>{true, false}));
 }
 
 TEST(DatabaseProbeTest, RejectsBadOptions) {
