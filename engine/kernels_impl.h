@@ -46,7 +46,7 @@
 //     scaled by d_w * d_x.
 //   * Q8_0 weights, n >= kGemmMinRows (RowRangeArgs::xqpack): an integer
 //     GEMM (IntGemm, kernels_int_impl.h). Panels of 8 or 16 weight rows x
-//     16 blocks are repacked as [k / 4][row] runs of 4 bytes; micro-tiles of
+//     24 blocks are repacked as [k / 4][row] runs of 4 bytes; micro-tiles of
 //     4 (AVX2) or 6 (AVX-512) activation rows broadcast 4 activation bytes
 //     and dot-accumulate into one int32 lane per weight row, converting and
 //     scaling per block. With VNNI one vpdpbusd per step (activations as
@@ -142,26 +142,39 @@ inline void Row1(const RowRangeArgs& a, int64_t r, int64_t kend) {
 }
 
 // ---------------------------------------------------------------------------
-// Small batches: 4 weight rows x NB activation rows.
-template <class V, DType T, int NB>
-inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
-  constexpr int R = 4;
+// Small batches (2 <= n < kGemmMinRows): one pass over the weights. Tiles of
+// kDotR weight rows x kDotTileNb activation rows (3 x 8 with AVX-512: 24
+// accumulators + 3 weight vectors + 1 activation; 2 x 4 with AVX2); for each
+// group of kDotR weight rows every activation tile runs in turn, so the
+// group's rows come from memory once (first tile) and from L1/L2 for the
+// others. Per step each activation vector is loaded once and used kDotR
+// times, each weight vector dequantized once and used by the tile's rows.
+template <class V>
+constexpr int kDotR = V::kW == 16 ? 3 : 2;
+template <class V>
+constexpr int kDotTileNb = V::kW == 16 ? 8 : 4;
+
+template <class V, DType T, int R, int NB>
+inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend,
+                    bool prefetch) {
   constexpr int W = V::kW;
+  constexpr int RP = (R + 3) / 4 * 4;  // rows padded for Reduce4
   const WeightMatrix& w = *a.w;
   const int64_t rb = w.row_bytes();
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
   const float* xs[NB];
   for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
-  typename V::F acc[R][NB];
+  typename V::F acc[RP][NB];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i)
+  for (int i = 0; i < RP; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NB; ++j) acc[i][j] = V::Zero();
   // Interleaved rows of a few KiB are too short for the hardware prefetcher:
-  // fetch the next tile's rows (R rows further) a cache line at a time.
+  // the first tile of a row group fetches the next group's rows (R rows
+  // further) a cache line at a time.
   const int64_t ahead = R * rb;
-  int64_t next_line = 0;
+  int64_t next_line = prefetch ? 0 : INT64_MAX;
   for (int64_t k = 0; k < kend; k += W) {
     const int64_t kb = ByteOffset<T>(k);
     if (kb >= next_line) {
@@ -170,74 +183,72 @@ inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
         __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
       next_line = kb + 64;
     }
-    typename V::F xv[NB];
+    typename V::F wv[R];
 #pragma GCC unroll 8
-    for (int j = 0; j < NB; ++j) xv[j] = V::Load(xs[j] + k);
+    for (int i = 0; i < R; ++i) wv[i] = V::template Dequant<T>(rows[i], k);
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const typename V::F wv = V::template Dequant<T>(rows[i], k);
+    for (int j = 0; j < NB; ++j) {
+      const typename V::F xv = V::Load(xs[j] + k);
 #pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) acc[i][j] = V::Fma(wv, xv[j], acc[i][j]);
+      for (int i = 0; i < R; ++i) acc[i][j] = V::Fma(wv[i], xv, acc[i][j]);
     }
   }
-  __m128 scale4 = _mm_set1_ps(1.0f);
-  if (w.scales)
-    scale4 =
-        _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(kScaleFactor<T>));
+  float scale[R];
+  for (int i = 0; i < R; ++i) scale[i] = RowScale<T>(w, r + i);
   for (int j = 0; j < NB; ++j) {
-    __m128 sums =
-        kend > 0
-            ? _mm_mul_ps(V::Reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]),
-                         scale4)
-            : _mm_setzero_ps();
     float* y = a.y + (b0 + j) * a.ldy + r;
-    _mm_storeu_ps(y, sums);
-    for (int64_t t = kend; t < w.cols; ++t)
-      for (int i = 0; i < R; ++i)
-        y[i] += DequantElement(w, r + i, t) * xs[j][t];
+    for (int i0 = 0; i0 < RP; i0 += 4) {
+      alignas(16) float s[4];
+      _mm_store_ps(s, V::Reduce4(acc[i0][j], acc[i0 + 1][j], acc[i0 + 2][j],
+                                 acc[i0 + 3][j]));
+      for (int i = i0; i < std::min(i0 + 4, R); ++i) {
+        float v = s[i - i0] * scale[i];
+        for (int64_t t = kend; t < w.cols; ++t)
+          v += DequantElement(w, r + i, t) * xs[j][t];
+        y[i] = v;
+      }
+    }
   }
 }
 
-// One weight row x NB activation rows (the rows left over by DotTile).
-template <class V, DType T, int NB>
-inline void DotRow(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
-  constexpr int W = V::kW;
-  const WeightMatrix& w = *a.w;
-  const uint8_t* row = w.data + r * w.row_bytes();
-  const float* xs[NB];
-  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
-  typename V::F acc[NB];
-  for (int j = 0; j < NB; ++j) acc[j] = V::Zero();
-  for (int64_t k = 0; k < kend; k += W) {
-    const typename V::F wv = V::template Dequant<T>(row, k);
-#pragma GCC unroll 8
-    for (int j = 0; j < NB; ++j)
-      acc[j] = V::Fma(wv, V::Load(xs[j] + k), acc[j]);
-  }
-  const float scale = RowScale<T>(w, r);
-  for (int j = 0; j < NB; ++j) {
-    float s = V::Reduce(acc[j]) * scale;
-    for (int64_t t = kend; t < w.cols; ++t)
-      s += DequantElement(w, r, t) * xs[j][t];
-    a.y[(b0 + j) * a.ldy + r] = s;
-  }
-}
-
-template <class V, DType T, int NB>
-inline void DotTiles(const RowRangeArgs& a, int b0, int64_t kend) {
-  int64_t r = a.r0;
-  for (; r + 4 <= a.r1; r += 4) DotTile<V, T, NB>(a, r, b0, kend);
-  for (; r < a.r1; ++r) DotRow<V, T, NB>(a, r, b0, kend);
-}
-
-// Runs DotTiles for activation rows [b0, b0 + nb) with nb <= V::kDotNb, as a
-// compile-time tile width.
-template <class V, DType T, int NB = V::kDotNb>
-inline void DotTilesN(const RowRangeArgs& a, int b0, int nb, int64_t kend) {
+// The last nb < NB activation rows of a row group, as tiles of 4, 2 and 1.
+template <class V, DType T, int R, int NB>
+inline void DotTileTail(const RowRangeArgs& a, int64_t r, int b0, int nb,
+                        int64_t kend, bool prefetch) {
   if constexpr (NB >= 1) {
-    if (nb == NB) return DotTiles<V, T, NB>(a, b0, kend);
-    if constexpr (NB > 1) return DotTilesN<V, T, NB - 1>(a, b0, nb, kend);
+    if (nb >= NB) {
+      DotTile<V, T, R, NB>(a, r, b0, kend, prefetch);
+      b0 += NB;
+      nb -= NB;
+      prefetch = false;
+    }
+    if constexpr (NB > 1)
+      if (nb > 0) DotTileTail<V, T, R, NB / 2>(a, r, b0, nb, kend, prefetch);
   }
+}
+
+template <class V, DType T, int R>
+inline void DotRowGroup(const RowRangeArgs& a, int64_t r, int b0, int nb,
+                        int64_t kend) {
+  constexpr int NB = kDotTileNb<V>;
+  bool prefetch = true;
+  int b = b0;
+  for (; b + NB <= b0 + nb; b += NB) {
+    DotTile<V, T, R, NB>(a, r, b, kend, prefetch);
+    prefetch = false;
+  }
+  if (b < b0 + nb)
+    DotTileTail<V, T, R, NB / 2>(a, r, b, b0 + nb - b, kend, prefetch);
+}
+
+// Activation rows [b0, b0 + nb), any nb (RunFloat passes all n < kGemmMinRows
+// at once: V::kDotNb == kGemmMinRows), every weight row streamed once.
+template <class V, DType T>
+inline void DotTilesN(const RowRangeArgs& a, int b0, int nb, int64_t kend) {
+  constexpr int R = kDotR<V>;
+  int64_t r = a.r0;
+  for (; r + R <= a.r1; r += R) DotRowGroup<V, T, R>(a, r, b0, nb, kend);
+  for (; r < a.r1; ++r) DotRowGroup<V, T, 1>(a, r, b0, nb, kend);
 }
 
 // ---------------------------------------------------------------------------
@@ -422,7 +433,10 @@ inline void ScoresTile(const float* q, int64_t ldq, const float* k, int64_t ldk,
   }
 }
 
-template <class V, int NQ = V::kDotNb>
+template <class V>
+constexpr int kScoreNq = V::kW == 16 ? 6 : 3;  // queries per score tile
+
+template <class V, int NQ = kScoreNq<V>>
 inline void ScoresTileN(int nq, const float* q, int64_t ldq, const float* k,
                         int64_t ldk, int p, int d, int dend, float scale,
                         float* scores, int64_t lds) {
@@ -442,8 +456,8 @@ inline void AttentionScoresImpl(const float* q, int64_t ldq, int nq,
   const int dend = d / V::kW * V::kW;
   int p = 0;
   for (; p + 4 <= n; p += 4)
-    for (int j = 0; j < nq; j += V::kDotNb)
-      ScoresTileN<V>(std::min(V::kDotNb, nq - j), q + j * ldq, ldq, k, ldk, p,
+    for (int j = 0; j < nq; j += kScoreNq<V>)
+      ScoresTileN<V>(std::min(kScoreNq<V>, nq - j), q + j * ldq, ldq, k, ldk, p,
                      d, dend, scale, scores + j * lds, lds);
   for (; p < n; ++p) {
     for (int j = 0; j < nq; ++j) {

@@ -213,7 +213,7 @@ template <class V>
 constexpr int kIntNr = 8 * kIntNrv<V>;
 template <class V>
 constexpr int kIntMr = V::kW == 16 ? 6 : 4;  // == IntGemmTileRows
-constexpr int kIntKb = 16;                   // blocks per panel (512 columns)
+constexpr int kIntKb = 24;                   // blocks per panel (768 columns)
 
 // Repacks rows [r, r + nr) x blocks [blk0, blk0 + nb) of `w` (zero rows past
 // nr).

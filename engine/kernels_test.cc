@@ -221,7 +221,7 @@ TEST(KernelsGemmTest, ColumnAndRowBlocksMatchTheDefinition) {
 // The vector integer paths compute the scalar reference's integer sums: only
 // the float accumulation order may differ. Q8_0: tiles (n < kGemmMinRows)
 // and the integer GEMM (from kGemmMinRows rows on: with a partial last
-// micro-tile, a partial last panel of rows, and 672 columns for a second,
+// micro-tile, a partial last panel of rows, and 832 columns for a second,
 // partial column block of the panel). int8: int16 activations at n = 1
 // (1000 columns: a flush of the int32 sums at 1024 is not reached, 1030
 // columns pass it and leave a 6-column tail).
@@ -231,7 +231,7 @@ TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
   if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
   std::mt19937 rng(11);
   ThreadPool pool(2);
-  for (int cols : {256, 672, 1000, 1030}) {
+  for (int cols : {256, 832, 1000, 1030}) {
     if (dtype == DType::kQ8_0 && cols % 32 != 0) continue;
     const int rows = 22 + cols / 32;
     Matrix m = Make(dtype, rows, cols, rng);
