@@ -247,7 +247,9 @@ TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
       MatMul(&pool, n, {MatMulJob{&m.w, x.data(), cols, want.data(), rows}});
       ASSERT_TRUE(SetKernelIsa(isa));
       for (size_t i = 0; i < got.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
+        // Float rounding of the per-block sums grows with the row length.
+        ASSERT_NEAR(got[i], want[i],
+                    1e-5 * (1 + std::fabs(want[i])) * (cols / 256.0))
             << DTypeName(dtype) << " " << KernelIsaName(isa) << " n=" << n
             << " cols=" << cols << " i=" << i;
     }
