@@ -1,11 +1,13 @@
 #include "services/gateway/dispatcher.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/api/time.h"
 #include "common/status/grpc_status.h"
 
@@ -19,6 +21,21 @@ constexpr absl::Duration kCancelRpcTimeout = absl::Seconds(5);
 
 absl::Status Unavailable(absl::string_view message) {
   return absl::UnavailableError(message);
+}
+
+// The runner names a field within its call ("sequences[2].prompt: must be
+// shorter than the context ..."); the client sent one request, whose fields
+// are that sequence's own, so the message it gets starts at "prompt:".
+std::string ClientFacingMessage(absl::string_view message) {
+  absl::string_view rest = message;
+  if (absl::ConsumePrefix(&rest, "sequences[")) {
+    const size_t end = rest.find("].");
+    if (end != absl::string_view::npos &&
+        std::all_of(rest.begin(), rest.begin() + end, absl::ascii_isdigit)) {
+      return std::string(rest.substr(end + 2));
+    }
+  }
+  return std::string(message);
 }
 
 absl::Status QueuedDeadline() {
@@ -675,7 +692,7 @@ void Dispatcher::OnMessage(RunnerCall* call,
                                     : static_cast<absl::StatusCode>(code),
                           message.error().message().empty()
                               ? "the runner failed the sequence"
-                              : message.error().message());
+                              : ClientFacingMessage(message.error().message()));
       if (absl::IsUnavailable(status)) {
         RetryOrFinishLocked(id, status);
       } else {

@@ -25,6 +25,7 @@ using ::hangar::testing::IsOkAndHolds;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 class GatewayTest : public GatewayTestBase {};
 
@@ -194,6 +195,17 @@ TEST_F(GatewayTest, BadRequestsNameTheField) {
   result = status(request);
   EXPECT_EQ(result.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(result.error_message(), HasSubstr("sampling.max_tokens"));
+
+  // The runner refuses a prompt over the model's context; the client sees
+  // its own field, not the runner's sequences[i].
+  request = Request(4);
+  std::string long_prompt;
+  for (int i = 0; i < 4000; ++i) long_prompt += "word ";
+  request.set_prompt(long_prompt);
+  result = status(request);
+  EXPECT_EQ(result.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(result.error_message(),
+              StartsWith("prompt: must be shorter than the context"));
 
   request = Request(4, "no-such-deployment");
   EXPECT_EQ(status(request).error_code(), grpc::StatusCode::NOT_FOUND);
