@@ -29,11 +29,13 @@ inline float IntBlockScale(const uint8_t* row, int64_t blk) {
   return HalfBitsToFloat(row + blk * 34);
 }
 
-// int8 weights (per-row scale) x int16 activations (one scale), n = 1: each
-// row streams once, in order; 16 weights sign-extended to int16 per step
-// and multiplied with vpmaddwd (vpdpwssd with VNNI) into four int32
-// accumulators, flushed to float every kI16Flush columns (|w * x| <= 2^22,
-// so an int32 lane cannot overflow within that run).
+// int8 weights (per-row scale) x int16 activations (one scale), n = 1: R
+// rows stream side by side, each 32-column step loads the activations once
+// (two int16 vectors) for all R rows; 16 weights sign-extended to int16 per
+// vector and multiplied with vpmaddwd (vpdpwssd with VNNI) into two int32
+// accumulators per row, flushed to float every kI16Flush columns
+// (|w * x| <= 2^22, so an int32 lane cannot overflow within that run). The
+// R rows' horizontal sums share one reduction.
 constexpr int64_t kI16Flush = 1024;
 
 inline __m256i DotS16(__m256i acc, __m256i a, __m256i b) {
@@ -44,45 +46,82 @@ inline __m256i DotS16(__m256i acc, __m256i a, __m256i b) {
 #endif
 }
 
-template <class V>
-inline void IntRowI8x16(const RowRangeArgs& a, int64_t r) {
+template <class V, int R>
+inline void IntRowsI8x16(const RowRangeArgs& a, int64_t r) {
+  static_assert(R == 1 || R == 4);
   const WeightMatrix& w = *a.w;
-  const int8_t* row = reinterpret_cast<const int8_t*>(w.data) + r * w.cols;
+  const int8_t* rows[R];
+  for (int i = 0; i < R; ++i)
+    rows[i] = reinterpret_cast<const int8_t*>(w.data) + (r + i) * w.cols;
   const int16_t* x = a.xq16;
   const int64_t kend = w.cols / 16 * 16;
-  auto wv = [&](int64_t k) {
+  // The next tile's same columns: each of the R streams runs that far ahead.
+  const int64_t ahead = 2 * R * w.cols;
+  auto wv = [&](int i, int64_t k) {
     return _mm256_cvtepi8_epi16(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + k)));
   };
   auto xv = [&](int64_t k) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
   };
-  __m256 facc = _mm256_setzero_ps();
+  __m256 facc[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) facc[i] = _mm256_setzero_ps();
   for (int64_t k0 = 0; k0 < kend; k0 += kI16Flush) {
     const int64_t k1 = std::min(kend, k0 + kI16Flush);
-    __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+    __m256i i0[R], i1[R];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) i0[i] = i1[i] = _mm256_setzero_si256();
     int64_t k = k0;
-    for (; k + 64 <= k1; k += 64) {
-      i0 = DotS16(i0, wv(k), xv(k));
-      i1 = DotS16(i1, wv(k + 16), xv(k + 16));
-      i2 = DotS16(i2, wv(k + 32), xv(k + 32));
-      i3 = DotS16(i3, wv(k + 48), xv(k + 48));
+    if constexpr (R == 1) {
+      for (; k + 64 <= k1; k += 64) {
+        i0[0] = DotS16(i0[0], wv(0, k), xv(k));
+        i1[0] = DotS16(i1[0], wv(0, k + 16), xv(k + 16));
+        i0[0] = DotS16(i0[0], wv(0, k + 32), xv(k + 32));
+        i1[0] = DotS16(i1[0], wv(0, k + 48), xv(k + 48));
+      }
     }
-    for (; k < k1; k += 16) i0 = DotS16(i0, wv(k), xv(k));
-    const __m256i s =
-        _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-    facc = _mm256_add_ps(facc, _mm256_cvtepi32_ps(s));
+    for (; k + 32 <= k1; k += 32) {
+      const __m256i x0 = xv(k), x1 = xv(k + 16);
+      if (R > 1 && (k & 63) == 0) {
+#pragma GCC unroll 4
+        for (int i = 0; i < R; ++i)
+          __builtin_prefetch(rows[i] + k + ahead, 0, 3);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        i0[i] = DotS16(i0[i], wv(i, k), x0);
+        i1[i] = DotS16(i1[i], wv(i, k + 16), x1);
+      }
+    }
+    if (k < k1) {
+      const __m256i x0 = xv(k);
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) i0[i] = DotS16(i0[i], wv(i, k), x0);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i)
+      facc[i] = _mm256_add_ps(
+          facc[i], _mm256_cvtepi32_ps(_mm256_add_epi32(i0[i], i1[i])));
   }
-  float sum = _mm_cvtss_f32(Reduce4x256(facc, facc, facc, facc));
-  int64_t tail = 0;
-  for (int64_t k = kend; k < w.cols; ++k) tail += int64_t(row[k]) * x[k];
-  sum += float(tail);
-  a.y[r] = sum * (w.scales[r] * a.xscale16);
+  alignas(16) float sums[4];
+  if constexpr (R == 4) {
+    _mm_store_ps(sums, Reduce4x256(facc[0], facc[1], facc[2], facc[3]));
+  } else {
+    sums[0] = _mm_cvtss_f32(Reduce4x256(facc[0], facc[0], facc[0], facc[0]));
+  }
+  for (int i = 0; i < R; ++i) {
+    int64_t tail = 0;
+    for (int64_t k = kend; k < w.cols; ++k) tail += int64_t(rows[i][k]) * x[k];
+    a.y[r + i] = (sums[i] + float(tail)) * (w.scales[r + i] * a.xscale16);
+  }
 }
 
 template <class V>
 inline void RunIntI8x16(const RowRangeArgs& a) {
-  for (int64_t r = a.r0; r < a.r1; ++r) IntRowI8x16<V>(a, r);
+  int64_t r = a.r0;
+  for (; r + 4 <= a.r1; r += 4) IntRowsI8x16<V, 4>(a, r);
+  for (; r < a.r1; ++r) IntRowsI8x16<V, 1>(a, r);
 }
 
 template <class V, DType T, int NB>

@@ -223,15 +223,16 @@ TEST(KernelsGemmTest, ColumnAndRowBlocksMatchTheDefinition) {
 // and the integer GEMM (from kGemmMinRows rows on: with a partial last
 // micro-tile, a partial last panel of rows, and 832 columns for a second,
 // partial column block of the panel). int8: int16 activations at n = 1
-// (1000 columns: a flush of the int32 sums at 1024 is not reached, 1030
-// columns pass it and leave a 6-column tail).
+// in tiles of 4 weight rows and single rows past them (1000 columns: a flush
+// of the int32 sums at 1024 is not reached, 1030 columns pass it and leave a
+// 6-column tail; 48 and 1040 end on a lone 16-column step).
 TEST_P(KernelsTest, IntegerPathsMatchTheScalarReference) {
   auto [dtype, isa] = GetParam();
   if (dtype != DType::kI8 && dtype != DType::kQ8_0) GTEST_SKIP();
   if (!SetKernelIsa(isa)) GTEST_SKIP() << "CPU lacks " << KernelIsaName(isa);
   std::mt19937 rng(11);
   ThreadPool pool(2);
-  for (int cols : {256, 832, 1000, 1030}) {
+  for (int cols : {256, 832, 1000, 1030, 48, 1040}) {
     if (dtype == DType::kQ8_0 && cols % 32 != 0) continue;
     const int rows = 22 + cols / 32;
     Matrix m = Make(dtype, rows, cols, rng);
