@@ -28,8 +28,11 @@ inline __m128i Load8Bytes(const uint8_t* p) {
 struct Avx2 {
   using F = __m256;
   static constexpr int kW = 8;
-  static constexpr int kDotNb = 3;  // 4 x 3 accumulators + 3 activations
-  static constexpr int kMr = 6;     // 6 x 2 accumulators (Haswell's 6x16)
+  // Activation rows one small-batch pass covers (DotTilesN streams each
+  // weight row once for all of them; its register tiles are 4 x kDotTileNb
+  // in kernels_impl.h).
+  static constexpr int kDotNb = kGemmMinRows;
+  static constexpr int kMr = 6;  // 6 x 2 accumulators (Haswell's 6x16)
   static constexpr int kIntNb = 2;
 
   static F Zero() { return _mm256_setzero_ps(); }

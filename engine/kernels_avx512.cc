@@ -38,7 +38,10 @@ namespace {
 struct Avx512 {
   using F = __m512;
   static constexpr int kW = 16;
-  static constexpr int kDotNb = 6;  // 4 x 6 accumulators + 6 activations
+  // Activation rows one small-batch pass covers (DotTilesN streams each
+  // weight row once for all of them; its register tiles are 4 x kDotTileNb
+  // in kernels_impl.h).
+  static constexpr int kDotNb = kGemmMinRows;
   static constexpr int kMr = 12;    // 12 x 2 accumulators of 32 registers
   static constexpr int kIntNb = 4;  // ymm16-31 give the room
 

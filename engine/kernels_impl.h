@@ -11,7 +11,9 @@
 //   Dequant<T>(row, k)       kW weights of dtype T from column k (k a multiple
 //                            of kW, and of 32 for the block formats), without
 //                            the row scale;
-//   kDotNb                   activation rows per small-batch register tile;
+//   kDotNb                   activation rows one small-batch pass covers
+//                            (kGemmMinRows: RunFloat hands them all to
+//                            DotTilesN at once);
 //   kMr                      activation rows per GEMM micro-tile (2 vectors
 //                            of output rows wide);
 //   kIntNb, DotU8S8          the integer tile width and the 256-bit
@@ -21,10 +23,19 @@
 // The matmul algorithms, chosen by batch size and weight type:
 //   * n = 1, float: each weight row streams once, in order, with 4
 //     accumulators (memory-bound: the prefetcher sees one stream).
-//   * 2 <= n < kGemmMinRows, float: "dot tiles" of 4 weight rows x kDotNb
-//     activation rows; each weight vector is dequantized once and used kDotNb
-//     times, reduced horizontally once per tile (no packing, which would cost
-//     more than the arithmetic at small n).
+//   * 2 <= n < kGemmMinRows, float: "dot tiles" of 4 weight rows x
+//     kDotTileNb (6 with AVX-512, 3 with AVX2) activation rows; each weight
+//     vector is dequantized once and used by the tile's rows, reduced
+//     horizontally once per tile (no packing, which would cost more than the
+//     arithmetic at small n). One pass over the weights for all n rows: each
+//     group of 4 weight rows runs every activation tile in turn, the first
+//     streaming the rows from memory (and prefetching the next group), the
+//     others finding them in L1/L2. (Batch 8 as 6 + 2 rows used to stream
+//     the whole matrix twice: f32 batch 8 / batch 1 on the base preset
+//     4.80 -> 5.03 with AVX-512, batch 16 on AVX2 6.12 -> 6.42. Tiles of
+//     3 x 8 (AVX-512) and 2 x 4 (AVX2) with column blocks of 16 KiB of
+//     activations measured slower: 4.31 and 4.07, more reductions and y
+//     round trips per FMA.)
 //   * n >= kGemmMinRows, every dtype: a packed GEMM. A panel of 2*kW weight
 //     rows x kKc columns is dequantized and transposed into L1 ([k][row]);
 //     a kMr x 2*kW micro-tile then broadcasts one activation per row (from
@@ -66,7 +77,7 @@
 //     the scalar path) rows are dequantized per chunk into a float buffer
 //     and run through the float32 algorithms.
 // And attention over a block of queries (AttentionScoresImpl /
-// AttentionValuesImpl): 4 keys x kDotNb queries score tiles, 6 queries x
+// AttentionValuesImpl): 4 keys x kScoreNq queries score tiles, 6 queries x
 // 2 vectors value tiles, so each cached key/value row is read once per block.
 //
 // Everything here sits in an anonymous namespace on purpose: each including
@@ -142,37 +153,32 @@ inline void Row1(const RowRangeArgs& a, int64_t r, int64_t kend) {
 }
 
 // ---------------------------------------------------------------------------
-// Small batches (2 <= n < kGemmMinRows): one pass over the weights. Tiles of
-// kDotR weight rows x kDotTileNb activation rows (3 x 8 with AVX-512: 24
-// accumulators + 3 weight vectors + 1 activation; 2 x 4 with AVX2); for each
-// group of kDotR weight rows every activation tile runs in turn, so the
-// group's rows come from memory once (first tile) and from L1/L2 for the
-// others. Per step each activation vector is loaded once and used kDotR
-// times, each weight vector dequantized once and used by the tile's rows.
+// Small batches (2 <= n < kGemmMinRows): 4 weight rows x NB activation rows
+// (NB <= kDotTileNb: 6 with AVX-512, 3 with AVX2). For each group of 4 weight
+// rows every activation tile runs in turn, so the group's rows come from
+// memory once (the first tile, which also prefetches the next group) and
+// from L1/L2 for the other tiles.
 template <class V>
-constexpr int kDotR = V::kW == 16 ? 3 : 2;
-template <class V>
-constexpr int kDotTileNb = V::kW == 16 ? 8 : 4;
+constexpr int kDotTileNb = V::kW == 16 ? 6 : 3;
 
-template <class V, DType T, int R, int NB>
+template <class V, DType T, int NB>
 inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend,
                     bool prefetch) {
+  constexpr int R = 4;
   constexpr int W = V::kW;
-  constexpr int RP = (R + 3) / 4 * 4;  // rows padded for Reduce4
   const WeightMatrix& w = *a.w;
   const int64_t rb = w.row_bytes();
   const uint8_t* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
   const float* xs[NB];
   for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
-  typename V::F acc[RP][NB];
+  typename V::F acc[R][NB];
 #pragma GCC unroll 8
-  for (int i = 0; i < RP; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NB; ++j) acc[i][j] = V::Zero();
   // Interleaved rows of a few KiB are too short for the hardware prefetcher:
-  // the first tile of a row group fetches the next group's rows (R rows
-  // further) a cache line at a time.
+  // fetch the next tile's rows (R rows further) a cache line at a time.
   const int64_t ahead = R * rb;
   int64_t next_line = prefetch ? 0 : INT64_MAX;
   for (int64_t k = 0; k < kend; k += W) {
@@ -183,72 +189,90 @@ inline void DotTile(const RowRangeArgs& a, int64_t r, int b0, int64_t kend,
         __builtin_prefetch(rows[i] + ahead + kb, 0, 3);
       next_line = kb + 64;
     }
-    typename V::F wv[R];
+    typename V::F xv[NB];
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) wv[i] = V::template Dequant<T>(rows[i], k);
+    for (int j = 0; j < NB; ++j) xv[j] = V::Load(xs[j] + k);
 #pragma GCC unroll 8
-    for (int j = 0; j < NB; ++j) {
-      const typename V::F xv = V::Load(xs[j] + k);
+    for (int i = 0; i < R; ++i) {
+      const typename V::F wv = V::template Dequant<T>(rows[i], k);
 #pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) acc[i][j] = V::Fma(wv[i], xv, acc[i][j]);
+      for (int j = 0; j < NB; ++j) acc[i][j] = V::Fma(wv, xv[j], acc[i][j]);
     }
   }
-  float scale[R];
-  for (int i = 0; i < R; ++i) scale[i] = RowScale<T>(w, r + i);
+  __m128 scale4 = _mm_set1_ps(1.0f);
+  if (w.scales)
+    scale4 =
+        _mm_mul_ps(_mm_loadu_ps(w.scales + r), _mm_set1_ps(kScaleFactor<T>));
   for (int j = 0; j < NB; ++j) {
+    __m128 sums =
+        kend > 0
+            ? _mm_mul_ps(V::Reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]),
+                         scale4)
+            : _mm_setzero_ps();
     float* y = a.y + (b0 + j) * a.ldy + r;
-    for (int i0 = 0; i0 < RP; i0 += 4) {
-      alignas(16) float s[4];
-      _mm_store_ps(s, V::Reduce4(acc[i0][j], acc[i0 + 1][j], acc[i0 + 2][j],
-                                 acc[i0 + 3][j]));
-      for (int i = i0; i < std::min(i0 + 4, R); ++i) {
-        float v = s[i - i0] * scale[i];
-        for (int64_t t = kend; t < w.cols; ++t)
-          v += DequantElement(w, r + i, t) * xs[j][t];
-        y[i] = v;
-      }
-    }
+    _mm_storeu_ps(y, sums);
+    for (int64_t t = kend; t < w.cols; ++t)
+      for (int i = 0; i < R; ++i)
+        y[i] += DequantElement(w, r + i, t) * xs[j][t];
   }
 }
 
-// The last nb < NB activation rows of a row group, as tiles of 4, 2 and 1.
-template <class V, DType T, int R, int NB>
-inline void DotTileTail(const RowRangeArgs& a, int64_t r, int b0, int nb,
-                        int64_t kend, bool prefetch) {
+// One weight row x NB activation rows (the rows left over by DotTile).
+template <class V, DType T, int NB>
+inline void DotRow(const RowRangeArgs& a, int64_t r, int b0, int64_t kend) {
+  constexpr int W = V::kW;
+  const WeightMatrix& w = *a.w;
+  const uint8_t* row = w.data + r * w.row_bytes();
+  const float* xs[NB];
+  for (int j = 0; j < NB; ++j) xs[j] = a.x + (b0 + j) * a.ldx;
+  typename V::F acc[NB];
+  for (int j = 0; j < NB; ++j) acc[j] = V::Zero();
+  for (int64_t k = 0; k < kend; k += W) {
+    const typename V::F wv = V::template Dequant<T>(row, k);
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j)
+      acc[j] = V::Fma(wv, V::Load(xs[j] + k), acc[j]);
+  }
+  const float scale = RowScale<T>(w, r);
+  for (int j = 0; j < NB; ++j) {
+    float s = V::Reduce(acc[j]) * scale;
+    for (int64_t t = kend; t < w.cols; ++t)
+      s += DequantElement(w, r, t) * xs[j][t];
+    a.y[(b0 + j) * a.ldy + r] = s;
+  }
+}
+
+template <class V, DType T, int NB = kDotTileNb<V>>
+inline void DotTileN(const RowRangeArgs& a, int64_t r, int b0, int nb,
+                     int64_t kend, bool prefetch) {
   if constexpr (NB >= 1) {
-    if (nb >= NB) {
-      DotTile<V, T, R, NB>(a, r, b0, kend, prefetch);
-      b0 += NB;
-      nb -= NB;
-      prefetch = false;
-    }
+    if (nb == NB) return DotTile<V, T, NB>(a, r, b0, kend, prefetch);
     if constexpr (NB > 1)
-      if (nb > 0) DotTileTail<V, T, R, NB / 2>(a, r, b0, nb, kend, prefetch);
+      return DotTileN<V, T, NB - 1>(a, r, b0, nb, kend, prefetch);
   }
 }
 
-template <class V, DType T, int R>
-inline void DotRowGroup(const RowRangeArgs& a, int64_t r, int b0, int nb,
-                        int64_t kend) {
-  constexpr int NB = kDotTileNb<V>;
-  bool prefetch = true;
-  int b = b0;
-  for (; b + NB <= b0 + nb; b += NB) {
-    DotTile<V, T, R, NB>(a, r, b, kend, prefetch);
-    prefetch = false;
+template <class V, DType T, int NB = kDotTileNb<V>>
+inline void DotRowN(const RowRangeArgs& a, int64_t r, int b0, int nb,
+                    int64_t kend) {
+  if constexpr (NB >= 1) {
+    if (nb == NB) return DotRow<V, T, NB>(a, r, b0, kend);
+    if constexpr (NB > 1) return DotRowN<V, T, NB - 1>(a, r, b0, nb, kend);
   }
-  if (b < b0 + nb)
-    DotTileTail<V, T, R, NB / 2>(a, r, b, b0 + nb - b, kend, prefetch);
 }
 
 // Activation rows [b0, b0 + nb), any nb (RunFloat passes all n < kGemmMinRows
 // at once: V::kDotNb == kGemmMinRows), every weight row streamed once.
 template <class V, DType T>
 inline void DotTilesN(const RowRangeArgs& a, int b0, int nb, int64_t kend) {
-  constexpr int R = kDotR<V>;
+  constexpr int NB = kDotTileNb<V>;
   int64_t r = a.r0;
-  for (; r + R <= a.r1; r += R) DotRowGroup<V, T, R>(a, r, b0, nb, kend);
-  for (; r < a.r1; ++r) DotRowGroup<V, T, 1>(a, r, b0, nb, kend);
+  for (; r + 4 <= a.r1; r += 4)
+    for (int b = b0; b < b0 + nb; b += NB)
+      DotTileN<V, T>(a, r, b, std::min(NB, b0 + nb - b), kend, b == b0);
+  for (; r < a.r1; ++r)
+    for (int b = b0; b < b0 + nb; b += NB)
+      DotRowN<V, T>(a, r, b, std::min(NB, b0 + nb - b), kend);
 }
 
 // ---------------------------------------------------------------------------

@@ -180,6 +180,58 @@ TEST_P(KernelsTest, MatchesScalarDefinition) {
   }
 }
 
+// Small batches (n < kGemmMinRows) run as one pass over the weights: for each
+// group of 4 weight rows, tiles of 6 (AVX-512) or 3 (AVX2) activation rows and
+// a narrower last tile, single weight rows past the last group. Every n from 1
+// to 17, 31, row counts that leave each remainder, on every ISA, against the
+// definition.
+TEST(KernelsSmallBatchTest, EveryBatchSizeAndRowRemainderMatchesTheDefinition) {
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2,
+                        KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
+    if (!SetKernelIsa(isa)) continue;
+    for (DType dtype : {DType::kF32, DType::kF16}) {
+      for (int rows : {1, 2, 5, 7, 12}) {
+        // 1000 columns: several column blocks (their partial sums added in
+        // y) and a tail past the last vector.
+        for (int cols : {40, 96, 1000}) {
+          Matrix m = Make(dtype, rows, cols, rng);
+          std::vector<int> ns;
+          for (int n = 1; n <= 17; ++n) ns.push_back(n);
+          ns.push_back(31);
+          for (int n : ns) {
+            std::vector<float> x(size_t(n) * cols);
+            std::normal_distribution<float> dist;
+            for (float& v : x) v = dist(rng);
+            std::vector<float> y(size_t(n) * (rows + 1), -1.0f);
+            MatMul(&pool, n,
+                   {MatMulJob{&m.w, x.data(), cols, y.data(), rows + 1}});
+            for (int b = 0; b < n; ++b) {
+              for (int r = 0; r < rows; ++r) {
+                double want = 0, mag = 0;
+                for (int k = 0; k < cols; ++k) {
+                  double t = double(internal::DequantElement(m.w, r, k)) *
+                             x[size_t(b * cols + k)];
+                  want += t;
+                  mag += std::fabs(t);
+                }
+                ASSERT_NEAR(y[size_t(b * (rows + 1) + r)], want,
+                            1e-5 * (1 + std::fabs(want)) + 1e-6 * mag)
+                    << DTypeName(dtype) << " " << KernelIsaName(isa)
+                    << " n=" << n << " rows=" << rows << " cols=" << cols
+                    << " b=" << b << " r=" << r;
+              }
+              EXPECT_EQ(y[size_t(b * (rows + 1) + rows)], -1.0f);
+            }
+          }
+        }
+      }
+    }
+  }
+  SetKernelIsa(DetectKernelIsa());
+}
+
 // The packed GEMM over several column blocks (1000 columns: partial sums kept
 // in its scratch between blocks, an 8-column tail past the last 16-wide
 // vector) and several 64-row blocks (150 rows: a partial last panel), with a
