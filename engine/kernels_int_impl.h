@@ -124,6 +124,14 @@ inline void RunIntI8x16(const RowRangeArgs& a) {
   for (; r < a.r1; ++r) IntRowsI8x16<V, 1>(a, r);
 }
 
+// With VNNI, vpdpbusd takes one operand as u8 biased by 128 and the bias is
+// taken off through the int32 starting values (see IntTile and IntGemm).
+#if defined(HANGAR_KERNELS_VNNI)
+constexpr bool kIntBias128 = true;
+#else
+constexpr bool kIntBias128 = false;
+#endif
+
 template <class V, DType T, int NB>
 inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
   constexpr int R = 4;
@@ -134,36 +142,53 @@ inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
   for (int i = 0; i < R; ++i) rows[i] = w.data + (r + i) * rb;
   const int8_t* xs[NB];
   for (int j = 0; j < NB; ++j) xs[j] = a.xq + (b0 + j) * a.ldxq;
-  const int64_t ahead = R * rb;
+  const int64_t ahead = 2 * R * rb;
   __m256 acc[R][NB];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    if ((blk & 1) == 0) {
+    {  // every block: 34-byte blocks cross a line every other block
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i)
         __builtin_prefetch(IntBlock<T>(rows[i], blk) + ahead, 0, 3);
     }
-    __m256i xv[NB];
+    __m256i xv[NB], x0[NB];
     __m256 dx[NB];
 #pragma GCC unroll 8
     for (int j = 0; j < NB; ++j) {
       xv[j] = Load32(xs[j] + blk * 32);
       dx[j] = _mm256_set1_ps(a.xscale[(b0 + j) * a.ldxs + blk]);
+      // With VNNI the weights go in as w + 128 (u8): the int32 lanes start
+      // at -128 * (their 4 activations' sum), once per block for all rows.
+      if constexpr (kIntBias128)
+        x0[j] = _mm256_sub_epi32(
+            _mm256_setzero_si256(),
+            V::DotU8S8(_mm256_setzero_si256(), _mm256_set1_epi8(char(0x80)),
+                       xv[j]));
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const __m256i wv = Load32(IntBlock<T>(rows[i], blk));
-      const __m256i aw = _mm256_abs_epi8(wv);
+      __m256i aw;
+      if constexpr (kIntBias128) {
+        aw = _mm256_xor_si256(wv, _mm256_set1_epi8(char(0x80)));
+      } else {
+        aw = _mm256_abs_epi8(wv);
+      }
       // d_w * d_x per pair: the scale of the weights times the
       // activations' block scale.
       const __m256 dw = _mm256_set1_ps(IntBlockScale<T>(rows[i], blk));
 #pragma GCC unroll 8
       for (int j = 0; j < NB; ++j) {
-        const __m256i p =
-            V::DotU8S8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[j], wv));
+        __m256i p;
+        if constexpr (kIntBias128) {
+          p = V::DotU8S8(x0[j], aw, xv[j]);
+        } else {
+          p = V::DotU8S8(_mm256_setzero_si256(), aw,
+                         _mm256_sign_epi8(xv[j], wv));
+        }
         acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
                                     _mm256_mul_ps(dw, dx[j]), acc[i][j]);
       }
@@ -240,11 +265,6 @@ inline void RunFloat(const RowRangeArgs& a) {
 // step; the panel carries -128 * sum(w) per row and block as the int32
 // starting value. Without VNNI vpmaddubsw would saturate on (q + 128) * w, so
 // the step is |w| x sign(q, w) (vpsignb, vpmaddubsw, vpmaddwd, vpaddd).
-#if defined(HANGAR_KERNELS_VNNI)
-constexpr bool kIntBias128 = true;
-#else
-constexpr bool kIntBias128 = false;
-#endif
 
 template <class V>
 constexpr int kIntNrv = V::kW == 16 ? 2 : 1;  // 8-row int32 vectors per panel
