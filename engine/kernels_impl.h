@@ -31,11 +31,13 @@
 //     group of 4 weight rows runs every activation tile in turn, the first
 //     streaming the rows from memory (and prefetching the next group), the
 //     others finding them in L1/L2. (Batch 8 as 6 + 2 rows used to stream
-//     the whole matrix twice: f32 batch 8 / batch 1 on the base preset
-//     4.80 -> 5.03 with AVX-512, batch 16 on AVX2 6.12 -> 6.42. Tiles of
-//     3 x 8 (AVX-512) and 2 x 4 (AVX2) with column blocks of 16 KiB of
-//     activations measured slower: 4.31 and 4.07, more reductions and y
-//     round trips per FMA.)
+//     the whole matrix twice. f32 batch 8 / batch 1 on the base preset,
+//     two runs: AVX-512 4.80 -> 5.03 and 5.03 -> 4.95, within the noise;
+//     AVX2 4.83 -> 4.73 and 4.61 -> 4.73; batch 16 on AVX2 6.12 -> 6.42 and
+//     5.77 -> 6.47. Batch 8 is compute-bound on the tiles' FMAs, not on the
+//     second stream. Tiles of 3 x 8 (AVX-512) and 2 x 4 (AVX2) with column
+//     blocks of 16 KiB of activations measured slower: 4.31 and 4.07, with
+//     more reductions and y round trips per FMA.)
 //   * n >= kGemmMinRows, every dtype: a packed GEMM. A panel of 2*kW weight
 //     rows x kKc columns is dequantized and transposed into L1 ([k][row]);
 //     a kMr x 2*kW micro-tile then broadcasts one activation per row (from
