@@ -163,10 +163,10 @@ inline void IntTile(const RowRangeArgs& a, int64_t r, int b0) {
       // With VNNI the weights go in as w + 128 (u8): the int32 lanes start
       // at -128 * (their 4 activations' sum), once per block for all rows.
       if constexpr (kIntBias128)
-        x0[j] = _mm256_sub_epi32(
-            _mm256_setzero_si256(),
-            V::DotU8S8(_mm256_setzero_si256(), _mm256_set1_epi8(char(0x80)),
-                       xv[j]));
+        x0[j] =
+            _mm256_sub_epi32(_mm256_setzero_si256(),
+                             V::DotU8S8(_mm256_setzero_si256(),
+                                        _mm256_set1_epi8(char(0x80)), xv[j]));
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
