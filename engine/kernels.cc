@@ -391,6 +391,53 @@ void AttentionValues(const float* w, int64_t ldw, int nq, const float* v,
   }
 }
 
+void Exp(const float* x, float* out, int64_t n) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return internal::ExpAvx512(x, out, n);
+    case KernelIsa::kAvx2:
+      return internal::ExpAvx2(x, out, n);
+    case KernelIsa::kScalar:
+      break;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = std::exp(x[i]);
+}
+
+void Softmax(float* x, int n) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return internal::SoftmaxAvx512(x, n);
+    case KernelIsa::kAvx2:
+      return internal::SoftmaxAvx2(x, n);
+    case KernelIsa::kScalar:
+      break;
+  }
+  float maxv = -INFINITY;
+  for (int p = 0; p < n; ++p) maxv = std::max(maxv, x[p]);
+  float sum = 0;
+  for (int p = 0; p < n; ++p) {
+    x[p] = std::exp(x[p] - maxv);
+    sum += x[p];
+  }
+  const float inv = 1.0f / sum;
+  for (int p = 0; p < n; ++p) x[p] *= inv;
+}
+
+void SiluMul(float* g, const float* u, int64_t n) {
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case KernelIsa::kAvx512:
+    case KernelIsa::kAvx512Vnni:
+      return internal::SiluMulAvx512(g, u, n);
+    case KernelIsa::kAvx2:
+      return internal::SiluMulAvx2(g, u, n);
+    case KernelIsa::kScalar:
+      break;
+  }
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
   if (w.dtype == DType::kF32) {
     std::memcpy(out, w.data + row * w.row_bytes(), size_t(w.cols) * 4);

@@ -98,6 +98,18 @@ void AttentionScores(const float* q, int64_t ldq, int nq, const float* k,
 void AttentionValues(const float* w, int64_t ldw, int nq, const float* v,
                      int64_t ldv, int n, int d, float* out, int64_t ldo);
 
+// Elementwise functions on the active ISA. The vector exp reduces
+// x = n ln2 + r, evaluates a degree-6 polynomial for e^r and scales by 2^n
+// through the exponent bits (relative error below 1e-6 against std::exp);
+// x < -87.3 gives 0 and x > 88 saturates at e^88. The scalar ISA uses
+// std::exp.
+//   out[i] = exp(x[i])  (i < n; out may equal x)
+void Exp(const float* x, float* out, int64_t n);
+//   x[0..n) <- softmax(x[0..n)): exp(x - max), then divided by the sum
+void Softmax(float* x, int n);
+//   g[i] <- g[i] / (1 + exp(-g[i])) * u[i]  (SiLU(gate) * up, SwiGLU)
+void SiluMul(float* g, const float* u, int64_t n);
+
 // Dequantizes row `row` of `w` into `out[0..cols)` (embedding lookups).
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);
 
@@ -146,6 +158,12 @@ void AttentionScoresAvx512(const float* q, int64_t ldq, int nq, const float* k,
                            float* scores, int64_t lds);
 void AttentionValuesAvx512(const float* w, int64_t ldw, int nq, const float* v,
                            int64_t ldv, int n, int d, float* out, int64_t ldo);
+void ExpAvx2(const float* x, float* out, int64_t n);
+void SoftmaxAvx2(float* x, int n);
+void SiluMulAvx2(float* g, const float* u, int64_t n);
+void ExpAvx512(const float* x, float* out, int64_t n);
+void SoftmaxAvx512(float* x, int n);
+void SiluMulAvx512(float* g, const float* u, int64_t n);
 // From this many activation rows on, the vector ISAs run a packed GEMM.
 constexpr int kGemmMinRows = 32;
 // Activation rows per GEMM micro-tile of `isa` (0 for scalar).

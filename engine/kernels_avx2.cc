@@ -42,6 +42,27 @@ struct Avx2 {
   static F Add(F a, F b) { return _mm256_add_ps(a, b); }
   static F Mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F Sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F Div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F Max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F Min(F a, F b) { return _mm256_min_ps(a, b); }
+  static F Round(F v) {
+    return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static F Pow2(F n) {  // 2^n for integral n in [-126, 127]
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  }
+  static F ZeroBelow(F v, F x, float lim) {  // x >= lim ? v : 0
+    return _mm256_and_ps(v, _mm256_cmp_ps(x, _mm256_set1_ps(lim), _CMP_GE_OQ));
+  }
+  static float ReduceMax(F v) {
+    __m128 s =
+        _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
   static float Reduce(F v) {
     __m128 s =
         _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -129,6 +150,13 @@ void AttentionScoresAvx2(const float* q, int64_t ldq, int nq, const float* k,
 void AttentionValuesAvx2(const float* w, int64_t ldw, int nq, const float* v,
                          int64_t ldv, int n, int d, float* out, int64_t ldo) {
   AttentionValuesImpl<Avx2>(w, ldw, nq, v, ldv, n, d, out, ldo);
+}
+void ExpAvx2(const float* x, float* out, int64_t n) {
+  ExpImpl<Avx2>(x, out, n);
+}
+void SoftmaxAvx2(float* x, int n) { SoftmaxImpl<Avx2>(x, n); }
+void SiluMulAvx2(float* g, const float* u, int64_t n) {
+  SiluMulImpl<Avx2>(g, u, n);
 }
 
 }  // namespace hangar::engine::internal

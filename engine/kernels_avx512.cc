@@ -52,6 +52,23 @@ struct Avx512 {
   static F Add(F a, F b) { return _mm512_add_ps(a, b); }
   static F Mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F Fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F Sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F Div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F Max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F Min(F a, F b) { return _mm512_min_ps(a, b); }
+  static F Round(F v) {
+    return _mm512_roundscale_ps(v,
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static F Pow2(F n) {  // 2^n for integral n in [-126, 127]
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+  }
+  static F ZeroBelow(F v, F x, float lim) {  // x >= lim ? v : 0
+    return _mm512_maskz_mov_ps(
+        _mm512_cmp_ps_mask(x, _mm512_set1_ps(lim), _CMP_GE_OQ), v);
+  }
+  static float ReduceMax(F v) { return _mm512_reduce_max_ps(v); }
   static float Reduce(F v) { return _mm512_reduce_add_ps(v); }
   static __m256 Half(F v) {
     return _mm256_add_ps(
@@ -156,6 +173,13 @@ void AttentionScoresAvx512(const float* q, int64_t ldq, int nq, const float* k,
 void AttentionValuesAvx512(const float* w, int64_t ldw, int nq, const float* v,
                            int64_t ldv, int n, int d, float* out, int64_t ldo) {
   AttentionValuesImpl<Avx512>(w, ldw, nq, v, ldv, n, d, out, ldo);
+}
+void ExpAvx512(const float* x, float* out, int64_t n) {
+  ExpImpl<Avx512>(x, out, n);
+}
+void SoftmaxAvx512(float* x, int n) { SoftmaxImpl<Avx512>(x, n); }
+void SiluMulAvx512(float* g, const float* u, int64_t n) {
+  SiluMulImpl<Avx512>(g, u, n);
 }
 #endif
 

@@ -90,6 +90,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -547,6 +548,95 @@ inline void AttentionValuesImpl(const float* w, int64_t ldw, int nq,
       for (int p = 0; p < n; ++p) a += w[j * ldw + p] * v[p * ldv + i];
       out[j * ldo + i] = a;
     }
+  }
+}
+
+// exp(x) per lane: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2
+// (ln2 split in two constants so n ln2 is exact enough), e^r by Cephes'
+// degree-6 expf polynomial, 2^n through the exponent bits. x is clamped to
+// [-87.3, 88] (n stays a normal exponent); below -87.3 the result is 0.
+template <class V>
+inline typename V::F ExpV(typename V::F x) {
+  using F = typename V::F;
+  const F c = V::Max(V::Min(x, V::Set1(88.0f)), V::Set1(-87.3f));
+  const F n = V::Round(V::Mul(c, V::Set1(1.44269504088896341f)));
+  F r = V::Fma(n, V::Set1(-0.693359375f), c);
+  r = V::Fma(n, V::Set1(2.12194440e-4f), r);
+  F p = V::Set1(1.9875691500e-4f);
+  p = V::Fma(p, r, V::Set1(1.3981999507e-3f));
+  p = V::Fma(p, r, V::Set1(8.3334519073e-3f));
+  p = V::Fma(p, r, V::Set1(4.1665795894e-2f));
+  p = V::Fma(p, r, V::Set1(1.6666665459e-1f));
+  p = V::Fma(p, r, V::Set1(5.0000001201e-1f));
+  const F e = V::Add(V::Fma(p, V::Mul(r, r), r), V::Set1(1.0f));
+  return V::ZeroBelow(V::Mul(e, V::Pow2(n)), x, -87.3f);
+}
+
+template <class V>
+inline void ExpImpl(const float* x, float* out, int64_t n) {
+  constexpr int W = V::kW;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::Store(out + i, ExpV<V>(V::Load(x + i)));
+  if (i < n) {
+    alignas(64) float t[W] = {};
+    for (int64_t j = i; j < n; ++j) t[j - i] = x[j];
+    V::Store(t, ExpV<V>(V::Load(t)));
+    for (int64_t j = i; j < n; ++j) out[j] = t[j - i];
+  }
+}
+
+// Softmax of one row in place: a max pass, an exp(x - max) pass that also
+// sums, a scaling pass (the tail padded with -inf, whose exp is 0).
+template <class V>
+inline void SoftmaxImpl(float* x, int n) {
+  using F = typename V::F;
+  constexpr int W = V::kW;
+  const int nv = n - n % W;
+  F m = V::Set1(-INFINITY);
+  for (int p = 0; p < nv; p += W) m = V::Max(m, V::Load(x + p));
+  float maxv = V::ReduceMax(m);
+  for (int p = nv; p < n; ++p) maxv = std::max(maxv, x[p]);
+  const F mv = V::Set1(maxv);
+  F s = V::Zero();
+  for (int p = 0; p < nv; p += W) {
+    const F e = ExpV<V>(V::Sub(V::Load(x + p), mv));
+    V::Store(x + p, e);
+    s = V::Add(s, e);
+  }
+  alignas(64) float t[W];
+  if (nv < n) {
+    for (int p = 0; p < W; ++p) t[p] = nv + p < n ? x[nv + p] : -INFINITY;
+    const F e = ExpV<V>(V::Sub(V::Load(t), mv));
+    V::Store(t, e);
+    s = V::Add(s, e);
+  }
+  const F inv = V::Set1(1.0f / V::Reduce(s));
+  for (int p = 0; p < nv; p += W) V::Store(x + p, V::Mul(V::Load(x + p), inv));
+  if (nv < n) {
+    V::Store(t, V::Mul(V::Load(t), inv));
+    for (int p = nv; p < n; ++p) x[p] = t[p - nv];
+  }
+}
+
+// g <- g / (1 + exp(-g)) * u.
+template <class V>
+inline typename V::F SiluMulV(typename V::F g, typename V::F u) {
+  const typename V::F e = ExpV<V>(V::Sub(V::Zero(), g));
+  return V::Mul(V::Div(g, V::Add(V::Set1(1.0f), e)), u);
+}
+
+template <class V>
+inline void SiluMulImpl(float* g, const float* u, int64_t n) {
+  constexpr int W = V::kW;
+  constexpr auto step = SiluMulV<V>;
+  int64_t i = 0;
+  for (; i + W <= n; i += W)
+    V::Store(g + i, step(V::Load(g + i), V::Load(u + i)));
+  if (i < n) {
+    alignas(64) float tg[W] = {}, tu[W] = {};
+    for (int64_t j = i; j < n; ++j) tg[j - i] = g[j], tu[j - i] = u[j];
+    V::Store(tg, step(V::Load(tg), V::Load(tu)));
+    for (int64_t j = i; j < n; ++j) g[j] = tg[j - i];
   }
 }
 

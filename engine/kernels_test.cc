@@ -1,5 +1,6 @@
 #include "engine/kernels.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -227,6 +228,79 @@ TEST(KernelsSmallBatchTest, EveryBatchSizeAndRowRemainderMatchesTheDefinition) {
           }
         }
       }
+    }
+  }
+  SetKernelIsa(DetectKernelIsa());
+}
+
+// The vector exp against std::exp over [-100, 90] (every ISA, lengths that
+// leave each tail): relative error below 2e-6 where the result is a normal
+// float, 0 below -87.3, saturation (finite, >= e^88) above 88.
+TEST(KernelsExpTest, MatchesStdExpOnEveryIsa) {
+  std::vector<float> x;
+  for (int i = 0; i <= 190000; ++i) x.push_back(-100.0f + i * 0.001f);
+  x.push_back(-INFINITY);
+  x.push_back(0.0f);
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2,
+                        KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
+    if (!SetKernelIsa(isa)) continue;
+    for (size_t len : {x.size(), size_t(13), size_t(1)}) {
+      std::vector<float> y(len + 1, -1.0f);
+      Exp(x.data() + (x.size() - len), y.data(), int64_t(len));
+      EXPECT_EQ(y[len], -1.0f);
+      for (size_t i = 0; i < len; ++i) {
+        const float xi = x[x.size() - len + i];
+        const double want = std::exp(double(xi));
+        if (xi < -87.3f) {
+          if (isa != KernelIsa::kScalar) ASSERT_EQ(y[i], 0.0f) << xi;
+        } else if (xi > 88.0f) {
+          ASSERT_TRUE(std::isfinite(y[i]) || isa == KernelIsa::kScalar) << xi;
+          ASSERT_GE(y[i], 0.999999 * std::exp(88.0)) << xi;
+        } else if (want > 1.2e-38) {
+          ASSERT_NEAR(y[i] / want, 1.0, 2e-6)
+              << KernelIsaName(isa) << " x=" << xi;
+        }
+      }
+    }
+  }
+  SetKernelIsa(DetectKernelIsa());
+}
+
+// Softmax and SiLU(gate) * up on every ISA against the double-precision
+// definition, for lengths around the vector widths.
+TEST(KernelsExpTest, SoftmaxAndSiluMulMatchTheDefinition) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 8.0f);
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2,
+                        KernelIsa::kAvx512, KernelIsa::kAvx512Vnni}) {
+    if (!SetKernelIsa(isa)) continue;
+    for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 33, 100, 513}) {
+      std::vector<float> x(size_t(n) + 1);
+      for (float& v : x) v = dist(rng);
+      x[size_t(n)] = 12345.0f;
+      std::vector<float> s = x;
+      Softmax(s.data(), n);
+      double m = -INFINITY, sum = 0;
+      for (int p = 0; p < n; ++p) m = std::max(m, double(x[size_t(p)]));
+      for (int p = 0; p < n; ++p) sum += std::exp(double(x[size_t(p)]) - m);
+      for (int p = 0; p < n; ++p) {
+        const double want = std::exp(double(x[size_t(p)]) - m) / sum;
+        ASSERT_NEAR(s[size_t(p)], want, 4e-6 * want + 1e-30)
+            << KernelIsaName(isa) << " n=" << n << " p=" << p;
+      }
+      EXPECT_EQ(s[size_t(n)], 12345.0f);
+
+      std::vector<float> u(size_t(n) + 1);
+      for (float& v : u) v = dist(rng);
+      std::vector<float> g = x;
+      SiluMul(g.data(), u.data(), n);
+      for (int i = 0; i < n; ++i) {
+        const double gi = x[size_t(i)];
+        const double want = gi / (1.0 + std::exp(-gi)) * u[size_t(i)];
+        ASSERT_NEAR(g[size_t(i)], want, 4e-6 * std::fabs(want) + 1e-30)
+            << KernelIsaName(isa) << " n=" << n << " i=" << i;
+      }
+      EXPECT_EQ(g[size_t(n)], 12345.0f);
     }
   }
   SetKernelIsa(DetectKernelIsa());

@@ -572,15 +572,7 @@ void Model::Attention(absl::Span<const ForwardRow> rows, int layer,
     for (int j = 0; j < blk.m; ++j) {
       float* sj = scores + int64_t(j) * n;
       const int valid = first.position + j + 1;
-      float maxv = -INFINITY;
-      for (int p = 0; p < valid; ++p) maxv = std::max(maxv, sj[p]);
-      float sum = 0;
-      for (int p = 0; p < valid; ++p) {
-        sj[p] = std::exp(sj[p] - maxv);
-        sum += sj[p];
-      }
-      const float inv = 1.0f / sum;
-      for (int p = 0; p < valid; ++p) sj[p] *= inv;
+      Softmax(sj, valid);
       for (int p = valid; p < n; ++p) sj[p] = 0.0f;
     }
     AttentionValues(scores, n, blk.m, s->V(first.slot, layer) + kvoff, kvdim, n,
@@ -677,8 +669,7 @@ absl::Status Model::Forward(absl::Span<const ForwardRow> rows, DecodeState* s,
     auto swiglu = [&](int64_t c) {
       const int64_t begin = c * kSwigluChunk,
                     end = std::min(N * F, begin + kSwigluChunk);
-      for (int64_t i = begin; i < end; ++i)
-        g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      SiluMul(g + begin, u + begin, end - begin);
     };
     if (swiglu_chunks >= 4) {
       pool_->ParallelFor(swiglu_chunks, swiglu);
