@@ -63,9 +63,11 @@
 //     thread: 94 -> 109-115 GFLOP/s of a 150 peak).
 //   * Q8_0 weights, n < kGemmMinRows, activations quantized to int8 per
 //     32-block (RowRangeArgs::xq): integer tiles of 4 weight rows x kIntNb
-//     activation rows over 32-byte blocks with |w| x sign(x, w) (so
-//     vpmaddubsw never saturates); each block's int32 sum is converted and
-//     scaled by d_w * d_x.
+//     activation rows over 32-byte blocks, prefetched two tiles ahead; with
+//     VNNI vpdpbusd takes the raw weights as w + 128 (each block's lanes
+//     start at -128 * the sum of its activations), without it |w| x
+//     sign(x, w) (so vpmaddubsw never saturates); each block's int32 sum is
+//     converted and scaled by d_w * d_x.
 //   * Q8_0 weights, n >= kGemmMinRows (RowRangeArgs::xqpack): an integer
 //     GEMM (IntGemm, kernels_int_impl.h). Panels of 8 or 16 weight rows x
 //     24 blocks are repacked as [k / 4][row] runs of 4 bytes; micro-tiles of
@@ -73,8 +75,10 @@
 //     and dot-accumulate into one int32 lane per weight row, converting and
 //     scaling per block. With VNNI one vpdpbusd per step (activations as
 //     q + 128, the panel's -128 * sum(w) as the starting value).
-//   * int8 weights, n = 1 (RowRangeArgs::xq16): each row streams once with
-//     int16 activations and vpmaddwd / vpdpwssd (RunIntI8x16).
+//   * int8 weights, n = 1 (RowRangeArgs::xq16): passes of 4 weight rows
+//     share each int16 activation load (vpmaddwd / vpdpwssd, RunIntI8x16),
+//     each row prefetched two tiles ahead, int32 sums flushed to float every
+//     1024 columns; leftover rows go one at a time.
 //   * K-quants (Q4_K, Q5_K, Q6_K), n < kGemmMinRows: one integer algorithm
 //     (RunIntKQuant, kernels_kquant_impl.h) over an unpacking policy per
 //     format. Tiles of 4 weight rows x 1 activation row at batch 1 (256-bit
