@@ -20,6 +20,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/escaping.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/config/flags.h"
 #include "common/sampling/sampling.h"
@@ -94,6 +95,10 @@ bool ParseStopSequences(const std::string& flag,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As in hangar-gateway: Debian's Abseil is built without NDEBUG, so every
+  // absl::Mutex acquisition (gRPC's and the generation loop's) would update
+  // a process-wide lock-order graph; tests keep the check, servers skip it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   hangar::ParseFlagsWithEnv(argc, argv, "HANGAR_RUNNER_", "runner");
 
   hangar::v1::SamplingParams sampling;
