@@ -22,6 +22,7 @@
 namespace hangar::engine {
 namespace {
 
+using ::hangar::engine::testing::AllPositionLogits;
 using ::hangar::engine::testing::MakeTempDir;
 
 void PutHalf(uint8_t* p, uint16_t h) { std::memcpy(p, &h, 2); }
@@ -236,23 +237,6 @@ TEST(KQuantsTest, MatMulExtremesDoNotSaturate) {
   }
 }
 
-// Logits of every position.
-std::vector<std::vector<float>> Logits(const Model& model,
-                                       const std::vector<int>& ids) {
-  auto state = model.NewState(1, int(ids.size()), int(ids.size()));
-  EXPECT_TRUE(state.ok()) << state.status();
-  std::vector<ForwardRow> rows;
-  for (size_t i = 0; i < ids.size(); ++i)
-    rows.push_back({0, int(i), ids[i], true});
-  std::vector<float> flat(ids.size() * size_t(model.vocab_size()));
-  EXPECT_OK(model.Forward(rows, state->get(), flat.data()));
-  std::vector<std::vector<float>> out;
-  for (size_t i = 0; i < ids.size(); ++i)
-    out.emplace_back(flat.begin() + long(i * size_t(model.vocab_size())),
-                     flat.begin() + long((i + 1) * size_t(model.vocab_size())));
-  return out;
-}
-
 int ArgMax(const std::vector<float>& v) {
   return int(std::max_element(v.begin(), v.end()) - v.begin());
 }
@@ -327,7 +311,8 @@ TEST_P(KQuantModelTest, RunsLikeItsDequantizedWeights) {
   ASSERT_OK_AND_ASSIGN(auto f32, Model::Load(dir, {.threads = 2}));
   EXPECT_EQ(kq->info().weight_dtype, type == "q4_k_m" ? "mixed" : type);
   const std::vector<int> ids = {0, 17, 250, 3, 99, 300, 42, 7, 128, 64, 1, 400};
-  auto got = Logits(*kq, ids), want = Logits(*dq, ids), ref = Logits(*f32, ids);
+  auto got = AllPositionLogits(*kq, ids), want = AllPositionLogits(*dq, ids),
+       ref = AllPositionLogits(*f32, ids);
   const double bound = ActiveKernelIsa() != KernelIsa::kScalar ? 0.15 : 2e-3;
   double sxy = 0, sxx = 0, syy = 0;
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -19,26 +19,10 @@
 namespace hangar::engine {
 namespace {
 
+using ::hangar::engine::testing::AllPositionLogits;
 using ::hangar::engine::testing::MakeTempDir;
 using ::hangar::testing::StatusIs;
 using ::testing::HasSubstr;
-
-// Logits of every position, from the engine.
-std::vector<std::vector<float>> EngineLogits(const Model& model,
-                                             const std::vector<int>& ids) {
-  auto state = model.NewState(1, int(ids.size()), int(ids.size()));
-  EXPECT_TRUE(state.ok()) << state.status();
-  std::vector<ForwardRow> rows;
-  for (size_t i = 0; i < ids.size(); ++i)
-    rows.push_back({0, int(i), ids[i], true});
-  std::vector<float> flat(ids.size() * size_t(model.vocab_size()));
-  EXPECT_OK(model.Forward(rows, state->get(), flat.data()));
-  std::vector<std::vector<float>> out;
-  for (size_t i = 0; i < ids.size(); ++i)
-    out.emplace_back(flat.begin() + long(i * size_t(model.vocab_size())),
-                     flat.begin() + long((i + 1) * size_t(model.vocab_size())));
-  return out;
-}
 
 // Logits of every position, from the NumPy reference (float64).
 std::vector<std::vector<float>> ReferenceLogits(const std::string& dir,
@@ -83,7 +67,7 @@ TEST_P(ReferenceTest, ForwardMatchesNumpy) {
   std::string dir = MakeTempDir(GetParam().name);
   ASSERT_OK(WriteTinyModel(GetParam().options, dir));
   ASSERT_OK_AND_ASSIGN(auto model, Model::Load(dir, {.threads = 2}));
-  auto got = EngineLogits(*model, kIds);
+  auto got = AllPositionLogits(*model, kIds);
   auto want = ReferenceLogits(dir, kIds);
   EXPECT_LT(MaxDiff(got, want), 2e-3);
   // The logits are not degenerate.
@@ -155,7 +139,7 @@ TEST_P(GgufTest, SameLogitsAsSafetensors) {
   ASSERT_OK_AND_ASSIGN(
       auto b, gg->tokenizer().Encode("The pilot checked the fuel, 42 times!"));
   EXPECT_EQ(a, b);
-  auto want = EngineLogits(*hf, kIds), got = EngineLogits(*gg, kIds);
+  auto want = AllPositionLogits(*hf, kIds), got = AllPositionLogits(*gg, kIds);
   if (type == "f32" || type == "f16") {
     EXPECT_LT(MaxDiff(got, want), tolerance);
   } else {
@@ -187,14 +171,15 @@ TEST(GgufTest, Qwen2KeepsRotateHalfLayout) {
   ASSERT_OK_AND_ASSIGN(auto hf, Model::Load(dir, {.threads = 1}));
   ASSERT_OK_AND_ASSIGN(auto gg, Model::Load(dir + "/m.gguf", {.threads = 1}));
   EXPECT_FALSE(gg->config().rope_interleaved);
-  EXPECT_LT(MaxDiff(EngineLogits(*hf, kIds), EngineLogits(*gg, kIds)), 1e-4);
+  EXPECT_LT(MaxDiff(AllPositionLogits(*hf, kIds), AllPositionLogits(*gg, kIds)),
+            1e-4);
 }
 
 TEST(ModelTest, ShardedIndexLoads) {
   std::string dir = MakeTempDir("sharded");
   ASSERT_OK(WriteTinyModel(Opts("llama", "F32", false, 2), dir));
   ASSERT_OK_AND_ASSIGN(auto single, Model::Load(dir, {.threads = 1}));
-  auto want = EngineLogits(*single, kIds);
+  auto want = AllPositionLogits(*single, kIds);
   single.reset();
   ASSERT_EQ(std::rename((dir + "/model.safetensors").c_str(),
                         (dir + "/model-00001-of-00001.safetensors").c_str()),
@@ -203,7 +188,7 @@ TEST(ModelTest, ShardedIndexLoads) {
       dir + "/model.safetensors.index.json",
       R"({"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}})"));
   ASSERT_OK_AND_ASSIGN(auto sharded, Model::Load(dir, {.threads = 1}));
-  EXPECT_LT(MaxDiff(EngineLogits(*sharded, kIds), want), 1e-6);
+  EXPECT_LT(MaxDiff(AllPositionLogits(*sharded, kIds), want), 1e-6);
 }
 
 TEST(ModelTest, RejectsBadInputWithClearErrors) {
